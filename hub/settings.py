@@ -1,0 +1,83 @@
+"""The one settings object, read from `IEUM_*` environment variables once at start.
+
+Every field is documented in `docs/operating.md`; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class SettingsError(Exception):
+    """A setting has an invalid value; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IEUM_", frozen=True, extra="ignore")
+
+    # Where things live
+    data_dir: Path = Field(
+        default=Path(".ieum"),
+        description="Folder for the embedded PostgreSQL data, broker log and runtime state.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL to use instead of the embedded one (postgresql://…).",
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers (host:port,…) instead of the embedded broker.",
+    )
+
+    # HTTP server
+    host: str = Field(default="127.0.0.1", description="Address the hub listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port the hub listens on.")
+    log_level: LogLevel = Field(default="info", description="debug, info, warning or error.")
+    graphiql: bool = Field(default=True, description="Serve GraphiQL to browsers at /graphql.")
+    shutdown_grace_seconds: float = Field(
+        default=10.0, gt=0, description="How long in-flight requests may run on shutdown."
+    )
+
+    # PostgreSQL pool
+    db_pool_min: int = Field(default=1, ge=0, description="Connections kept open.")
+    db_pool_max: int = Field(default=10, ge=1, description="Most connections opened at once.")
+    db_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Time limit for connecting and for health checks."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value or None
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _host_ports(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port…], got {server.strip()!r}")
+        return value
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read the environment; raise SettingsError naming each bad variable."""
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems = [
+                f"IEUM_{str(error['loc'][0]).upper()}: {error['msg']} "
+                f"(got {error.get('input')!r})"
+                for error in exc.errors()
+            ]
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
