@@ -1,0 +1,39 @@
+"""The per-request context: built in one place for HTTP and WebSocket alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+import strawberry
+from starlette.requests import HTTPConnection
+from strawberry.dataloader import DataLoader
+
+from auth.caller import ANONYMOUS, Caller
+
+K = TypeVar("K")
+V = TypeVar("V")
+LoaderFactory = Callable[[asyncpg.Pool], DataLoader[K, V]]
+
+
+@dataclass
+class Context:
+    connection: HTTPConnection
+    db: asyncpg.Pool
+    caller: Caller
+    _loaders: dict[Callable[..., Any], DataLoader[Any, Any]] = field(default_factory=dict)
+
+    def loader(self, factory: LoaderFactory[K, V]) -> DataLoader[K, V]:
+        """This request's loader from `factory`: made on first use, never shared."""
+        if factory not in self._loaders:
+            self._loaders[factory] = factory(self.db)
+        return self._loaders[factory]
+
+
+Info = strawberry.Info[Context, None]
+
+
+def build_context(connection: HTTPConnection) -> Context:
+    return Context(connection=connection, db=connection.app.state.db, caller=ANONYMOUS)

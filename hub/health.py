@@ -1,0 +1,61 @@
+"""/healthz (the process is alive) and /readyz (it can do its work)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from hub import metrics
+from hub.migrate import status
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> Response:
+    """200 when PostgreSQL and the broker answer and no migration is pending; else 503."""
+    state = request.app.state
+    timeout = state.settings.db_timeout_seconds
+
+    async def database() -> None:
+        async with state.db.acquire(timeout=timeout) as conn:
+            await conn.fetchval("SELECT 1", timeout=timeout)
+
+    async def migrations() -> None:
+        async with state.db.acquire(timeout=timeout) as conn:
+            pending = [s.migration.file_name for s in await status(conn) if s.pending]
+        if pending:
+            raise RuntimeError("pending: " + ", ".join(pending) + " (run `ieum migrate`)")
+
+    checks: dict[str, Callable[[], Awaitable[None]]] = {
+        "database": database,
+        "migrations": migrations,
+        "broker": state.bus.check,
+    }
+    results = await asyncio.gather(
+        *(asyncio.wait_for(check(), timeout) for check in checks.values()),
+        return_exceptions=True,
+    )
+    report = {
+        name: "ok" if result is None else _reason(result)
+        for name, result in zip(checks, results, strict=True)
+    }
+    ready = all(value == "ok" for value in report.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": report},
+        status_code=200 if ready else 503,
+    )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "no answer in time"
+    return f"{type(error).__name__}: {error}".strip()

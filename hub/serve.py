@@ -1,0 +1,101 @@
+"""`ieum serve`: own the data directory, start what is needed, serve until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator, Sequence
+
+import uvicorn
+
+from hub.app import create_app
+from hub.bootstrap import prepare_database
+from hub.runtime import Services, own_data_dir
+from hub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signals it caught once it has stopped; we stop servers first."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(settings: Settings, domains: Sequence[str], subgraph: str | None) -> None:
+    # SIGTERM unwinds like Ctrl-C while starting up, so embedded servers are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    url = f"http://{settings.host}:{settings.port}/graphql"
+    try:
+        with own_data_dir(settings, "serve", graphql_url=url) as services:
+            asyncio.run(_serve(settings, services, domains, subgraph, url))
+    except KeyboardInterrupt:
+        pass
+    log.info("serve.stopped")
+
+
+async def _serve(
+    settings: Settings,
+    services: Services,
+    domains: Sequence[str],
+    subgraph: str | None,
+    url: str,
+) -> None:
+    assert services.database_url
+    await prepare_database(services.database_url, settings)
+    server = _Server(
+        uvicorn.Config(
+            create_app(settings, services, domains),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+            ws="websockets-sansio",
+        )
+    )
+
+    def stop() -> None:
+        if server.should_exit:  # a second Ctrl-C: don't wait for requests
+            server.force_exit = True
+        server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        print(_banner(settings, services, domains, subgraph, url), flush=True)
+    await serving
+    if not server.started:
+        raise SystemExit(1)
+
+
+def _banner(
+    settings: Settings,
+    services: Services,
+    domains: Sequence[str],
+    subgraph: str | None,
+    url: str,
+) -> str:
+    base = url.removesuffix("/graphql")
+    serving = f"subgraph '{subgraph}'" if subgraph else "all domains"
+    return "\n".join(
+        [
+            "",
+            "  Ieum hub is running",
+            f"  GraphQL   {url}  (GraphiQL in a browser; WebSocket on the same path)",
+            f"  Health    {base}/healthz  {base}/readyz  {base}/metrics",
+            f"  Schema    {serving}: {', '.join(domains)}",
+            f"  Database  {services.database_label}",
+            f"  Broker    {services.broker_label}",
+            f"  Data dir  {settings.data_dir.resolve()}",
+            "  Press Ctrl-C to stop.",
+            "",
+        ]
+    )

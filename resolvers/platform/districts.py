@@ -1,0 +1,133 @@
+"""Districts: SQL, the per-request DataLoaders, and loading the reference data."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from strawberry.dataloader import DataLoader
+
+from hub.errors import BadUserInput
+from resolvers.platform import district_source
+
+log = logging.getLogger(__name__)
+
+CODE = re.compile(r"^[0-9]{5}$")
+_COLUMNS = "code, name, name_en, province, province_code, province_en, legacy_codes, source"
+
+
+@dataclass(frozen=True)
+class DistrictRow:
+    code: str
+    name: str
+    name_en: str
+    province: str
+    province_code: str
+    province_en: str
+    legacy_codes: list[str]
+    source: str
+
+
+def check_code(code: str) -> str:
+    if not CODE.match(code):
+        raise BadUserInput(
+            f"district code must be 5 digits (e.g. '11110' for 종로구), got {code!r}",
+            argument="code",
+        )
+    return code
+
+
+async def list_districts(pool: asyncpg.Pool, province: str | None) -> list[DistrictRow]:
+    """All districts, or those of one province (by Korean or English name, or 2-digit code)."""
+    if province is None:
+        rows = await pool.fetch(f"SELECT {_COLUMNS} FROM districts ORDER BY code")
+        return [DistrictRow(**row) for row in rows]
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM districts"
+        " WHERE $1 IN (province, province_code, lower(province_en)) ORDER BY code",
+        province.strip().lower() if province.isascii() else province.strip(),
+    )
+    if not rows:
+        known = await pool.fetch("SELECT DISTINCT province FROM districts ORDER BY 1")
+        raise BadUserInput(
+            f"unknown province {province!r}; use one of: "
+            + ", ".join(row["province"] for row in known),
+            argument="province",
+        )
+    return [DistrictRow(**row) for row in rows]
+
+
+def district_loader(pool: asyncpg.Pool) -> DataLoader[str, DistrictRow | None]:
+    """District by current or legacy code; None for a code that names no district."""
+
+    async def load(codes: Sequence[str]) -> list[DistrictRow | None]:
+        rows = await pool.fetch(
+            f"SELECT {_COLUMNS} FROM districts"
+            " WHERE code = ANY($1::text[]) OR legacy_codes && $1::text[]",
+            list(codes),
+        )
+        by_code: dict[str, DistrictRow] = {}
+        for row in rows:
+            district = DistrictRow(**row)
+            for code in (district.code, *district.legacy_codes):
+                by_code[code] = district
+        return [by_code.get(code) for code in codes]
+
+    return DataLoader(load_fn=load)
+
+
+def boundary_loader(pool: asyncpg.Pool) -> DataLoader[str, dict[str, Any]]:
+    """GeoJSON boundaries, loaded apart from the rows since they are large (~30 kB each)."""
+
+    async def load(codes: Sequence[str]) -> list[dict[str, Any]]:
+        rows = await pool.fetch(
+            "SELECT code, boundary FROM districts WHERE code = ANY($1::text[])", list(codes)
+        )
+        by_code = {row["code"]: row["boundary"] for row in rows}
+        return [by_code[code] for code in codes]
+
+    return DataLoader(load_fn=load)
+
+
+async def load_reference_data(conn: asyncpg.Connection) -> int:
+    """Bring the districts table up to the bundled source; return how many rows changed."""
+    current = await conn.fetchval(
+        "SELECT count(*) FROM districts WHERE source = $1", district_source.SOURCE
+    )
+    districts = district_source.load()
+    if current == len(districts):
+        return 0
+    async with conn.transaction():
+        await conn.executemany(
+            "INSERT INTO districts (code, name, name_en, province, province_code, province_en,"
+            " legacy_codes, boundary, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            " ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name,"
+            " name_en = EXCLUDED.name_en, province = EXCLUDED.province,"
+            " province_code = EXCLUDED.province_code, province_en = EXCLUDED.province_en,"
+            " legacy_codes = EXCLUDED.legacy_codes, boundary = EXCLUDED.boundary,"
+            " source = EXCLUDED.source, updated_at = now()",
+            [
+                (
+                    d.code,
+                    d.name,
+                    d.name_en,
+                    d.province,
+                    d.province_code,
+                    d.province_en,
+                    list(d.legacy_codes),
+                    d.boundary,
+                    district_source.SOURCE,
+                )
+                for d in districts
+            ],
+        )
+        await conn.execute(
+            "DELETE FROM districts WHERE NOT (code = ANY($1::text[]))",
+            [d.code for d in districts],
+        )
+    log.info("platform.districts.loaded count=%d", len(districts))
+    return len(districts)

@@ -1,0 +1,45 @@
+"""Assemble any subset of the domains into one Apollo Federation v2 subgraph schema."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import strawberry
+from strawberry.tools import merge_types
+
+from schema import platform
+from schema.domain import Domain
+from schema.extensions import OperationMetrics, PublicErrors
+
+# A version @theguild/federation-composition understands, and >= 2.5 for @requiresScopes.
+FEDERATION_VERSION = "2.7"
+
+DOMAINS: dict[str, Domain] = {domain.name: domain for domain in (platform.domain,)}
+
+
+def domain_names(subgraph: str | None) -> list[str]:
+    """The domains of a subgraph (None: all of them); unknown names are refused."""
+    if subgraph is None:
+        return list(DOMAINS)
+    if subgraph not in DOMAINS:
+        raise ValueError(f"unknown subgraph {subgraph!r}; choose one of: {', '.join(DOMAINS)}")
+    return [subgraph]
+
+
+def build_schema(names: Sequence[str] | None = None) -> strawberry.federation.Schema:
+    domains = [DOMAINS[name] for name in (names or DOMAINS)]
+
+    def merged(kind: str) -> type | None:
+        parts = tuple(part for d in domains if (part := getattr(d, kind)) is not None)
+        return merge_types(kind.capitalize(), parts) if parts else None
+
+    query = merged("query")
+    assert query is not None, "every subgraph has at least one query field"
+    return strawberry.federation.Schema(
+        query=query,
+        mutation=merged("mutation"),
+        subscription=merged("subscription"),
+        types=[t for d in domains for t in d.types],
+        federation_version=FEDERATION_VERSION,  # type: ignore[arg-type]
+        extensions=[PublicErrors, OperationMetrics],
+    )

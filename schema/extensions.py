@@ -1,0 +1,63 @@
+"""Schema extensions at the GraphQL edge: public error codes and per-operation metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+from graphql import GraphQLError, OperationType
+from strawberry.extensions import SchemaExtension
+
+from hub import metrics
+from hub.errors import IeumError
+
+log = logging.getLogger(__name__)
+
+
+class PublicErrors(SchemaExtension):
+    """Every error gets `extensions.code`; unexpected ones are masked and logged."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        result.errors = [self._public(error) for error in result.errors]
+
+    def _public(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, IeumError):
+            return error
+        if original is None:  # syntax, validation or variable errors: the client's to fix
+            error.extensions = {"code": "GRAPHQL_VALIDATION_FAILED", **(error.extensions or {})}
+            return error
+        log.error("graphql.unexpected_error path=%s", error.path, exc_info=original)
+        return GraphQLError(
+            "Unexpected error.",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "INTERNAL_SERVER_ERROR"},
+        )
+
+
+class OperationMetrics(SchemaExtension):
+    """Counts and times each operation, and counts its errors by code."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context = self.execution_context
+        name = metrics.operation_label(context.operation_name)
+        try:
+            kind = context.operation_type.value
+        except RuntimeError:  # the document did not parse
+            kind = OperationType.QUERY.value
+        metrics.GRAPHQL_REQUESTS.labels(name, kind).inc()
+        metrics.GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
+        errors = context.result.errors if context.result else context.pre_execution_errors
+        for error in errors or ():
+            code = (error.extensions or {}).get("code", "INTERNAL_SERVER_ERROR")
+            metrics.GRAPHQL_ERRORS.labels(name, str(code)).inc()

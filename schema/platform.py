@@ -1,0 +1,98 @@
+"""platform: the shared entities every other domain joins on."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import h3
+import strawberry
+from strawberry.scalars import JSON
+
+from hub.context import Info
+from hub.errors import BadUserInput
+from resolvers.platform import districts
+from schema.domain import Domain
+
+H3_RESOLUTIONS = range(4, 10)
+
+
+@strawberry.federation.type(
+    keys=["code"],
+    description="A 시군구 (city, county or district), the unit local government works in.",
+)
+class District:
+    code: str = strawberry.field(description="5-digit administrative code, e.g. '11110'.")
+    name: str = strawberry.field(description="Korean name, e.g. '종로구' or '수원시 장안구'.")
+    name_en: str = strawberry.field(description="English name, e.g. 'Jongno-gu'.")
+    province: str = strawberry.field(description="The 시도 it belongs to, e.g. '서울특별시'.")
+    province_code: str = strawberry.field(description="2-digit code of the 시도.")
+    province_en: str = strawberry.field(description="English name of the 시도.")
+    legacy_codes: list[str] = strawberry.field(
+        description="Codes this district had before a reorganisation; still accepted."
+    )
+    source: str = strawberry.field(description="Where the name, code and boundary come from.")
+
+    @strawberry.field(description="Boundary as a GeoJSON geometry (WGS 84).")
+    async def boundary(self, info: Info) -> JSON:
+        return await info.context.loader(districts.boundary_loader).load(self.code)
+
+    @strawberry.field(description="H3 cells whose centres lie inside the boundary.")
+    async def h3_cells(
+        self,
+        info: Info,
+        resolution: Annotated[
+            int, strawberry.argument(description="H3 resolution, 4 (coarse) to 9 (fine).")
+        ] = 7,
+    ) -> list[str]:
+        if resolution not in H3_RESOLUTIONS:
+            raise BadUserInput(
+                f"resolution must be between {H3_RESOLUTIONS.start} and "
+                f"{H3_RESOLUTIONS.stop - 1}, got {resolution}",
+                argument="resolution",
+            )
+        boundary = await info.context.loader(districts.boundary_loader).load(self.code)
+        return sorted(h3.geo_to_cells(boundary, resolution))
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, code: str) -> District | None:
+        return from_row(await info.context.loader(districts.district_loader).load(code))
+
+
+def from_row(row: districts.DistrictRow | None) -> District | None:
+    if row is None:
+        return None
+    return District(
+        code=row.code,
+        name=row.name,
+        name_en=row.name_en,
+        province=row.province,
+        province_code=row.province_code,
+        province_en=row.province_en,
+        legacy_codes=row.legacy_codes,
+        source=row.source,
+    )
+
+
+@strawberry.type
+class PlatformQuery:
+    @strawberry.field(description="Districts, all or those of one 시도.")
+    async def districts(
+        self,
+        info: Info,
+        province: Annotated[
+            str | None,
+            strawberry.argument(
+                description="시도 by Korean name ('서울특별시'), English name or 2-digit code."
+            ),
+        ] = None,
+    ) -> list[District]:
+        rows = await districts.list_districts(info.context.db, province)
+        return [district for row in rows if (district := from_row(row))]
+
+    @strawberry.field(description="A district by its code; null if no district has it.")
+    async def district(self, info: Info, code: str) -> District | None:
+        code = districts.check_code(code)
+        return from_row(await info.context.loader(districts.district_loader).load(code))
+
+
+domain = Domain(name="platform", query=PlatformQuery, types=(District,))
