@@ -18,7 +18,7 @@ from hub.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class _Server(uvicorn.Server):
+class Server(uvicorn.Server):
     """uvicorn re-raises the signals it caught once it has stopped; we stop servers first."""
 
     @contextlib.contextmanager
@@ -47,7 +47,7 @@ async def _serve(
 ) -> None:
     assert services.database_url
     await prepare_database(services.database_url, settings)
-    server = _Server(
+    server = Server(
         uvicorn.Config(
             create_app(settings, services, domains),
             host=settings.host,

@@ -1,0 +1,119 @@
+"""Fixtures: real PostgreSQL and a real Kafka-protocol broker, never mocks.
+
+PostgreSQL is `IEUM_DATABASE_URL` when set, else an embedded server started once per run;
+each test module gets a fresh database on it. The broker is `IEUM_KAFKA_BOOTSTRAP` when
+set, else an embedded Tansu started once per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from hub.app import create_app
+from hub.bootstrap import prepare_database
+from hub.embedded import broker, postgres
+from hub.embedded.ports import free_port
+from hub.runtime import Services
+from hub.serve import Server
+from hub.settings import Settings
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if url := os.environ.get("IEUM_DATABASE_URL"):
+        yield url
+        return
+    server = postgres.start(
+        tmp_path_factory.mktemp("embedded") / "postgres", options=postgres.FAST_UNSAFE
+    )
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if bootstrap := os.environ.get("IEUM_KAFKA_BOOTSTRAP"):
+        yield bootstrap
+        return
+    embedded = broker.start(tmp_path_factory.mktemp("broker") / "broker.log")
+    yield embedded.bootstrap
+    embedded.stop()
+
+
+@asynccontextmanager
+async def fresh_database(server_url: str, label: str) -> AsyncIterator[str]:
+    """A new empty database on the server, dropped afterwards."""
+    name = f"ieum_test_{label}_{uuid.uuid4().hex[:8]}".lower()
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(server_url, name)
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
+async def database_url(pg_server_url: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A fresh, empty database for this test module."""
+    label = Path(str(request.module.__file__)).stem.removeprefix("test_")
+    async with fresh_database(pg_server_url, label) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def migrated_url(database_url: str) -> str:
+    """This module's database with every migration and the reference data applied."""
+    await prepare_database(database_url, Settings.from_env())
+    return database_url
+
+
+@asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[str]:
+    """Serve `app` over real HTTP on a free loopback port; yield its base URL."""
+    port = free_port()
+    server = Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="module")
+async def hub_url(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[str]:
+    """The whole hub (all domains) on this module's database, over real HTTP."""
+    app = create_app(Settings.from_env(), Services(migrated_url, kafka_bootstrap))
+    async with serving(app) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(hub_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=hub_url, timeout=10) as http:
+        yield http
+

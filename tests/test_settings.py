@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import pytest
+
+from hub.settings import Settings, SettingsError
+
+
+def test_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("IEUM_DATABASE_URL", "IEUM_KAFKA_BOOTSTRAP", "IEUM_PORT", "IEUM_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.from_env()
+    assert settings.database_url is None
+    assert settings.kafka_bootstrap is None
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.data_dir == Path(".ieum")
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IEUM_PORT", "9001")
+    monkeypatch.setenv("IEUM_KAFKA_BOOTSTRAP", "kafka-1:9092,kafka-2:9092")
+    settings = Settings.from_env()
+    assert settings.port == 9001
+    assert settings.kafka_bootstrap == "kafka-1:9092,kafka-2:9092"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("IEUM_PORT", "eighty"),
+        ("IEUM_PORT", "70000"),
+        ("IEUM_LOG_LEVEL", "loud"),
+        ("IEUM_DATABASE_URL", "mysql://localhost/ieum"),
+        ("IEUM_KAFKA_BOOTSTRAP", "localhost"),
+        ("IEUM_DB_POOL_MAX", "0"),
+    ],
+)
+def test_invalid_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env()
+    assert variable in str(caught.value)
+    assert repr(value) in str(caught.value)
+
+
+def test_every_setting_is_documented() -> None:
+    operating = (Path(__file__).parents[1] / "docs" / "operating.md").read_text()
+    for name in Settings.model_fields:
+        assert f"IEUM_{name.upper()}" in operating, f"IEUM_{name.upper()} is not in docs"
