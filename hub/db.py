@@ -11,9 +11,7 @@ from hub.settings import Settings
 
 async def init_connection(conn: asyncpg.Connection) -> None:
     """jsonb in and out as Python values, so no caller encodes JSON by hand."""
-    await conn.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-    )
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 async def connect(url: str, settings: Settings) -> asyncpg.Connection:

@@ -67,7 +67,8 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
     serving = asyncio.create_task(server.serve())
-    while not server.started and not serving.done():
+    # uvicorn exposes no event for this; poll its flag.
+    while not server.started and not serving.done():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     if server.started:
         print(_banner(settings, services, domains, subgraph, url), flush=True)

@@ -76,8 +76,7 @@ class Settings(BaseSettings):
             return cls(**overrides)  # type: ignore[arg-type]
         except ValidationError as exc:
             problems = [
-                f"IEUM_{str(error['loc'][0]).upper()}: {error['msg']} "
-                f"(got {error.get('input')!r})"
+                f"IEUM_{str(error['loc'][0]).upper()}: {error['msg']} (got {error.get('input')!r})"
                 for error in exc.errors()
             ]
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None

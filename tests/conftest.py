@@ -90,7 +90,9 @@ async def serving(app: Starlette) -> AsyncIterator[str]:
     """Serve `app` over real HTTP on a free loopback port; yield its base URL."""
     port = free_port()
     server = Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -116,4 +118,3 @@ async def hub_url(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[str]
 async def client(hub_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=hub_url, timeout=10) as http:
         yield http
-

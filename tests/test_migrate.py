@@ -79,7 +79,7 @@ async def test_failing_migration_rolls_back_and_names_the_file(
         tmp_path,
         {"0001_a.sql": "CREATE TABLE a (id int);", "0002_bad.sql": "CREATE TABLE c (id int); x;"},
     )
-    with pytest.raises(MigrationError, match="0002_bad.sql failed"):
+    with pytest.raises(MigrationError, match=r"0002_bad\.sql failed"):
         await migrate(conn, load(folder))
     assert await conn.fetchval("SELECT to_regclass('c')") is None
     assert await conn.fetchval("SELECT count(*) FROM ieum_migrations") == 1

@@ -212,8 +212,7 @@ async def test_metrics_count_operations_by_name_and_errors(client: httpx.AsyncCl
     text = (await client.get("/metrics")).text
     assert 'ieum_graphql_requests_total{operation="DistrictForMetrics",type="query"} 1.0' in text
     assert (
-        'ieum_graphql_errors_total{code="BAD_USER_INPUT",operation="BadCodeForMetrics"} 1.0'
-        in text
+        'ieum_graphql_errors_total{code="BAD_USER_INPUT",operation="BadCodeForMetrics"} 1.0' in text
     )
     assert 'ieum_graphql_request_duration_seconds_count{operation="DistrictForMetrics"}' in text
     assert 'ieum_db_pool_connections{state="max"} 10.0' in text

@@ -89,7 +89,7 @@ def stop_orphan(pid: int) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (FileNotFoundError, ProcessLookupError):
         return
-    if b"tansu" not in os.path.basename(cmdline[0]):
+    if "tansu" not in Path(os.fsdecode(cmdline[0])).name:
         return
     log.warning("embedded_broker.orphan_stopping pid=%d", pid)
     os.kill(pid, signal.SIGTERM)

@@ -70,7 +70,9 @@ def version() -> str:
     return out.stdout.strip().rsplit(" ", 1)[-1]
 
 
-def start(data_dir: Path, *, port: int | None = None, options: tuple[str, ...] = ()) -> EmbeddedPostgres:
+def start(
+    data_dir: Path, *, port: int | None = None, options: tuple[str, ...] = ()
+) -> EmbeddedPostgres:
     """Initialise `data_dir` if it is new, stop any orphaned server on it, start a fresh one.
 
     The server listens on 127.0.0.1 only, with trust authentication for local users.

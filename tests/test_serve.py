@@ -1,0 +1,179 @@
+"""`ieum serve` as a user runs it: a real process with its embedded PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.embedded import postgres
+from hub.embedded.ports import free_port
+
+pytestmark = pytest.mark.slow
+
+IEUM = str(Path(sys.executable).parent / "ieum")
+SEOUL_QUERY = '{ districts(province: "서울특별시") { code name } }'
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+class Hub:
+    """One `ieum serve` process on a data directory, with its output collected."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("IEUM_DATABASE_URL", "IEUM_KAFKA_BOOTSTRAP")
+        } | {"IEUM_DATA_DIR": str(data_dir), "IEUM_PORT": str(self.port)}
+        self.output: list[str] = []
+        self.ready = threading.Event()
+        self.process = subprocess.Popen(
+            [IEUM, "serve"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if not self.ready.wait(60):
+            self.process.kill()
+            raise AssertionError("ieum serve did not start:\n" + "".join(self.output))
+
+    def _read(self) -> None:
+        assert self.process.stdout
+        for line in self.process.stdout:
+            self.output.append(line)
+            if "Press Ctrl-C to stop." in line:
+                self.ready.set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def pids(self) -> tuple[int, int]:
+        """The embedded broker's and PostgreSQL's process ids."""
+        state = json.loads((self.data_dir / "hub.json").read_text())
+        pg = postgres.running_pid(self.data_dir / "postgres")
+        assert pg is not None
+        return state["broker_pid"], pg
+
+    def stop(self, signum: signal.Signals) -> int:
+        self.process.send_signal(signum)
+        code = self.process.wait(30)
+        self.reader.join(10)
+        assert self.process.stdout
+        self.process.stdout.close()
+        return code
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [IEUM, *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    running = Hub(tmp_path_factory.mktemp("serve") / "data")
+    yield running
+    if running.process.poll() is None:
+        running.stop(signal.SIGINT)
+
+
+def test_serves_seoul_districts_with_no_configuration(hub: Hub) -> None:
+    response = httpx.post(f"{hub.url}/graphql", json={"query": SEOUL_QUERY}, timeout=10)
+    assert len(response.json()["data"]["districts"]) == 25
+    banner = "".join(hub.output)
+    assert f"http://127.0.0.1:{hub.port}/graphql" in banner
+    assert "embedded PostgreSQL 18" in banner
+    assert "embedded Tansu" in banner
+    assert str(hub.data_dir) in banner
+
+
+def test_second_serve_on_the_same_data_dir_is_refused(hub: Hub) -> None:
+    second = hub.run("serve", "--port", str(free_port()))
+    assert second.returncode == 1
+    assert f"`ieum serve` (pid {hub.process.pid}) is already running" in second.stderr
+    assert hub.process.poll() is None
+
+
+def test_migrate_runs_beside_the_hub_on_its_database(hub: Hub) -> None:
+    status = hub.run("migrate", "--status")
+    assert status.returncode == 0, status.stderr
+    assert "0001_platform.sql" in status.stdout
+    assert "applied" in status.stdout
+    assert hub.run("migrate").stdout.strip() == "the database is up to date"
+
+
+def test_schema_print_runs_beside_the_hub(hub: Hub) -> None:
+    printed = hub.run("schema", "print", "--subgraph", "platform")
+    assert 'type District @key(fields: "code")' in printed.stdout
+
+
+def test_ctrl_c_stops_everything_and_keeps_the_data(hub: Hub) -> None:
+    broker_pid, pg_pid = hub.pids()
+    assert alive(broker_pid) and alive(pg_pid)
+    assert hub.stop(signal.SIGINT) == 0
+    assert not alive(broker_pid)
+    assert not alive(pg_pid)
+    assert (hub.data_dir / "postgres" / "PG_VERSION").exists()
+    assert not (hub.data_dir / "hub.json").exists()
+
+
+def test_sigterm_after_restart_stops_everything(hub: Hub) -> None:
+    again = Hub(hub.data_dir)
+    broker_pid, pg_pid = again.pids()
+    response = httpx.post(f"{again.url}/graphql", json={"query": SEOUL_QUERY}, timeout=10)
+    assert len(response.json()["data"]["districts"]) == 25
+    assert "platform.districts.loaded" not in "".join(again.output)  # kept from the first run
+    assert again.stop(signal.SIGTERM) == 0
+    assert not alive(broker_pid) and not alive(pg_pid)
+
+
+def test_servers_orphaned_by_a_killed_hub_are_stopped_on_next_start(hub: Hub) -> None:
+    killed = Hub(hub.data_dir)
+    broker_pid, pg_pid = killed.pids()
+    killed.stop(signal.SIGKILL)
+    assert alive(broker_pid) and alive(pg_pid)  # orphans, until the next start
+
+    fresh = Hub(hub.data_dir)
+    try:
+        assert not alive(broker_pid) and not alive(pg_pid)
+        response = httpx.post(f"{fresh.url}/graphql", json={"query": SEOUL_QUERY}, timeout=10)
+        assert len(response.json()["data"]["districts"]) == 25
+    finally:
+        assert fresh.stop(signal.SIGINT) == 0
+
+
+def test_unknown_subgraph_is_refused(hub: Hub) -> None:
+    result = hub.run("serve", "--subgraph", "nonsense")
+    assert result.returncode == 2
+    assert "unknown subgraph 'nonsense'" in result.stderr
+
+
+def test_invalid_setting_fails_at_start_naming_it(hub: Hub) -> None:
+    env = hub.env | {"IEUM_PORT": "eighty"}
+    result = subprocess.run(
+        [IEUM, "serve"], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert "IEUM_PORT" in result.stderr
