@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import uvicorn
+from starlette.applications import Starlette
 
 from hub.app import create_app
 from hub.bootstrap import prepare_database
+from hub.embedded.ports import free_port
 from hub.runtime import Services, own_data_dir
 from hub.settings import Settings
 
@@ -100,3 +102,28 @@ def _banner(
             "",
         ]
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Starlette) -> AsyncIterator[str]:
+    """Serve `app` in this event loop on a free loopback port; yield its base URL.
+
+    For tests and benchmarks, which need the real HTTP stack without a second process.
+    """
+    port = free_port()
+    server = Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the server stopped while starting")
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import strawberry
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.tools import merge_types
 
 from schema import platform
@@ -13,6 +14,9 @@ from schema.extensions import OperationMetrics, PublicErrors
 
 # A version @theguild/federation-composition understands, and >= 2.5 for @requiresScopes.
 FEDERATION_VERSION = "2.7"
+
+# Apps send the same few documents over and over: parse and validate each once.
+DOCUMENT_CACHE_SIZE = 1000
 
 DOMAINS: dict[str, Domain] = {domain.name: domain for domain in (platform.domain,)}
 
@@ -41,5 +45,10 @@ def build_schema(names: Sequence[str] | None = None) -> strawberry.federation.Sc
         subscription=merged("subscription"),
         types=[t for d in domains for t in d.types],
         federation_version=FEDERATION_VERSION,  # type: ignore[arg-type]
-        extensions=[PublicErrors, OperationMetrics],
+        extensions=[
+            PublicErrors,
+            OperationMetrics,
+            lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        ],
     )

@@ -7,7 +7,6 @@ set, else an embedded Tansu started once per run.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,15 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 
 from hub.app import create_app
 from hub.bootstrap import prepare_database
 from hub.embedded import broker, postgres
-from hub.embedded.ports import free_port
 from hub.runtime import Services
-from hub.serve import Server
+from hub.serve import serving
 from hub.settings import Settings
 
 
@@ -83,27 +79,6 @@ async def migrated_url(database_url: str) -> str:
     """This module's database with every migration and the reference data applied."""
     await prepare_database(database_url, Settings.from_env())
     return database_url
-
-
-@asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
-    """Serve `app` over real HTTP on a free loopback port; yield its base URL."""
-    port = free_port()
-    server = Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture(scope="module")
