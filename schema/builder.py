@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ValidationCache
 from strawberry.tools import merge_types
 
 from schema import platform
 from schema.domain import Domain
-from schema.extensions import OperationMetrics, PublicErrors
+from schema.extensions import (
+    DOCUMENT_CACHE_SIZE,
+    DocumentCache,
+    OperationMetrics,
+    PublicErrors,
+)
 
 # A version @theguild/federation-composition understands, and >= 2.5 for @requiresScopes.
 FEDERATION_VERSION = "2.7"
-
-# Apps send the same few documents over and over: parse and validate each once.
-DOCUMENT_CACHE_SIZE = 1000
 
 DOMAINS: dict[str, Domain] = {domain.name: domain for domain in (platform.domain,)}
 
@@ -48,7 +50,7 @@ def build_schema(names: Sequence[str] | None = None) -> strawberry.federation.Sc
         extensions=[
             PublicErrors,
             OperationMetrics,
-            lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+            DocumentCache,
             lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         ],
     )

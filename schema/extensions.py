@@ -1,18 +1,46 @@
-"""Schema extensions at the GraphQL edge: public error codes and per-operation metrics."""
+"""Schema extensions at the GraphQL edge: document cache, public error codes, metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
 
-from graphql import GraphQLError, OperationType
+from graphql import DocumentNode, GraphQLError, OperationType, parse
 from strawberry.extensions import SchemaExtension
 
 from hub import metrics
 from hub.errors import IeumError
 
 log = logging.getLogger(__name__)
+
+
+# Apps send the same few documents over and over: parse each once.
+DOCUMENT_CACHE_SIZE = 1000
+
+
+@lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
+def _parse(query: str, options: tuple[tuple[str, Any], ...]) -> DocumentNode:
+    return parse(query, **dict(options))
+
+
+class DocumentCache(SchemaExtension):
+    """Parsed documents from an LRU cache.
+
+    Unlike strawberry's ParserCache, a document that does not parse is left to strawberry,
+    which then reports the syntax error as a normal result that the other extensions see.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query and context.graphql_document is None:
+            with contextlib.suppress(GraphQLError):
+                options = tuple(sorted(context.parse_options.items()))
+                context.graphql_document = _parse(context.query, options)
+        yield
 
 
 class PublicErrors(SchemaExtension):
