@@ -1,18 +1,31 @@
-"""The Starlette application: GraphQL over HTTP and WebSocket, health and metrics."""
+"""The Starlette application: GraphQL over HTTP and WebSocket, OAuth, health and metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
+import asyncpg
 from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from auth import routes as oauth_routes
+from auth.caller import ANONYMOUS, Caller
+from auth.identity import LocalAccounts
+from auth.oauth import AuthorizationServer
+from auth.session import Sessions
+from auth.tokens import AccessTokenVerifier, InvalidToken
 from hub import db, metrics
 from hub.bus import EventBus
 from hub.context import Context, build_context
@@ -25,8 +38,52 @@ log = logging.getLogger(__name__)
 
 
 class GraphQLEndpoint(GraphQL[Context, None]):
+    """strawberry's ASGI view, with the caller taken from the bearer token first.
+
+    A request that sends a token that cannot be used gets 401 before anything executes
+    (RFC 6750); one without a token runs as anonymous and sees open data only.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope)
+            try:
+                caller = _caller(request.app.state.tokens, request.headers.get("authorization"))
+            except InvalidToken as exc:
+                await _unauthorized(str(exc))(scope, receive, send)
+                return
+            scope.setdefault("state", {})["caller"] = caller
+        await super().__call__(scope, receive, send)
+
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
         return build_context(request)
+
+    async def on_ws_connect(self, context: Context) -> None:
+        """The token travels in connection_init: {"Authorization": "Bearer …"}."""
+        params = context.connection_params or {}
+        header = params.get("Authorization") or params.get("authorization")
+        try:
+            context.caller = _caller(context.connection.app.state.tokens, header)
+        except InvalidToken as exc:
+            raise ConnectionRejectionError({"reason": str(exc)}) from exc
+
+
+def _caller(verifier: AccessTokenVerifier, authorization: object) -> Caller:
+    if authorization is None:
+        return ANONYMOUS
+    scheme, _, token = str(authorization).partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("use the Authorization header 'Bearer <access token>'")
+    return verifier.verify(token.strip())
+
+
+def _unauthorized(reason: str) -> JSONResponse:
+    quoted = reason.replace("\\", "\\\\").replace('"', "'")
+    return JSONResponse(
+        {"errors": [{"message": reason, "extensions": {"code": "UNAUTHENTICATED"}}]},
+        status_code=401,
+        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{quoted}"'},
+    )
 
 
 def create_app(
@@ -43,25 +100,50 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.settings = settings
-        app.state.db = await db.create_pool(services.database_url, settings)
-        metrics.POOL.pool = app.state.db
-        app.state.bus = EventBus(services.kafka_bootstrap, timeout=settings.db_timeout_seconds)
-        try:
-            await app.state.bus.start()
+        state = app.state
+        state.settings = settings
+        state.db = await db.create_pool(services.database_url, settings)
+        metrics.POOL.pool = state.db
+        state.bus = EventBus(services.kafka_bootstrap, timeout=settings.db_timeout_seconds)
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(state.db.close)
+            stack.callback(setattr, metrics.POOL, "pool", None)
+            await state.bus.start()
+            stack.push_async_callback(state.bus.stop)
+            await _start_auth(state, settings)
+            refresher = asyncio.create_task(state.tokens.run())
+            stack.callback(refresher.cancel)
             yield
-        finally:
-            await app.state.bus.stop()
-            metrics.POOL.pool = None
-            await app.state.db.close()
 
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            *oauth_routes.routes,
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
         ],
         lifespan=lifespan,
     )
+
+
+async def _start_auth(state: object, settings: Settings) -> None:
+    pool = state.db  # type: ignore[attr-defined]
+    lifetime = timedelta(seconds=settings.access_token_seconds)
+    state.oauth = AuthorizationServer(  # type: ignore[attr-defined]
+        pool,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        access_token_lifetime=lifetime,
+        refresh_token_lifetime=timedelta(seconds=settings.refresh_token_seconds),
+    )
+    state.sessions = Sessions(pool, secure=settings.issuer.startswith("https://"))  # type: ignore[attr-defined]
+    state.identity = LocalAccounts(pool)  # type: ignore[attr-defined]
+    state.tokens = AccessTokenVerifier(  # type: ignore[attr-defined]
+        pool, issuer=settings.issuer, audience=settings.audience, token_lifetime=lifetime
+    )
+    try:
+        await state.tokens.refresh()  # type: ignore[attr-defined]
+    except asyncpg.PostgresError as exc:  # e.g. migrations pending: /readyz says so
+        log.warning("auth.tokens.not_loaded error=%r", exc)

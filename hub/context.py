@@ -23,6 +23,8 @@ class Context:
     connection: HTTPConnection
     db: asyncpg.Pool
     caller: Caller
+    # graphql-transport-ws: the connection_init payload (strawberry fills it in).
+    connection_params: dict[str, Any] | None = None
     _loaders: dict[Callable[..., Any], DataLoader[Any, Any]] = field(default_factory=dict)
 
     def loader(self, factory: LoaderFactory[K, V]) -> DataLoader[K, V]:
@@ -36,4 +38,7 @@ Info = strawberry.Info[Context, None]
 
 
 def build_context(connection: HTTPConnection) -> Context:
-    return Context(connection=connection, db=connection.app.state.db, caller=ANONYMOUS)
+    """HTTP: the caller the endpoint found in the Authorization header. WebSocket: anonymous
+    until connection_init brings a token (GraphQLEndpoint.on_ws_connect)."""
+    caller = getattr(connection.state, "caller", ANONYMOUS)
+    return Context(connection=connection, db=connection.app.state.db, caller=caller)

@@ -44,12 +44,40 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="How long in-flight requests may run on shutdown."
     )
 
+    # OAuth 2.0
+    public_url: str | None = Field(
+        default=None,
+        description="URL clients reach the hub at; the token issuer. Default http://HOST:PORT.",
+    )
+    access_token_seconds: int = Field(
+        default=600, ge=60, le=3600, description="Lifetime of access tokens."
+    )
+    refresh_token_seconds: int = Field(
+        default=30 * 24 * 3600, ge=600, description="Lifetime of refresh tokens."
+    )
+
     # PostgreSQL pool
     db_pool_min: int = Field(default=1, ge=0, description="Connections kept open.")
     db_pool_max: int = Field(default=10, ge=1, description="Most connections opened at once.")
     db_timeout_seconds: float = Field(
         default=5.0, gt=0, description="Time limit for connecting and for health checks."
     )
+
+    @property
+    def issuer(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def audience(self) -> str:
+        """The `aud` of access tokens: this hub's GraphQL API."""
+        return f"{self.issuer}/graphql"
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value or None
 
     @field_validator("database_url")
     @classmethod

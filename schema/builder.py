@@ -8,6 +8,7 @@ import strawberry
 from strawberry.extensions import ValidationCache
 from strawberry.tools import merge_types
 
+from auth.graphql import guard_declared_scopes
 from schema import platform
 from schema.domain import Domain
 from schema.extensions import (
@@ -41,11 +42,14 @@ def build_schema(names: Sequence[str] | None = None) -> strawberry.federation.Sc
 
     query = merged("query")
     assert query is not None, "every subgraph has at least one query field"
+    mutation, subscription = merged("mutation"), merged("subscription")
+    types = [t for d in domains for t in d.types]
+    guard_declared_scopes([r for r in (query, mutation, subscription) if r] + types)
     return strawberry.federation.Schema(
         query=query,
-        mutation=merged("mutation"),
-        subscription=merged("subscription"),
-        types=[t for d in domains for t in d.types],
+        mutation=mutation,
+        subscription=subscription,
+        types=types,
         federation_version=FEDERATION_VERSION,  # type: ignore[arg-type]
         extensions=[
             PublicErrors,

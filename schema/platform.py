@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Annotated
 
 import h3
 import strawberry
 from strawberry.scalars import JSON
 
+from auth import store as auth_store
+from auth.scopes import Scope
 from hub.context import Info
 from hub.errors import BadUserInput
 from resolvers.platform import districts
@@ -73,8 +77,57 @@ def from_row(row: districts.DistrictRow | None) -> District | None:
     )
 
 
+@strawberry.type(description="A citizen with a local Ieum account.")
+class Citizen:
+    id: strawberry.ID
+    username: str
+    display_name: str
+
+
+@strawberry.type(description="Who is calling: the app, its scopes, and the citizen it acts for.")
+class Viewer:
+    client_id: str = strawberry.field(description="The OAuth client (app) the token belongs to.")
+    scopes: list[str] = strawberry.field(description="The scopes the token holds.")
+    expires_at: datetime = strawberry.field(description="When the token expires.")
+    user_id: strawberry.Private[str | None]
+
+    @strawberry.field(description="The app's registered name.")
+    async def client_name(self, info: Info) -> str:
+        row = await auth_store.get_client(info.context.db, self.client_id)
+        return row["name"] if row else self.client_id
+
+    @strawberry.federation.field(
+        requires_scopes=[[Scope.PROFILE.value]],
+        description="The citizen who approved the app; null for an app acting for itself.",
+    )
+    async def citizen(self, info: Info) -> Citizen | None:
+        if self.user_id is None:
+            return None
+        row = await auth_store.get_citizen(info.context.db, uuid.UUID(self.user_id))
+        if row is None:
+            return None
+        return Citizen(
+            id=strawberry.ID(str(row["user_id"])),
+            username=row["username"],
+            display_name=row["display_name"],
+        )
+
+
 @strawberry.type
 class PlatformQuery:
+    @strawberry.field(description="The caller, from the access token; null without one.")
+    def viewer(self, info: Info) -> Viewer | None:
+        caller = info.context.caller
+        if caller.anonymous or caller.expires_at is None:
+            return None
+        assert caller.client_id
+        return Viewer(
+            client_id=caller.client_id,
+            scopes=sorted(caller.scopes),
+            expires_at=caller.expires_at,
+            user_id=caller.user_id,
+        )
+
     @strawberry.field(description="Districts, all or those of one 시도.")
     async def districts(
         self,

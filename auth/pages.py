@@ -1,0 +1,108 @@
+"""The HTML a citizen sees while approving an app: sign-in, consent, and errors.
+
+Plain server-rendered pages with no script: every value is escaped, and the responses
+forbid framing (clickjacking) and any resource from elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+
+from starlette.responses import HTMLResponse
+
+from auth.scopes import CATALOG, Scope
+
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 30rem; margin: 3rem auto; padding: 0 1rem;
+       color: #1b1f24; }
+h1 { font-size: 1.4rem; } .en { color: #57606a; font-size: .9rem; display: block; }
+ul { padding-left: 1.2rem; } li { margin: .6rem 0; }
+label { display: block; margin: .8rem 0 .2rem; }
+input[type=text], input[type=password] { width: 100%; padding: .5rem; box-sizing: border-box; }
+.actions { display: flex; gap: .8rem; margin-top: 1.4rem; }
+button { padding: .6rem 1.2rem; font-size: 1rem; }
+button.approve { background: #1f6feb; color: white; border: none; }
+.error { color: #cf222e; }
+"""
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    html = (
+        '<!doctype html><html lang="ko"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body>{body}</body></html>"
+    )
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _hidden(fields: Mapping[str, str]) -> str:
+    return "".join(
+        f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
+        for name, value in fields.items()
+    )
+
+
+def sign_in(app_name: str, csrf: str, next_url: str, error: str | None = None) -> HTMLResponse:
+    problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    return _page(
+        "로그인 · Sign in",
+        f"<h1>이음 로그인 <span class='en'>Sign in to Ieum</span></h1>"
+        f"<p><strong>{escape(app_name)}</strong> 앱이 회원님의 승인을 요청합니다."
+        f"<span class='en'>{escape(app_name)} asks for your approval.</span></p>{problem}"
+        '<form method="post" action="/oauth/login">'
+        + _hidden({"csrf_token": csrf, "next": next_url})
+        + '<label for="username">아이디 <span class="en">Username</span></label>'
+        '<input id="username" name="username" type="text" autocomplete="username" required>'
+        '<label for="password">비밀번호 <span class="en">Password</span></label>'
+        '<input id="password" name="password" type="password" '
+        'autocomplete="current-password" required>'
+        '<div class="actions"><button class="approve" type="submit">로그인 · Sign in</button>'
+        "</div></form>",
+        status=401 if error else 200,
+    )
+
+
+def consent(
+    app_name: str, citizen_name: str, scopes: list[str], csrf: str, request_fields: dict[str, str]
+) -> HTMLResponse:
+    items = "".join(
+        f"<li><code>{escape(scope)}</code> {escape(CATALOG[Scope(scope)].ko)}"
+        f"<span class='en'>{escape(CATALOG[Scope(scope)].en)}</span></li>"
+        for scope in scopes
+    )
+    return _page(
+        "접근 승인 · Approve access",
+        f"<h1>{escape(app_name)}<span class='en'>asks to access your Ieum account</span></h1>"
+        f"<p>{escape(citizen_name)}님, 이 앱이 다음 권한을 요청합니다."
+        "<span class='en'>This app asks for:</span></p>"
+        f"<ul>{items}</ul>"
+        '<form method="post" action="/oauth/authorize">'
+        + _hidden({"csrf_token": csrf, **request_fields})
+        + '<div class="actions">'
+        '<button class="approve" type="submit" name="decision" value="approve">'
+        "승인 · Approve</button>"
+        '<button type="submit" name="decision" value="deny">거부 · Deny</button>'
+        "</div></form>",
+    )
+
+
+def error(title: str, detail: str, status: int = 400) -> HTMLResponse:
+    return _page(
+        title,
+        f"<h1>{escape(title)}</h1><p class='error'>{escape(detail)}</p>"
+        "<p>이 창을 닫고 앱으로 돌아가세요.<span class='en'>"
+        "Close this window and return to the app.</span></p>",
+        status=status,
+    )

@@ -1,0 +1,227 @@
+"""HTTP endpoints of the authorization server (RFC 6749, 7009, 7662, 8414, 9207)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import anyio.to_thread
+from authlib.oauth2 import OAuth2Error
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from auth import keys, pages
+from auth.oauth import AuthorizationServer, StarletteOAuth2Request
+from auth.scopes import Scope
+from auth.session import csrf_ok, csrf_token
+
+# The parameters of an authorization request, carried through the sign-in and consent forms.
+AUTHORIZE_PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+)
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+async def token(request: Request) -> Response:
+    return await _endpoint(request, lambda server, req: server.create_token_response(req))
+
+
+async def revoke(request: Request) -> Response:
+    return await _endpoint(
+        request, lambda server, req: server.create_endpoint_response("revocation", req)
+    )
+
+
+async def introspect(request: Request) -> Response:
+    return await _endpoint(
+        request, lambda server, req: server.create_endpoint_response("introspection", req)
+    )
+
+
+async def authorize(request: Request) -> Response:
+    """GET: check the request, then sign-in or consent page. POST: the citizen's decision."""
+    state = request.app.state
+    server: AuthorizationServer = state.oauth
+    form = dict(await request.form()) if request.method == "POST" else {}
+    params = form if request.method == "POST" else dict(request.query_params)
+    oauth_request = _oauth_request(
+        request, {k: v for k, v in params.items() if k in AUTHORIZE_PARAMS}, {}
+    )
+    try:
+        grant = await anyio.to_thread.run_sync(server.get_consent_grant, oauth_request)
+    except OAuth2Error as error:
+        if error.redirect_uri:  # client and redirect URI known good: tell the app
+            return _response(server.handle_error_response(oauth_request, error))
+        return pages.error(
+            "잘못된 요청 · Invalid request", f"{error.error}: {error.description or ''}".strip()
+        )
+    client = grant.client
+    sessions = await state.sessions.ready()
+    session = sessions.read(request)
+    user_id = _uuid(session.get("user_id"))
+    citizen = await state.identity.get(user_id) if user_id else None
+    request_fields = {k: v for k, v in params.items() if k in AUTHORIZE_PARAMS}
+
+    if citizen is None:
+        next_url = "/oauth/authorize?" + urlencode(request_fields)
+        response: Response = pages.sign_in(client.name, csrf_token(session), next_url)
+    elif request.method == "GET":
+        scopes = grant.request.scope.split()
+        response = pages.consent(
+            client.name, citizen.display_name, scopes, csrf_token(session), request_fields
+        )
+    else:
+        if not csrf_ok(session, form.get("csrf_token")):
+            return pages.error(
+                "요청 만료 · Request expired", "CSRF check failed; start again.", 403
+            )
+        approved = form.get("decision") == "approve"
+        result = await anyio.to_thread.run_sync(
+            lambda: server.create_authorization_response(
+                oauth_request, grant_user=citizen if approved else None, grant=grant
+            )
+        )
+        response = _response(result)
+    sessions.write(response, session)
+    return response
+
+
+async def login(request: Request) -> Response:
+    state = request.app.state
+    form = await request.form()
+    sessions = await state.sessions.ready()
+    session = sessions.read(request)
+    next_url = str(form.get("next", ""))
+    if not next_url.startswith("/oauth/authorize?") or urlsplit(next_url).netloc:
+        return pages.error("잘못된 요청 · Invalid request", "Sign in from an app's request.")
+    if not csrf_ok(session, str(form.get("csrf_token", ""))):
+        return pages.error("요청 만료 · Request expired", "CSRF check failed; start again.", 403)
+    citizen = await state.identity.authenticate(
+        str(form.get("username", "")), str(form.get("password", ""))
+    )
+    if citizen is None:
+        client_id = dict(_query_of(next_url)).get("client_id", "")
+        client = await anyio.to_thread.run_sync(state.oauth.query_client, client_id)
+        response: Response = pages.sign_in(
+            client.name if client else client_id,
+            csrf_token(session),
+            next_url,
+            error="아이디 또는 비밀번호가 맞지 않습니다. · Wrong username or password.",
+        )
+    else:
+        # A new session on sign-in (no fixation), with a fresh CSRF token.
+        session = {"user_id": str(citizen.user_id)}
+        csrf_token(session)
+        response = RedirectResponse(next_url, status_code=303)
+    sessions.write(response, session)
+    return response
+
+
+async def metadata(request: Request) -> Response:
+    """RFC 8414 authorization server metadata."""
+    issuer = request.app.state.oauth.issuer
+    return JSONResponse(
+        {
+            "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/oauth/authorize",
+            "token_endpoint": f"{issuer}/oauth/token",
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "revocation_endpoint": f"{issuer}/oauth/revoke",
+            "introspection_endpoint": f"{issuer}/oauth/introspect",
+            "scopes_supported": [scope.value for scope in Scope],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+                "none",
+            ],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+            "revocation_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+                "none",
+            ],
+            "introspection_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+            ],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
+            "service_documentation": f"{issuer}/graphql",
+        },
+        headers={"Cache-Control": "max-age=300"},
+    )
+
+
+async def jwks(request: Request) -> Response:
+    server: AuthorizationServer = request.app.state.oauth
+    ring = await keys.load(server.pool, server.access_token_lifetime)
+    return JSONResponse(
+        {"keys": ring.published()}, headers={"Cache-Control": f"max-age={JWKS_MAX_AGE}"}
+    )
+
+
+# Key rotation publishes a key at least this long before it signs (see `ieum keys rotate`).
+JWKS_MAX_AGE = 300
+
+routes = [
+    Route("/oauth/authorize", authorize, methods=["GET", "POST"]),
+    Route("/oauth/login", login, methods=["POST"]),
+    Route("/oauth/token", token, methods=["POST"]),
+    Route("/oauth/revoke", revoke, methods=["POST"]),
+    Route("/oauth/introspect", introspect, methods=["POST"]),
+    Route("/.well-known/oauth-authorization-server", metadata),
+    Route("/.well-known/jwks.json", jwks),
+]
+
+
+async def _endpoint(request: Request, call: Any) -> Response:
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    oauth_request = _oauth_request(request, dict(request.query_params), form)
+    server = request.app.state.oauth
+    result = await anyio.to_thread.run_sync(call, server, oauth_request)
+    return _response(result, NO_STORE)
+
+
+def _oauth_request(
+    request: Request, query: dict[str, str], form: dict[str, str]
+) -> StarletteOAuth2Request:
+    url = request.app.state.oauth.issuer + request.url.path
+    return StarletteOAuth2Request(request.method, url, request.headers, query, form)
+
+
+def _response(
+    result: tuple[int, Any, list[tuple[str, str]]], extra: dict[str, str] | None = None
+) -> Response:
+    status, body, headers = result
+    header_map = {**dict(headers), **(extra or {})}
+    if status in (301, 302, 303):
+        return RedirectResponse(header_map.pop("Location"), status_code=302, headers=header_map)
+    content = body if isinstance(body, str) else json.dumps(body)
+    header_map.setdefault("Content-Type", "application/json")
+    return Response(content, status_code=status, headers=header_map)
+
+
+def _query_of(url: str) -> list[tuple[str, str]]:
+    return parse_qsl(urlsplit(url).query)
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
