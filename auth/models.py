@@ -93,8 +93,8 @@ class AuthorizationCode(AuthorizationCodeMixin):
         self.code_challenge: str = row["code_challenge"]
         self.code_challenge_method = "S256"
 
-    def get_redirect_uri(self) -> str:
-        return self.redirect_uri
+    def get_redirect_uri(self) -> str | None:
+        return self.redirect_uri or None
 
     def get_scope(self) -> str:
         return self.scope

@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -57,6 +58,23 @@ ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
 def on_loop(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run an async function on the event loop from authlib's worker thread."""
     return anyio.from_thread.run(fn, *args)
+
+
+@dataclass
+class OAuthResponse:
+    """What authlib's handle_response produces; hooks such as RFC 9207's edit `location`."""
+
+    status: int
+    body: Any
+    headers: list[tuple[str, str]]
+
+    @property
+    def location(self) -> str | None:
+        return dict(self.headers).get("Location")
+
+    @location.setter
+    def location(self, value: str) -> None:
+        self.headers = [(k, v) for k, v in self.headers if k != "Location"] + [("Location", value)]
 
 
 class StarletteOAuth2Request(OAuth2Request):
@@ -118,7 +136,8 @@ class AuthorizationCodeGrant(BaseCodeGrant):
             {
                 "client_id": request.client.client_id,
                 "user_id": user.user_id,
-                "redirect_uri": request.payload.redirect_uri or request.redirect_uri,
+                # As sent: the token request must then repeat it (RFC 6749 4.1.3).
+                "redirect_uri": request.payload.redirect_uri or "",
                 "scope": request.scope,
                 "code_challenge": request.payload.data["code_challenge"],
                 "expires_at": datetime.now(UTC) + server.code_lifetime,
@@ -262,7 +281,7 @@ class AuthorizationServer(BaseAuthorizationServer):
             "default",
             BearerTokenGenerator(
                 access_token_generator=self._access_token,
-                refresh_token_generator=lambda *args: generate_token(48),
+                refresh_token_generator=lambda **_: generate_token(48),
                 expires_generator=lambda client, grant_type: int(
                     access_token_lifetime.total_seconds()
                 ),
@@ -286,9 +305,10 @@ class AuthorizationServer(BaseAuthorizationServer):
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         claims = _unverified_claims(token["access_token"])
-        if request.grant_type == "authorization_code":
+        grant_type = request.payload.grant_type
+        if grant_type == "authorization_code":
             grant_id = request.authorization_code.grant_id
-        elif request.grant_type == "refresh_token":
+        elif grant_type == "refresh_token":
             grant_id = request.refresh_token.grant_id
         else:
             grant_id = on_loop(
@@ -318,8 +338,8 @@ class AuthorizationServer(BaseAuthorizationServer):
 
     def handle_response(
         self, status: int, body: Any, headers: list[tuple[str, str]]
-    ) -> tuple[int, Any, list[tuple[str, str]]]:
-        return status, body, headers
+    ) -> OAuthResponse:
+        return OAuthResponse(status, body, list(headers))
 
     # Helpers for grants and endpoints (called in the worker thread)
 

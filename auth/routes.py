@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from auth import keys, pages
-from auth.oauth import AuthorizationServer, StarletteOAuth2Request
+from auth.oauth import AuthorizationServer, OAuthResponse, StarletteOAuth2Request
 from auth.scopes import Scope
 from auth.session import csrf_ok, csrf_token
 
@@ -28,6 +28,8 @@ AUTHORIZE_PARAMS = (
     "code_challenge",
     "code_challenge_method",
 )
+# Algorithms a private_key_jwt client may sign its assertions with.
+ASSERTION_ALGS = ["ES256", "ES384", "RS256", "PS256", "EdDSA"]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -147,13 +149,15 @@ async def metadata(request: Request) -> Response:
                 "private_key_jwt",
                 "none",
             ],
-            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+            "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "revocation_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",
                 "private_key_jwt",
                 "none",
             ],
+            "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+            "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "introspection_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "client_secret_post",
@@ -204,16 +208,14 @@ def _oauth_request(
     return StarletteOAuth2Request(request.method, url, request.headers, query, form)
 
 
-def _response(
-    result: tuple[int, Any, list[tuple[str, str]]], extra: dict[str, str] | None = None
-) -> Response:
-    status, body, headers = result
-    header_map = {**dict(headers), **(extra or {})}
-    if status in (301, 302, 303):
-        return RedirectResponse(header_map.pop("Location"), status_code=302, headers=header_map)
-    content = body if isinstance(body, str) else json.dumps(body)
+def _response(result: OAuthResponse, extra: dict[str, str] | None = None) -> Response:
+    header_map = {**dict(result.headers), **(extra or {})}
+    if result.status in (301, 302, 303):
+        location = header_map.pop("Location")
+        return RedirectResponse(location, status_code=302, headers=header_map)
+    content = result.body if isinstance(result.body, str) else json.dumps(result.body)
     header_map.setdefault("Content-Type", "application/json")
-    return Response(content, status_code=status, headers=header_map)
+    return Response(content, status_code=result.status, headers=header_map)
 
 
 def _query_of(url: str) -> list[tuple[str, str]]:

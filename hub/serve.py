@@ -105,12 +105,10 @@ def _banner(
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Starlette) -> AsyncIterator[str]:
-    """Serve `app` in this event loop on a free loopback port; yield its base URL.
-
-    For tests and benchmarks, which need the real HTTP stack without a second process.
-    """
-    port = free_port()
+async def serving(app: Starlette, port: int | None = None) -> AsyncIterator[str]:
+    """Serve `app` in this event loop on a loopback port (a free one by default); yield
+    its base URL. For tests and benchmarks, which need the real HTTP stack in-process."""
+    port = port or free_port()
     server = Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"

@@ -18,12 +18,15 @@ import asyncpg
 import httpx
 import pytest
 
+from hub import db
 from hub.app import create_app
 from hub.bootstrap import prepare_database
 from hub.embedded import broker, postgres
+from hub.embedded.ports import free_port
 from hub.runtime import Services
 from hub.serve import serving
 from hub.settings import Settings
+from tests.oauth import Hub
 
 
 def with_database(url: str, name: str) -> str:
@@ -81,11 +84,18 @@ async def migrated_url(database_url: str) -> str:
     return database_url
 
 
+def local_settings(**overrides: object) -> Settings:
+    """Settings for a hub on a free loopback port, its issuer being that address."""
+    port = free_port()
+    return Settings.from_env(port=port, public_url=f"http://127.0.0.1:{port}", **overrides)
+
+
 @pytest.fixture(scope="module")
 async def hub_url(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[str]:
     """The whole hub (all domains) on this module's database, over real HTTP."""
-    app = create_app(Settings.from_env(), Services(migrated_url, kafka_bootstrap))
-    async with serving(app) as url:
+    settings = local_settings()
+    app = create_app(settings, Services(migrated_url, kafka_bootstrap))
+    async with serving(app, settings.port) as url:
         yield url
 
 
@@ -93,3 +103,11 @@ async def hub_url(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[str]
 async def client(hub_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=hub_url, timeout=10) as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+async def auth_hub(hub_url: str, migrated_url: str) -> AsyncIterator[Hub]:
+    """The hub's URL and a pool on its database, for OAuth tests."""
+    pool = await db.create_pool(migrated_url, Settings.from_env())
+    yield Hub(hub_url, pool)
+    await pool.close()
