@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (IEUM_PORT, default 8000)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--subgraph", metavar="DOMAIN", help="serve one domain alone")
+    serve.add_argument(
+        "--no-demo", action="store_true", help="no demo client and citizen (for production)"
+    )
     serve.set_defaults(run=_serve)
 
     migrate_cmd = commands.add_parser("migrate", help="apply pending database migrations")
@@ -135,7 +138,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from hub.serve import serve
     from schema.builder import domain_names
 
-    serve(settings, domain_names(args.subgraph), args.subgraph)
+    serve(settings, domain_names(args.subgraph), args.subgraph, demo=not args.no_demo)
     return 0
 
 

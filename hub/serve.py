@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 import uvicorn
 from starlette.applications import Starlette
 
+from hub import db
+from hub import demo as demo_data
 from hub.app import create_app
 from hub.bootstrap import prepare_database
 from hub.embedded.ports import free_port
@@ -28,13 +30,15 @@ class Server(uvicorn.Server):
         yield
 
 
-def serve(settings: Settings, domains: Sequence[str], subgraph: str | None) -> None:
+def serve(
+    settings: Settings, domains: Sequence[str], subgraph: str | None, *, demo: bool = True
+) -> None:
     # SIGTERM unwinds like Ctrl-C while starting up, so embedded servers are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     url = f"http://{settings.host}:{settings.port}/graphql"
     try:
         with own_data_dir(settings, "serve", graphql_url=url) as services:
-            asyncio.run(_serve(settings, services, domains, subgraph, url))
+            asyncio.run(_serve(settings, services, domains, subgraph, url, demo))
     except KeyboardInterrupt:
         pass
     log.info("serve.stopped")
@@ -46,9 +50,11 @@ async def _serve(
     domains: Sequence[str],
     subgraph: str | None,
     url: str,
+    demo: bool,
 ) -> None:
     assert services.database_url
     await prepare_database(services.database_url, settings)
+    credentials = await _demo_credentials(services.database_url, settings) if demo else None
     server = Server(
         uvicorn.Config(
             create_app(settings, services, domains),
@@ -73,10 +79,18 @@ async def _serve(
     while not server.started and not serving.done():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     if server.started:
-        print(_banner(settings, services, domains, subgraph, url), flush=True)
+        print(_banner(settings, services, domains, subgraph, url, credentials), flush=True)
     await serving
     if not server.started:
         raise SystemExit(1)
+
+
+async def _demo_credentials(url: str, settings: Settings) -> demo_data.DemoCredentials:
+    pool = await db.create_pool(url, settings)
+    try:
+        return await demo_data.load(pool)
+    finally:
+        await pool.close()
 
 
 def _banner(
@@ -85,9 +99,22 @@ def _banner(
     domains: Sequence[str],
     subgraph: str | None,
     url: str,
+    credentials: demo_data.DemoCredentials | None,
 ) -> str:
     base = url.removesuffix("/graphql")
     serving = f"subgraph '{subgraph}'" if subgraph else "all domains"
+    demo = (
+        [
+            f"  Demo      partner client {credentials.client_id} / {credentials.client_secret}"
+            " (every scope; client_credentials)",
+            f"            citizen {credentials.citizen} / {credentials.citizen_password}"
+            " (signs in on the consent page)",
+            f"            token: curl -su {credentials.client_id}:{credentials.client_secret}"
+            f" -d grant_type=client_credentials {base}/oauth/token",
+        ]
+        if credentials
+        else []
+    )
     return "\n".join(
         [
             "",
@@ -98,6 +125,7 @@ def _banner(
             f"  Database  {services.database_label}",
             f"  Broker    {services.broker_label}",
             f"  Data dir  {settings.data_dir.resolve()}",
+            *demo,
             "  Press Ctrl-C to stop.",
             "",
         ]

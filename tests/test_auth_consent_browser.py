@@ -77,7 +77,9 @@ async def open_consent(browser: Browser, hub: Hub, scope: str) -> tuple[Page, li
     return page, received, client.client_id
 
 
-async def test_consent_page_explains_and_approves(browser: Browser, auth_hub: Hub) -> None:
+async def test_consent_page_explains_and_approves(
+    browser: Browser, auth_hub: Hub, tmp_path: Path
+) -> None:
     page, received, _ = await open_consent(browser, auth_hub, "profile sensors:read")
     text = await page.inner_text("body")
     assert "우리동네 미세먼지" in text
@@ -85,7 +87,7 @@ async def test_consent_page_explains_and_approves(browser: Browser, auth_hub: Hu
     assert "구역별 도시 센서 측정값" in text  # sensors:read in Korean
     assert "Read city sensor values" in text  # and in English
     assert "이름과 계정 정보" in text and "See your name and account." in text
-    await page.screenshot(path=str(Path(os.environ.get("TMPDIR", "/tmp")) / "ieum-consent.png"))
+    await page.screenshot(path=str(tmp_path / "consent.png"))  # to look at when it fails
 
     await page.click("button[value=approve]")
     await page.wait_for_url(f"{REDIRECT}**")
@@ -102,7 +104,7 @@ async def test_consent_page_denies(browser: Browser, auth_hub: Hub) -> None:
 
 
 async def test_consent_page_cannot_be_framed(browser: Browser, auth_hub: Hub) -> None:
-    page, _, client_id = await open_consent(browser, auth_hub, "profile")
+    _, _, client_id = await open_consent(browser, auth_hub, "profile")
     framing = await (await browser.new_context()).new_page()
     url = authorize_url(auth_hub.url, client_id, pkce()[1])
     await framing.set_content(f'<iframe src="{url}" width="600" height="400"></iframe>')

@@ -36,7 +36,7 @@ def alive(pid: int) -> bool:
 class Hub:
     """One `ieum serve` process on a data directory, with its output collected."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *args: str) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.env = {
@@ -47,7 +47,7 @@ class Hub:
         self.output: list[str] = []
         self.ready = threading.Event()
         self.process = subprocess.Popen(
-            [IEUM, "serve"],
+            [IEUM, "serve", *args],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -107,6 +107,36 @@ def test_serves_seoul_districts_with_no_configuration(hub: Hub) -> None:
     assert "embedded PostgreSQL 18" in banner
     assert "embedded Tansu" in banner
     assert str(hub.data_dir) in banner
+
+
+def test_demo_partner_credentials_in_the_banner_work(hub: Hub) -> None:
+    banner = "".join(hub.output)
+    line = next(line for line in banner.splitlines() if "partner client demo-partner" in line)
+    secret = line.split("demo-partner / ")[1].split()[0]
+    token = httpx.post(
+        f"{hub.url}/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "sensors:read"},
+        auth=("demo-partner", secret),
+        timeout=10,
+    )
+    assert token.status_code == 200, token.text
+    viewer = httpx.post(
+        f"{hub.url}/graphql",
+        json={"query": "{ viewer { clientId } }"},
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        timeout=10,
+    )
+    assert viewer.json() == {"data": {"viewer": {"clientId": "demo-partner"}}}
+
+
+def test_no_demo_loads_no_demo_data(tmp_path: Path) -> None:
+    bare = Hub(tmp_path / "data", "--no-demo")
+    try:
+        assert "demo-partner" not in "".join(bare.output)
+        listed = json.loads(bare.run("clients", "list", "--json").stdout)
+        assert listed == []
+    finally:
+        assert bare.stop(signal.SIGINT) == 0
 
 
 def test_second_serve_on_the_same_data_dir_is_refused(hub: Hub) -> None:
