@@ -165,7 +165,6 @@ async def metadata(request: Request) -> Response:
             ],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
-            "service_documentation": f"{issuer}/graphql",
         },
         headers={"Cache-Control": "max-age=300"},
     )
