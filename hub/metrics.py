@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -29,6 +29,34 @@ GRAPHQL_ERRORS = Counter(
     "Errors in GraphQL responses, by operation name and error code.",
     ["operation", "code"],
     registry=REGISTRY,
+)
+
+INGEST_ACCEPTED = Counter(
+    "ieum_ingest_accepted_messages", "Device messages stored.", registry=REGISTRY
+)
+INGEST_VALUES = Counter(
+    "ieum_ingest_accepted_values", "Metric values in the stored messages.", registry=REGISTRY
+)
+INGEST_REJECTED = Counter(
+    "ieum_ingest_rejected_messages",
+    "Device messages sent to the dead-letter topic, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+INGEST_LAG = Gauge(
+    "ieum_ingest_lag_messages",
+    "Messages in the partition not yet ingested, after the last batch.",
+    ["partition"],
+    registry=REGISTRY,
+)
+INGEST_BATCH_SECONDS = Histogram(
+    "ieum_ingest_batch_duration_seconds",
+    "Time to validate and write one batch.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+INGEST_FAILURES = Counter(
+    "ieum_ingest_batch_failures", "Batches that failed and were retried.", registry=REGISTRY
 )
 
 # Operation names come from clients: bound what reaches the label set.

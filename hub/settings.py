@@ -56,6 +56,20 @@ class Settings(BaseSettings):
         default=30 * 24 * 3600, ge=600, description="Lifetime of refresh tokens."
     )
 
+    # Sensors
+    ingest: bool = Field(
+        default=True, description="Run an ingest worker inside `ieum serve` (single process)."
+    )
+    telemetry_partitions: int = Field(
+        default=4, ge=1, le=256, description="Partitions of ieum.telemetry.v1 when created."
+    )
+    raw_retention_days: int = Field(
+        default=30, ge=9, description="Days raw readings are kept; rollups are kept longer."
+    )
+    k_anonymity: int = Field(
+        default=3, ge=1, le=16, description="Distinct vehicles a cell needs before it is shown."
+    )
+
     # PostgreSQL pool
     db_pool_min: int = Field(default=1, ge=0, description="Connections kept open.")
     db_pool_max: int = Field(default=10, ge=1, description="Most connections opened at once.")

@@ -1,0 +1,271 @@
+"""`ieum ingest`: device messages from Kafka into PostgreSQL, exactly once in effect.
+
+Each batch from `getmany` becomes one PostgreSQL transaction: the new readings (COPY into
+a staging table, then INSERT … ON CONFLICT DO NOTHING), their per-cell rollups, and the
+consumer offsets the batch reaches. On (re)assignment a worker seeks to the offsets stored
+in PostgreSQL, not Kafka's, so a worker killed at any point and restarted re-reads exactly
+what was not committed, and readings already stored are not counted twice. Rejected
+messages go to the dead-letter topic, with the reason and source, before the commit
+(at-least-once there: a crash between the two can repeat a dead letter, never lose one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord
+
+from hub import db, metrics
+from hub.settings import Settings
+from resolvers.sensors import ingest_store
+from resolvers.sensors.message import Reading, Rejected, parse
+from resolvers.sensors.rollup import rollups
+
+log = logging.getLogger(__name__)
+
+TOPIC = "ieum.telemetry.v1"
+DLQ_TOPIC = "ieum.telemetry.dlq"
+GROUP_ID = "ieum-ingest"
+MAX_BATCH = 5000
+RETRY_SECONDS = 1.0
+
+OnCommit = Callable[[Sequence[Reading]], Awaitable[None]]
+
+
+async def ensure_topics(bootstrap: str, partitions: int) -> None:
+    """The telemetry topic and its dead-letter topic (no-op when they exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            for name in (TOPIC, DLQ_TOPIC)
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was faster
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+class IngestWorker:
+    """One consumer in the ingest group; several share a topic's partitions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        bootstrap: str,
+        *,
+        group_id: str = GROUP_ID,
+        on_commit: OnCommit | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.on_commit = on_commit
+        self.lock = asyncio.Lock()  # held while a batch is written; rebalances wait for it
+        self.consumer: AIOKafkaConsumer | None = None
+        self.conn: asyncpg.Connection | None = None
+        self._partitions_checked = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await ensure_topics(self.bootstrap, self.settings.telemetry_partitions)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=MAX_BATCH,
+        )
+        self.consumer = consumer
+        await producer.start()
+        try:
+            self.conn = await self._connect()
+            consumer.subscribe([TOPIC], listener=_Rebalance(self))
+            await consumer.start()
+            try:
+                while not stop.is_set():
+                    batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+                    if batch:
+                        await self._process_with_retry(consumer, producer, batch, stop)
+                    await self._maintain()
+            finally:
+                await consumer.stop()
+        finally:
+            await producer.stop()
+            if self.conn is not None:
+                await self.conn.close()
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn = await db.connect(self.database_url, self.settings)
+        await ingest_store.prepare_connection(conn)
+        return conn
+
+    async def _maintain(self) -> None:
+        """Partitions for the days messages may carry; old raw partitions dropped. Hourly."""
+        if time.monotonic() - self._partitions_checked < 3600:
+            return
+        assert self.conn is not None
+        today = datetime.now(UTC).date()
+        await ingest_store.ensure_partitions(
+            self.conn, today - timedelta(days=8), today + timedelta(days=2)
+        )
+        retention = today - timedelta(days=self.settings.raw_retention_days)
+        for name in await ingest_store.drop_partitions_before(self.conn, retention):
+            log.info("ingest.partition.dropped name=%s", name)
+        self._partitions_checked = time.monotonic()
+
+    async def _process_with_retry(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        batch: dict[TopicPartition, list[ConsumerRecord]],
+        stop: asyncio.Event,
+    ) -> None:
+        while True:
+            try:
+                async with self.lock:
+                    await self._maintain()
+                    await self._process(producer, batch)
+                break
+            except (asyncpg.PostgresError, OSError, KafkaError, TimeoutError) as exc:
+                log.warning("ingest.batch.failed error=%r; retrying", exc)
+                metrics.INGEST_FAILURES.inc()
+                if stop.is_set():
+                    raise
+                await asyncio.sleep(RETRY_SECONDS)
+                if self.conn is None or self.conn.is_closed():
+                    try:
+                        self.conn = await self._connect()
+                    except (OSError, asyncpg.PostgresError) as again:
+                        log.warning("ingest.db.reconnect_failed error=%r", again)
+        try:
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
+        except KafkaError as exc:  # only lag metrics read Kafka's offsets; ours are in PG
+            log.info("ingest.kafka_commit.skipped error=%r", exc)
+        for tp in batch:
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                metrics.INGEST_LAG.labels(str(tp.partition)).set(
+                    highwater - batch[tp][-1].offset - 1
+                )
+
+    async def _process(
+        self, producer: AIOKafkaProducer, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        started = time.perf_counter()
+        candidates: list[tuple[ConsumerRecord, Reading]] = []
+        rejects: list[tuple[ConsumerRecord, str, str]] = []
+        now = datetime.now(UTC)
+        for records in batch.values():
+            for record in records:
+                try:
+                    candidates.append((record, parse(record.value or b"", now)))
+                except Rejected as exc:
+                    rejects.append((record, exc.reason, exc.detail))
+
+        assert self.conn is not None
+        conn = self.conn
+        devices = await ingest_store.device_states(conn, (r.device_id for _, r in candidates))
+        accepted: list[tuple[ConsumerRecord, Reading]] = []
+        seen: set[tuple[str, datetime]] = set()
+        for record, reading in candidates:
+            state = devices.get(reading.device_id)
+            key = (reading.device_id, reading.ts)
+            if state is None:
+                rejects.append((record, "unknown_device", f"{reading.device_id} is not registered"))
+            elif state[1]:
+                rejects.append((record, "disabled_device", f"{reading.device_id} is disabled"))
+            elif state[0] != reading.vehicle_id:
+                rejects.append(
+                    (record, "vehicle_mismatch", f"{reading.device_id} is on {state[0]}")
+                )
+            elif key in seen:
+                rejects.append((record, "duplicate", "same device and timestamp earlier in batch"))
+            else:
+                seen.add(key)
+                accepted.append((record, reading))
+
+        async with conn.transaction():
+            inserted = await ingest_store.insert_readings(conn, [r for _, r in accepted])
+            stored = [r for _, r in accepted if (r.device_id, r.ts) in inserted]
+            for record, reading in accepted:
+                if (reading.device_id, reading.ts) not in inserted:
+                    rejects.append((record, "duplicate", "this device and timestamp are stored"))
+            rows = rollups(stored)
+            await ingest_store.upsert_rollups(conn, rows)
+            await ingest_store.store_offsets(
+                conn,
+                self.group_id,
+                TOPIC,
+                {tp.partition: records[-1].offset + 1 for tp, records in batch.items()},
+            )
+            await _dead_letters(producer, rejects)
+
+        metrics.INGEST_ACCEPTED.inc(len(stored))
+        metrics.INGEST_VALUES.inc(sum(sum(row.n) for row in rows))
+        for _, reason, _ in rejects:
+            metrics.INGEST_REJECTED.labels(reason).inc()
+        metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+        if self.on_commit is not None and stored:
+            await self.on_commit(stored)
+
+
+async def _dead_letters(
+    producer: AIOKafkaProducer, rejects: list[tuple[ConsumerRecord, str, str]]
+) -> None:
+    """The original bytes, the reason and where they came from; all acknowledged."""
+    sends = [
+        await producer.send(
+            DLQ_TOPIC,
+            value=record.value,
+            key=record.key,
+            headers=[
+                ("reason", reason.encode()),
+                ("detail", detail.encode()),
+                ("source_topic", record.topic.encode()),
+                ("source_partition", str(record.partition).encode()),
+                ("source_offset", str(record.offset).encode()),
+            ],
+        )
+        for record, reason, detail in rejects
+    ]
+    await asyncio.gather(*sends)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: IngestWorker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.worker.lock:  # let the batch in flight commit first
+            pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Resume from the offsets PostgreSQL holds: they match the data exactly."""
+        consumer = self.worker.consumer
+        assert consumer is not None and self.worker.conn is not None
+        async with self.worker.lock:  # the connection is the batch writer's too
+            stored = await ingest_store.stored_offsets(
+                self.worker.conn, self.worker.group_id, TOPIC
+            )
+        for tp in assigned:
+            if tp.partition in stored:
+                consumer.seek(tp, stored[tp.partition])
+            else:
+                await consumer.seek_to_beginning(tp)
+        log.info("ingest.assigned partitions=%s", sorted(tp.partition for tp in assigned))

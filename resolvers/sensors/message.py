@@ -1,0 +1,159 @@
+"""One device message (`ieum.telemetry.v1`): parse, validate, normalise.
+
+The format is documented in docs/sensors.md. Everything a message can get wrong has a
+reject reason of its own, so the dead-letter topic says exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from h3.api import basic_int as h3
+
+from resolvers.sensors.catalog import by_name, metrics
+
+SCHEMA = "ieum.telemetry.v1"
+H3_RESOLUTION = 9  # ~0.1 km² cells: a few street blocks
+MAX_MESSAGE_BYTES = 64 * 1024
+# South Korea with its islands (Jeju, Ulleung, Dokdo, Marado), in WGS 84.
+KOREA = (33.0, 124.5, 38.7, 132.0)  # lat_min, lng_min, lat_max, lng_max
+MAX_FUTURE = timedelta(minutes=5)
+MAX_AGE = timedelta(days=7)
+
+NAN = float("nan")
+_PACK = struct.Struct(f"<{len(metrics())}f")
+
+
+class Rejected(Exception):
+    """A message that does not enter the data; `reason` is a stable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True, frozen=True)
+class Reading:
+    device_id: str
+    vehicle_id: str
+    ts: datetime
+    lat: float
+    lng: float
+    cell: int
+    speed_kmh: float | None
+    heading_deg: float | None
+    values: tuple[float, ...]  # catalog order; NaN where the message had no value
+
+    def packed(self) -> bytes:
+        return _PACK.pack(*self.values)
+
+
+def unpack(packed: bytes) -> tuple[float, ...]:
+    return _PACK.unpack(packed)
+
+
+def parse(raw: bytes, now: datetime | None = None) -> Reading:
+    """A valid reading, or Rejected with the reason."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise Rejected("too_large", f"{len(raw)} bytes; at most {MAX_MESSAGE_BYTES}")
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected("malformed_json", str(exc)) from None
+    if not isinstance(message, dict):
+        raise Rejected("schema", "the message must be a JSON object")
+    if message.get("schema") != SCHEMA:
+        raise Rejected("schema", f"'schema' must be {SCHEMA!r}, got {message.get('schema')!r}")
+    device_id = _identifier(message, "device_id")
+    vehicle_id = _identifier(message, "vehicle_id")
+    ts = _timestamp(message.get("ts"), now or datetime.now(UTC))
+    lat, lng = _position(message.get("position"))
+    return Reading(
+        device_id=device_id,
+        vehicle_id=vehicle_id,
+        ts=ts,
+        lat=lat,
+        lng=lng,
+        cell=h3.latlng_to_cell(lat, lng, H3_RESOLUTION),
+        speed_kmh=_optional_number(message, "speed_kmh", 0, 250),
+        heading_deg=_optional_number(message, "heading_deg", 0, 360),
+        values=_values(message.get("metrics")),
+    )
+
+
+def _identifier(message: dict[str, object], field: str) -> str:
+    value = message.get(field)
+    if not isinstance(value, str) or not 1 <= len(value) <= 64:
+        raise Rejected("schema", f"{field!r} must be a string of 1 to 64 characters")
+    return value
+
+
+def _timestamp(value: object, now: datetime) -> datetime:
+    if not isinstance(value, str):
+        raise Rejected("schema", "'ts' must be an ISO 8601 timestamp string")
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise Rejected("schema", f"'ts' is not ISO 8601: {value!r}") from None
+    if ts.tzinfo is None:
+        raise Rejected("schema", f"'ts' needs a time zone (e.g. Z or +09:00): {value!r}")
+    ts = ts.astimezone(UTC)
+    if ts > now + MAX_FUTURE:
+        raise Rejected("future_timestamp", f"{value} is more than {MAX_FUTURE} ahead")
+    if ts < now - MAX_AGE:
+        raise Rejected("stale_timestamp", f"{value} is older than {MAX_AGE.days} days")
+    return ts
+
+
+def _position(value: object) -> tuple[float, float]:
+    if not isinstance(value, dict):
+        raise Rejected("schema", "'position' must be an object with 'lat' and 'lng'")
+    lat, lng = value.get("lat"), value.get("lng")
+    if not _is_number(lat) or not _is_number(lng):
+        raise Rejected("schema", "'position.lat' and 'position.lng' must be numbers")
+    lat_min, lng_min, lat_max, lng_max = KOREA
+    if not (lat_min <= lat <= lat_max and lng_min <= lng <= lng_max):  # type: ignore[operator]
+        raise Rejected("outside_korea", f"position {lat}, {lng} is outside Korea")
+    return float(lat), float(lng)  # type: ignore[arg-type]
+
+
+def _optional_number(
+    message: dict[str, object], field: str, low: float, high: float
+) -> float | None:
+    value = message.get(field)
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise Rejected("schema", f"{field!r} must be a number")
+    if not low <= value <= high:  # type: ignore[operator]
+        raise Rejected("out_of_range", f"{field} {value} is outside {low}..{high}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _values(value: object) -> tuple[float, ...]:
+    if not isinstance(value, dict) or not value:
+        raise Rejected("schema", "'metrics' must be a non-empty object of metric name to number")
+    catalog = by_name()
+    values = [NAN] * len(catalog)
+    for name, number in value.items():
+        metric = catalog.get(name)
+        if metric is None:
+            raise Rejected("unknown_metric", f"{name!r} is not in the metric catalog")
+        if not _is_number(number):
+            raise Rejected("schema", f"metric {name!r} must be a number, got {number!r}")
+        if not metric.min <= number <= metric.max:
+            raise Rejected(
+                "out_of_range",
+                f"{name} {number} {metric.unit} is outside {metric.min}..{metric.max}",
+            )
+        values[metric.id] = float(number)
+    return tuple(values)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
