@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -118,6 +119,20 @@ def _parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     user_create.set_defaults(run=_users_create)
+
+    ingest = commands.add_parser("ingest", help="an ingest worker: telemetry into PostgreSQL")
+    ingest.add_argument("--group", default="ieum-ingest", help="consumer group id")
+    ingest.set_defaults(run=_ingest)
+
+    simulate = commands.add_parser("simulate", help="a taxi fleet sending telemetry")
+    simulate.add_argument("--vehicles", type=int, default=50)
+    simulate.add_argument("--rate", type=float, default=1.0, help="messages/s per vehicle")
+    simulate.add_argument("--duration", type=float, default=60.0, help="seconds")
+    simulate.add_argument("--bad-share", type=float, default=0.01, help="share of bad messages")
+    simulate.add_argument(
+        "--owner", default="demo-partner", help="client that owns the simulated devices"
+    )
+    simulate.set_defaults(run=_simulate)
 
     keys_cmd = commands.add_parser("keys", help="token signing keys")
     keys_actions = keys_cmd.add_subparsers(required=True, metavar="ACTION")
@@ -275,6 +290,51 @@ def _users_create(settings: Settings, args: argparse.Namespace) -> int:
         settings, lambda pool: LocalAccounts(pool).create(args.username, args.name, password)
     )
     print(f"created {citizen.username} ({citizen.user_id})")
+    return 0
+
+
+def _ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.ingest import IngestWorker
+
+    with find_services(settings, "ingest", need_broker=True) as services:
+        assert services.database_url and services.kafka_bootstrap
+        worker = IngestWorker(
+            settings, services.database_url, services.kafka_bootstrap, group_id=args.group
+        )
+
+        async def run() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            print(f"ingesting from {services.kafka_bootstrap} (group {args.group}); Ctrl-C stops")
+            await worker.run(stop)
+
+        asyncio.run(run())
+    return 0
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from hub import simulate
+    from hub.ingest import ensure_topics
+
+    vehicles = simulate.fleet(args.vehicles)
+    with find_services(settings, "simulate", need_broker=True) as services:
+        assert services.database_url and services.kafka_bootstrap
+
+        async def run() -> int:
+            pool = await db.create_pool(services.database_url, settings)
+            try:
+                await simulate.register(pool, args.owner, vehicles)
+            finally:
+                await pool.close()
+            await ensure_topics(services.kafka_bootstrap, settings.telemetry_partitions)
+            return await simulate.run(
+                services.kafka_bootstrap, vehicles, args.rate, args.duration, args.bad_share
+            )
+
+        sent = asyncio.run(run())
+    print(f"sent {sent} messages from {len(vehicles)} vehicles")
     return 0
 
 

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 
 from auth.caller import ANONYMOUS, Caller
+from hub.settings import Settings
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -23,6 +24,7 @@ class Context:
     connection: HTTPConnection
     db: asyncpg.Pool
     caller: Caller
+    settings: Settings = field(default_factory=Settings)
     # graphql-transport-ws: the connection_init payload (strawberry fills it in).
     connection_params: dict[str, Any] | None = None
     _loaders: dict[Callable[..., Any], DataLoader[Any, Any]] = field(default_factory=dict)
@@ -41,4 +43,5 @@ def build_context(connection: HTTPConnection) -> Context:
     """HTTP: the caller the endpoint found in the Authorization header. WebSocket: anonymous
     until connection_init brings a token (GraphQLEndpoint.on_ws_connect)."""
     caller = getattr(connection.state, "caller", ANONYMOUS)
-    return Context(connection=connection, db=connection.app.state.db, caller=caller)
+    state = connection.app.state
+    return Context(connection=connection, db=state.db, caller=caller, settings=state.settings)

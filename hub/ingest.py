@@ -263,9 +263,10 @@ class _Rebalance(ConsumerRebalanceListener):
             stored = await ingest_store.stored_offsets(
                 self.worker.conn, self.worker.group_id, TOPIC
             )
+        fresh = [tp for tp in assigned if tp.partition not in stored]
+        # An explicit position: seek_to_beginning() resets lazily, after records already
+        # fetched, which would hand the first batch over twice.
+        beginnings = await consumer.beginning_offsets(fresh) if fresh else {}
         for tp in assigned:
-            if tp.partition in stored:
-                consumer.seek(tp, stored[tp.partition])
-            else:
-                await consumer.seek_to_beginning(tp)
+            consumer.seek(tp, stored.get(tp.partition, beginnings.get(tp, 0)))
         log.info("ingest.assigned partitions=%s", sorted(tp.partition for tp in assigned))

@@ -5,21 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 
 import uvicorn
 from starlette.applications import Starlette
 
-from hub import db
+from hub import db, simulate
 from hub import demo as demo_data
 from hub.app import create_app
 from hub.bootstrap import prepare_database
 from hub.embedded.ports import free_port
+from hub.ingest import IngestWorker, ensure_topics
 from hub.runtime import Services, own_data_dir
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
+
+DEMO_VEHICLES = 40
 
 
 class Server(uvicorn.Server):
@@ -74,15 +78,87 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
+    background = _background(settings, services, domains, credentials)
     serving = asyncio.create_task(server.serve())
     # uvicorn exposes no event for this; poll its flag.
     while not server.started and not serving.done():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     if server.started:
         print(_banner(settings, services, domains, subgraph, url, credentials), flush=True)
-    await serving
+    try:
+        await serving
+    finally:
+        await background.stop()
     if not server.started:
         raise SystemExit(1)
+
+
+class Background:
+    """Tasks that run beside the HTTP server and stop with it."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.tasks: list[asyncio.Task[object]] = []
+
+    def start(self, coroutine: Coroutine[object, object, object], name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(_log_failure)
+        self.tasks.append(task)
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if not self.tasks:
+            return
+        _, pending = await asyncio.wait(self.tasks, timeout=10)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[object]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("serve.background_failed task=%s", task.get_name(), exc_info=task.exception())
+
+
+def _background(
+    settings: Settings,
+    services: Services,
+    domains: Sequence[str],
+    credentials: demo_data.DemoCredentials | None,
+) -> Background:
+    """The in-process ingest worker (single-process mode) and the demo fleet."""
+    background = Background()
+    if "sensors" not in domains:
+        return background
+    assert services.database_url and services.kafka_bootstrap
+    if settings.ingest:
+        worker = IngestWorker(settings, services.database_url, services.kafka_bootstrap)
+        background.start(worker.run(background.stopping), "ingest")
+    if credentials is not None:
+        background.start(
+            _demo_fleet(settings, services.database_url, services.kafka_bootstrap, background),
+            "demo-fleet",
+        )
+    return background
+
+
+async def _demo_fleet(
+    settings: Settings, database_url: str, bootstrap: str, background: Background
+) -> None:
+    """40 simulated taxis, one message every 2 s each, until the hub stops."""
+    vehicles = simulate.fleet(DEMO_VEHICLES)
+    pool = await db.create_pool(database_url, settings)
+    try:
+        await simulate.register(pool, demo_data.CLIENT_ID, vehicles)
+    finally:
+        await pool.close()
+    await ensure_topics(bootstrap, settings.telemetry_partitions)
+    fleet = asyncio.create_task(
+        simulate.run(bootstrap, vehicles, rate=0.5, duration=math.inf, bad_share=0.01)
+    )
+    await background.stopping.wait()
+    fleet.cancel()
+    await asyncio.gather(fleet, return_exceptions=True)
 
 
 async def _demo_credentials(url: str, settings: Settings) -> demo_data.DemoCredentials:

@@ -9,7 +9,7 @@ from strawberry.extensions import ValidationCache
 from strawberry.tools import merge_types
 
 from auth.graphql import guard_declared_scopes
-from schema import platform
+from schema import platform, sensors
 from schema.domain import Domain
 from schema.extensions import (
     DOCUMENT_CACHE_SIZE,
@@ -21,7 +21,7 @@ from schema.extensions import (
 # A version @theguild/federation-composition understands, and >= 2.5 for @requiresScopes.
 FEDERATION_VERSION = "2.7"
 
-DOMAINS: dict[str, Domain] = {domain.name: domain for domain in (platform.domain,)}
+DOMAINS: dict[str, Domain] = {d.name: d for d in (platform.domain, sensors.domain)}
 
 
 def domain_names(subgraph: str | None) -> list[str]:

@@ -16,6 +16,7 @@ from hub.context import Info
 from hub.errors import BadUserInput
 from resolvers.platform import districts
 from schema.domain import Domain
+from schema.sensors import AirQuality, district_air_quality
 
 H3_RESOLUTIONS = range(4, 10)
 
@@ -56,6 +57,13 @@ class District:
             )
         boundary = await info.context.loader(districts.boundary_loader).load(self.code)
         return sorted(h3.geo_to_cells(boundary, resolution))
+
+    @strawberry.field(
+        description="Fine dust over the last hour from taxi sensors (open data); null "
+        "without enough readings."
+    )
+    async def air_quality(self, info: Info) -> AirQuality | None:
+        return await district_air_quality(info, self.code)
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: str) -> District | None:

@@ -1,0 +1,298 @@
+"""The read side of sensors: areas as cells, series, heat maps, raw readings, air quality.
+
+Aggregates come from the per-minute rollups; raw readings from the partitioned table.
+Every aggregate carries the number of distinct vehicles behind it, so callers can apply
+k-anonymity (see `visible`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+from h3.api import basic_int as h3
+
+from hub.errors import BadUserInput
+from resolvers.sensors.catalog import Metric, by_name
+from resolvers.sensors.message import H3_RESOLUTION, unpack
+
+MAX_CELLS = 60_000  # about 6,000 km² at resolution 9
+BUCKETS = {
+    "MINUTE": timedelta(minutes=1),
+    "FIVE_MINUTES": timedelta(minutes=5),
+    "HOUR": timedelta(hours=1),
+    "DAY": timedelta(days=1),
+}
+MAX_POINTS = 2000
+
+
+@dataclass(frozen=True)
+class Stats:
+    count: int
+    total: float
+    total_sq: float
+    low: float
+    high: float
+    vehicles: int
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count
+
+    @property
+    def stddev(self) -> float:
+        """Population standard deviation from the count, sum and sum of squares."""
+        variance = max(self.total_sq / self.count - self.mean**2, 0.0)
+        return math.sqrt(variance)
+
+
+def metric(name: str) -> Metric:
+    found = by_name().get(name)
+    if found is None:
+        raise BadUserInput(f"unknown metric {name!r}; see the `metrics` query", argument="metric")
+    return found
+
+
+def check_range(start: datetime, end: datetime, bucket: timedelta | None = None) -> None:
+    if end <= start:
+        raise BadUserInput("'to' must be after 'from'", argument="to")
+    if bucket is not None and (end - start) / bucket > MAX_POINTS:
+        raise BadUserInput(
+            f"that is more than {MAX_POINTS} buckets: use a coarser bucket or a shorter range",
+            argument="bucket",
+        )
+
+
+# Areas
+
+
+@lru_cache(maxsize=512)
+def _polygon_cells(geojson_key: str) -> frozenset[int]:
+    return frozenset(h3.geo_to_cells(json.loads(geojson_key), H3_RESOLUTION))
+
+
+def cells_of_geometry(geometry: dict[str, Any]) -> frozenset[int]:
+    """Resolution-9 cells whose centres lie in the geometry (cached: boundaries repeat)."""
+    return _polygon_cells(json.dumps(geometry, sort_keys=True))
+
+
+def bbox_cells(south: float, west: float, north: float, east: float) -> frozenset[int]:
+    if not (south < north and west < east):
+        raise BadUserInput("bbox needs south < north and west < east", argument="bbox")
+    if (north - south) * (east - west) > 1.0:
+        raise BadUserInput("bbox is too large (at most 1 square degree)", argument="bbox")
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    return cells_of_geometry({"type": "Polygon", "coordinates": [ring]})
+
+
+def given_cells(cells: list[str]) -> frozenset[int]:
+    result: set[int] = set()
+    for text in cells:
+        try:
+            cell = h3.str_to_int(text)
+            valid = h3.is_valid_cell(cell)
+        except (ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise BadUserInput(f"{text!r} is not an H3 cell", argument="cells")
+        resolution = h3.get_resolution(cell)
+        if resolution > H3_RESOLUTION:
+            raise BadUserInput(
+                f"cells finer than resolution {H3_RESOLUTION} are not stored", argument="cells"
+            )
+        result.update(h3.cell_to_children(cell, H3_RESOLUTION))
+    return frozenset(result)
+
+
+def checked(cells: frozenset[int]) -> list[int]:
+    if len(cells) > MAX_CELLS:
+        raise BadUserInput(f"the area has more than {MAX_CELLS} cells; choose a smaller one")
+    return sorted(cells)
+
+
+# Aggregates
+
+
+async def series(
+    pool: asyncpg.Pool,
+    cells: list[int],
+    m: Metric,
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+) -> list[tuple[datetime, Stats]]:
+    index = m.id + 1
+    rows = await pool.fetch(
+        "WITH r AS ("
+        "  SELECT date_bin($5, bucket, TIMESTAMPTZ '2000-01-01') AS b, n[$2] AS n,"
+        "         sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo, max[$2] AS hi, vehicles"
+        "  FROM sensor_rollups"
+        "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
+        " v AS (SELECT b, count(DISTINCT x) AS vehicles FROM r, unnest(r.vehicles) x GROUP BY b)"
+        " SELECT r.b, sum(r.n)::bigint AS n, sum(r.s) AS s, sum(r.ss) AS ss,"
+        "        min(r.lo) AS lo, max(r.hi) AS hi, v.vehicles"
+        " FROM r JOIN v USING (b) GROUP BY r.b, v.vehicles ORDER BY r.b",
+        cells,
+        index,
+        start,
+        end,
+        bucket,
+    )
+    return [(row["b"], _stats(row)) for row in rows]
+
+
+async def per_cell(
+    pool: asyncpg.Pool, cells: list[int], m: Metric, start: datetime, end: datetime
+) -> dict[int, tuple[Stats, frozenset[int]]]:
+    """Stats per resolution-9 cell, with the (hashed) vehicles seen there."""
+    rows = await pool.fetch(
+        "WITH r AS ("
+        "  SELECT cell, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo,"
+        "         max[$2] AS hi, vehicles"
+        "  FROM sensor_rollups"
+        "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
+        " v AS (SELECT cell, array_agg(DISTINCT x) AS vehicle_set"
+        "       FROM r, unnest(r.vehicles) x GROUP BY cell)"
+        " SELECT r.cell, sum(r.n)::bigint AS n, sum(r.s) AS s, sum(r.ss) AS ss,"
+        "        min(r.lo) AS lo, max(r.hi) AS hi, v.vehicle_set"
+        " FROM r JOIN v USING (cell) GROUP BY r.cell, v.vehicle_set",
+        cells,
+        m.id + 1,
+        start,
+        end,
+    )
+    return {row["cell"]: (_stats(row), frozenset(row["vehicle_set"])) for row in rows}
+
+
+async def window(
+    pool: asyncpg.Pool, cells: list[int], m: Metric, start: datetime, end: datetime
+) -> Stats | None:
+    """One metric over the whole window and area; None without readings."""
+    row = await pool.fetchrow(
+        "WITH r AS ("
+        "  SELECT n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo, max[$2] AS hi,"
+        "         vehicles FROM sensor_rollups"
+        "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0)"
+        " SELECT sum(n)::bigint AS n, sum(s) AS s, sum(ss) AS ss, min(lo) AS lo, max(hi) AS hi,"
+        "        (SELECT count(DISTINCT x) FROM r, unnest(r.vehicles) x) AS vehicles FROM r",
+        cells,
+        m.id + 1,
+        start,
+        end,
+    )
+    return _stats(row) if row and row["n"] else None
+
+
+def _stats(row: asyncpg.Record) -> Stats:
+    vehicles = row["vehicles"] if "vehicles" in row else len(row["vehicle_set"])
+    return Stats(row["n"], row["s"], row["ss"], row["lo"], row["hi"], vehicles)
+
+
+def merge_to_resolution(
+    cells: dict[int, tuple[Stats, frozenset[int]]], resolution: int
+) -> dict[int, tuple[Stats, frozenset[int]]]:
+    merged: dict[int, list[tuple[Stats, frozenset[int]]]] = defaultdict(list)
+    for cell, entry in cells.items():
+        parent = cell if resolution == H3_RESOLUTION else h3.cell_to_parent(cell, resolution)
+        merged[parent].append(entry)
+    result = {}
+    for parent, entries in merged.items():
+        vehicles = frozenset().union(*(v for _, v in entries))
+        result[parent] = (
+            Stats(
+                count=sum(s.count for s, _ in entries),
+                total=sum(s.total for s, _ in entries),
+                total_sq=sum(s.total_sq for s, _ in entries),
+                low=min(s.low for s, _ in entries),
+                high=max(s.high for s, _ in entries),
+                vehicles=len(vehicles),
+            ),
+            vehicles,
+        )
+    return result
+
+
+# Raw readings
+
+
+@dataclass(frozen=True)
+class RawReading:
+    ts: datetime
+    device_id: str
+    vehicle_id: str
+    lat: float
+    lng: float
+    cell: int
+    speed_kmh: float | None
+    heading_deg: float | None
+    values: tuple[float, ...]
+
+
+RAW_COLUMNS = (
+    "ts", "device_id", "vehicle_id", "lat", "lng", "cell", "speed_kmh", "heading_deg"
+)  # fmt: skip
+
+
+def encode_cursor(ts: datetime, device_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{device_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        ts, device_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(ts), device_id
+    except (ValueError, UnicodeDecodeError):
+        raise BadUserInput("'after' is not a cursor this API gave out", argument="after") from None
+
+
+async def readings(
+    pool: asyncpg.Pool,
+    cells: list[int],
+    start: datetime,
+    end: datetime,
+    first: int,
+    after: tuple[datetime, str] | None,
+) -> tuple[list[RawReading], bool]:
+    """One page in (ts, device) order, and whether there is a next page."""
+    after_ts, after_device = after or (start - timedelta(microseconds=1), "")
+    rows = await pool.fetch(
+        "SELECT ts, device_id, vehicle_id, lat, lng, cell, speed_kmh, heading_deg, metrics"
+        " FROM sensor_readings WHERE cell = ANY($1::bigint[]) AND ts >= $2 AND ts < $3"
+        " AND (ts, device_id) > ($4, $5) ORDER BY ts, device_id LIMIT $6",
+        cells,
+        start,
+        end,
+        after_ts,
+        after_device,
+        first + 1,
+    )
+    page = [
+        RawReading(**{k: r[k] for k in RAW_COLUMNS}, values=unpack(r["metrics"]))
+        for r in rows[:first]
+    ]
+    return page, len(rows) > first
+
+
+# Air quality, by the Ministry of Environment's breakpoints (µg/m³, upper bounds inclusive).
+GRADES = ("좋음", "보통", "나쁨", "매우나쁨")
+BREAKPOINTS = {"pm10": (30, 80, 150), "pm2_5": (15, 35, 75)}
+AIR_QUALITY_WINDOW = timedelta(hours=1)
+
+
+def grade(metric_name: str, value: float) -> str:
+    good, moderate, bad = BREAKPOINTS[metric_name]
+    rounded = round(value)
+    if rounded <= good:
+        return GRADES[0]
+    if rounded <= moderate:
+        return GRADES[1]
+    if rounded <= bad:
+        return GRADES[2]
+    return GRADES[3]

@@ -1,0 +1,365 @@
+"""sensors: taxi-roof sensor data as metrics, series, heat maps and raw readings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+from h3.api import basic_int as h3
+from strawberry.scalars import JSON
+
+from auth.scopes import Scope
+from hub.context import Info
+from hub.errors import BadUserInput
+from resolvers.platform import districts
+from resolvers.sensors import catalog, devices, queries
+from schema.domain import Domain
+
+READ = [[Scope.SENSORS_READ.value]]
+INGEST = [[Scope.SENSORS_INGEST.value]]
+MAX_PAGE = 1000
+
+
+@strawberry.type(description="A quantity the sensor units measure.")
+class Metric:
+    name: str
+    unit: str
+    min: float = strawberry.field(description="Lowest valid value; lower values are rejected.")
+    max: float = strawberry.field(description="Highest valid value.")
+    description: str
+    description_ko: str
+
+
+@strawberry.type(description="A sensor unit on a vehicle, registered by its partner.")
+class SensorDevice:
+    device_id: str
+    vehicle_id: str
+    description: str
+    created_at: datetime
+    disabled: bool
+
+
+@strawberry.enum(description="Width of the time buckets of a series.")
+class Bucket(Enum):
+    MINUTE = "MINUTE"
+    FIVE_MINUTES = "FIVE_MINUTES"
+    HOUR = "HOUR"
+    DAY = "DAY"
+
+
+@strawberry.input(description="A bounding box in WGS 84 degrees.")
+class BBoxInput:
+    south: float
+    west: float
+    north: float
+    east: float
+
+
+@strawberry.input(description="Exactly one of: a district, a bounding box, or H3 cells.")
+class AreaInput:
+    district: str | None = strawberry.UNSET
+    bbox: BBoxInput | None = strawberry.UNSET
+    cells: list[str] | None = strawberry.UNSET
+
+
+@strawberry.type(description="Statistics of one metric over a set of readings.")
+class Aggregate:
+    count: int = strawberry.field(description="Readings behind the values.")
+    mean: float
+    min: float
+    max: float
+    stddev: float
+
+
+@strawberry.type
+class SeriesPoint:
+    bucket: datetime = strawberry.field(description="Start of the bucket.")
+    value: Aggregate | None = strawberry.field(
+        description="Null when fewer vehicles than the privacy threshold contributed."
+    )
+
+
+@strawberry.type
+class HeatCell:
+    cell: str = strawberry.field(description="H3 cell index.")
+    boundary: JSON = strawberry.field(description="The cell as a GeoJSON Polygon.")
+    value: Aggregate
+
+
+@strawberry.type
+class Position:
+    lat: float
+    lng: float
+    precise: bool = strawberry.field(
+        description="False: the centre of the H3 cell (sensors:precise gives exact positions)."
+    )
+
+
+@strawberry.type
+class MetricValue:
+    metric: str
+    value: float
+
+
+@strawberry.type
+class SensorReading:
+    ts: datetime
+    cell: str
+    position: Position
+    vehicle_id: str | None = strawberry.field(description="Only with sensors:precise.")
+    speed_kmh: float | None
+    heading_deg: float | None
+    values: list[MetricValue]
+
+
+@strawberry.type
+class SensorReadingPage:
+    readings: list[SensorReading]
+    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+    has_next_page: bool
+
+
+@strawberry.input
+class RegisterSensorDeviceInput:
+    device_id: str
+    vehicle_id: str
+    description: str = ""
+
+
+def _aggregate(stats: queries.Stats) -> Aggregate:
+    return Aggregate(
+        count=stats.count, mean=stats.mean, min=stats.low, max=stats.high, stddev=stats.stddev
+    )
+
+
+def _device(device: devices.Device) -> SensorDevice:
+    return SensorDevice(
+        device_id=device.device_id,
+        vehicle_id=device.vehicle_id,
+        description=device.description,
+        created_at=device.created_at,
+        disabled=device.disabled_at is not None,
+    )
+
+
+async def area_cells(info: Info, area: AreaInput) -> list[int]:
+    given = [name for name in ("district", "bbox", "cells") if getattr(area, name)]
+    if len(given) != 1:
+        raise BadUserInput("give exactly one of area.district, area.bbox, area.cells")
+    if area.district:
+        code = districts.check_code(area.district)
+        row = await info.context.loader(districts.district_loader).load(code)
+        if row is None:
+            raise BadUserInput(f"no district has code {code}", argument="area")
+        boundary = await info.context.loader(districts.boundary_loader).load(row.code)
+        return queries.checked(queries.cells_of_geometry(boundary))
+    if area.bbox:
+        box = area.bbox
+        return queries.checked(queries.bbox_cells(box.south, box.west, box.north, box.east))
+    return queries.checked(queries.given_cells(area.cells or []))
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise BadUserInput("times need a time zone, e.g. 2026-11-24T09:00:00Z")
+    return value.astimezone(UTC)
+
+
+@strawberry.type
+class SensorsQuery:
+    @strawberry.field(description="The metric catalog (open data).")
+    def metrics(self) -> list[Metric]:
+        return [
+            Metric(
+                name=m.name,
+                unit=m.unit,
+                min=m.min,
+                max=m.max,
+                description=m.description_en,
+                description_ko=m.description_ko,
+            )
+            for m in catalog.metrics()
+        ]
+
+    @strawberry.federation.field(
+        requires_scopes=INGEST, description="The sensor units your client registered."
+    )
+    async def sensor_devices(self, info: Info) -> list[SensorDevice] | None:
+        owner = info.context.caller.client_id or ""
+        return [_device(d) for d in await devices.list_owned(info.context.db, owner)]
+
+    @strawberry.federation.field(
+        requires_scopes=READ, description="A metric over an area, bucketed in time."
+    )
+    async def sensor_series(
+        self,
+        info: Info,
+        area: AreaInput,
+        metric: str,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+        bucket: Bucket = Bucket.HOUR,
+    ) -> list[SeriesPoint] | None:
+        m = queries.metric(metric)
+        start, end, width = _utc(from_), _utc(to), queries.BUCKETS[bucket.value]
+        queries.check_range(start, end, width)
+        cells = await area_cells(info, area)
+        k = info.context.settings.k_anonymity
+        return [
+            SeriesPoint(bucket=b, value=_aggregate(s) if s.vehicles >= k else None)
+            for b, s in await queries.series(info.context.db, cells, m, start, end, width)
+        ]
+
+    @strawberry.federation.field(
+        requires_scopes=READ,
+        description="Per-cell values of a metric over a time window, for a map.",
+    )
+    async def sensor_heatmap(
+        self,
+        info: Info,
+        area: AreaInput,
+        metric: str,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+        resolution: Annotated[
+            int, strawberry.argument(description="H3 resolution of the cells, 5 to 9.")
+        ] = 8,
+    ) -> list[HeatCell] | None:
+        if not 5 <= resolution <= 9:
+            raise BadUserInput("resolution must be 5 to 9", argument="resolution")
+        m = queries.metric(metric)
+        start, end = _utc(from_), _utc(to)
+        queries.check_range(start, end)
+        cells = await area_cells(info, area)
+        per_cell = await queries.per_cell(info.context.db, cells, m, start, end)
+        k = info.context.settings.k_anonymity
+        return [
+            HeatCell(cell=h3.int_to_str(cell), boundary=_cell_polygon(cell), value=_aggregate(s))
+            for cell, (s, _) in sorted(queries.merge_to_resolution(per_cell, resolution).items())
+            if s.vehicles >= k
+        ]
+
+    @strawberry.federation.field(
+        requires_scopes=READ,
+        description="Raw readings, oldest first; exact positions with sensors:precise.",
+    )
+    async def sensor_readings(
+        self,
+        info: Info,
+        area: AreaInput,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+        first: int = 100,
+        after: str | None = None,
+    ) -> SensorReadingPage | None:
+        if not 1 <= first <= MAX_PAGE:
+            raise BadUserInput(f"first must be 1 to {MAX_PAGE}", argument="first")
+        start, end = _utc(from_), _utc(to)
+        queries.check_range(start, end)
+        cells = await area_cells(info, area)
+        cursor = queries.decode_cursor(after) if after else None
+        page, more = await queries.readings(info.context.db, cells, start, end, first, cursor)
+        precise = Scope.SENSORS_PRECISE.value in info.context.caller.scopes
+        names = [m.name for m in catalog.metrics()]
+        return SensorReadingPage(
+            readings=[_reading(r, precise, names) for r in page],
+            end_cursor=queries.encode_cursor(page[-1].ts, page[-1].device_id) if page else None,
+            has_next_page=more,
+        )
+
+
+def _reading(r: queries.RawReading, precise: bool, names: list[str]) -> SensorReading:
+    if precise:
+        position = Position(lat=r.lat, lng=r.lng, precise=True)
+    else:
+        lat, lng = h3.cell_to_latlng(r.cell)
+        position = Position(lat=lat, lng=lng, precise=False)
+    return SensorReading(
+        ts=r.ts,
+        cell=h3.int_to_str(r.cell),
+        position=position,
+        vehicle_id=r.vehicle_id if precise else None,
+        speed_kmh=r.speed_kmh,
+        heading_deg=r.heading_deg,
+        values=[
+            MetricValue(metric=name, value=value)
+            for name, value in zip(names, r.values, strict=True)
+            if value == value  # not NaN
+        ],
+    )
+
+
+def _cell_polygon(cell: int) -> JSON:
+    ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(cell)]
+    return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+
+
+@strawberry.type
+class SensorsMutation:
+    @strawberry.federation.field(
+        requires_scopes=INGEST,
+        description="Register a sensor unit on a vehicle, or move yours to another vehicle.",
+    )
+    async def register_sensor_device(
+        self, info: Info, input: RegisterSensorDeviceInput
+    ) -> SensorDevice | None:
+        device = await devices.register(
+            info.context.db,
+            info.context.caller.client_id or "",
+            input.device_id,
+            input.vehicle_id,
+            input.description,
+        )
+        return _device(device)
+
+    @strawberry.federation.field(
+        requires_scopes=INGEST, description="Stop accepting messages from one of your units."
+    )
+    async def disable_sensor_device(self, info: Info, device_id: str) -> SensorDevice | None:
+        owner = info.context.caller.client_id or ""
+        return _device(await devices.disable(info.context.db, owner, device_id))
+
+
+domain = Domain(name="sensors", query=SensorsQuery, mutation=SensorsMutation)
+
+
+@strawberry.type(description="A fine-dust value with its grade (좋음/보통/나쁨/매우나쁨).")
+class DustLevel:
+    value: float = strawberry.field(description="µg/m³, mean of the last hour.")
+    grade: str = strawberry.field(
+        description="환경부 grade: PM10 ≤30 좋음, ≤80 보통, ≤150 나쁨; PM2.5 ≤15, ≤35, ≤75."
+    )
+    readings: int
+
+
+@strawberry.type(description="Fine dust in a district over the last hour, from taxi sensors.")
+class AirQuality:
+    pm25: DustLevel | None = strawberry.field(description="PM2.5; null without enough data.")
+    pm10: DustLevel | None = strawberry.field(description="PM10; null without enough data.")
+    since: datetime
+    until: datetime
+
+
+async def district_air_quality(info: Info, code: str) -> AirQuality | None:
+    """The latest hour of PM2.5 and PM10 over a district's cells (open data, k-anonymous)."""
+    boundary = await info.context.loader(districts.boundary_loader).load(code)
+    cells = queries.checked(queries.cells_of_geometry(boundary))
+    until = datetime.now(UTC)
+    since = until - queries.AIR_QUALITY_WINDOW
+    k = info.context.settings.k_anonymity
+    levels: dict[str, DustLevel | None] = {}
+    for name in ("pm2_5", "pm10"):
+        stats = await queries.window(info.context.db, cells, queries.metric(name), since, until)
+        if stats is None or stats.vehicles < k:
+            levels[name] = None
+        else:
+            levels[name] = DustLevel(
+                value=round(stats.mean, 1),
+                grade=queries.grade(name, stats.mean),
+                readings=stats.count,
+            )
+    if levels["pm2_5"] is None and levels["pm10"] is None:
+        return None
+    return AirQuality(pm25=levels["pm2_5"], pm10=levels["pm10"], since=since, until=until)
