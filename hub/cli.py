@@ -122,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="an ingest worker: telemetry into PostgreSQL")
     ingest.add_argument("--group", default="ieum-ingest", help="consumer group id")
+    ingest.add_argument("--topic", default="ieum.telemetry.v1", help="telemetry topic")
     ingest.set_defaults(run=_ingest)
 
     simulate = commands.add_parser("simulate", help="a taxi fleet sending telemetry")
@@ -299,7 +300,11 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     with find_services(settings, "ingest", need_broker=True) as services:
         assert services.database_url and services.kafka_bootstrap
         worker = IngestWorker(
-            settings, services.database_url, services.kafka_bootstrap, group_id=args.group
+            settings,
+            services.database_url,
+            services.kafka_bootstrap,
+            group_id=args.group,
+            topic=args.topic,
         )
 
         async def run() -> None:

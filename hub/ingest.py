@@ -41,7 +41,11 @@ RETRY_SECONDS = 1.0
 OnCommit = Callable[[Sequence[Reading]], Awaitable[None]]
 
 
-async def ensure_topics(bootstrap: str, partitions: int) -> None:
+def dlq_for(topic: str) -> str:
+    return DLQ_TOPIC if topic == TOPIC else f"{topic}.dlq"
+
+
+async def ensure_topics(bootstrap: str, partitions: int, topic: str = TOPIC) -> None:
     """The telemetry topic and its dead-letter topic (no-op when they exist)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -49,7 +53,7 @@ async def ensure_topics(bootstrap: str, partitions: int) -> None:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(name, num_partitions=partitions, replication_factor=1)
-            for name in (TOPIC, DLQ_TOPIC)
+            for name in (topic, dlq_for(topic))
             if name not in existing
         ]
         if wanted:
@@ -69,12 +73,15 @@ class IngestWorker:
         bootstrap: str,
         *,
         group_id: str = GROUP_ID,
+        topic: str = TOPIC,
         on_commit: OnCommit | None = None,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
         self.bootstrap = bootstrap
         self.group_id = group_id
+        self.topic = topic
+        self.dlq_topic = dlq_for(topic)
         self.on_commit = on_commit
         self.lock = asyncio.Lock()  # held while a batch is written; rebalances wait for it
         self.consumer: AIOKafkaConsumer | None = None
@@ -82,7 +89,7 @@ class IngestWorker:
         self._partitions_checked = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
-        await ensure_topics(self.bootstrap, self.settings.telemetry_partitions)
+        await ensure_topics(self.bootstrap, self.settings.telemetry_partitions, self.topic)
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -95,7 +102,7 @@ class IngestWorker:
         await producer.start()
         try:
             self.conn = await self._connect()
-            consumer.subscribe([TOPIC], listener=_Rebalance(self))
+            consumer.subscribe([self.topic], listener=_Rebalance(self))
             await consumer.start()
             try:
                 while not stop.is_set():
@@ -211,10 +218,10 @@ class IngestWorker:
             await ingest_store.store_offsets(
                 conn,
                 self.group_id,
-                TOPIC,
+                self.topic,
                 {tp.partition: records[-1].offset + 1 for tp, records in batch.items()},
             )
-            await _dead_letters(producer, rejects)
+            await _dead_letters(producer, self.dlq_topic, rejects)
 
         metrics.INGEST_ACCEPTED.inc(len(stored))
         metrics.INGEST_VALUES.inc(sum(sum(row.n) for row in rows))
@@ -226,12 +233,12 @@ class IngestWorker:
 
 
 async def _dead_letters(
-    producer: AIOKafkaProducer, rejects: list[tuple[ConsumerRecord, str, str]]
+    producer: AIOKafkaProducer, topic: str, rejects: list[tuple[ConsumerRecord, str, str]]
 ) -> None:
     """The original bytes, the reason and where they came from; all acknowledged."""
     sends = [
         await producer.send(
-            DLQ_TOPIC,
+            topic,
             value=record.value,
             key=record.key,
             headers=[
@@ -261,7 +268,7 @@ class _Rebalance(ConsumerRebalanceListener):
         assert consumer is not None and self.worker.conn is not None
         async with self.worker.lock:  # the connection is the batch writer's too
             stored = await ingest_store.stored_offsets(
-                self.worker.conn, self.worker.group_id, TOPIC
+                self.worker.conn, self.worker.group_id, self.worker.topic
             )
         fresh = [tp for tp in assigned if tp.partition not in stored]
         # An explicit position: seek_to_beginning() resets lazily, after records already

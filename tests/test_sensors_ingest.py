@@ -1,0 +1,309 @@
+"""Device messages through the real broker into PostgreSQL, and back out through GraphQL."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import statistics
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+from h3.api import basic_int as h3
+
+from hub.ingest import IngestWorker
+from hub.settings import Settings
+from resolvers.sensors.message import H3_RESOLUTION
+from tests.oauth import Hub
+from tests.sensor_helpers import (
+    dead_letters,
+    message,
+    new_topic,
+    partner,
+    produce,
+    recent_minute,
+    register,
+    wait_ingested,
+    workers,
+)
+
+pytestmark = pytest.mark.db
+
+SEOUL_CITY_HALL = (37.5665, 126.9780)
+GANGNAM = (37.4979, 127.0276)
+
+
+async def token(hub: Hub, scopes: str) -> str:
+    client = await hub.client(scope_names=scopes)
+    async with httpx.AsyncClient(base_url=hub.url) as http:
+        response = await http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client.client_id, client.client_secret or ""),
+        )
+    return response.json()["access_token"]
+
+
+async def graphql(hub: Hub, query: str, access_token: str | None, **variables: object) -> dict:
+    headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
+    async with httpx.AsyncClient(base_url=hub.url, timeout=20) as http:
+        response = await http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+SERIES = """
+query($cells: [String!], $from: DateTime!, $to: DateTime!, $bucket: Bucket!, $metric: String!) {
+  sensorSeries(area: {cells: $cells}, metric: $metric, from: $from, to: $to, bucket: $bucket) {
+    bucket value { count mean min max stddev }
+  }
+}"""
+
+
+async def test_messages_become_exact_aggregates(
+    auth_hub: Hub, migrated_url: str, kafka_bootstrap: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    owner = await partner(auth_hub.pool)
+    vehicles = [(f"u-{tag}-{i}", f"car-{tag}-{i}") for i in range(4)]
+    await register(auth_hub.pool, owner, vehicles)
+    rng = random.Random(5)
+    start = recent_minute(30)
+    sent: list[tuple[int, int, float]] = []  # (cell, minute index, pm2_5)
+    values = []
+    for minute in range(3):
+        for second in range(0, 60, 10):
+            ts = start + timedelta(minutes=minute, seconds=second)
+            for i, (device, vehicle) in enumerate(vehicles):
+                lat, lng = SEOUL_CITY_HALL if i < 3 else GANGNAM
+                pm = round(rng.uniform(5, 90), 2)
+                values.append(
+                    (vehicle.encode(), message(device, vehicle, ts, lat, lng, {"pm2_5": pm}))
+                )
+                sent.append((h3.latlng_to_cell(lat, lng, H3_RESOLUTION), minute, pm))
+    topic, group = new_topic(), f"g-{tag}"
+    await produce(kafka_bootstrap, topic, values)
+    async with workers(migrated_url, kafka_bootstrap, topic, group):
+        await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
+
+    city_hall = h3.latlng_to_cell(*SEOUL_CITY_HALL, H3_RESOLUTION)
+    reader = await token(auth_hub, "sensors:read")
+    body = await graphql(
+        auth_hub,
+        SERIES,
+        reader,
+        cells=[h3.int_to_str(city_hall)],
+        metric="pm2_5",
+        bucket="MINUTE",
+        **{"from": start.isoformat(), "to": (start + timedelta(minutes=3)).isoformat()},
+    )
+    points = body["data"]["sensorSeries"]
+    assert len(points) == 3
+    for minute, point in enumerate(points):
+        expected = [pm for cell, m, pm in sent if cell == city_hall and m == minute]
+        value = point["value"]
+        assert value["count"] == len(expected) == 18
+        assert value["mean"] == pytest.approx(statistics.fmean(expected), rel=1e-5)
+        assert value["min"] == pytest.approx(min(expected), rel=1e-6)
+        assert value["max"] == pytest.approx(max(expected), rel=1e-6)
+        assert value["stddev"] == pytest.approx(statistics.pstdev(expected), rel=1e-4)
+
+    # One vehicle in Gangnam: below k = 3, so the value is withheld.
+    lonely = await graphql(
+        auth_hub,
+        SERIES,
+        reader,
+        cells=[h3.int_to_str(h3.latlng_to_cell(*GANGNAM, H3_RESOLUTION))],
+        metric="pm2_5",
+        bucket="HOUR",
+        **{
+            "from": (start - timedelta(hours=1)).isoformat(),
+            "to": (start + timedelta(hours=1)).isoformat(),
+        },
+    )
+    assert [p["value"] for p in lonely["data"]["sensorSeries"]] == [None] * len(
+        lonely["data"]["sensorSeries"]
+    )
+    assert lonely["data"]["sensorSeries"]
+
+
+async def test_each_reject_reason_lands_in_the_dead_letter_topic(
+    auth_hub: Hub, migrated_url: str, kafka_bootstrap: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    owner = await partner(auth_hub.pool)
+    good, other, off = (
+        (f"ok-{tag}", f"car-{tag}"),
+        (f"x-{tag}", f"cx-{tag}"),
+        (f"off-{tag}", f"co-{tag}"),
+    )
+    await register(auth_hub.pool, owner, [good, other, off])
+    from resolvers.sensors import devices
+
+    await devices.disable(auth_hub.pool, owner, off[0])
+    ts = recent_minute(5)
+    lat, lng = SEOUL_CITY_HALL
+    ok = message(*good, ts, lat, lng, {"pm10": 30})
+    cases = {
+        "malformed_json": b"{oops",
+        "schema": message(*good, ts, lat, lng, {"pm10": 30}, schema="ieum.telemetry.v0"),
+        "unknown_metric": message(*good, ts, lat, lng, {"smog_level": 3}),
+        "out_of_range": message(*good, ts, lat, lng, {"humidity": 140}),
+        "future_timestamp": message(*good, ts + timedelta(hours=2), lat, lng, {"pm10": 1}),
+        "stale_timestamp": message(*good, ts - timedelta(days=30), lat, lng, {"pm10": 1}),
+        "outside_korea": message(*good, ts, 35.68, 139.76, {"pm10": 1}),  # Tokyo
+        "unknown_device": message("nobody", "car-0", ts, lat, lng, {"pm10": 1}),
+        "disabled_device": message(*off, ts, lat, lng, {"pm10": 1}),
+        "vehicle_mismatch": message(other[0], "someone-else", ts, lat, lng, {"pm10": 1}),
+        "duplicate": ok,
+        "too_large": b" " * 70_000,
+    }
+    topic, group = new_topic(), f"g-{tag}"
+    after = message(*good, ts + timedelta(seconds=1), lat, lng, {"pm10": 31})
+    await produce(
+        kafka_bootstrap,
+        topic,
+        [(b"k", ok), *((b"k", raw) for raw in cases.values()), (b"k", after)],
+    )
+    async with workers(migrated_url, kafka_bootstrap, topic, group):
+        await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
+    letters = await dead_letters(kafka_bootstrap, topic, len(cases))
+    by_reason = {dict(r.headers)["reason"].decode(): r for r in letters}
+    assert set(by_reason) == set(cases)
+    for reason, raw in cases.items():
+        letter = by_reason[reason]
+        headers = {k: v.decode() for k, v in letter.headers}
+        assert letter.value == raw, reason  # the original bytes
+        assert headers["source_topic"] == topic
+        assert int(headers["source_offset"]) >= 0 and headers["source_partition"].isdigit()
+        assert headers["detail"]
+    # The poison messages did not stop the stream: the valid ones around them are stored.
+    stored = await auth_hub.pool.fetchval(
+        "SELECT count(*) FROM sensor_readings WHERE device_id = $1", good[0]
+    )
+    assert stored == 2
+
+
+async def test_two_workers_share_the_partitions_with_exact_totals(
+    auth_hub: Hub, migrated_url: str, kafka_bootstrap: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    owner = await partner(auth_hub.pool)
+    fleet = [(f"u-{tag}-{i}", f"car-{tag}-{i}") for i in range(12)]
+    await register(auth_hub.pool, owner, fleet)
+    start = recent_minute(60)
+    values = [
+        (
+            v.encode(),
+            message(d, v, start + timedelta(seconds=s), *GANGNAM, {"noise_laeq": 50 + s % 20}),
+        )
+        for s in range(300)
+        for d, v in fleet
+    ]
+    topic, group = new_topic(), f"g-{tag}"
+    await produce(kafka_bootstrap, topic, values)
+    async with workers(migrated_url, kafka_bootstrap, topic, group, count=2) as pair:
+        await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
+        assigned = [w.consumer.assignment() if w.consumer else set() for w in pair]
+    assert all(assigned), "both workers got partitions"
+    total = await auth_hub.pool.fetchval(
+        "SELECT count(*) FROM sensor_readings WHERE device_id = ANY($1::text[])",
+        [d for d, _ in fleet],
+    )
+    assert total == len(values) == 3600
+    rolled = await auth_hub.pool.fetchval(
+        "SELECT sum(n[$1]) FROM sensor_rollups WHERE cell = $2 AND bucket >= $3 AND bucket < $4",
+        _metric_index("noise_laeq"),
+        h3.latlng_to_cell(*GANGNAM, H3_RESOLUTION),
+        start,
+        start + timedelta(minutes=5),
+    )
+    assert rolled == 3600
+
+
+class CrashingWorker(IngestWorker):
+    """Dies once at a chosen point of a batch, as a killed process would."""
+
+    def __init__(self, *args: object, crash: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.crash = crash
+        self.crashed = asyncio.Event()
+
+    async def _process(self, producer, batch) -> None:  # type: ignore[no-untyped-def]
+        if self.crash == "before_commit" and not self.crashed.is_set():
+            from resolvers.sensors import ingest_store
+
+            original = ingest_store.store_offsets
+
+            async def boom(*args: object, **kwargs: object) -> None:
+                await original(*args, **kwargs)  # type: ignore[arg-type]
+                self.crashed.set()
+                raise SystemExit("killed inside the transaction, before COMMIT")
+
+            ingest_store.store_offsets = boom  # type: ignore[assignment]
+            try:
+                await super()._process(producer, batch)
+            finally:
+                ingest_store.store_offsets = original
+        else:
+            await super()._process(producer, batch)
+            if self.crash == "after_commit" and not self.crashed.is_set():
+                self.crashed.set()
+                raise SystemExit("killed after COMMIT, before the Kafka commit")
+
+
+@pytest.mark.parametrize("crash", ["before_commit", "after_commit"])
+async def test_killed_worker_restarted_gives_exact_counts(
+    auth_hub: Hub, migrated_url: str, kafka_bootstrap: str, crash: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    owner = await partner(auth_hub.pool)
+    fleet = [(f"u-{tag}-{i}", f"car-{tag}-{i}") for i in range(5)]
+    await register(auth_hub.pool, owner, fleet)
+    start = recent_minute(90 if crash == "before_commit" else 120)  # apart in the rollups
+    values = [
+        (
+            v.encode(),
+            message(d, v, start + timedelta(seconds=s), *SEOUL_CITY_HALL, {"co2": 400 + s}),
+        )
+        for s in range(400)
+        for d, v in fleet
+    ]
+    topic, group = new_topic(), f"g-{tag}"
+    await produce(kafka_bootstrap, topic, values)
+
+    stop = asyncio.Event()
+    dying = CrashingWorker(
+        Settings.from_env(), migrated_url, kafka_bootstrap, group_id=group, topic=topic, crash=crash
+    )
+    with pytest.raises(SystemExit):
+        await dying.run(stop)
+    assert dying.crashed.is_set()
+
+    async with workers(migrated_url, kafka_bootstrap, topic, group):
+        await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
+    devices = [d for d, _ in fleet]
+    total = await auth_hub.pool.fetchval(
+        "SELECT count(*) FROM sensor_readings WHERE device_id = ANY($1::text[])", devices
+    )
+    assert total == 2000
+    n, total_co2 = await auth_hub.pool.fetchrow(
+        "SELECT sum(n[$1]), sum(sum[$1]) FROM sensor_rollups"
+        " WHERE cell = $2 AND bucket >= $3 AND bucket < $4",
+        _metric_index("co2"),
+        h3.latlng_to_cell(*SEOUL_CITY_HALL, H3_RESOLUTION),
+        start,
+        start + timedelta(minutes=7),
+    )
+    assert n == 2000
+    assert math.isclose(total_co2, 5 * sum(400 + s for s in range(400)))
+
+
+def _metric_index(name: str) -> int:
+    from resolvers.sensors.catalog import by_name
+
+    return by_name()[name].id + 1
