@@ -30,6 +30,7 @@ from hub import db, metrics
 from hub.bus import EventBus
 from hub.context import Context, build_context
 from hub.health import healthz, metrics_endpoint, readyz
+from hub.live import LiveReadings
 from hub.runtime import Services
 from hub.settings import Settings
 from schema.builder import build_schema
@@ -87,7 +88,10 @@ def _unauthorized(reason: str) -> JSONResponse:
 
 
 def create_app(
-    settings: Settings, services: Services, domains: Sequence[str] | None = None
+    settings: Settings,
+    services: Services,
+    domains: Sequence[str] | None = None,
+    live: LiveReadings | None = None,
 ) -> Starlette:
     """The hub for `domains` (all by default) on the given PostgreSQL and broker."""
     assert services.database_url and services.kafka_bootstrap
@@ -102,6 +106,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = app.state
         state.settings = settings
+        state.live = live or LiveReadings()
         state.db = await db.create_pool(services.database_url, settings)
         metrics.POOL.pool = state.db
         state.bus = EventBus(services.kafka_bootstrap, timeout=settings.db_timeout_seconds)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Annotated
 
 import strawberry
 from h3.api import basic_int as h3
+from strawberry.federation.schema_directives import RequiresScopes
 from strawberry.scalars import JSON
+from strawberry.tools import merge_types
 
 from auth.scopes import Scope
 from hub.context import Info
 from hub.errors import BadUserInput
 from resolvers.platform import districts
-from resolvers.sensors import catalog, devices, queries
+from resolvers.sensors import catalog, devices, queries, services
+from resolvers.sensors.message import Reading
 from schema.domain import Domain
 
 READ = [[Scope.SENSORS_READ.value]]
@@ -119,6 +123,63 @@ class SensorReadingPage:
     readings: list[SensorReading]
     end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
     has_next_page: bool
+
+
+@strawberry.input(description="A point in WGS 84 degrees.")
+class PointInput:
+    lat: float
+    lng: float
+
+
+@strawberry.type
+class RouteSegment:
+    start: Position
+    end: Position
+    length_m: float
+    cells: list[str] = strawberry.field(description="H3 cells the segment passes through.")
+    value: Aggregate | None = strawberry.field(
+        description="The metric over those cells; null without (enough) data."
+    )
+
+
+@strawberry.type(description="A metric along a path: per segment, on average, and worst.")
+class RouteExposure:
+    metric: str
+    unit: str
+    segments: list[RouteSegment]
+    average: float | None = strawberry.field(
+        description="Length-weighted mean over the segments that have a value."
+    )
+    worst: RouteSegment | None
+    coverage: float = strawberry.field(description="Share of the path length with a value.")
+
+
+@strawberry.type
+class CrowdCell:
+    cell: str
+    boundary: JSON
+    density: float = strawberry.field(description="Mean pedestrians per m².")
+    pedestrians: float | None = strawberry.field(description="Mean pedestrians in view.")
+    readings: int
+
+
+@strawberry.type(description="One named part of the safety index, with its inputs.")
+class SafetyFactor:
+    name: str
+    metric: str | None
+    value: float | None = strawberry.field(description="The measured mean; null: no data.")
+    weight: float
+    contribution: float = strawberry.field(description="Points taken off 100.")
+    explanation: str
+
+
+@strawberry.type(description="Safety index of a cell: 100 minus the factor contributions.")
+class SafetyCell:
+    cell: str
+    boundary: JSON
+    index: float
+    complete: bool = strawberry.field(description="False when some factor had no data.")
+    factors: list[SafetyFactor]
 
 
 @strawberry.input
@@ -270,6 +331,20 @@ class SensorsQuery:
         )
 
 
+def _point(lat: float, lng: float) -> Position:
+    return Position(lat=lat, lng=lng, precise=True)
+
+
+def _segment(segment: services.Segment) -> RouteSegment:
+    return RouteSegment(
+        start=_point(*segment.start),
+        end=_point(*segment.end),
+        length_m=round(segment.length_m, 1),
+        cells=[h3.int_to_str(c) for c in segment.cells],
+        value=_aggregate(segment.stats) if segment.stats else None,
+    )
+
+
 def _reading(r: queries.RawReading, precise: bool, names: list[str]) -> SensorReading:
     if precise:
         position = Position(lat=r.lat, lng=r.lng, precise=True)
@@ -289,6 +364,153 @@ def _reading(r: queries.RawReading, precise: bool, names: list[str]) -> SensorRe
             if value == value  # not NaN
         ],
     )
+
+
+async def _window_cells(
+    info: Info, area: AreaInput, from_: datetime, to: datetime
+) -> tuple[list[int], datetime, datetime]:
+    start, end = _utc(from_), _utc(to)
+    queries.check_range(start, end)
+    return await area_cells(info, area), start, end
+
+
+@strawberry.type
+class SensorServicesQuery:
+    @strawberry.federation.field(
+        requires_scopes=READ,
+        description="A metric along a path (e.g. fine dust on a walk to school).",
+    )
+    async def route_exposure(
+        self,
+        info: Info,
+        path: list[PointInput],
+        at: datetime,
+        metric: str = "pm2_5",
+        window_minutes: Annotated[
+            int, strawberry.argument(description="Readings from this long before `at`.")
+        ] = 60,
+    ) -> RouteExposure | None:
+        if not 5 <= window_minutes <= 24 * 60:
+            raise BadUserInput("windowMinutes must be 5 to 1440", argument="windowMinutes")
+        m = queries.metric(metric)
+        end = _utc(at)
+        result = await services.exposure(
+            info.context.db,
+            [(p.lat, p.lng) for p in path],
+            m,
+            end - timedelta(minutes=window_minutes),
+            end,
+            info.context.settings.k_anonymity,
+        )
+        segments = [_segment(s) for s in result.segments]
+        worst_index = result.segments.index(result.worst) if result.worst else None
+        return RouteExposure(
+            metric=m.name,
+            unit=m.unit,
+            segments=segments,
+            average=result.average,
+            worst=segments[worst_index] if worst_index is not None else None,
+            coverage=round(result.coverage, 4),
+        )
+
+    @strawberry.federation.field(
+        requires_scopes=READ, description="Pedestrian density per cell over a time window."
+    )
+    async def crowd_density(
+        self,
+        info: Info,
+        area: AreaInput,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+        resolution: int = 9,
+    ) -> list[CrowdCell] | None:
+        if not 5 <= resolution <= 9:
+            raise BadUserInput("resolution must be 5 to 9", argument="resolution")
+        cells, start, end = await _window_cells(info, area, from_, to)
+        k = info.context.settings.k_anonymity
+        db = info.context.db
+        density = queries.merge_to_resolution(
+            await queries.per_cell(db, cells, queries.metric("crowd_density"), start, end),
+            resolution,
+        )
+        pedestrians = queries.merge_to_resolution(
+            await queries.per_cell(db, cells, queries.metric("pedestrian_count"), start, end),
+            resolution,
+        )
+        return [
+            CrowdCell(
+                cell=h3.int_to_str(cell),
+                boundary=_cell_polygon(cell),
+                density=stats.mean,
+                pedestrians=pedestrians[cell][0].mean if cell in pedestrians else None,
+                readings=stats.count,
+            )
+            for cell, (stats, _) in sorted(density.items())
+            if stats.vehicles >= k
+        ]
+
+    @strawberry.federation.field(
+        requires_scopes=READ,
+        description="Safety index per cell, with the contribution of each factor.",
+    )
+    async def safety_index(
+        self,
+        info: Info,
+        area: AreaInput,
+        from_: Annotated[datetime, strawberry.argument(name="from")],
+        to: datetime,
+        resolution: int = 9,
+    ) -> list[SafetyCell] | None:
+        if not 5 <= resolution <= 9:
+            raise BadUserInput("resolution must be 5 to 9", argument="resolution")
+        cells, start, end = await _window_cells(info, area, from_, to)
+        k = info.context.settings.k_anonymity
+        by_factor = {
+            f.name: queries.merge_to_resolution(
+                await queries.per_cell(
+                    info.context.db, cells, queries.metric(f.metric), start, end
+                ),
+                resolution,
+            )
+            for f in services.FACTORS
+            if f.metric
+        }
+        night = services.night_share(start, end)
+        seen = sorted({c for found in by_factor.values() for c in found})
+        result = []
+        for cell in seen:
+            vehicles = frozenset().union(*(f[cell][1] for f in by_factor.values() if cell in f))
+            if len(vehicles) < k:
+                continue
+            factors = []
+            for factor in services.FACTORS:
+                if factor.metric is None:
+                    value: float | None = night
+                else:
+                    entry = by_factor[factor.name].get(cell)
+                    value = entry[0].mean if entry else None
+                factors.append(
+                    SafetyFactor(
+                        name=factor.name,
+                        metric=factor.metric,
+                        value=value,
+                        weight=factor.weight,
+                        contribution=services.contribution(factor, value)
+                        if value is not None
+                        else 0,
+                        explanation=factor.explanation,
+                    )
+                )
+            result.append(
+                SafetyCell(
+                    cell=h3.int_to_str(cell),
+                    boundary=_cell_polygon(cell),
+                    index=round(100 - sum(f.contribution for f in factors), 2),
+                    complete=all(f.value is not None for f in factors),
+                    factors=factors,
+                )
+            )
+        return result
 
 
 def _cell_polygon(cell: int) -> JSON:
@@ -322,7 +544,103 @@ class SensorsMutation:
         return _device(await devices.disable(info.context.db, owner, device_id))
 
 
-domain = Domain(name="sensors", query=SensorsQuery, mutation=SensorsMutation)
+@strawberry.type
+class LiveReading:
+    ts: datetime
+    cell: str
+    position: Position
+    vehicle_id: str | None = strawberry.field(description="Only with sensors:precise.")
+    values: list[MetricValue] = strawberry.field(description="The metrics asked for.")
+
+
+@strawberry.type(description="A reading above the threshold in the area.")
+class MetricAlert:
+    ts: datetime
+    cell: str
+    metric: str
+    value: float
+    threshold: float
+
+
+async def _stored_then_live(
+    info: Info, cells: frozenset[int], since: datetime | None
+) -> AsyncGenerator[queries.RawReading | Reading, None]:
+    """Readings stored after `since`, then live ones, each once: subscribe first, replay
+    from storage, then skip live readings the replay already gave."""
+    live = info.context.connection.app.state.live
+    async with live.subscribe(cells) as subscriber:
+        last: dict[str, datetime] = {}
+        if since is not None:
+            start, cursor = _utc(since) + timedelta(microseconds=1), None  # strictly after
+            while True:
+                page, more = await queries.readings(
+                    info.context.db, sorted(cells), start, datetime.now(UTC), 1000, cursor
+                )
+                for reading in page:
+                    last[reading.device_id] = reading.ts
+                    yield reading
+                if not more:
+                    break
+                cursor = (page[-1].ts, page[-1].device_id)
+        async for reading in subscriber.readings():
+            if reading.ts > last.get(reading.device_id, reading.ts - timedelta(seconds=1)):
+                yield reading
+
+
+@strawberry.type
+class SensorsSubscription:
+    @strawberry.subscription(
+        directives=[RequiresScopes(scopes=READ)],
+        description="Readings in an area as they are stored; `since` replays the ones "
+        "stored after that time first, so a client that reconnects misses nothing.",
+    )
+    async def live_readings(
+        self,
+        info: Info,
+        area: AreaInput,
+        metrics: list[str],
+        since: datetime | None = None,
+    ) -> AsyncGenerator[LiveReading, None]:
+        wanted = [queries.metric(name) for name in metrics]
+        cells = frozenset(await area_cells(info, area))
+        precise = Scope.SENSORS_PRECISE.value in info.context.caller.scopes
+        async for r in _stored_then_live(info, cells, since):
+            full = _reading(r, precise, [m.name for m in catalog.metrics()])  # type: ignore[arg-type]
+            yield LiveReading(
+                ts=full.ts,
+                cell=full.cell,
+                position=full.position,
+                vehicle_id=full.vehicle_id,
+                values=[
+                    MetricValue(metric=m.name, value=r.values[m.id])
+                    for m in wanted
+                    if r.values[m.id] == r.values[m.id]
+                ],
+            )
+
+    @strawberry.subscription(
+        directives=[RequiresScopes(scopes=READ)],
+        description="Each reading in the area whose metric is above the threshold.",
+    )
+    async def metric_alerts(
+        self, info: Info, area: AreaInput, metric: str, above: float
+    ) -> AsyncGenerator[MetricAlert, None]:
+        m = queries.metric(metric)
+        cells = frozenset(await area_cells(info, area))
+        async for r in _stored_then_live(info, cells, None):
+            value = r.values[m.id]
+            if value == value and value > above:
+                yield MetricAlert(
+                    ts=r.ts, cell=h3.int_to_str(r.cell), metric=m.name, value=value, threshold=above
+                )
+
+
+domain = Domain(
+    name="sensors",
+    query=merge_types("SensorsQueries", (SensorsQuery, SensorServicesQuery)),
+    mutation=SensorsMutation,
+    subscription=SensorsSubscription,
+)
 
 
 @strawberry.type(description="A fine-dust value with its grade (좋음/보통/나쁨/매우나쁨).")

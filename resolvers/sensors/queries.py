@@ -195,6 +195,22 @@ def _stats(row: asyncpg.Record) -> Stats:
     return Stats(row["n"], row["s"], row["ss"], row["lo"], row["hi"], vehicles)
 
 
+def combine(entries: list[tuple[Stats, frozenset[int]]]) -> tuple[Stats, frozenset[int]]:
+    """Statistics of several cells together; vehicles are counted once across them."""
+    vehicles = frozenset().union(*(v for _, v in entries))
+    return (
+        Stats(
+            count=sum(s.count for s, _ in entries),
+            total=sum(s.total for s, _ in entries),
+            total_sq=sum(s.total_sq for s, _ in entries),
+            low=min(s.low for s, _ in entries),
+            high=max(s.high for s, _ in entries),
+            vehicles=len(vehicles),
+        ),
+        vehicles,
+    )
+
+
 def merge_to_resolution(
     cells: dict[int, tuple[Stats, frozenset[int]]], resolution: int
 ) -> dict[int, tuple[Stats, frozenset[int]]]:
@@ -202,21 +218,7 @@ def merge_to_resolution(
     for cell, entry in cells.items():
         parent = cell if resolution == H3_RESOLUTION else h3.cell_to_parent(cell, resolution)
         merged[parent].append(entry)
-    result = {}
-    for parent, entries in merged.items():
-        vehicles = frozenset().union(*(v for _, v in entries))
-        result[parent] = (
-            Stats(
-                count=sum(s.count for s, _ in entries),
-                total=sum(s.total for s, _ in entries),
-                total_sq=sum(s.total_sq for s, _ in entries),
-                low=min(s.low for s, _ in entries),
-                high=max(s.high for s, _ in entries),
-                vehicles=len(vehicles),
-            ),
-            vehicles,
-        )
-    return result
+    return {parent: combine(entries) for parent, entries in merged.items()}
 
 
 # Raw readings
