@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 import uuid
@@ -271,9 +272,7 @@ async def test_route_exposure_matches_an_independent_computation(world: World) -
     # Independently: the cells whose hexagon the straight segment crosses (shapely), and
     # the raw values sent into those cells.
     expected_means, lengths = [], []
-    for (a, b), segment in zip(
-        zip(path, path[1:], strict=False), exposure["segments"], strict=True
-    ):
+    for (a, b), segment in zip(itertools.pairwise(path), exposure["segments"], strict=True):
         line = LineString([(a[1], a[0]), (b[1], b[0])])
         values = [
             v
