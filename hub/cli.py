@@ -125,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--topic", default="ieum.telemetry.v1", help="telemetry topic")
     ingest.set_defaults(run=_ingest)
 
+    bridge = commands.add_parser("mqtt-bridge", help="forward MQTT telemetry to Kafka")
+    bridge.add_argument("--mqtt-host", default="127.0.0.1")
+    bridge.add_argument("--mqtt-port", type=int, default=1883)
+    bridge.add_argument("--mqtt-username")
+    bridge.add_argument("--mqtt-password-env", metavar="VAR", help="environment variable")
+    bridge.set_defaults(run=_mqtt_bridge)
+
     simulate = commands.add_parser("simulate", help="a taxi fleet sending telemetry")
     simulate.add_argument("--vehicles", type=int, default=50)
     simulate.add_argument("--rate", type=float, default=1.0, help="messages/s per vehicle")
@@ -316,6 +323,36 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
             await worker.run(stop)
 
         asyncio.run(run())
+    return 0
+
+
+def _mqtt_bridge(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from adapters.mqtt_bridge import MqttBridge, MqttSettings
+    from hub.ingest import ensure_topics
+
+    mqtt = MqttSettings(
+        host=args.mqtt_host,
+        port=args.mqtt_port,
+        username=args.mqtt_username,
+        password=os.environ.get(args.mqtt_password_env) if args.mqtt_password_env else None,
+    )
+    with find_services(settings, "mqtt-bridge", need_database=False, need_broker=True) as found:
+        assert found.kafka_bootstrap
+        bridge = MqttBridge(mqtt, found.kafka_bootstrap)
+
+        async def run() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await ensure_topics(found.kafka_bootstrap or "", settings.telemetry_partitions)
+            print(f"bridging mqtt://{mqtt.host}:{mqtt.port}/ieum/telemetry/+ to Kafka")
+            await bridge.run(stop)
+
+        asyncio.run(run())
+    print(f"forwarded {bridge.forwarded}, rejected {bridge.rejected}")
     return 0
 
 
