@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from auth.scopes import CATALOG
+from auth.scopes import CATALOG, Scope
+from resolvers.sensors.catalog import metrics
 from tests.oauth import Hub
 
 pytestmark = pytest.mark.db
@@ -31,7 +32,21 @@ def examples() -> list[pytest.ParameterSet]:
         pytest.param(match["query"], match["response"], id=f"{document.name}#{index + 1}")
         for document in DOCUMENTS
         for index, match in enumerate(EXAMPLE.finditer(document.read_text()))
+        if not match["query"].lstrip().startswith("subscription")  # WebSocket only
     ]
+
+
+@pytest.fixture(scope="module")
+async def every_scope(auth_hub: Hub) -> str:
+    """A token that may read everything, so gated examples run too."""
+    client = await auth_hub.client(scope_names=[scope.value for scope in Scope])
+    async with httpx.AsyncClient(base_url=auth_hub.url) as http:
+        response = await http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client.client_id, client.client_secret or ""),
+        )
+    return response.json()["access_token"]
 
 
 def test_the_docs_have_examples() -> None:
@@ -39,8 +54,11 @@ def test_the_docs_have_examples() -> None:
 
 
 @pytest.mark.parametrize(("query", "response"), examples())
-async def test_example(client: httpx.AsyncClient, query: str, response: str | None) -> None:
-    answer = (await client.post("/graphql", json={"query": query})).json()
+async def test_example(
+    client: httpx.AsyncClient, every_scope: str, query: str, response: str | None
+) -> None:
+    headers = {"Authorization": f"Bearer {every_scope}"}
+    answer = (await client.post("/graphql", json={"query": query}, headers=headers)).json()
     if response is None:  # no response shown: it must at least succeed
         assert "errors" not in answer, answer
         assert answer["data"]
@@ -92,3 +110,9 @@ def test_auth_guide_explains_every_scope() -> None:
     text = AUTH_GUIDE.read_text()
     for scope, info in CATALOG.items():
         assert f"| `{scope.value}` | {info.ko} | {info.en} |" in text
+
+
+def test_sensor_guide_lists_every_metric() -> None:
+    text = (ROOT / "docs" / "sensors.md").read_text()
+    for metric in metrics():
+        assert f"| {metric.id} | `{metric.name}` | {metric.unit} |" in text
