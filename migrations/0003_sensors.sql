@@ -27,7 +27,6 @@ CREATE TABLE sensor_readings (
     PRIMARY KEY (device_id, ts)
 ) PARTITION BY RANGE (ts);
 CREATE INDEX sensor_readings_cell_ts_idx ON sensor_readings (cell, ts);
-CREATE INDEX sensor_readings_ts_idx ON sensor_readings (ts);
 
 -- Per H3 cell and minute: for each metric (array index = catalog position + 1) the count,
 -- sum, sum of squares (for the standard deviation), min and max; and up to 16 distinct
