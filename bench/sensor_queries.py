@@ -1,0 +1,223 @@
+"""p50/p99 latency of the sensor queries at 20 concurrent clients over 10 million readings.
+
+    .venv/bin/python bench/sensor_queries.py [--readings 10000000] [--clients 20] [--seconds 10]
+
+Loads synthetic readings straight into PostgreSQL (1,000 vehicles moving over central
+Seoul's cells, one reading a second), builds their per-minute rollups in SQL, then runs
+the hub in a child process and measures each query from this one over HTTP with aiohttp.
+Baseline in the same run: the hub's `{ __typename }` (HTTP + GraphQL + token check only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from h3.api import basic_int as h3
+
+from auth import clients
+from hub import db
+from hub.app import create_app
+from hub.bootstrap import prepare_database
+from hub.embedded import broker, postgres
+from hub.embedded.ports import free_port
+from hub.runtime import Services
+from hub.serve import serving
+from hub.settings import Settings
+from resolvers.sensors import ingest_store
+from resolvers.sensors.message import H3_RESOLUTION, Reading
+
+CENTRE = (37.5665, 126.9780)
+VEHICLES = 1000
+ROUTE = [(37.5705 - i * 0.002, 126.9769 + (i % 3) * 0.001) for i in range(10)]
+
+
+async def load(url: str, readings: int, settings: Settings) -> datetime:
+    """Readings and rollups; returns the time of the first reading."""
+    conn = await db.connect(url, settings)
+    area = sorted(h3.grid_disk(h3.latlng_to_cell(*CENTRE, H3_RESOLUTION), 40))
+    centres = [h3.cell_to_latlng(c) for c in area]
+    start = (datetime.now(UTC) - timedelta(hours=4)).replace(second=0, microsecond=0)
+    seconds = readings // VEHICLES
+    today = start.date()
+    await ingest_store.ensure_partitions(conn, today - timedelta(days=1), today + timedelta(days=1))
+    packed = Reading("", "", start, 0, 0, 0, None, None, tuple([20.0] * 54)).packed()
+    began = time.perf_counter()
+    step = 600
+    for first in range(0, seconds, step):
+        await conn.execute(
+            "INSERT INTO sensor_readings (ts, device_id, vehicle_id, lat, lng, cell, speed_kmh,"
+            " heading_deg, metrics)"
+            " SELECT $1::timestamptz + s * interval '1 second', 'v' || v, 'car' || v,"
+            "        ($2::float8[])[1 + (v * 7 + s / 30) % $5],"
+            "        ($3::float8[])[1 + (v * 7 + s / 30) % $5],"
+            "        ($4::bigint[])[1 + (v * 7 + s / 30) % $5], 30, 90, $6"
+            " FROM generate_series($7::int, $8::int) s, generate_series(0, $9::int) v",
+            start,
+            [c[0] for c in centres],
+            [c[1] for c in centres],
+            area,
+            len(area),
+            packed,
+            first,
+            min(first + step, seconds) - 1,
+            VEHICLES - 1,
+        )
+    loaded = time.perf_counter() - began
+    await conn.execute(
+        "INSERT INTO sensor_rollups (cell, bucket, n, sum, sum_sq, min, max, vehicles)"
+        " SELECT cell, date_trunc('minute', ts), array_fill(count(*)::int, ARRAY[54]),"
+        "  array_fill(sum(10 + (hashtext(device_id) % 30 + 30) % 30)::float8, ARRAY[54]),"
+        "  array_fill(sum(900)::float8, ARRAY[54]), array_fill(10::real, ARRAY[54]),"
+        "  array_fill(40::real, ARRAY[54]),"
+        "  (array_agg(DISTINCT hashtext(vehicle_id)::bigint))[1:16]"
+        " FROM sensor_readings GROUP BY 1, 2"
+    )
+    await conn.execute("ANALYZE sensor_readings; ANALYZE sensor_rollups")
+    count = await conn.fetchval("SELECT count(*) FROM sensor_readings")
+    rollups = await conn.fetchval("SELECT count(*) FROM sensor_rollups")
+    await conn.close()
+    print(f"loaded {count:,} readings in {loaded:.0f} s; {rollups:,} rollup rows")
+    return start
+
+
+def _serve(settings: Settings, services: Services, pipe: Connection) -> None:
+    async def run() -> None:
+        async with serving(create_app(settings, services), settings.port) as base:
+            pipe.send(base)
+            await asyncio.to_thread(pipe.recv)
+
+    asyncio.run(run())
+
+
+async def measure(
+    call: Callable[[], Awaitable[None]], clients_: int, seconds: float
+) -> list[float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - began)
+
+    await asyncio.gather(*(worker() for _ in range(clients_)))
+    return latencies
+
+
+def report(name: str, latencies: list[float], seconds: float) -> None:
+    q = statistics.quantiles(latencies, n=100)
+    print(
+        f"{name:22} {len(latencies) / seconds:8.0f} req/s   p50 {q[49] * 1000:7.1f} ms"
+        f"   p99 {q[98] * 1000:7.1f} ms"
+    )
+
+
+async def run(readings: int, clients_: int, seconds: float) -> None:
+    port = free_port()
+    settings = Settings.from_env(port=port, public_url=f"http://127.0.0.1:{port}", ingest=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        pg = None if settings.database_url else postgres.start(Path(tmp) / "pg")
+        kafka = None if settings.kafka_bootstrap else broker.start(Path(tmp) / "broker.log")
+        url = settings.database_url or (pg and pg.url)
+        bootstrap = settings.kafka_bootstrap or (kafka and kafka.bootstrap)
+        assert url and bootstrap
+        try:
+            await prepare_database(url, settings)
+            start = await load(url, readings, settings)
+            pool = await asyncpg.create_pool(url)
+            reader = await clients.create(pool, name="bench", scope_names="sensors:read")
+            await pool.close()
+            parent, child = multiprocessing.Pipe()
+            server = multiprocessing.Process(
+                target=_serve, args=(settings, Services(url, bootstrap), child), daemon=True
+            )
+            server.start()
+            base = parent.recv()
+            async with aiohttp.ClientSession(
+                base_url=base, connector=aiohttp.TCPConnector(limit=clients_)
+            ) as http:
+                basic = aiohttp.encode_basic_auth(reader.client_id, reader.client_secret or "")
+                async with http.post(
+                    "/oauth/token",
+                    data={"grant_type": "client_credentials"},
+                    headers={"Authorization": basic},
+                ) as response:
+                    token = (await response.json())["access_token"]
+                headers = {"Authorization": f"Bearer {token}"}
+
+                async def post(query: str, variables: dict[str, object]) -> None:
+                    async with http.post(
+                        "/graphql", json={"query": query, "variables": variables}, headers=headers
+                    ) as response:
+                        body = await response.json()
+                        assert "errors" not in body, body
+
+                window = {
+                    "from": (start + timedelta(hours=1)).isoformat(),
+                    "to": (start + timedelta(hours=2)).isoformat(),
+                }
+                workloads = {
+                    "baseline __typename": ("{ __typename }", {}),
+                    "series (district, 5 min)": (SERIES, window),
+                    "heat map (res 8, 1 h)": (HEATMAP, window),
+                    "route exposure (9 seg)": (
+                        EXPOSURE,
+                        {
+                            "path": [{"lat": a, "lng": b} for a, b in ROUTE],
+                            "at": (start + timedelta(hours=2)).isoformat(),
+                        },
+                    ),
+                }
+                print(f"{clients_} concurrent clients, {seconds:.0f} s per workload")
+                for name, (query, variables) in workloads.items():
+                    await post(query, variables)  # warm caches once
+                    report(
+                        name,
+                        await measure(lambda q=query, v=variables: post(q, v), clients_, seconds),
+                        seconds,
+                    )
+            parent.send("stop")
+            server.join(30)
+        finally:
+            if kafka:
+                kafka.stop()
+            if pg:
+                pg.stop()
+
+
+SERIES = """query($from: DateTime!, $to: DateTime!) {
+  sensorSeries(area: {district: "11140"}, metric: "pm2_5", from: $from, to: $to,
+               bucket: FIVE_MINUTES) { bucket value { mean count } }
+}"""
+HEATMAP = """query($from: DateTime!, $to: DateTime!) {
+  sensorHeatmap(area: {bbox: {south: 37.55, west: 126.96, north: 37.58, east: 127.0}},
+                metric: "pm2_5", from: $from, to: $to, resolution: 8) { cell value { mean } }
+}"""
+EXPOSURE = """query($path: [PointInput!]!, $at: DateTime!) {
+  routeExposure(path: $path, at: $at, metric: "pm2_5") { average worst { value { mean } } }
+}"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readings", type=int, default=10_000_000)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    asyncio.run(run(args.readings, args.clients, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
