@@ -270,7 +270,7 @@ class SensorsQuery:
         k = info.context.settings.k_anonymity
         return [
             SeriesPoint(bucket=b, value=_aggregate(s) if s.vehicles >= k else None)
-            for b, s in await queries.series(info.context.db, cells, m, start, end, width)
+            for b, s in await queries.series(info.context.db, cells, m, start, end, width, k)
         ]
 
     @strawberry.federation.field(
@@ -294,8 +294,8 @@ class SensorsQuery:
         start, end = _utc(from_), _utc(to)
         queries.check_range(start, end)
         cells = await area_cells(info, area)
-        per_cell = await queries.per_cell(info.context.db, cells, m, start, end)
         k = info.context.settings.k_anonymity
+        per_cell = await queries.per_cell(info.context.db, cells, m, start, end, k)
         return [
             HeatCell(cell=h3.int_to_str(cell), boundary=_cell_polygon(cell), value=_aggregate(s))
             for cell, (s, _) in sorted(queries.merge_to_resolution(per_cell, resolution).items())
@@ -430,11 +430,11 @@ class SensorServicesQuery:
         k = info.context.settings.k_anonymity
         db = info.context.db
         density = queries.merge_to_resolution(
-            await queries.per_cell(db, cells, queries.metric("crowd_density"), start, end),
+            await queries.per_cell(db, cells, queries.metric("crowd_density"), start, end, k),
             resolution,
         )
         pedestrians = queries.merge_to_resolution(
-            await queries.per_cell(db, cells, queries.metric("pedestrian_count"), start, end),
+            await queries.per_cell(db, cells, queries.metric("pedestrian_count"), start, end, k),
             resolution,
         )
         return [
@@ -468,7 +468,7 @@ class SensorServicesQuery:
         by_factor = {
             f.name: queries.merge_to_resolution(
                 await queries.per_cell(
-                    info.context.db, cells, queries.metric(f.metric), start, end
+                    info.context.db, cells, queries.metric(f.metric), start, end, k
                 ),
                 resolution,
             )
@@ -479,8 +479,8 @@ class SensorServicesQuery:
         seen = sorted({c for found in by_factor.values() for c in found})
         result = []
         for cell in seen:
-            vehicles = frozenset().union(*(f[cell][1] for f in by_factor.values() if cell in f))
-            if len(vehicles) < k:
+            vehicles = queries.union([f[cell][1] for f in by_factor.values() if cell in f])
+            if vehicles.floor < k:
                 continue
             factors = []
             for factor in services.FACTORS:
@@ -669,7 +669,7 @@ async def district_air_quality(info: Info, code: str) -> AirQuality | None:
     k = info.context.settings.k_anonymity
     levels: dict[str, DustLevel | None] = {}
     for name in ("pm2_5", "pm10"):
-        stats = await queries.window(info.context.db, cells, queries.metric(name), since, until)
+        stats = await queries.window(info.context.db, cells, queries.metric(name), since, until, k)
         if stats is None or stats.vehicles < k:
             levels[name] = None
         else:

@@ -307,3 +307,34 @@ def _metric_index(name: str) -> int:
     from resolvers.sensors.catalog import by_name
 
     return by_name()[name].id + 1
+
+
+async def test_partitions_are_made_ahead_and_dropped_after_retention(
+    auth_hub: Hub,
+) -> None:
+    from datetime import date
+
+    from resolvers.sensors import ingest_store
+
+    async with auth_hub.pool.acquire() as conn:
+        await ingest_store.ensure_partitions(conn, date(2020, 1, 1), date(2020, 1, 3))
+        names = {
+            row["relname"]
+            for row in await conn.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'sensor_readings'::regclass"
+            )
+        }
+        assert {"sensor_readings_20200101", "sensor_readings_20200103"} <= names
+        dropped = await ingest_store.drop_partitions_before(conn, date(2020, 1, 3))
+        assert dropped == ["sensor_readings_20200101", "sensor_readings_20200102"]
+        assert await conn.fetchval("SELECT to_regclass('sensor_readings_20200103')") is not None
+
+
+async def test_ingest_counters_are_on_metrics(auth_hub: Hub) -> None:
+    async with httpx.AsyncClient(base_url=auth_hub.url) as http:
+        text = (await http.get("/metrics")).text
+    # Earlier tests in this module ingested and rejected messages in this process.
+    assert "ieum_ingest_accepted_messages_total" in text
+    assert 'ieum_ingest_rejected_messages_total{reason="unknown_device"}' in text
+    assert "ieum_ingest_lag_messages" in text

@@ -40,7 +40,7 @@ class Stats:
     total_sq: float
     low: float
     high: float
-    vehicles: int
+    vehicles: int  # at least this many distinct vehicles (exact below k)
 
     @property
     def mean(self) -> float:
@@ -127,6 +127,7 @@ async def series(
     start: datetime,
     end: datetime,
     bucket: timedelta,
+    k: int,
 ) -> list[tuple[datetime, Stats]]:
     index = m.id + 1
     rows = await pool.fetch(
@@ -135,69 +136,114 @@ async def series(
         "         sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo, max[$2] AS hi, vehicles"
         "  FROM sensor_rollups"
         "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
-        " v AS (SELECT b, count(DISTINCT x) AS vehicles FROM r, unnest(r.vehicles) x GROUP BY b)"
-        " SELECT r.b, sum(r.n)::bigint AS n, sum(r.s) AS s, sum(r.ss) AS ss,"
-        "        min(r.lo) AS lo, max(r.hi) AS hi, v.vehicles"
-        " FROM r JOIN v USING (b) GROUP BY r.b, v.vehicles ORDER BY r.b",
+        f" g AS ({_GROUPED.format(key='b')}),"
+        f" v AS ({_SPARSE_COUNT.format(key='b')})"
+        " SELECT g.b, g.n, g.s, g.ss, g.lo, g.hi, coalesce(v.vehicles, g.vmax) AS vehicles"
+        " FROM g LEFT JOIN v USING (b) ORDER BY g.b",
         cells,
         index,
         start,
         end,
         bucket,
+        k,
     )
     return [(row["b"], _stats(row)) for row in rows]
 
 
+# k-anonymity needs distinct vehicles across rollup rows, and a union of the per-row sets
+# is the costly part of a query. When one row alone has k vehicles the group passes, so
+# the union is computed only for groups whose best row has fewer than k.
+_GROUPED = (
+    "SELECT {key}, sum(n)::bigint AS n, sum(s) AS s, sum(ss) AS ss, min(lo) AS lo,"
+    " max(hi) AS hi, max(cardinality(vehicles)) AS vmax FROM r GROUP BY {key}"
+)
+_SPARSE_COUNT = (
+    "SELECT r.{key}, count(DISTINCT x) AS vehicles FROM r JOIN g USING ({key}),"
+    " unnest(r.vehicles) x WHERE g.vmax < $6 GROUP BY r.{key}"
+)
+_SPARSE_SET = (
+    "SELECT r.{key}, array_agg(DISTINCT x) AS vehicle_set FROM r JOIN g USING ({key}),"
+    " unnest(r.vehicles) x WHERE g.vmax < $5 GROUP BY r.{key}"
+)
+
+
+@dataclass(frozen=True)
+class Vehicles:
+    """As much about the contributing vehicles as k-anonymity needs: at least `floor`
+    distinct ones, and, when `exact`, their complete (hashed) set."""
+
+    floor: int
+    exact: bool
+    known: frozenset[int] = frozenset()
+
+
+def union(groups: list[Vehicles]) -> Vehicles:
+    if all(g.exact for g in groups):
+        known = frozenset().union(*(g.known for g in groups))
+        return Vehicles(len(known), True, known)
+    return Vehicles(max(g.floor for g in groups), False)
+
+
 async def per_cell(
-    pool: asyncpg.Pool, cells: list[int], m: Metric, start: datetime, end: datetime
-) -> dict[int, tuple[Stats, frozenset[int]]]:
-    """Stats per resolution-9 cell, with the (hashed) vehicles seen there."""
+    pool: asyncpg.Pool, cells: list[int], m: Metric, start: datetime, end: datetime, k: int
+) -> dict[int, tuple[Stats, Vehicles]]:
+    """Stats per resolution-9 cell, with what is known of its vehicles."""
     rows = await pool.fetch(
         "WITH r AS ("
         "  SELECT cell, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo,"
         "         max[$2] AS hi, vehicles"
         "  FROM sensor_rollups"
         "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
-        " v AS (SELECT cell, array_agg(DISTINCT x) AS vehicle_set"
-        "       FROM r, unnest(r.vehicles) x GROUP BY cell)"
-        " SELECT r.cell, sum(r.n)::bigint AS n, sum(r.s) AS s, sum(r.ss) AS ss,"
-        "        min(r.lo) AS lo, max(r.hi) AS hi, v.vehicle_set"
-        " FROM r JOIN v USING (cell) GROUP BY r.cell, v.vehicle_set",
+        f" g AS ({_GROUPED.format(key='cell')}),"
+        f" v AS ({_SPARSE_SET.format(key='cell')})"
+        " SELECT g.*, v.vehicle_set FROM g LEFT JOIN v USING (cell)",
         cells,
         m.id + 1,
         start,
         end,
+        k,
     )
-    return {row["cell"]: (_stats(row), frozenset(row["vehicle_set"])) for row in rows}
+    result = {}
+    for row in rows:
+        if row["vehicle_set"] is None:
+            vehicles = Vehicles(row["vmax"], False)
+        else:
+            known = frozenset(row["vehicle_set"])
+            vehicles = Vehicles(len(known), True, known)
+        result[row["cell"]] = (_stats(row, vehicles.floor), vehicles)
+    return result
 
 
 async def window(
-    pool: asyncpg.Pool, cells: list[int], m: Metric, start: datetime, end: datetime
+    pool: asyncpg.Pool, cells: list[int], m: Metric, start: datetime, end: datetime, k: int
 ) -> Stats | None:
     """One metric over the whole window and area; None without readings."""
     row = await pool.fetchrow(
         "WITH r AS ("
-        "  SELECT n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo, max[$2] AS hi,"
-        "         vehicles FROM sensor_rollups"
-        "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0)"
-        " SELECT sum(n)::bigint AS n, sum(s) AS s, sum(ss) AS ss, min(lo) AS lo, max(hi) AS hi,"
-        "        (SELECT count(DISTINCT x) FROM r, unnest(r.vehicles) x) AS vehicles FROM r",
+        "  SELECT 1 AS one, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo,"
+        "         max[$2] AS hi, vehicles FROM sensor_rollups"
+        "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
+        f" g AS ({_GROUPED.format(key='one')}),"
+        f" v AS ({_SPARSE_COUNT.format(key='one').replace('$6', '$5')})"
+        " SELECT g.n, g.s, g.ss, g.lo, g.hi, coalesce(v.vehicles, g.vmax) AS vehicles"
+        " FROM g LEFT JOIN v USING (one)",
         cells,
         m.id + 1,
         start,
         end,
+        k,
     )
     return _stats(row) if row and row["n"] else None
 
 
-def _stats(row: asyncpg.Record) -> Stats:
-    vehicles = row["vehicles"] if "vehicles" in row else len(row["vehicle_set"])
-    return Stats(row["n"], row["s"], row["ss"], row["lo"], row["hi"], vehicles)
+def _stats(row: asyncpg.Record, vehicles: int | None = None) -> Stats:
+    count = row["vehicles"] if vehicles is None else vehicles
+    return Stats(row["n"], row["s"], row["ss"], row["lo"], row["hi"], count)
 
 
-def combine(entries: list[tuple[Stats, frozenset[int]]]) -> tuple[Stats, frozenset[int]]:
+def combine(entries: list[tuple[Stats, Vehicles]]) -> tuple[Stats, Vehicles]:
     """Statistics of several cells together; vehicles are counted once across them."""
-    vehicles = frozenset().union(*(v for _, v in entries))
+    vehicles = union([v for _, v in entries])
     return (
         Stats(
             count=sum(s.count for s, _ in entries),
@@ -205,16 +251,16 @@ def combine(entries: list[tuple[Stats, frozenset[int]]]) -> tuple[Stats, frozens
             total_sq=sum(s.total_sq for s, _ in entries),
             low=min(s.low for s, _ in entries),
             high=max(s.high for s, _ in entries),
-            vehicles=len(vehicles),
+            vehicles=vehicles.floor,
         ),
         vehicles,
     )
 
 
 def merge_to_resolution(
-    cells: dict[int, tuple[Stats, frozenset[int]]], resolution: int
-) -> dict[int, tuple[Stats, frozenset[int]]]:
-    merged: dict[int, list[tuple[Stats, frozenset[int]]]] = defaultdict(list)
+    cells: dict[int, tuple[Stats, Vehicles]], resolution: int
+) -> dict[int, tuple[Stats, Vehicles]]:
+    merged: dict[int, list[tuple[Stats, Vehicles]]] = defaultdict(list)
     for cell, entry in cells.items():
         parent = cell if resolution == H3_RESOLUTION else h3.cell_to_parent(cell, resolution)
         merged[parent].append(entry)

@@ -93,7 +93,7 @@ async def exposure(
     check_path(path)
     pairs = list(itertools.pairwise(path))
     all_cells = sorted({c for a, b in pairs for c in segment_cells(a, b)})
-    per_cell = await queries.per_cell(pool, all_cells, m, start, end)
+    per_cell = await queries.per_cell(pool, all_cells, m, start, end, k)
     segments = []
     for a, b in pairs:
         cells = segment_cells(a, b)
