@@ -151,11 +151,13 @@ async def series(
 
 
 # k-anonymity needs distinct vehicles across rollup rows, and a union of the per-row sets
-# is the costly part of a query. When one row alone has k vehicles the group passes, so
-# the union is computed only for groups whose best row has fewer than k.
+# is the costly part of a query. Two cheap lower bounds come first: the most vehicles in
+# one row, and the distinct first vehicles of the rows; the union is computed only for
+# groups where both stay below k.
 _GROUPED = (
     "SELECT {key}, sum(n)::bigint AS n, sum(s) AS s, sum(ss) AS ss, min(lo) AS lo,"
-    " max(hi) AS hi, max(cardinality(vehicles)) AS vmax FROM r GROUP BY {key}"
+    " max(hi) AS hi, greatest(max(cardinality(vehicles)), count(DISTINCT vehicles[1]))"
+    " AS vmax FROM r GROUP BY {key}"
 )
 _SPARSE_COUNT = (
     "SELECT r.{key}, count(DISTINCT x) AS vehicles FROM r JOIN g USING ({key}),"
