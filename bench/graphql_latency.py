@@ -16,21 +16,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import statistics
-import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 import aiohttp
 import asyncpg
+from harness import measure, report, servers
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from hub.app import create_app
 from hub.bootstrap import prepare_database
-from hub.embedded import broker, postgres
 from hub.runtime import Services
 from hub.serve import serving
 from hub.settings import Settings
@@ -46,79 +41,44 @@ WORKLOADS = {
 }
 
 
-async def measure(call: Callable[[], Awaitable[None]], clients: int, seconds: float) -> list[float]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            await call()
-            latencies.append(time.perf_counter() - started)
-
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    return latencies
-
-
-def report(name: str, latencies: list[float], seconds: float) -> float:
-    quantiles = statistics.quantiles(latencies, n=100)
-    rate = len(latencies) / seconds
-    print(
-        f"{name:28} {rate:9.0f} req/s   p50 {quantiles[49] * 1000:7.2f} ms"
-        f"   p99 {quantiles[98] * 1000:7.2f} ms"
-    )
-    return rate
-
-
 async def run(clients: int, seconds: float) -> None:
     settings = Settings.from_env(db_pool_max=clients)
-    with tempfile.TemporaryDirectory() as tmp:
-        pg = None if settings.database_url else postgres.start(Path(tmp) / "pg")
-        kafka = None if settings.kafka_bootstrap else broker.start(Path(tmp) / "broker.log")
-        url = settings.database_url or (pg and pg.url)
-        bootstrap = settings.kafka_bootstrap or (kafka and kafka.bootstrap)
-        assert url and bootstrap
-        try:
-            await prepare_database(url, settings)
-            parent, child = multiprocessing.Pipe()
-            server = multiprocessing.Process(
-                target=_serve, args=(settings, Services(url, bootstrap), child), daemon=True
+    with servers(settings) as (url, bootstrap):
+        await prepare_database(url, settings)
+        parent, child = multiprocessing.Pipe()
+        server = multiprocessing.Process(
+            target=_serve, args=(settings, Services(url, bootstrap), child), daemon=True
+        )
+        server.start()
+        base = parent.recv()
+        print(f"{clients} concurrent clients, {seconds:.0f} s per workload")
+        async with aiohttp.ClientSession(
+            base_url=base, connector=aiohttp.TCPConnector(limit=clients)
+        ) as client:
+            http_rate = report(
+                "baseline: bare HTTP",
+                await measure(lambda: _get(client, "/bare"), clients, seconds),
+                seconds,
             )
-            server.start()
-            base = parent.recv()
-            print(f"{clients} concurrent clients, {seconds:.0f} s per workload")
-            async with aiohttp.ClientSession(
-                base_url=base, connector=aiohttp.TCPConnector(limit=clients)
-            ) as client:
-                http_rate = report(
-                    "baseline: bare HTTP",
-                    await measure(lambda: _get(client, "/bare"), clients, seconds),
+            pool = await asyncpg.create_pool(url, min_size=clients, max_size=clients)
+            sql_rate = report(
+                "baseline: SQL only",
+                await measure(lambda: _sql(pool), clients, seconds),
+                seconds,
+            )
+            await pool.close()
+            for name, query in WORKLOADS.items():
+                rate = report(
+                    name,
+                    await measure(lambda q=query: _post(client, q), clients, seconds),
                     seconds,
                 )
-                pool = await asyncpg.create_pool(url, min_size=clients, max_size=clients)
-                sql_rate = report(
-                    "baseline: SQL only",
-                    await measure(lambda: _sql(pool), clients, seconds),
-                    seconds,
+                print(
+                    f"{'':28} {rate / http_rate:9.2f}x bare HTTP, "
+                    f"{rate / sql_rate:.2f}x SQL-only rate"
                 )
-                await pool.close()
-                for name, query in WORKLOADS.items():
-                    rate = report(
-                        name,
-                        await measure(lambda q=query: _post(client, q), clients, seconds),
-                        seconds,
-                    )
-                    print(
-                        f"{'':28} {rate / http_rate:9.2f}x bare HTTP, "
-                        f"{rate / sql_rate:.2f}x SQL-only rate"
-                    )
-            parent.send("stop")
-            server.join(30)
-        finally:
-            if kafka:
-                kafka.stop()
-            if pg:
-                pg.stop()
+        parent.send("stop")
+        server.join(30)
 
 
 def _serve(settings: Settings, services: Services, pipe: Connection) -> None:

@@ -14,18 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
+from harness import servers
 
+from auth import clients
 from hub import db, simulate
 from hub.bootstrap import prepare_database
-from hub.embedded import broker, postgres
 from hub.ingest import IngestWorker, ensure_topics
 from hub.settings import Settings
 from resolvers.sensors import ingest_store
@@ -54,82 +53,65 @@ def make_messages(count: int, vehicles: int) -> list[tuple[bytes, bytes]]:
 
 async def run(messages: int, vehicles: int) -> None:
     settings = Settings.from_env()
-    with tempfile.TemporaryDirectory() as tmp:
-        pg = None if settings.database_url else postgres.start(Path(tmp) / "pg")
-        kafka = None if settings.kafka_bootstrap else broker.start(Path(tmp) / "broker.log")
-        url = settings.database_url or (pg and pg.url)
-        bootstrap = settings.kafka_bootstrap or (kafka and kafka.bootstrap)
-        assert url and bootstrap
-        try:
-            await prepare_database(url, settings)
-            pool = await db.create_pool(url, settings)
-            await pool.execute(
-                "INSERT INTO oauth_clients (client_id, name, auth_method, secret_hash, scopes,"
-                " grant_types) VALUES ('bench', 'bench', 'client_secret', 'x',"
-                " '{sensors:ingest}', '{client_credentials}') ON CONFLICT DO NOTHING"
-            )
-            await simulate.register(pool, "bench", simulate.fleet(vehicles))
-            data = make_messages(messages, vehicles)
-            values = sum(len(orjson.loads(data[0][1])["metrics"]) for _ in range(1)) * messages
-            topic = f"bench.telemetry.{int(time.time())}"
-            await ensure_topics(bootstrap, 4, topic)
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
-            await producer.start()
-            for key, value in data:
-                await producer.send(topic, value=value, key=key)
-            await producer.flush()
-            await producer.stop()
-            print(
-                f"{messages} messages ({len(data[0][1])} bytes, {values // messages} values each)"
-            )
+    with servers(settings) as (url, bootstrap):
+        await prepare_database(url, settings)
+        pool = await db.create_pool(url, settings)
+        owner = await clients.create(pool, name="bench fleet", scope_names="sensors:ingest")
+        await simulate.register(pool, owner.client_id, simulate.fleet(vehicles))
+        data = make_messages(messages, vehicles)
+        values = len(orjson.loads(data[0][1])["metrics"]) * messages
+        topic = f"bench.telemetry.{int(time.time())}"
+        await ensure_topics(bootstrap, 4, topic)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+        await producer.start()
+        for key, value in data:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+        await producer.stop()
+        print(f"{messages} messages ({len(data[0][1])} bytes, {values // messages} values each)")
 
-            stop = asyncio.Event()
-            worker = IngestWorker(settings, url, bootstrap, group_id="bench", topic=topic)
-            started = time.perf_counter()
-            task = asyncio.create_task(worker.run(stop))
-            first_batch = 0
-            while (done := await _stored(pool, topic)) < messages:
-                if not first_batch and done:
-                    first_batch, first_at = done, time.perf_counter()
-                await asyncio.sleep(0.02)
-            finished = time.perf_counter()
-            stop.set()
-            await task
-            elapsed = finished - started
-            steady = (messages - first_batch) / (finished - first_at)
-            rate = messages / elapsed
-            print(
-                f"one worker: {rate:10.0f} messages/s  {values / elapsed:12.0f} values/s"
-                f"  ({elapsed:.1f} s from start, consumer group join included)"
-            )
-            print(
-                f"steady:     {steady:10.0f} messages/s  {steady * values / messages:12.0f}"
-                " values/s  (after the first batch; broker to PostgreSQL, rollups included)"
-            )
+        stop = asyncio.Event()
+        worker = IngestWorker(settings, url, bootstrap, group_id="bench", topic=topic)
+        started = time.perf_counter()
+        task = asyncio.create_task(worker.run(stop))
+        first_batch = 0
+        while (done := await _stored(pool, topic)) < messages:
+            if not first_batch and done:
+                first_batch, first_at = done, time.perf_counter()
+            await asyncio.sleep(0.02)
+        finished = time.perf_counter()
+        stop.set()
+        await task
+        elapsed = finished - started
+        steady = (messages - first_batch) / (finished - first_at)
+        rate = messages / elapsed
+        print(
+            f"one worker: {rate:10.0f} messages/s  {values / elapsed:12.0f} values/s"
+            f"  ({elapsed:.1f} s from start, consumer group join included)"
+        )
+        print(
+            f"steady:     {steady:10.0f} messages/s  {steady * values / messages:12.0f}"
+            " values/s  (after the first batch; broker to PostgreSQL, rollups included)"
+        )
 
-            readings = [parse(value) for _, value in data]
-            conn = await asyncpg.connect(url)
-            await conn.execute("CREATE TEMP TABLE bare (LIKE sensor_readings INCLUDING DEFAULTS)")
-            records = [
-                (r.ts, r.device_id, r.vehicle_id, r.lat, r.lng, r.cell, r.speed_kmh,
-                 r.heading_deg, r.packed())
-                for r in readings
-            ]  # fmt: skip
-            started = time.perf_counter()
-            for i in range(0, len(records), 5000):
-                await conn.copy_records_to_table(
-                    "bare", columns=ingest_store.READING_COLUMNS, records=records[i : i + 5000]
-                )
-            bare = messages / (time.perf_counter() - started)
-            await conn.close()
-            print(f"bare COPY:  {bare:10.0f} rows/s (same rows, no index, no rollups)")
-            print(f"ratio steady worker / bare COPY: {steady / bare:.3f}")
-            await pool.close()
-        finally:
-            if kafka:
-                kafka.stop()
-            if pg:
-                pg.stop()
+        readings = [parse(value) for _, value in data]
+        conn = await asyncpg.connect(url)
+        await conn.execute("CREATE TEMP TABLE bare (LIKE sensor_readings INCLUDING DEFAULTS)")
+        records = [
+            (r.ts, r.device_id, r.vehicle_id, r.lat, r.lng, r.cell, r.speed_kmh,
+             r.heading_deg, r.packed())
+            for r in readings
+        ]  # fmt: skip
+        started = time.perf_counter()
+        for i in range(0, len(records), 5000):
+            await conn.copy_records_to_table(
+                "bare", columns=ingest_store.READING_COLUMNS, records=records[i : i + 5000]
+            )
+        bare = messages / (time.perf_counter() - started)
+        await conn.close()
+        print(f"bare COPY:  {bare:10.0f} rows/s (same rows, no index, no rollups)")
+        print(f"ratio steady worker / bare COPY: {steady / bare:.3f}")
+        await pool.close()
 
 
 async def _stored(pool: asyncpg.Pool, topic: str) -> int:

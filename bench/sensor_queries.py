@@ -13,23 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import statistics
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
-from pathlib import Path
 
 import aiohttp
 import asyncpg
 from h3.api import basic_int as h3
+from harness import measure, report, servers
 
 from auth import clients
 from hub import db
 from hub.app import create_app
 from hub.bootstrap import prepare_database
-from hub.embedded import broker, postgres
 from hub.embedded.ports import free_port
 from hub.runtime import Services
 from hub.serve import serving
@@ -100,101 +96,66 @@ def _serve(settings: Settings, services: Services, pipe: Connection) -> None:
     asyncio.run(run())
 
 
-async def measure(
-    call: Callable[[], Awaitable[None]], clients_: int, seconds: float
-) -> list[float]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            began = time.perf_counter()
-            await call()
-            latencies.append(time.perf_counter() - began)
-
-    await asyncio.gather(*(worker() for _ in range(clients_)))
-    return latencies
-
-
-def report(name: str, latencies: list[float], seconds: float) -> None:
-    q = statistics.quantiles(latencies, n=100)
-    print(
-        f"{name:22} {len(latencies) / seconds:8.0f} req/s   p50 {q[49] * 1000:7.1f} ms"
-        f"   p99 {q[98] * 1000:7.1f} ms"
-    )
-
-
 async def run(readings: int, clients_: int, seconds: float) -> None:
     port = free_port()
     settings = Settings.from_env(port=port, public_url=f"http://127.0.0.1:{port}", ingest=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        pg = None if settings.database_url else postgres.start(Path(tmp) / "pg")
-        kafka = None if settings.kafka_bootstrap else broker.start(Path(tmp) / "broker.log")
-        url = settings.database_url or (pg and pg.url)
-        bootstrap = settings.kafka_bootstrap or (kafka and kafka.bootstrap)
-        assert url and bootstrap
-        try:
-            await prepare_database(url, settings)
-            start = await load(url, readings, settings)
-            pool = await asyncpg.create_pool(url)
-            reader = await clients.create(pool, name="bench", scope_names="sensors:read")
-            await pool.close()
-            parent, child = multiprocessing.Pipe()
-            server = multiprocessing.Process(
-                target=_serve, args=(settings, Services(url, bootstrap), child), daemon=True
-            )
-            server.start()
-            base = parent.recv()
-            async with aiohttp.ClientSession(
-                base_url=base, connector=aiohttp.TCPConnector(limit=clients_)
-            ) as http:
-                basic = aiohttp.encode_basic_auth(reader.client_id, reader.client_secret or "")
+    with servers(settings) as (url, bootstrap):
+        await prepare_database(url, settings)
+        start = await load(url, readings, settings)
+        pool = await asyncpg.create_pool(url)
+        reader = await clients.create(pool, name="bench", scope_names="sensors:read")
+        await pool.close()
+        parent, child = multiprocessing.Pipe()
+        server = multiprocessing.Process(
+            target=_serve, args=(settings, Services(url, bootstrap), child), daemon=True
+        )
+        server.start()
+        base = parent.recv()
+        async with aiohttp.ClientSession(
+            base_url=base, connector=aiohttp.TCPConnector(limit=clients_)
+        ) as http:
+            basic = aiohttp.encode_basic_auth(reader.client_id, reader.client_secret or "")
+            async with http.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                headers={"Authorization": basic},
+            ) as response:
+                token = (await response.json())["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+
+            async def post(query: str, variables: dict[str, object]) -> None:
                 async with http.post(
-                    "/oauth/token",
-                    data={"grant_type": "client_credentials"},
-                    headers={"Authorization": basic},
+                    "/graphql", json={"query": query, "variables": variables}, headers=headers
                 ) as response:
-                    token = (await response.json())["access_token"]
-                headers = {"Authorization": f"Bearer {token}"}
+                    body = await response.json()
+                    assert "errors" not in body, body
 
-                async def post(query: str, variables: dict[str, object]) -> None:
-                    async with http.post(
-                        "/graphql", json={"query": query, "variables": variables}, headers=headers
-                    ) as response:
-                        body = await response.json()
-                        assert "errors" not in body, body
-
-                window = {
-                    "from": (start + timedelta(hours=1)).isoformat(),
-                    "to": (start + timedelta(hours=2)).isoformat(),
-                }
-                workloads = {
-                    "baseline __typename": ("{ __typename }", {}),
-                    "series (district, 5 min)": (SERIES, window),
-                    "heat map (res 8, 1 h)": (HEATMAP, window),
-                    "route exposure (9 seg)": (
-                        EXPOSURE,
-                        {
-                            "path": [{"lat": a, "lng": b} for a, b in ROUTE],
-                            "at": (start + timedelta(hours=2)).isoformat(),
-                        },
-                    ),
-                }
-                print(f"{clients_} concurrent clients, {seconds:.0f} s per workload")
-                for name, (query, variables) in workloads.items():
-                    await post(query, variables)  # warm caches once
-                    report(
-                        name,
-                        await measure(lambda q=query, v=variables: post(q, v), clients_, seconds),
-                        seconds,
-                    )
-            parent.send("stop")
-            server.join(30)
-        finally:
-            if kafka:
-                kafka.stop()
-            if pg:
-                pg.stop()
+            window = {
+                "from": (start + timedelta(hours=1)).isoformat(),
+                "to": (start + timedelta(hours=2)).isoformat(),
+            }
+            workloads = {
+                "baseline __typename": ("{ __typename }", {}),
+                "series (district, 5 min)": (SERIES, window),
+                "heat map (res 8, 1 h)": (HEATMAP, window),
+                "route exposure (9 seg)": (
+                    EXPOSURE,
+                    {
+                        "path": [{"lat": a, "lng": b} for a, b in ROUTE],
+                        "at": (start + timedelta(hours=2)).isoformat(),
+                    },
+                ),
+            }
+            print(f"{clients_} concurrent clients, {seconds:.0f} s per workload")
+            for name, (query, variables) in workloads.items():
+                await post(query, variables)  # warm caches once
+                report(
+                    name,
+                    await measure(lambda q=query, v=variables: post(q, v), clients_, seconds),
+                    seconds,
+                )
+        parent.send("stop")
+        server.join(30)
 
 
 SERIES = """query($from: DateTime!, $to: DateTime!) {

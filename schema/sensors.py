@@ -18,7 +18,7 @@ from hub.context import Info
 from hub.errors import BadUserInput
 from resolvers.platform import districts
 from resolvers.sensors import catalog, devices, queries, services
-from resolvers.sensors.message import Reading
+from resolvers.sensors.message import H3_RESOLUTION, Reading
 from schema.domain import Domain
 
 READ = [[Scope.SENSORS_READ.value]]
@@ -288,17 +288,13 @@ class SensorsQuery:
             int, strawberry.argument(description="H3 resolution of the cells, 5 to 9.")
         ] = 8,
     ) -> list[HeatCell] | None:
-        if not 5 <= resolution <= 9:
-            raise BadUserInput("resolution must be 5 to 9", argument="resolution")
         m = queries.metric(metric)
-        start, end = _utc(from_), _utc(to)
-        queries.check_range(start, end)
-        cells = await area_cells(info, area)
+        cells, start, end = await _window_cells(info, area, from_, to)
         k = info.context.settings.k_anonymity
-        per_cell = await queries.per_cell(info.context.db, cells, m, start, end, k)
+        per_cell = await _cells_at(info, cells, m.name, start, end, resolution)
         return [
             HeatCell(cell=h3.int_to_str(cell), boundary=_cell_polygon(cell), value=_aggregate(s))
-            for cell, (s, _) in sorted(queries.merge_to_resolution(per_cell, resolution).items())
+            for cell, (s, _) in sorted(per_cell.items())
             if s.vehicles >= k
         ]
 
@@ -317,9 +313,7 @@ class SensorsQuery:
     ) -> SensorReadingPage | None:
         if not 1 <= first <= MAX_PAGE:
             raise BadUserInput(f"first must be 1 to {MAX_PAGE}", argument="first")
-        start, end = _utc(from_), _utc(to)
-        queries.check_range(start, end)
-        cells = await area_cells(info, area)
+        cells, start, end = await _window_cells(info, area, from_, to)
         cursor = queries.decode_cursor(after) if after else None
         page, more = await queries.readings(info.context.db, cells, start, end, first, cursor)
         precise = Scope.SENSORS_PRECISE.value in info.context.caller.scopes
@@ -374,6 +368,17 @@ async def _window_cells(
     return await area_cells(info, area), start, end
 
 
+async def _cells_at(
+    info: Info, cells: list[int], metric: str, start: datetime, end: datetime, resolution: int
+) -> dict[int, tuple[queries.Stats, queries.Vehicles]]:
+    """A metric per cell of the given H3 resolution (5 to 9) over the window."""
+    if not 5 <= resolution <= H3_RESOLUTION:
+        raise BadUserInput(f"resolution must be 5 to {H3_RESOLUTION}", argument="resolution")
+    k = info.context.settings.k_anonymity
+    per_cell = await queries.per_cell(info.context.db, cells, queries.metric(metric), start, end, k)
+    return queries.merge_to_resolution(per_cell, resolution)
+
+
 @strawberry.type
 class SensorServicesQuery:
     @strawberry.federation.field(
@@ -424,19 +429,10 @@ class SensorServicesQuery:
         to: datetime,
         resolution: int = 9,
     ) -> list[CrowdCell] | None:
-        if not 5 <= resolution <= 9:
-            raise BadUserInput("resolution must be 5 to 9", argument="resolution")
         cells, start, end = await _window_cells(info, area, from_, to)
         k = info.context.settings.k_anonymity
-        db = info.context.db
-        density = queries.merge_to_resolution(
-            await queries.per_cell(db, cells, queries.metric("crowd_density"), start, end, k),
-            resolution,
-        )
-        pedestrians = queries.merge_to_resolution(
-            await queries.per_cell(db, cells, queries.metric("pedestrian_count"), start, end, k),
-            resolution,
-        )
+        density = await _cells_at(info, cells, "crowd_density", start, end, resolution)
+        pedestrians = await _cells_at(info, cells, "pedestrian_count", start, end, resolution)
         return [
             CrowdCell(
                 cell=h3.int_to_str(cell),
@@ -461,17 +457,10 @@ class SensorServicesQuery:
         to: datetime,
         resolution: int = 9,
     ) -> list[SafetyCell] | None:
-        if not 5 <= resolution <= 9:
-            raise BadUserInput("resolution must be 5 to 9", argument="resolution")
         cells, start, end = await _window_cells(info, area, from_, to)
         k = info.context.settings.k_anonymity
         by_factor = {
-            f.name: queries.merge_to_resolution(
-                await queries.per_cell(
-                    info.context.db, cells, queries.metric(f.metric), start, end, k
-                ),
-                resolution,
-            )
+            f.name: await _cells_at(info, cells, f.metric, start, end, resolution)
             for f in services.FACTORS
             if f.metric
         }
