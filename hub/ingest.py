@@ -112,7 +112,8 @@ class IngestWorker:
                     batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
                     if batch:
                         await self._process_with_retry(consumer, producer, batch, stop)
-                    await self._maintain()
+                    else:
+                        await self._maintain_when_idle()
             finally:
                 await consumer.stop()
         finally:
@@ -138,6 +139,13 @@ class IngestWorker:
         for name in await ingest_store.drop_partitions_before(self.conn, retention):
             log.info("ingest.partition.dropped name=%s", name)
         self._partitions_checked = time.monotonic()
+
+    async def _maintain_when_idle(self) -> None:
+        try:
+            async with self.lock:  # the rebalance listener uses the connection too
+                await self._maintain()
+        except (asyncpg.PostgresError, OSError) as exc:  # retried with the next batch
+            log.warning("ingest.maintenance.failed error=%r", exc)
 
     async def _process_with_retry(
         self,
