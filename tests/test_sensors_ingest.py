@@ -338,3 +338,81 @@ async def test_ingest_counters_are_on_metrics(auth_hub: Hub) -> None:
     assert "ieum_ingest_accepted_messages_total" in text
     assert 'ieum_ingest_rejected_messages_total{reason="unknown_device"}' in text
     assert "ieum_ingest_lag_messages" in text
+
+
+async def test_ingest_process_killed_repeatedly_loses_and_doubles_nothing(
+    auth_hub: Hub, migrated_url: str, kafka_bootstrap: str
+) -> None:
+    """`ieum ingest` as a real process, SIGKILLed twice mid-stream, then run to the end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tag = uuid.uuid4().hex[:6]
+    owner = await partner(auth_hub.pool)
+    fleet = [(f"k-{tag}-{i}", f"car-{tag}-{i}") for i in range(20)]
+    await register(auth_hub.pool, owner, fleet)
+    start = recent_minute(150)
+    values = [
+        (
+            v.encode(),
+            message(d, v, start + timedelta(seconds=s), *GANGNAM, {"so2": 0.001 * (s % 7)}),
+        )
+        for s in range(1500)
+        for d, v in fleet
+    ]
+    topic, group = new_topic(), f"g-{tag}"
+    await produce(kafka_bootstrap, topic, values)
+    env = os.environ | {"IEUM_DATABASE_URL": migrated_url, "IEUM_KAFKA_BOOTSTRAP": kafka_bootstrap}
+    command = [
+        str(Path(sys.executable).parent / "ieum"),
+        "ingest",
+        "--topic",
+        topic,
+        "--group",
+        group,
+    ]
+
+    async def stored() -> int:
+        return await auth_hub.pool.fetchval(
+            "SELECT coalesce(sum(next_offset), 0)::bigint FROM ingest_offsets"
+            " WHERE group_id = $1 AND topic = $2",
+            group,
+            topic,
+        )
+
+    for kill_after in (1, 12_000):  # kill once early, once further in
+        process = await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(600):
+            if await stored() >= kill_after:
+                break
+            await asyncio.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), 10)
+        assert await stored() < len(values), "killed before the end"
+
+    final = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group, within=120)
+    finally:
+        final.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(final.wait(), 30)
+    devices = [d for d, _ in fleet]
+    total = await auth_hub.pool.fetchval(
+        "SELECT count(*) FROM sensor_readings WHERE device_id = ANY($1::text[])", devices
+    )
+    assert total == len(values) == 30_000
+    rolled = await auth_hub.pool.fetchval(
+        "SELECT sum(n[$1]) FROM sensor_rollups WHERE cell = $2 AND bucket >= $3 AND bucket < $4",
+        _metric_index("so2"),
+        h3.latlng_to_cell(*GANGNAM, H3_RESOLUTION),
+        start,
+        start + timedelta(minutes=26),
+    )
+    assert rolled == 30_000
