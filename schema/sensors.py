@@ -211,11 +211,10 @@ async def area_cells(info: Info, area: AreaInput) -> list[int]:
         raise BadUserInput("give exactly one of area.district, area.bbox, area.cells")
     if area.district:
         code = districts.check_code(area.district)
-        row = await info.context.loader(districts.district_loader).load(code)
-        if row is None:
+        cells = await queries.district_cells(info.context.db, code)
+        if cells is None:
             raise BadUserInput(f"no district has code {code}", argument="area")
-        boundary = await info.context.loader(districts.boundary_loader).load(row.code)
-        return queries.checked(queries.cells_of_geometry(boundary))
+        return cells
     if area.bbox:
         box = area.bbox
         return queries.checked(queries.bbox_cells(box.south, box.west, box.north, box.east))
@@ -651,8 +650,9 @@ class AirQuality:
 
 async def district_air_quality(info: Info, code: str) -> AirQuality | None:
     """The latest hour of PM2.5 and PM10 over a district's cells (open data, k-anonymous)."""
-    boundary = await info.context.loader(districts.boundary_loader).load(code)
-    cells = queries.checked(queries.cells_of_geometry(boundary))
+    cells = await queries.district_cells(info.context.db, code)
+    if cells is None:
+        return None
     until = datetime.now(UTC)
     since = until - queries.AIR_QUALITY_WINDOW
     k = info.context.settings.k_anonymity

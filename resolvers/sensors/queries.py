@@ -83,6 +83,22 @@ def cells_of_geometry(geometry: dict[str, Any]) -> frozenset[int]:
     return _polygon_cells(json.dumps(geometry, sort_keys=True))
 
 
+_DISTRICT_CELLS: dict[str, list[int]] = {}
+
+
+async def district_cells(pool: asyncpg.Pool, code: str) -> list[int] | None:
+    """A district's resolution-9 cells (by current or legacy code), worked out once per
+    process: boundaries change only with the reference data, which loads at start."""
+    if code not in _DISTRICT_CELLS:
+        boundary = await pool.fetchval(
+            "SELECT boundary FROM districts WHERE code = $1 OR $1 = ANY(legacy_codes)", code
+        )
+        if boundary is None:
+            return None
+        _DISTRICT_CELLS[code] = checked(cells_of_geometry(boundary))
+    return _DISTRICT_CELLS[code]
+
+
 def bbox_cells(south: float, west: float, north: float, east: float) -> frozenset[int]:
     if not (south < north and west < east):
         raise BadUserInput("bbox needs south < north and west < east", argument="bbox")
