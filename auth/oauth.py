@@ -321,14 +321,16 @@ class AuthorizationServer(BaseAuthorizationServer):
             "user_id": user_id,
             "scope": token["scope"],
         }
-        on_loop(
-            _insert_tokens,
+        stored = on_loop(
+            store.insert_tokens_unless_revoked,
             self.pool,
-            token.get("refresh_token"),
             record
             | {"jti": claims["jti"], "expires_at": datetime.fromtimestamp(claims["exp"], UTC)},
+            token.get("refresh_token"),
             datetime.now(UTC) + self.refresh_token_lifetime,
         )
+        if not stored:  # a replay revoked the grant while these tokens were being made
+            raise InvalidGrantError("The grant was revoked.")
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """No listeners: revocation and issuance are recorded in save_token/revoke_token."""
@@ -348,12 +350,24 @@ class AuthorizationServer(BaseAuthorizationServer):
         return Citizen(row["user_id"], row["username"], row["display_name"]) if row else None
 
     def stored_token(self, token_string: str) -> StoredToken | None:
-        jti = _unverified_claims(token_string).get("jti") if token_string.count(".") == 2 else None
+        jti = self.verified_jti(token_string) if token_string.count(".") == 2 else None
         row = on_loop(store.find_token, self.pool, token_string, jti)
         if row is None:
             return None
         token = StoredToken(row)
         return None if token.is_expired() or token.is_revoked() else token
+
+    def verified_jti(self, token: str) -> str | None:
+        """The jti of an access token we signed; None for anything else (forgeries too)."""
+        ring = on_loop(keys.load, self.pool, self.access_token_lifetime)
+        try:
+            decoded = jwt.decode(
+                token, KeySet.import_key_set({"keys": ring.published()}), algorithms=[keys.ALG]
+            )
+        except Exception:
+            return None
+        jti = decoded.claims.get("jti")
+        return jti if decoded.header.get("typ") == "at+jwt" and isinstance(jti, str) else None
 
     def _access_token(
         self, client: Client, grant_type: str, user: Citizen | None, scope: str
@@ -381,19 +395,6 @@ async def _insert_code(
     await store.insert_code(pool, code, grant_id, **fields)
 
 
-async def _insert_tokens(
-    pool: asyncpg.Pool,
-    refresh_token: str | None,
-    access: dict[str, Any],
-    refresh_expires_at: datetime,
-) -> None:
-    await store.insert_access_token(pool, **access)
-    if refresh_token:
-        await store.insert_refresh_token(
-            pool, refresh_token, **(access | {"expires_at": refresh_expires_at})
-        )
-
-
 def _unverified_claims(token: str) -> dict[str, Any]:
     """Claims of a JWT we issued ourselves a moment ago (or garbage: then {})."""
     try:
@@ -401,4 +402,6 @@ def _unverified_claims(token: str) -> dict[str, Any]:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError):
         return {}
-    return claims if isinstance(claims, dict) else {}
+    if not isinstance(claims, dict):
+        return {}
+    return claims

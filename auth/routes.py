@@ -53,8 +53,12 @@ async def authorize(request: Request) -> Response:
     """GET: check the request, then sign-in or consent page. POST: the citizen's decision."""
     state = request.app.state
     server: AuthorizationServer = state.oauth
-    form = dict(await request.form()) if request.method == "POST" else {}
+    form = {k: str(v) for k, v in (await request.form()).items()}
     params = form if request.method == "POST" else dict(request.query_params)
+    if _control_characters(params):
+        return pages.error(
+            "잘못된 요청 · Invalid request", "Parameters contain control characters."
+        )
     oauth_request = _oauth_request(
         request, {k: v for k, v in params.items() if k in AUTHORIZE_PARAMS}, {}
     )
@@ -194,6 +198,12 @@ routes = [
 
 async def _endpoint(request: Request, call: Any) -> Response:
     form = {k: str(v) for k, v in (await request.form()).items()}
+    if _control_characters(form) or _control_characters(dict(request.query_params)):
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": "control characters in parameters"},
+            status_code=400,
+            headers=NO_STORE,
+        )
     oauth_request = _oauth_request(request, dict(request.query_params), form)
     server = request.app.state.oauth
     result = await anyio.to_thread.run_sync(call, server, oauth_request)
@@ -215,6 +225,10 @@ def _response(result: OAuthResponse, extra: dict[str, str] | None = None) -> Res
     content = result.body if isinstance(result.body, str) else json.dumps(result.body)
     header_map.setdefault("Content-Type", "application/json")
     return Response(content, status_code=result.status, headers=header_map)
+
+
+def _control_characters(params: dict[str, str]) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for text in (*params, *params.values()) for c in text)
 
 
 def _query_of(url: str) -> list[tuple[str, str]]:

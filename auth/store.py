@@ -255,13 +255,41 @@ async def _revoke_grant(conn: asyncpg.Connection, grant_id: uuid.UUID) -> None:
         )
 
 
-async def revoked_since(pool: asyncpg.Pool, since: datetime) -> list[asyncpg.Record]:
-    """Access tokens revoked after `since` that have not yet expired."""
+async def revoked_access_tokens(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Every unexpired access token that is revoked, itself or through its grant.
+
+    Read whole each time (access tokens live minutes, so the set stays small): reading
+    only "revoked since the last look" would miss a revocation whose transaction started
+    before, and committed after, a newer one was seen.
+    """
     return await pool.fetch(
-        "SELECT jti, revoked_at, expires_at FROM oauth_access_tokens"
-        " WHERE revoked_at > $1 AND expires_at > now()",
-        since,
+        "SELECT t.jti, t.expires_at FROM oauth_access_tokens t JOIN oauth_grants g"
+        " USING (grant_id) WHERE (t.revoked_at IS NOT NULL OR g.revoked_at IS NOT NULL)"
+        " AND t.expires_at > now()"
     )
+
+
+async def insert_tokens_unless_revoked(
+    pool: asyncpg.Pool,
+    access: dict[str, Any],
+    refresh_token: str | None,
+    refresh_expires_at: datetime,
+) -> bool:
+    """Record newly issued tokens, unless their grant was revoked meanwhile (a concurrent
+    replay of the code or refresh token that produced them); False then."""
+    async with pool.acquire() as conn, conn.transaction():
+        revoked = await conn.fetchval(
+            "SELECT revoked_at IS NOT NULL FROM oauth_grants WHERE grant_id = $1 FOR UPDATE",
+            access["grant_id"],
+        )
+        if revoked:
+            return False
+        await insert_access_token(conn, **access)
+        if refresh_token:
+            await insert_refresh_token(
+                conn, refresh_token, **(access | {"expires_at": refresh_expires_at})
+            )
+        return True
 
 
 async def use_assertion_jti(

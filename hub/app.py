@@ -67,6 +67,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             context.caller = _caller(context.connection.app.state.tokens, header)
         except InvalidToken as exc:
             raise ConnectionRejectionError({"reason": str(exc)}) from exc
+        if not context.caller.anonymous:
+            context.token = str(header).partition(" ")[2].strip()
 
 
 def _caller(verifier: AccessTokenVerifier, authorization: object) -> Caller:
@@ -79,7 +81,8 @@ def _caller(verifier: AccessTokenVerifier, authorization: object) -> Caller:
 
 
 def _unauthorized(reason: str) -> JSONResponse:
-    quoted = reason.replace("\\", "\\\\").replace('"', "'")
+    # Header-safe: printable ASCII only, no quotes to break out of the parameter.
+    quoted = "".join(c for c in reason if " " <= c <= "~" and c not in '"\\')
     return JSONResponse(
         {"errors": [{"message": reason, "extensions": {"code": "UNAUTHENTICATED"}}]},
         status_code=401,

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 
 from auth.caller import ANONYMOUS, Caller
+from auth.tokens import InvalidToken
 from hub.settings import Settings
 
 K = TypeVar("K")
@@ -25,9 +26,22 @@ class Context:
     db: asyncpg.Pool
     caller: Caller
     settings: Settings = field(default_factory=Settings)
-    # graphql-transport-ws: the connection_init payload (strawberry fills it in).
+    # graphql-transport-ws: the connection_init payload (strawberry fills it in), and the
+    # bearer token from it, checked again for every operation on the socket.
     connection_params: dict[str, Any] | None = None
+    token: str | None = None
     _loaders: dict[Callable[..., Any], DataLoader[Any, Any]] = field(default_factory=dict)
+
+    def recheck(self) -> None:
+        """On a WebSocket, the token may have expired or been revoked since connection_init:
+        take the caller from it again; without a valid token, anonymous."""
+        if self.token is None:
+            return
+        try:
+            self.caller = self.connection.app.state.tokens.verify(self.token)
+        except InvalidToken:
+            self.caller = ANONYMOUS
+            self.token = None
 
     def loader(self, factory: LoaderFactory[K, V]) -> DataLoader[K, V]:
         """This request's loader from `factory`: made on first use, never shared."""

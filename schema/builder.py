@@ -13,6 +13,7 @@ from schema import platform, sensors
 from schema.domain import Domain
 from schema.extensions import (
     DOCUMENT_CACHE_SIZE,
+    CurrentCaller,
     DocumentCache,
     OperationMetrics,
     PublicErrors,
@@ -54,6 +55,7 @@ def build_schema(names: Sequence[str] | None = None) -> strawberry.federation.Sc
         extensions=[
             PublicErrors,
             OperationMetrics,
+            CurrentCaller,
             DocumentCache,
             lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         ],

@@ -43,6 +43,16 @@ class DocumentCache(SchemaExtension):
         yield
 
 
+class CurrentCaller(SchemaExtension):
+    """Each operation on a WebSocket re-checks the token given at connection_init."""
+
+    def on_execute(self) -> Iterator[None]:
+        recheck = getattr(self.execution_context.context, "recheck", None)
+        if recheck is not None:
+            recheck()
+        yield
+
+
 class PublicErrors(SchemaExtension):
     """Every error gets `extensions.code`; unexpected ones are masked and logged."""
 

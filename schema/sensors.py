@@ -15,7 +15,7 @@ from strawberry.tools import merge_types
 
 from auth.scopes import Scope
 from hub.context import Info
-from hub.errors import BadUserInput
+from hub.errors import BadUserInput, Unauthenticated
 from resolvers.platform import districts
 from resolvers.sensors import catalog, devices, queries, services
 from resolvers.sensors.message import H3_RESOLUTION, Reading
@@ -571,6 +571,9 @@ async def _stored_then_live(
                     break
                 cursor = (page[-1].ts, page[-1].device_id)
         async for reading in subscriber.readings():
+            info.context.recheck()  # a revoked or expired token ends the subscription
+            if Scope.SENSORS_READ.value not in info.context.caller.scopes:
+                raise Unauthenticated("the access token expired or was revoked")
             if reading.ts > last.get(reading.device_id, reading.ts - timedelta(seconds=1)):
                 yield reading
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -396,3 +397,62 @@ async def test_pages_cannot_be_framed(auth_hub: Hub) -> None:
         page = await http.get(authorize_url(auth_hub.url, client.client_id, pkce()[1]))
     assert page.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+async def test_concurrent_refresh_reuse_leaves_no_working_token(auth_hub: Hub) -> None:
+    client = await auth_hub.client(redirect_uris=[REDIRECT])
+    code, verifier = await code_for(auth_hub, client.client_id)
+    auth = (client.client_id, client.client_secret)
+    first = await token_request(
+        auth_hub,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+        },
+        auth,
+    )
+    refresh = {"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]}
+    answers = await asyncio.gather(*(token_request(auth_hub, refresh, auth) for _ in range(4)))
+    issued = [a.json()["access_token"] for a in answers if a.status_code == 200]
+    assert len(issued) <= 1
+    await asyncio.sleep(2.5)  # GraphQL reloads revocations every 2 s
+    for access_token in [first.json()["access_token"], *issued]:
+        assert (await graphql_as(auth_hub, access_token)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "ES256", "typ": "at+jwt", "crit": [1]},
+        {"alg": "ES256", "typ": "at+jwt", "kid": "키"},
+        {"alg": "ES256\r\nX-Injected: 1", "typ": "at+jwt"},
+    ],
+    ids=["crit", "non-ascii kid", "crlf alg"],
+)
+async def test_odd_token_headers_get_401_not_500(auth_hub: Hub, header: dict[str, Any]) -> None:
+    token = f"{b64(header)}.{b64(await valid_claims(auth_hub))}.c2ln"
+    await assert_invalid_token(auth_hub, token)
+
+
+async def test_control_characters_in_oauth_parameters_are_refused(auth_hub: Hub) -> None:
+    response = await token_request(
+        auth_hub, {"grant_type": "client_credentials", "client_id": "a\x00b"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    async with httpx.AsyncClient() as http:
+        page = await http.get(f"{auth_hub.url}/oauth/authorize?client_id=%00")
+    assert page.status_code == 400
+
+
+async def test_forged_token_with_a_real_jti_is_not_active(auth_hub: Hub) -> None:
+    client = await auth_hub.client(scope_names="sensors:read")
+    auth = (client.client_id, client.client_secret)
+    issued = (await token_request(auth_hub, {"grant_type": "client_credentials"}, auth)).json()
+    real = json.loads(base64.urlsafe_b64decode(issued["access_token"].split(".")[1] + "=="))
+    forged = f"{b64({'alg': 'none', 'typ': 'at+jwt'})}.{b64(real)}."
+    async with httpx.AsyncClient(base_url=auth_hub.url) as http:
+        answer = await http.post("/oauth/introspect", data={"token": forged}, auth=auth)
+    assert answer.json() == {"active": False}

@@ -247,3 +247,45 @@ async def test_key_rotation_publishes_first_and_signs_with_one_key(auth_hub: Hub
     await asyncio.sleep(2.5)  # the GraphQL side reloads keys every 2 s
     for token in (before, after):
         assert (await post(auth_hub, "{ viewer { clientId } }", token)).status_code == 200
+
+
+@pytest.mark.db
+async def test_websocket_operations_recheck_a_revoked_token(auth_hub: Hub) -> None:
+    client = await auth_hub.client(scope_names="sensors:read")
+    async with httpx.AsyncClient(base_url=auth_hub.url) as http:
+        issued = await http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client.client_id, client.client_secret or ""),
+        )
+    token = issued.json()["access_token"]
+    url = auth_hub.url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+        async def viewer(op_id: str) -> Any:
+            await ws.send(
+                json.dumps(
+                    {
+                        "id": op_id,
+                        "type": "subscribe",
+                        "payload": {"query": "{ viewer { clientId } }"},
+                    }
+                )
+            )
+            answer = json.loads(await ws.recv())
+            await ws.recv()  # complete
+            return answer["payload"]["data"]["viewer"]
+
+        assert await viewer("1") == {"clientId": client.client_id}
+        async with httpx.AsyncClient(base_url=auth_hub.url) as http:
+            await http.post(
+                "/oauth/revoke",
+                data={"token": token},
+                auth=(client.client_id, client.client_secret or ""),
+            )
+        await asyncio.sleep(2.5)
+        assert await viewer("2") is None  # the socket is anonymous now
