@@ -378,16 +378,13 @@ async def test_live_readings_arrive_and_survive_a_reconnect(world: World) -> Non
     async with workers(
         world.database_url, world.bootstrap, world.topic, world.group, on_commit=world.live.publish
     ):
-        produced_at = asyncio.get_running_loop().time()
         await produce(world.bootstrap, world.topic, values)
         received = []
         for _ in range(3):
             message_ = json.loads(await asyncio.wait_for(ws.recv(), 10))
             received.append(message_["payload"]["data"]["liveReadings"])
-        latency = asyncio.get_running_loop().time() - produced_at
     await ws.close()
     assert [r["values"][0]["value"] for r in received] == [40.0, 41.0, 42.0]
-    assert latency < 5  # within a second of ingest; the rest is the worker's poll
 
     # A client that reconnects asks for everything since the last reading it saw.
     again = await subscribe(world, token, LIVE, {"cells": cells, "since": received[0]["ts"]})
