@@ -321,6 +321,11 @@ class AuthorizationServer(BaseAuthorizationServer):
             "user_id": user_id,
             "scope": token["scope"],
         }
+        # A refresh token keeps the whole grant's scope: asking for less on one refresh
+        # narrows that access token only, not the grant.
+        refresh_scope = (
+            request.refresh_token.scope if grant_type == "refresh_token" else token["scope"]
+        )
         stored = on_loop(
             store.insert_tokens_unless_revoked,
             self.pool,
@@ -328,6 +333,7 @@ class AuthorizationServer(BaseAuthorizationServer):
             | {"jti": claims["jti"], "expires_at": datetime.fromtimestamp(claims["exp"], UTC)},
             token.get("refresh_token"),
             datetime.now(UTC) + self.refresh_token_lifetime,
+            refresh_scope,
         )
         if not stored:  # a replay revoked the grant while these tokens were being made
             raise InvalidGrantError("The grant was revoked.")

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import anyio.to_thread
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -66,7 +67,10 @@ async def authorize(request: Request) -> Response:
         grant = await anyio.to_thread.run_sync(server.get_consent_grant, oauth_request)
     except OAuth2Error as error:
         if error.redirect_uri:  # client and redirect URI known good: tell the app
-            return _response(server.handle_error_response(oauth_request, error))
+            result = server.handle_error_response(oauth_request, error)
+            if result.location:  # RFC 9207: errors name the issuer too
+                result.location = add_params_to_uri(result.location, {"iss": server.issuer})
+            return _response(result)
         return pages.error(
             "잘못된 요청 · Invalid request", f"{error.error}: {error.description or ''}".strip()
         )

@@ -274,6 +274,7 @@ async def insert_tokens_unless_revoked(
     access: dict[str, Any],
     refresh_token: str | None,
     refresh_expires_at: datetime,
+    refresh_scope: str,
 ) -> bool:
     """Record newly issued tokens, unless their grant was revoked meanwhile (a concurrent
     replay of the code or refresh token that produced them); False then."""
@@ -287,7 +288,9 @@ async def insert_tokens_unless_revoked(
         await insert_access_token(conn, **access)
         if refresh_token:
             await insert_refresh_token(
-                conn, refresh_token, **(access | {"expires_at": refresh_expires_at})
+                conn,
+                refresh_token,
+                **(access | {"expires_at": refresh_expires_at, "scope": refresh_scope}),
             )
         return True
 

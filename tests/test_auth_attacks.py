@@ -196,6 +196,7 @@ async def test_authorization_without_pkce_is_refused(auth_hub: Hub) -> None:
     params = redirect_params(response)
     assert params["error"] == "invalid_request"
     assert "PKCE" in params["error_description"]
+    assert params["iss"] == auth_hub.url  # RFC 9207 on error responses too
 
 
 async def test_plain_pkce_is_refused(auth_hub: Hub) -> None:
@@ -297,6 +298,43 @@ async def test_scope_escalation_at_refresh_is_refused(auth_hub: Hub) -> None:
         auth_hub, {"grant_type": "refresh_token", "refresh_token": refresh_token}, auth
     )
     assert same.status_code == 200, same.text
+
+
+async def test_narrower_refresh_does_not_narrow_the_grant(auth_hub: Hub) -> None:
+    client = await auth_hub.client(redirect_uris=[REDIRECT], scope_names="profile sensors:read")
+    code, verifier = await code_for(auth_hub, client.client_id, scope="profile sensors:read")
+    auth = (client.client_id, client.client_secret)
+    tokens = await token_request(
+        auth_hub,
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+        },
+        auth,
+    )
+    narrow = await token_request(
+        auth_hub,
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": tokens.json()["refresh_token"],
+            "scope": "profile",
+        },
+        auth,
+    )
+    assert narrow.json()["scope"] == "profile"
+    wide = await token_request(
+        auth_hub,
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": narrow.json()["refresh_token"],
+            "scope": "profile sensors:read",
+        },
+        auth,
+    )
+    assert wide.status_code == 200, wide.text
+    assert wide.json()["scope"] == "profile sensors:read"
 
 
 async def test_authorization_asking_for_unallowed_scope_is_refused(auth_hub: Hub) -> None:
