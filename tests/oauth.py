@@ -32,6 +32,17 @@ class Hub:
         kwargs.setdefault("scope_names", "profile sensors:read")
         return await clients.create(self.pool, **kwargs)
 
+    async def token(self, scopes: str | list[str]) -> str:
+        """An access token of a new client holding `scopes` (client credentials)."""
+        client = await self.client(scope_names=scopes)
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            response = await http.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(client.client_id, client.client_secret or ""),
+            )
+        return str(response.json()["access_token"])
+
     async def citizen(self) -> str:
         username = f"citizen_{secrets.token_hex(4)}"
         await LocalAccounts(self.pool).create(username, "김시민", PASSWORD)

@@ -135,17 +135,6 @@ async def post(hub: Hub, query: str, token: str | None) -> httpx.Response:
         return await http.post("/graphql", json={"query": query}, headers=headers)
 
 
-async def client_token(hub: Hub, scopes: str) -> str:
-    client = await hub.client(scope_names=scopes)
-    async with httpx.AsyncClient(base_url=hub.url) as http:
-        response = await http.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            auth=(client.client_id, client.client_secret or ""),
-        )
-    return response.json()["access_token"]
-
-
 @pytest.mark.db
 async def test_open_data_needs_no_token(auth_hub: Hub) -> None:
     response = await post(
@@ -156,7 +145,7 @@ async def test_open_data_needs_no_token(auth_hub: Hub) -> None:
 
 @pytest.mark.db
 async def test_token_without_the_scope_gets_partial_data(auth_hub: Hub) -> None:
-    token = await client_token(auth_hub, "sensors:read")
+    token = await auth_hub.token("sensors:read")
     body = (await post(auth_hub, VIEWER, token)).json()
     assert body["data"]["viewer"]["scopes"] == ["sensors:read"]
     assert body["data"]["viewer"]["citizen"] is None
@@ -197,7 +186,7 @@ async def ws_session(hub: Hub, init: dict[str, Any], query: str) -> list[dict[st
 
 @pytest.mark.db
 async def test_websocket_takes_the_token_in_connection_init(auth_hub: Hub) -> None:
-    token = await client_token(auth_hub, "sensors:read")
+    token = await auth_hub.token("sensors:read")
     messages = await ws_session(auth_hub, {"Authorization": f"Bearer {token}"}, VIEWER)
     payload = messages[0]["payload"]
     assert payload["data"]["viewer"]["scopes"] == ["sensors:read"]
@@ -234,13 +223,13 @@ async def test_key_rotation_publishes_first_and_signs_with_one_key(auth_hub: Hub
         header = token.split(".")[0]
         return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
 
-    before = await client_token(auth_hub, "sensors:read")
+    before = await auth_hub.token("sensors:read")
     upcoming = await keys.add(auth_hub.pool, signs_in=timedelta(hours=1))
     assert upcoming.kid in await jwks()  # published before it signs
-    assert kid_of(await client_token(auth_hub, "sensors:read")) == kid_of(before)
+    assert kid_of(await auth_hub.token("sensors:read")) == kid_of(before)
 
     now = await keys.add(auth_hub.pool, signs_in=timedelta(0))
-    after = await client_token(auth_hub, "sensors:read")
+    after = await auth_hub.token("sensors:read")
     assert kid_of(after) == now.kid  # exactly the current key signs
     published = await jwks()
     assert {kid_of(before), upcoming.kid, now.kid} <= published  # old one kept while tokens live

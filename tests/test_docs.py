@@ -39,14 +39,7 @@ def examples() -> list[pytest.ParameterSet]:
 @pytest.fixture(scope="module")
 async def every_scope(auth_hub: Hub) -> str:
     """A token that may read everything, so gated examples run too."""
-    client = await auth_hub.client(scope_names=[scope.value for scope in Scope])
-    async with httpx.AsyncClient(base_url=auth_hub.url) as http:
-        response = await http.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            auth=(client.client_id, client.client_secret or ""),
-        )
-    return response.json()["access_token"]
+    return await auth_hub.token([scope.value for scope in Scope])
 
 
 def test_the_docs_have_examples() -> None:

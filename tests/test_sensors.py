@@ -56,14 +56,7 @@ class World:
     bootstrap: str
 
     async def token(self, scopes: str) -> str:
-        client = await self.hub.client(scope_names=scopes)
-        async with httpx.AsyncClient(base_url=self.hub.url) as http:
-            response = await http.post(
-                "/oauth/token",
-                data={"grant_type": "client_credentials"},
-                auth=(client.client_id, client.client_secret or ""),
-            )
-        return response.json()["access_token"]
+        return await self.hub.token(scopes)
 
     async def query(self, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

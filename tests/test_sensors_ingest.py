@@ -35,17 +35,6 @@ SEOUL_CITY_HALL = (37.5665, 126.9780)
 GANGNAM = (37.4979, 127.0276)
 
 
-async def token(hub: Hub, scopes: str) -> str:
-    client = await hub.client(scope_names=scopes)
-    async with httpx.AsyncClient(base_url=hub.url) as http:
-        response = await http.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            auth=(client.client_id, client.client_secret or ""),
-        )
-    return response.json()["access_token"]
-
-
 async def graphql(hub: Hub, query: str, access_token: str | None, **variables: object) -> dict:
     headers = {"Authorization": f"Bearer {access_token}"} if access_token else {}
     async with httpx.AsyncClient(base_url=hub.url, timeout=20) as http:
@@ -91,7 +80,7 @@ async def test_messages_become_exact_aggregates(
         await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
 
     city_hall = h3.latlng_to_cell(*SEOUL_CITY_HALL, H3_RESOLUTION)
-    reader = await token(auth_hub, "sensors:read")
+    reader = await auth_hub.token("sensors:read")
     body = await graphql(
         auth_hub,
         SERIES,
