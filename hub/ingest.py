@@ -86,7 +86,7 @@ class IngestWorker:
         self.lock = asyncio.Lock()  # held while a batch is written; rebalances wait for it
         self.consumer: AIOKafkaConsumer | None = None
         self.conn: asyncpg.Connection | None = None
-        self._partitions_checked = 0.0
+        self._partitions_checked: float | None = None  # monotonic time; None: never
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_topics(self.bootstrap, self.settings.telemetry_partitions, self.topic)
@@ -128,7 +128,8 @@ class IngestWorker:
 
     async def _maintain(self) -> None:
         """Partitions for the days messages may carry; old raw partitions dropped. Hourly."""
-        if time.monotonic() - self._partitions_checked < 3600:
+        checked = self._partitions_checked
+        if checked is not None and time.monotonic() - checked < 3600:
             return
         assert self.conn is not None
         today = datetime.now(UTC).date()

@@ -405,3 +405,24 @@ async def test_ingest_process_killed_repeatedly_loses_and_doubles_nothing(
         start + timedelta(minutes=26),
     )
     assert rolled == 30_000
+
+
+async def test_partitions_are_made_ahead_even_soon_after_boot(
+    auth_hub: Hub, migrated_url: str, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hourly check must run the first time, whatever the monotonic clock reads."""
+    from datetime import UTC, datetime
+
+    from hub import ingest
+    from resolvers.sensors import ingest_store
+
+    ahead = ingest_store.partition_name(datetime.now(UTC).date() + timedelta(days=2))
+    await auth_hub.pool.execute(f"DROP TABLE IF EXISTS {ahead}")
+    monkeypatch.setattr(ingest.time, "monotonic", lambda: 5.0)  # a machine up for 5 s
+    worker = IngestWorker(Settings.from_env(), migrated_url, kafka_bootstrap)
+    worker.conn = await worker._connect()
+    try:
+        await worker._maintain()
+    finally:
+        await worker.conn.close()
+    assert await auth_hub.pool.fetchval("SELECT to_regclass($1) IS NOT NULL", ahead)
