@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -107,14 +108,32 @@ class IngestWorker:
             self.conn = await self._connect()
             consumer.subscribe([self.topic], listener=_Rebalance(self))
             await consumer.start()
+            # Two batches in flight: while batch N is written (PostgreSQL works, this
+            # process waits), batch N+1 is fetched and parsed. Writes stay in order.
+            writing: asyncio.Task[None] | None = None
             try:
                 while not stop.is_set():
                     batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
-                    if batch:
-                        await self._process_with_retry(consumer, producer, batch, stop)
-                    else:
-                        await self._maintain_when_idle()
+                    if writing is not None and writing.done():
+                        writing, done = None, writing
+                        await done  # a failed write stops the worker here
+                    if not batch:
+                        if writing is None:
+                            await self._maintain_when_idle()
+                        continue
+                    parsed = await _parse_batch(batch)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.create_task(
+                        self._process_with_retry(consumer, producer, parsed, stop)
+                    )
+                if writing is not None:
+                    await writing
             finally:
+                if writing is not None and not writing.done():
+                    writing.cancel()  # the worker is dying: no COMMIT, nothing half-written
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await writing
                 await consumer.stop()
         finally:
             await producer.stop()
@@ -152,14 +171,15 @@ class IngestWorker:
         self,
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
-        batch: dict[TopicPartition, list[ConsumerRecord]],
+        parsed: ParsedBatch,
         stop: asyncio.Event,
     ) -> None:
+        batch = parsed.batch
         while True:
             try:
                 async with self.lock:
                     await self._maintain()
-                    await self._process(producer, batch)
+                    await self._process(producer, parsed)
                 break
             except (asyncpg.PostgresError, OSError, KafkaError, TimeoutError) as exc:
                 log.warning("ingest.batch.failed error=%r; retrying", exc)
@@ -183,20 +203,11 @@ class IngestWorker:
                     highwater - batch[tp][-1].offset - 1
                 )
 
-    async def _process(
-        self, producer: AIOKafkaProducer, batch: dict[TopicPartition, list[ConsumerRecord]]
-    ) -> None:
+    async def _process(self, producer: AIOKafkaProducer, parsed: ParsedBatch) -> None:
         started = time.perf_counter()
-        candidates: list[tuple[ConsumerRecord, Reading]] = []
-        rejects: list[tuple[ConsumerRecord, str, str]] = []
-        now = datetime.now(UTC)
-        for records in batch.values():
-            for record in records:
-                try:
-                    candidates.append((record, parse(record.value or b"", now)))
-                except Rejected as exc:
-                    rejects.append((record, exc.reason, exc.detail))
-
+        batch = parsed.batch
+        candidates = parsed.candidates
+        rejects = list(parsed.rejects)  # a retried batch starts again from the parse result
         assert self.conn is not None
         conn = self.conn
         devices = await ingest_store.device_states(conn, (r.device_id for _, r in candidates))
@@ -239,9 +250,41 @@ class IngestWorker:
         metrics.INGEST_VALUES.inc(sum(sum(row.n) for row in rows))
         for _, reason, _ in rejects:
             metrics.INGEST_REJECTED.labels(reason).inc()
-        metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started + parsed.seconds)
         if self.on_commit is not None and stored:
             await self.on_commit(stored)
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """One `getmany` result, parsed: the readings to check against the registry and the
+    messages already rejected by their content."""
+
+    batch: dict[TopicPartition, list[ConsumerRecord]]
+    candidates: list[tuple[ConsumerRecord, Reading]]
+    rejects: list[tuple[ConsumerRecord, str, str]]
+    seconds: float
+
+
+PARSE_SLICE = 500  # messages parsed between yields, so the batch being written moves on
+
+
+async def _parse_batch(batch: dict[TopicPartition, list[ConsumerRecord]]) -> ParsedBatch:
+    started = time.perf_counter()
+    candidates: list[tuple[ConsumerRecord, Reading]] = []
+    rejects: list[tuple[ConsumerRecord, str, str]] = []
+    now = datetime.now(UTC)
+    parsed = 0
+    for records in batch.values():
+        for record in records:
+            try:
+                candidates.append((record, parse(record.value or b"", now)))
+            except Rejected as exc:
+                rejects.append((record, exc.reason, exc.detail))
+            parsed += 1
+            if parsed % PARSE_SLICE == 0:
+                await asyncio.sleep(0)
+    return ParsedBatch(batch, candidates, rejects, time.perf_counter() - started)
 
 
 async def _dead_letters(

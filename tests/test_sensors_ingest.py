@@ -214,6 +214,11 @@ async def test_two_workers_share_the_partitions_with_exact_totals(
     assert rolled == 3600
 
 
+class Killed(BaseException):
+    """A kill: like SystemExit, no `except Exception` handler sees it (and, unlike
+    SystemExit, asyncio hands it to whoever awaits the dying task)."""
+
+
 class CrashingWorker(IngestWorker):
     """Dies once at a chosen point of a batch, as a killed process would."""
 
@@ -231,7 +236,7 @@ class CrashingWorker(IngestWorker):
             async def boom(*args: object, **kwargs: object) -> None:
                 await original(*args, **kwargs)  # type: ignore[arg-type]
                 self.crashed.set()
-                raise SystemExit("killed inside the transaction, before COMMIT")
+                raise Killed("killed inside the transaction, before COMMIT")
 
             ingest_store.store_offsets = boom  # type: ignore[assignment]
             try:
@@ -242,7 +247,7 @@ class CrashingWorker(IngestWorker):
             await super()._process(producer, batch)
             if self.crash == "after_commit" and not self.crashed.is_set():
                 self.crashed.set()
-                raise SystemExit("killed after COMMIT, before the Kafka commit")
+                raise Killed("killed after COMMIT, before the Kafka commit")
 
 
 @pytest.mark.parametrize("crash", ["before_commit", "after_commit"])
@@ -269,7 +274,7 @@ async def test_killed_worker_restarted_gives_exact_counts(
     dying = CrashingWorker(
         Settings.from_env(), migrated_url, kafka_bootstrap, group_id=group, topic=topic, crash=crash
     )
-    with pytest.raises(SystemExit):
+    with pytest.raises(Killed):
         await dying.run(stop)
     assert dying.crashed.is_set()
 
@@ -426,3 +431,17 @@ async def test_partitions_are_made_ahead_even_soon_after_boot(
     finally:
         await worker.conn.close()
     assert await auth_hub.pool.fetchval("SELECT to_regclass($1) IS NOT NULL", ahead)
+
+
+async def test_rollup_arrays_merge_element_wise_across_catalog_growth(auth_hub: Hub) -> None:
+    """A row written before a metric joined the catalog merges with a longer one."""
+    row = await auth_hub.pool.fetchrow(
+        "SELECT ieum_array_add('{1,2}'::int[], '{10,20,30}'::int[]) AS n,"
+        " ieum_array_add('{0.5}'::float8[], '{0.25}'::float8[]) AS s,"
+        " ieum_array_least('{3,1}'::real[], '{2,5,7}'::real[]) AS lo,"
+        " ieum_array_greatest('{3,1,NULL}'::real[], '{2,5}'::real[]) AS hi"
+    )
+    assert row["n"] == [11, 22, 30]
+    assert row["s"] == [0.75]
+    assert row["lo"] == [2, 1, 7]
+    assert row["hi"] == [3, 5, None]
