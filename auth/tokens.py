@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 2.0
 CLOCK_LEEWAY_SECONDS = 30
+VERIFIED_TOKENS = 10_000  # signatures remembered; an app sends the same token many times
 
 
 class InvalidToken(Exception):
@@ -38,11 +40,20 @@ class AccessTokenVerifier:
         self.audience = audience
         self.token_lifetime = token_lifetime
         self.key_set = KeySet([])
+        self.published: list[dict[str, object]] = []
         self.revoked: frozenset[str] = frozenset()
+        # token → claims of a token whose signature and type checked out against the
+        # current key set. An ES256 check costs more than the rest of a small query;
+        # claims (expiry) and revocation are still checked on every use.
+        self.verified: OrderedDict[str, dict[str, object]] = OrderedDict()
 
     async def refresh(self) -> None:
         ring = await keys.load(self.pool, self.token_lifetime)
-        self.key_set = KeySet.import_key_set({"keys": ring.published()})
+        published = ring.published()
+        if published != self.published:  # a key retired: its tokens must be checked again
+            self.key_set = KeySet.import_key_set({"keys": published})
+            self.published = published
+            self.verified.clear()
         self.revoked = frozenset(row["jti"] for row in await store.revoked_access_tokens(self.pool))
 
     async def run(self) -> None:
@@ -55,13 +66,7 @@ class AccessTokenVerifier:
                 log.warning("auth.tokens.refresh_failed error=%r", exc)
 
     def verify(self, token: str) -> Caller:
-        try:
-            decoded = jwt.decode(token, self.key_set, algorithms=[keys.ALG])
-        except Exception:
-            # A fixed text: what a forged header contains must not reach our headers.
-            raise InvalidToken("the token is malformed or its signature is invalid") from None
-        if decoded.header.get("typ") != "at+jwt":
-            raise InvalidToken("not an access token (typ must be at+jwt)")
+        claims = self._signed_claims(token)
         registry = jwt.JWTClaimsRegistry(
             leeway=CLOCK_LEEWAY_SECONDS,
             iss={"essential": True, "value": self.issuer},
@@ -72,11 +77,10 @@ class AccessTokenVerifier:
             jti={"essential": True},
         )
         try:
-            registry.validate(decoded.claims)
+            registry.validate(claims)
         except JoseError as exc:
             claim = exc.error if isinstance(exc.error, str) else "claims"
             raise InvalidToken(f"the token is expired or not for this API ({claim})") from None
-        claims = decoded.claims
         if claims["jti"] in self.revoked:
             raise InvalidToken("the token was revoked")
         client_id = str(claims["client_id"])
@@ -87,3 +91,21 @@ class AccessTokenVerifier:
             scopes=frozenset(str(claims.get("scope", "")).split()),
             expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
         )
+
+    def _signed_claims(self, token: str) -> dict[str, object]:
+        """The claims of a token signed by a published key as an access token."""
+        claims = self.verified.get(token)
+        if claims is not None:
+            self.verified.move_to_end(token)
+            return claims
+        try:
+            decoded = jwt.decode(token, self.key_set, algorithms=[keys.ALG])
+        except Exception:
+            # A fixed text: what a forged header contains must not reach our headers.
+            raise InvalidToken("the token is malformed or its signature is invalid") from None
+        if decoded.header.get("typ") != "at+jwt":
+            raise InvalidToken("not an access token (typ must be at+jwt)")
+        self.verified[token] = decoded.claims
+        if len(self.verified) > VERIFIED_TOKENS:
+            self.verified.popitem(last=False)
+        return decoded.claims

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -236,6 +237,25 @@ async def test_key_rotation_publishes_first_and_signs_with_one_key(auth_hub: Hub
     await asyncio.sleep(2.5)  # the GraphQL side reloads keys every 2 s
     for token in (before, after):
         assert (await post(auth_hub, "{ viewer { clientId } }", token)).status_code == 200
+
+
+@pytest.mark.db
+async def test_a_token_checked_before_is_refused_once_its_key_is_withdrawn(
+    auth_hub: Hub,
+) -> None:
+    """Signatures are remembered between requests, but only while the key is published."""
+    from auth import keys
+
+    token = await auth_hub.token("sensors:read")
+    assert (await post(auth_hub, "{ viewer { clientId } }", token)).status_code == 200
+    await keys.add(auth_hub.pool, signs_in=timedelta(0))
+    header = token.split(".")[0]
+    kid = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+    await auth_hub.pool.execute("DELETE FROM oauth_signing_keys WHERE kid = $1", kid)
+    await asyncio.sleep(2.5)  # the GraphQL side reloads keys every 2 s
+    refused = await post(auth_hub, "{ viewer { clientId } }", token)
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
 
 
 @pytest.mark.db
