@@ -31,6 +31,7 @@ from hub.bus import EventBus
 from hub.context import Context, build_context
 from hub.health import healthz, metrics_endpoint, readyz
 from hub.live import LiveReadings
+from hub.result_cache import ResultCache
 from hub.runtime import Services
 from hub.settings import Settings
 from schema.builder import build_schema
@@ -110,6 +111,7 @@ def create_app(
         state = app.state
         state.settings = settings
         state.live = live or LiveReadings()
+        state.aggregates = ResultCache(settings.aggregate_cache_seconds)
         state.db = await db.create_pool(services.database_url, settings)
         metrics.POOL.pool = state.db
         state.bus = EventBus(services.kafka_bootstrap, timeout=settings.db_timeout_seconds)

@@ -13,6 +13,7 @@ from strawberry.dataloader import DataLoader
 
 from auth.caller import ANONYMOUS, Caller
 from auth.tokens import InvalidToken
+from hub.result_cache import ResultCache
 from hub.settings import Settings
 
 K = TypeVar("K")
@@ -26,6 +27,7 @@ class Context:
     db: asyncpg.Pool
     caller: Caller
     settings: Settings = field(default_factory=Settings)
+    aggregates: ResultCache = field(default_factory=lambda: ResultCache(0))
     # graphql-transport-ws: the connection_init payload (strawberry fills it in), and the
     # bearer token from it, checked again for every operation on the socket.
     connection_params: dict[str, Any] | None = None
@@ -58,4 +60,10 @@ def build_context(connection: HTTPConnection) -> Context:
     until connection_init brings a token (GraphQLEndpoint.on_ws_connect)."""
     caller = getattr(connection.state, "caller", ANONYMOUS)
     state = connection.app.state
-    return Context(connection=connection, db=state.db, caller=caller, settings=state.settings)
+    return Context(
+        connection=connection,
+        db=state.db,
+        caller=caller,
+        settings=state.settings,
+        aggregates=state.aggregates,
+    )

@@ -58,6 +58,12 @@ INGEST_BATCH_SECONDS = Histogram(
 INGEST_FAILURES = Counter(
     "ieum_ingest_batch_failures", "Batches that failed and were retried.", registry=REGISTRY
 )
+AGGREGATE_CACHE = Counter(
+    "ieum_aggregate_cache_lookups",
+    "Sensor aggregates asked for, by whether a recent answer was handed out again.",
+    ["result"],
+    registry=REGISTRY,
+)
 
 # Operation names come from clients: bound what reaches the label set.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     k_anonymity: int = Field(
         default=3, ge=1, le=16, description="Distinct vehicles a cell needs before it is shown."
     )
+    aggregate_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=300,
+        description="How long an aggregate answer is handed out again; 0 turns it off.",
+    )
 
     # PostgreSQL pool
     db_pool_min: int = Field(default=1, ge=0, description="Connections kept open.")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Annotated
 
+import asyncpg
 import strawberry
 from h3.api import basic_int as h3
 from strawberry.federation.schema_directives import RequiresScopes
@@ -267,9 +268,13 @@ class SensorsQuery:
         queries.check_range(start, end, width)
         cells = await area_cells(info, area)
         k = info.context.settings.k_anonymity
+        points = await info.context.aggregates.get(
+            ("series", tuple(cells), m.id, start, end, width, k),
+            lambda: queries.series(info.context.db, cells, m, start, end, width, k),
+        )
         return [
             SeriesPoint(bucket=b, value=_aggregate(s) if s.vehicles >= k else None)
-            for b, s in await queries.series(info.context.db, cells, m, start, end, width, k)
+            for b, s in points
         ]
 
     @strawberry.federation.field(
@@ -374,8 +379,15 @@ async def _cells_at(
     if not 5 <= resolution <= H3_RESOLUTION:
         raise BadUserInput(f"resolution must be 5 to {H3_RESOLUTION}", argument="resolution")
     k = info.context.settings.k_anonymity
-    per_cell = await queries.per_cell(info.context.db, cells, queries.metric(metric), start, end, k)
-    return queries.merge_to_resolution(per_cell, resolution)
+    m = queries.metric(metric)
+
+    async def compute() -> dict[int, tuple[queries.Stats, queries.Vehicles]]:
+        per_cell = await queries.per_cell(info.context.db, cells, m, start, end, k)
+        return queries.merge_to_resolution(per_cell, resolution)
+
+    return await info.context.aggregates.get(
+        ("cells", tuple(cells), m.id, start, end, resolution, k), compute
+    )
 
 
 @strawberry.type
@@ -398,13 +410,11 @@ class SensorServicesQuery:
             raise BadUserInput("windowMinutes must be 5 to 1440", argument="windowMinutes")
         m = queries.metric(metric)
         end = _utc(at)
-        result = await services.exposure(
-            info.context.db,
-            [(p.lat, p.lng) for p in path],
-            m,
-            end - timedelta(minutes=window_minutes),
-            end,
-            info.context.settings.k_anonymity,
+        points = tuple((p.lat, p.lng) for p in path)
+        start, k = end - timedelta(minutes=window_minutes), info.context.settings.k_anonymity
+        result = await info.context.aggregates.get(
+            ("exposure", points, m.id, start, end, k),
+            lambda: services.exposure(info.context.db, points, m, start, end, k),
         )
         segments = [_segment(s) for s in result.segments]
         worst_index = result.segments.index(result.worst) if result.worst else None
@@ -653,15 +663,21 @@ class AirQuality:
 
 async def district_air_quality(info: Info, code: str) -> AirQuality | None:
     """The latest hour of PM2.5 and PM10 over a district's cells (open data, k-anonymous)."""
-    cells = await queries.district_cells(info.context.db, code)
+    k = info.context.settings.k_anonymity
+    return await info.context.aggregates.get(
+        ("air_quality", code, k), lambda: _air_quality(info.context.db, code, k)
+    )
+
+
+async def _air_quality(pool: asyncpg.Pool, code: str, k: int) -> AirQuality | None:
+    cells = await queries.district_cells(pool, code)
     if cells is None:
         return None
     until = datetime.now(UTC)
     since = until - queries.AIR_QUALITY_WINDOW
-    k = info.context.settings.k_anonymity
     levels: dict[str, DustLevel | None] = {}
     for name in ("pm2_5", "pm10"):
-        stats = await queries.window(info.context.db, cells, queries.metric(name), since, until, k)
+        stats = await queries.window(pool, cells, queries.metric(name), since, until, k)
         if stats is None or stats.vehicles < k:
             levels[name] = None
         else:

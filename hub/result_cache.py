@@ -1,0 +1,59 @@
+"""Aggregates computed in the last few seconds, shared by everyone who asks the same.
+
+City dashboards ask the same few questions (this district, this hour, this metric) from
+many browsers at once. For a short time a result is handed out again instead of being
+aggregated again, and concurrent askers of a missing result wait for one computation
+(single flight), so a burst costs the database one query. Results are at most
+`seconds` old; live data has its subscriptions. `seconds = 0` turns the cache off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
+
+from hub import metrics
+
+T = TypeVar("T")
+
+
+class ResultCache:
+    def __init__(self, seconds: float, max_entries: int = 4096) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._entries: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+        if self.seconds <= 0:
+            return await compute()
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > now:
+            self.hits += 1
+            metrics.AGGREGATE_CACHE.labels("hit").inc()
+            # shield: a caller that goes away must not cancel the others' result
+            return await asyncio.shield(entry[1])
+        self.misses += 1
+        metrics.AGGREGATE_CACHE.labels("miss").inc()
+        task = asyncio.ensure_future(compute())
+        self._entries[key] = (now + self.seconds, task)
+        task.add_done_callback(lambda done: self._forget_failure(key, done))
+        if len(self._entries) > self.max_entries:
+            self._evict(now)
+        return await asyncio.shield(task)
+
+    def _forget_failure(self, key: Hashable, done: asyncio.Future[Any]) -> None:
+        """Errors are not kept: the next caller tries again."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] is done and (done.cancelled() or done.exception()):
+            del self._entries[key]
+
+    def _evict(self, now: float) -> None:
+        for key in [k for k, (expires, _) in self._entries.items() if expires <= now]:
+            del self._entries[key]
+        while len(self._entries) > self.max_entries:  # the oldest first (insertion order)
+            del self._entries[next(iter(self._entries))]
