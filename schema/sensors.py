@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from enum import Enum
+from functools import lru_cache
 from typing import Annotated
 
 import asyncpg
@@ -511,7 +512,9 @@ class SensorServicesQuery:
         return result
 
 
+@lru_cache(maxsize=65_536)
 def _cell_polygon(cell: int) -> JSON:
+    """GeoJSON of a cell; cells repeat across requests (never mutate the result)."""
     ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(cell)]
     return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
 
