@@ -6,6 +6,11 @@ Loads synthetic readings straight into PostgreSQL (1,000 vehicles moving over ce
 Seoul's cells, one reading a second), builds their per-minute rollups in SQL, then runs
 the hub in a child process and measures each query from this one over HTTP with aiohttp.
 Baseline in the same run: the hub's `{ __typename }` (HTTP + GraphQL + token check only).
+
+Each query runs twice: "same" sends one question from every client (a dashboard many
+people look at: the hub's short-lived aggregate cache answers most of them), "distinct"
+moves the window by a random time (0 to 100 minutes, to the microsecond) on every
+request, so every request is aggregated in PostgreSQL (the cache's misses).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 
@@ -123,28 +130,38 @@ async def run(readings: int, clients_: int, seconds: float) -> None:
                 token = (await response.json())["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
 
-            async def post(query: str, variables: dict[str, object]) -> None:
+            async def post(query: str, variables: Variables) -> None:
+                if callable(variables):
+                    variables = variables()
                 async with http.post(
                     "/graphql", json={"query": query, "variables": variables}, headers=headers
                 ) as response:
                     body = await response.json()
                     assert "errors" not in body, body
 
-            window = {
-                "from": (start + timedelta(hours=1)).isoformat(),
-                "to": (start + timedelta(hours=2)).isoformat(),
-            }
-            workloads = {
+            def window(shift: float = 60) -> dict[str, object]:
+                return {
+                    "from": (start + timedelta(minutes=shift)).isoformat(),
+                    "to": (start + timedelta(minutes=shift + 60)).isoformat(),
+                }
+
+            def route(shift: float = 60) -> dict[str, object]:
+                return {
+                    "path": [{"lat": a, "lng": b} for a, b in ROUTE],
+                    "at": (start + timedelta(minutes=shift + 60)).isoformat(),
+                }
+
+            def moved(make: Callable[[float], dict[str, object]]) -> Variables:
+                return lambda: make(random.uniform(0, 100))  # never the same twice
+
+            workloads: dict[str, tuple[str, Variables]] = {
                 "baseline __typename": ("{ __typename }", {}),
-                "series (district, 5 min)": (SERIES, window),
-                "heat map (res 8, 1 h)": (HEATMAP, window),
-                "route exposure (9 seg)": (
-                    EXPOSURE,
-                    {
-                        "path": [{"lat": a, "lng": b} for a, b in ROUTE],
-                        "at": (start + timedelta(hours=2)).isoformat(),
-                    },
-                ),
+                "series, same": (SERIES, window()),
+                "series, distinct": (SERIES, moved(window)),
+                "heat map, same": (HEATMAP, window()),
+                "heat map, distinct": (HEATMAP, moved(window)),
+                "route exposure, same": (EXPOSURE, route()),
+                "route exposure, distinct": (EXPOSURE, moved(route)),
             }
             print(f"{clients_} concurrent clients, {seconds:.0f} s per workload")
             for name, (query, variables) in workloads.items():
@@ -158,6 +175,7 @@ async def run(readings: int, clients_: int, seconds: float) -> None:
         server.join(30)
 
 
+Variables = dict[str, object] | Callable[[], dict[str, object]]
 SERIES = """query($from: DateTime!, $to: DateTime!) {
   sensorSeries(area: {district: "11140"}, metric: "pm2_5", from: $from, to: $to,
                bucket: FIVE_MINUTES) { bucket value { mean count } }
