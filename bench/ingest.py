@@ -99,7 +99,7 @@ async def run(messages: int, vehicles: int) -> None:
         await conn.execute("CREATE TEMP TABLE bare (LIKE sensor_readings INCLUDING DEFAULTS)")
         records = [
             (r.ts, r.device_id, r.vehicle_id, r.lat, r.lng, r.cell, r.speed_kmh,
-             r.heading_deg, r.packed())
+             r.heading_deg, r.packed)
             for r in readings
         ]  # fmt: skip
         started = time.perf_counter()

@@ -38,7 +38,7 @@ from hub.runtime import Services
 from hub.serve import serving
 from hub.settings import Settings
 from resolvers.sensors import ingest_store
-from resolvers.sensors.message import H3_RESOLUTION, Reading
+from resolvers.sensors.message import H3_RESOLUTION, pack
 
 CENTRE = (37.5665, 126.9780)
 VEHICLES = 1000
@@ -54,7 +54,7 @@ async def load(url: str, readings: int, settings: Settings) -> datetime:
     seconds = readings // VEHICLES
     today = start.date()
     await ingest_store.ensure_partitions(conn, today - timedelta(days=1), today + timedelta(days=1))
-    packed = Reading("", "", start, 0, 0, 0, None, None, tuple([20.0] * 54)).packed()
+    packed = pack(tuple([20.0] * 54))
     began = time.perf_counter()
     step = 600
     for first in range(0, seconds, step):

@@ -231,11 +231,15 @@ class IngestWorker:
                 accepted.append((record, reading))
 
         async with conn.transaction():
-            inserted = await ingest_store.insert_readings(conn, [r for _, r in accepted])
-            stored = [r for _, r in accepted if (r.device_id, r.ts) in inserted]
-            for record, reading in accepted:
-                if (reading.device_id, reading.ts) not in inserted:
-                    rejects.append((record, "duplicate", "this device and timestamp are stored"))
+            known = await ingest_store.insert_readings(conn, [r for _, r in accepted])
+            stored = [r for _, r in accepted]
+            if known:
+                stored = [r for r in stored if (r.device_id, r.ts) not in known]
+                for record, reading in accepted:
+                    if (reading.device_id, reading.ts) in known:
+                        rejects.append(
+                            (record, "duplicate", "this device and timestamp are stored")
+                        )
             rows = rollups(stored)
             await ingest_store.upsert_rollups(conn, rows)
             await ingest_store.store_offsets(

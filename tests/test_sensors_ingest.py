@@ -445,3 +445,32 @@ async def test_rollup_arrays_merge_element_wise_across_catalog_growth(auth_hub: 
     assert row["s"] == [0.75]
     assert row["lo"] == [2, 1, 7]
     assert row["hi"] == [3, 5, None]
+
+
+async def test_a_reading_sent_again_later_is_a_duplicate_not_a_second_count(
+    auth_hub: Hub, migrated_url: str, kafka_bootstrap: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    owner = await partner(auth_hub.pool)
+    device = (f"again-{tag}", f"car-{tag}")
+    await register(auth_hub.pool, owner, [device])
+    ts = recent_minute(40)
+    first = message(*device, ts, *SEOUL_CITY_HALL, {"co2": 410})
+    second = message(*device, ts + timedelta(seconds=1), *SEOUL_CITY_HALL, {"co2": 420})
+    topic, group = new_topic(), f"g-{tag}"
+    await produce(kafka_bootstrap, topic, [(b"k", first)])
+    async with workers(migrated_url, kafka_bootstrap, topic, group):
+        await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
+        await produce(kafka_bootstrap, topic, [(b"k", first), (b"k", second)])  # a resend
+        await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
+    [letter] = await dead_letters(kafka_bootstrap, topic, 1)
+    headers = {k: v.decode() for k, v in letter.headers}
+    assert (headers["reason"], letter.value) == ("duplicate", first)
+    assert "stored" in headers["detail"]
+    n, total = await auth_hub.pool.fetchrow(
+        "SELECT sum(n[$1]), sum(sum[$1]) FROM sensor_rollups WHERE cell = $2 AND bucket = $3",
+        _metric_index("co2"),
+        h3.latlng_to_cell(*SEOUL_CITY_HALL, H3_RESOLUTION),
+        ts,
+    )
+    assert (n, total) == (2, 830)

@@ -41,7 +41,7 @@ def outcome(parser: object, raw: bytes) -> tuple[str, object]:
         reading: Reading = parser(raw, NOW)  # type: ignore[operator]
     except Rejected as exc:
         return ("rejected", exc.reason)
-    return ("accepted", replace(reading, values=()), reading.packed())
+    return ("accepted", replace(reading, values=()), reading.packed)
 
 
 CASES = {

@@ -92,7 +92,8 @@ async def prepare_connection(conn: asyncpg.Connection) -> None:
 async def insert_readings(
     conn: asyncpg.Connection, readings: Sequence[Reading]
 ) -> set[tuple[str, datetime]]:
-    """Store readings not stored before; return the (device, ts) of those that were new."""
+    """Store readings not stored before; return the (device, ts) of those that were
+    already stored (usually none, so only they cross the wire, not every new key)."""
     if not readings:
         return set()
     await conn.copy_records_to_table(
@@ -108,18 +109,22 @@ async def insert_readings(
                 r.cell,
                 r.speed_kmh,
                 r.heading_deg,
-                r.packed(),
+                r.packed,
             )
             for r in readings
         ],
     )
-    inserted = await conn.fetch(
-        f"INSERT INTO sensor_readings ({', '.join(READING_COLUMNS)})"
+    stored_before = await conn.fetch(
+        "WITH inserted AS ("
+        f" INSERT INTO sensor_readings ({', '.join(READING_COLUMNS)})"
         f" SELECT {', '.join(READING_COLUMNS)} FROM ingest_readings"
         # A stable lock order: two workers overlapping in a rebalance cannot deadlock.
-        " ORDER BY device_id, ts ON CONFLICT (device_id, ts) DO NOTHING RETURNING device_id, ts"
+        " ORDER BY device_id, ts ON CONFLICT (device_id, ts) DO NOTHING"
+        " RETURNING device_id, ts)"
+        " SELECT device_id, ts FROM ingest_readings"
+        " EXCEPT ALL SELECT device_id, ts FROM inserted"
     )
-    return {(row["device_id"], row["ts"]) for row in inserted}
+    return {(row["device_id"], row["ts"]) for row in stored_before}
 
 
 async def upsert_rollups(conn: asyncpg.Connection, rows: Sequence[RollupRow]) -> None:

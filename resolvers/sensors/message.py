@@ -57,9 +57,11 @@ class Reading:
     speed_kmh: float | None
     heading_deg: float | None
     values: tuple[float, ...]  # catalog order; NaN where the message had no value
+    packed: bytes  # the values as stored: little-endian float32, packed once at parse
 
-    def packed(self) -> bytes:
-        return _PACK.pack(*self.values)
+
+def pack(values: tuple[float, ...]) -> bytes:
+    return _PACK.pack(*values)
 
 
 def unpack(packed: bytes) -> tuple[float, ...]:
@@ -106,7 +108,8 @@ def parse(raw: bytes, now: datetime | None = None) -> Reading:
     except msgspec.DecodeError:
         return parse_strict(raw, now)
     values = msgspec.structs.astuple(message.metrics)
-    if _PACK.pack(*values) == _NO_VALUES:  # an empty `metrics`: the reference says why
+    packed = _PACK.pack(*values)
+    if packed == _NO_VALUES:  # an empty `metrics`: the reference says why
         return parse_strict(raw, now)
     lat, lng = _position({"lat": message.position.lat, "lng": message.position.lng})
     return Reading(
@@ -119,6 +122,7 @@ def parse(raw: bytes, now: datetime | None = None) -> Reading:
         speed_kmh=message.speed_kmh,
         heading_deg=message.heading_deg,
         values=values,
+        packed=packed,
     )
 
 
@@ -138,6 +142,7 @@ def parse_strict(raw: bytes, now: datetime | None = None) -> Reading:
     vehicle_id = _identifier(message, "vehicle_id")
     ts = _timestamp(message.get("ts"), now or datetime.now(UTC))
     lat, lng = _position(message.get("position"))
+    values = _values(message.get("metrics"))
     return Reading(
         device_id=device_id,
         vehicle_id=vehicle_id,
@@ -147,7 +152,8 @@ def parse_strict(raw: bytes, now: datetime | None = None) -> Reading:
         cell=h3.latlng_to_cell(lat, lng, H3_RESOLUTION),
         speed_kmh=_optional_number(message, "speed_kmh", 0, 250),
         heading_deg=_optional_number(message, "heading_deg", 0, 360),
-        values=_values(message.get("metrics")),
+        values=values,
+        packed=_PACK.pack(*values),
     )
 
 

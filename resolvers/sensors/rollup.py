@@ -46,7 +46,12 @@ def rollups(readings: Sequence[Reading]) -> list[RollupRow]:
     minutes = np.fromiter(
         (int(r.ts.timestamp()) // 60 for r in readings), dtype=np.int64, count=len(readings)
     )
-    values = np.array([r.values for r in readings], dtype=np.float64)
+    # The stored float32 values, so rollups agree with the raw readings they sum.
+    values = (
+        np.frombuffer(b"".join(r.packed for r in readings), dtype="<f4")
+        .reshape(len(readings), -1)
+        .astype(np.float64)
+    )
 
     order = np.lexsort((minutes, cells))
     cells, minutes, values = cells[order], minutes[order], values[order]
