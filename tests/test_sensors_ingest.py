@@ -474,3 +474,101 @@ async def test_a_reading_sent_again_later_is_a_duplicate_not_a_second_count(
         ts,
     )
     assert (n, total) == (2, 830)
+
+
+async def test_five_minute_rollups_answer_exactly_as_minute_rows_do(
+    auth_hub: Hub, migrated_url: str, kafka_bootstrap: str
+) -> None:
+    """Compacted periods are read from the 5-minute level, the window's ragged ends and
+    periods marked again by late data from minute rows: the answers never change."""
+    from datetime import UTC, datetime
+
+    from resolvers.sensors import ingest_store, queries
+
+    tag = uuid.uuid4().hex[:6]
+    owner = await partner(auth_hub.pool)
+    fleet = [(f"p-{tag}-{i}", f"car-{tag}-{i}") for i in range(4)]
+    await register(auth_hub.pool, owner, fleet)
+    base = recent_minute(200)
+    base -= timedelta(minutes=base.minute % 5)  # a period boundary
+    rng = random.Random(7)
+    places = [SEOUL_CITY_HALL, GANGNAM]
+    sent: list[tuple[datetime, float]] = []
+    values = []
+    for second in range(0, 20 * 60, 20):  # 20 minutes, four vehicles, two cells
+        ts = base + timedelta(seconds=second)
+        for i, (device, vehicle) in enumerate(fleet):
+            pm = round(rng.uniform(5, 80), 1)
+            lat, lng = places[i % 2]
+            values.append((vehicle.encode(), message(device, vehicle, ts, lat, lng, {"pm2_5": pm})))
+            sent.append((ts, pm))
+    topic, group = new_topic(), f"g-{tag}"
+    await produce(kafka_bootstrap, topic, values)
+    async with workers(migrated_url, kafka_bootstrap, topic, group):
+        await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
+
+    cells = sorted({h3.latlng_to_cell(*p, H3_RESOLUTION) for p in places})
+    pm25 = queries.metric("pm2_5")
+    start, end = base + timedelta(minutes=2), base + timedelta(minutes=18)  # ragged ends
+
+    async def answers() -> tuple[object, ...]:
+        pool = auth_hub.pool
+        return (
+            await queries.series(pool, cells, pm25, start, end, timedelta(minutes=5), 3),
+            await queries.series(pool, cells, pm25, start, end, timedelta(minutes=1), 3),
+            await queries.per_cell(pool, cells, pm25, start, end, 3),
+            await queries.window(pool, cells, pm25, start, end, 3),
+        )
+
+    async def compact() -> None:
+        async with auth_hub.pool.acquire() as conn:
+            await ingest_store.compact_rollups(conn, datetime.now(UTC), limit=10_000)
+
+    await compact()  # other tests' periods too: they must answer the same as well
+    compacted = await auth_hub.pool.fetchval(
+        "SELECT count(*) FROM sensor_rollups_5m WHERE bucket >= $1 AND bucket < $2", start, end
+    )
+    assert compacted == 2 * 3  # two cells, three whole periods inside the window
+    series5, series1, per_cell, whole = await answers()
+    in_window = [pm for ts, pm in sent if start <= ts < end]
+    assert whole is not None and whole.count == len(in_window) == 192
+    assert whole.mean == pytest.approx(statistics.fmean(in_window), rel=1e-6)
+    assert [b for b, _ in series5] == [base + timedelta(minutes=m) for m in (0, 5, 10, 15)]
+    assert sum(s.count for _, s in series5) == sum(s.count for _, s in series1) == 192
+    assert sum(stats.count for stats, _ in per_cell.values()) == 192
+
+    # Forget the compaction: every period marked, so minute rows only.
+    await auth_hub.pool.execute(
+        "INSERT INTO sensor_rollup_changes (period) SELECT DISTINCT bucket"
+        " FROM sensor_rollups_5m ON CONFLICT DO NOTHING"
+    )
+    assert flat(await answers()) == pytest.approx(flat((series5, series1, per_cell, whole)))
+
+    # A late reading lands in a compacted period: marked again, counted at once.
+    await compact()
+    late = message(*fleet[0], base + timedelta(minutes=7, seconds=3), *SEOUL_CITY_HALL,
+                   {"pm2_5": 500.0})  # fmt: skip
+    await produce(kafka_bootstrap, topic, [(b"late", late)])
+    async with workers(migrated_url, kafka_bootstrap, topic, group):
+        await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
+    after = await queries.window(auth_hub.pool, cells, pm25, start, end, 3)
+    assert after is not None and after.count == 193 and after.high == 500.0
+    await compact()
+    again = await queries.window(auth_hub.pool, cells, pm25, start, end, 3)
+    assert flat(again) == pytest.approx(flat(after))
+
+
+def flat(value: object) -> list[object]:
+    """Every number and key in an answer, in a stable order, for an approximate compare
+    (sums over 5-minute rows add the same values in another order)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return flat([getattr(value, f.name) for f in dataclasses.fields(value)])
+    if isinstance(value, dict):
+        return flat(sorted(value.items()))
+    if isinstance(value, frozenset | set):
+        return flat(sorted(value))
+    if isinstance(value, list | tuple):
+        return [item for part in value for item in flat(part)]
+    return [value.timestamp() if hasattr(value, "timestamp") else value]
