@@ -3,9 +3,8 @@
     .venv/bin/python bench/sensor_queries.py [--readings 10000000] [--clients 20] [--seconds 10]
 
 Loads synthetic readings straight into PostgreSQL (1,000 vehicles moving over central
-Seoul's cells, one reading a second), builds their per-minute rollups in SQL and compacts
-them to 5-minute rows as the ingest workers do, then runs the hub in a child process and
-measures each query from this one over HTTP with aiohttp.
+Seoul's cells, one reading a second), builds their per-minute rollups in SQL, then runs
+the hub in a child process and measures each query from this one over HTTP with aiohttp.
 Baseline in the same run: the hub's `{ __typename }` (HTTP + GraphQL + token check only).
 
 Each query runs twice: "same" sends one question from every client (a dashboard many
@@ -87,23 +86,11 @@ async def load(url: str, readings: int, settings: Settings) -> datetime:
         "  (array_agg(DISTINCT hashtext(vehicle_id)::bigint))[1:16]"
         " FROM sensor_readings GROUP BY 1, 2"
     )
-    await conn.execute(  # as ingest does: these periods are to be compacted
-        "INSERT INTO sensor_rollup_changes (period)"
-        f" SELECT DISTINCT {ingest_store.PERIOD.format(column='bucket')} FROM sensor_rollups"
-        " ON CONFLICT DO NOTHING"
-    )
-    periods = await ingest_store.compact_rollups(conn, datetime.now(UTC), limit=100_000)
-    await conn.execute(
-        "ANALYZE sensor_readings; ANALYZE sensor_rollups; ANALYZE sensor_rollups_5m;"
-        " ANALYZE sensor_rollup_changes"
-    )
+    await conn.execute("ANALYZE sensor_readings; ANALYZE sensor_rollups")
     count = await conn.fetchval("SELECT count(*) FROM sensor_readings")
     rollups = await conn.fetchval("SELECT count(*) FROM sensor_rollups")
     await conn.close()
-    print(
-        f"loaded {count:,} readings in {loaded:.0f} s; {rollups:,} rollup rows,"
-        f" {periods} 5-minute periods compacted"
-    )
+    print(f"loaded {count:,} readings in {loaded:.0f} s; {rollups:,} rollup rows")
     return start
 
 

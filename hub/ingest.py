@@ -38,7 +38,6 @@ DLQ_TOPIC = "ieum.telemetry.dlq"
 GROUP_ID = "ieum-ingest"
 MAX_BATCH = 20_000  # larger batches fold more readings into each rollup row
 RETRY_SECONDS = 1.0
-COMPACT_SECONDS = 10.0  # how often ended 5-minute periods are compacted
 
 OnCommit = Callable[[Sequence[Reading]], Awaitable[None]]
 
@@ -89,7 +88,6 @@ class IngestWorker:
         self.consumer: AIOKafkaConsumer | None = None
         self.conn: asyncpg.Connection | None = None
         self._partitions_checked: float | None = None  # monotonic time; None: never
-        self._compacted: float | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_topics(self.bootstrap, self.settings.telemetry_partitions, self.topic)
@@ -148,25 +146,19 @@ class IngestWorker:
         return conn
 
     async def _maintain(self) -> None:
-        """Partitions made ahead and dropped after retention, hourly; the 5-minute rollups
-        of periods that ended rebuilt every COMPACT_SECONDS."""
-        assert self.conn is not None
-        now = time.monotonic()
+        """Partitions for the days messages may carry; old raw partitions dropped. Hourly."""
         checked = self._partitions_checked
-        if checked is None or now - checked >= 3600:
-            today = datetime.now(UTC).date()
-            await ingest_store.ensure_partitions(
-                self.conn, today - timedelta(days=8), today + timedelta(days=2)
-            )
-            retention = today - timedelta(days=self.settings.raw_retention_days)
-            for name in await ingest_store.drop_partitions_before(self.conn, retention):
-                log.info("ingest.partition.dropped name=%s", name)
-            self._partitions_checked = now
-        if self._compacted is None or now - self._compacted >= COMPACT_SECONDS:
-            rebuilt = await ingest_store.compact_rollups(self.conn, datetime.now(UTC))
-            if rebuilt:
-                log.debug("ingest.rollups.compacted periods=%d", rebuilt)
-            self._compacted = now
+        if checked is not None and time.monotonic() - checked < 3600:
+            return
+        assert self.conn is not None
+        today = datetime.now(UTC).date()
+        await ingest_store.ensure_partitions(
+            self.conn, today - timedelta(days=8), today + timedelta(days=2)
+        )
+        retention = today - timedelta(days=self.settings.raw_retention_days)
+        for name in await ingest_store.drop_partitions_before(self.conn, retention):
+            log.info("ingest.partition.dropped name=%s", name)
+        self._partitions_checked = time.monotonic()
 
     async def _maintain_when_idle(self) -> None:
         try:

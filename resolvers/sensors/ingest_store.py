@@ -146,50 +146,6 @@ async def upsert_rollups(conn: asyncpg.Connection, rows: Sequence[RollupRow]) ->
         " max = ieum_array_greatest(r.max, EXCLUDED.max),"
         f" vehicles = ieum_capped_union(r.vehicles, EXCLUDED.vehicles, {MAX_VEHICLES})"
     )
-    # The 5-minute periods these rows fall in must be compacted (again); in period order,
-    # so workers marking the same periods cannot deadlock.
-    await conn.execute(
-        "INSERT INTO sensor_rollup_changes (period)"
-        f" SELECT DISTINCT {PERIOD.format(column='bucket')} FROM ingest_rollups ORDER BY 1"
-        " ON CONFLICT (period) DO UPDATE SET version = sensor_rollup_changes.version + 1"
-    )
-
-
-PERIOD = "date_bin('5 minutes', {column}, TIMESTAMPTZ '2000-01-01')"
-COMPACTOR_LOCK = 0x1E0_5E45  # advisory lock: one compactor at a time
-
-
-async def compact_rollups(conn: asyncpg.Connection, until: datetime, limit: int = 50) -> int:
-    """Rebuild the 5-minute rows of marked periods that ended before `until`; returns how
-    many periods were rebuilt. A period marked again meanwhile stays marked (its version
-    moved on), so its next compaction picks up what this one missed."""
-    done = 0
-    changed = await conn.fetch(
-        "SELECT period, version FROM sensor_rollup_changes"
-        " WHERE period <= $1::timestamptz - interval '5 minutes' ORDER BY period LIMIT $2",
-        until,
-        limit,
-    )
-    for period, version in changed:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", COMPACTOR_LOCK)
-            await conn.execute("DELETE FROM sensor_rollups_5m WHERE bucket = $1", period)
-            await conn.execute(
-                "INSERT INTO sensor_rollups_5m (cell, bucket, n, sum, sum_sq, min, max, vehicles)"
-                " SELECT cell, $1::timestamptz, ieum_array_sum(n), ieum_array_sum(sum),"
-                " ieum_array_sum(sum_sq), ieum_array_min(min), ieum_array_max(max),"
-                " ieum_vehicles_union(vehicles)"
-                " FROM sensor_rollups"
-                " WHERE bucket >= $1 AND bucket < $1 + interval '5 minutes' GROUP BY cell",
-                period,
-            )
-            await conn.execute(
-                "DELETE FROM sensor_rollup_changes WHERE period = $1 AND version = $2",
-                period,
-                version,
-            )
-        done += 1
-    return done
 
 
 async def store_offsets(

@@ -1,7 +1,6 @@
 """The read side of sensors: areas as cells, series, heat maps, raw readings, air quality.
 
-Aggregates come from the rollups (5-minute rows where they are current, minute rows
-elsewhere); raw readings from the partitioned table.
+Aggregates come from the per-minute rollups; raw readings from the partitioned table.
 Every aggregate carries the number of distinct vehicles behind it, so callers can apply
 k-anonymity (see `visible`).
 """
@@ -13,7 +12,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -137,39 +136,6 @@ def checked(cells: frozenset[int]) -> list[int]:
 # Aggregates
 
 
-# Rollup rows for a window come from two levels (migrations/0005): the 5-minute rows of
-# whole periods inside the window that are not marked for compaction, and the minute
-# rows of everything else — the window's ragged ends and the marked periods. Parameters:
-# $1 cells, $2 metric index (1-based), $3/$4 the window, $5/$6 its whole periods.
-PERIOD = timedelta(minutes=5)
-ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # date_bin's origin, here and in the SQL
-_LEVELS = (
-    "SELECT {key}, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo,"
-    " max[$2] AS hi, vehicles FROM sensor_rollups_5m"
-    " WHERE cell = ANY($1::bigint[]) AND bucket >= $5 AND bucket < $6 AND n[$2] > 0"
-    " AND bucket NOT IN"
-    " (SELECT period FROM sensor_rollup_changes WHERE period >= $5 AND period < $6)"
-    " UNION ALL"
-    " SELECT {key}, n[$2], sum[$2], sum_sq[$2], min[$2], max[$2], vehicles FROM sensor_rollups"
-    " WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $5 AND n[$2] > 0"
-    " UNION ALL"
-    " SELECT {key}, n[$2], sum[$2], sum_sq[$2], min[$2], max[$2], vehicles FROM sensor_rollups"
-    " WHERE cell = ANY($1::bigint[]) AND bucket >= $6 AND bucket < $4 AND n[$2] > 0"
-    " UNION ALL"
-    " SELECT {key}, n[$2], sum[$2], sum_sq[$2], min[$2], max[$2], vehicles"
-    " FROM sensor_rollup_changes c JOIN sensor_rollups"
-    "  ON bucket >= c.period AND bucket < c.period + interval '5 minutes'"
-    " WHERE c.period >= $5 AND c.period < $6 AND cell = ANY($1::bigint[]) AND n[$2] > 0"
-)
-
-
-def whole_periods(start: datetime, end: datetime) -> tuple[datetime, datetime]:
-    """[first, last): the 5-minute periods wholly inside [start, end); (end, end) if none."""
-    first = ORIGIN + -((ORIGIN - start) // PERIOD) * PERIOD
-    last = ORIGIN + ((end - ORIGIN) // PERIOD) * PERIOD
-    return (first, last) if first < last else (end, end)
-
-
 async def series(
     pool: asyncpg.Pool,
     cells: list[int],
@@ -179,23 +145,23 @@ async def series(
     bucket: timedelta,
     k: int,
 ) -> list[tuple[datetime, Stats]]:
-    # 5-minute rows fit buckets that are whole numbers of periods (5 min, hour, day).
-    first, last = whole_periods(start, end) if bucket % PERIOD == timedelta(0) else (end, end)
-    binned = "date_bin($8, bucket, TIMESTAMPTZ '2000-01-01') AS b"
+    index = m.id + 1
     rows = await pool.fetch(
-        f"WITH r AS ({_LEVELS.format(key=binned)}),"
+        "WITH r AS ("
+        "  SELECT date_bin($5, bucket, TIMESTAMPTZ '2000-01-01') AS b, n[$2] AS n,"
+        "         sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo, max[$2] AS hi, vehicles"
+        "  FROM sensor_rollups"
+        "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
         f" g AS ({_GROUPED.format(key='b')}),"
         f" v AS ({_SPARSE_COUNT.format(key='b')})"
         " SELECT g.b, g.n, g.s, g.ss, g.lo, g.hi, coalesce(v.vehicles, g.vmax) AS vehicles"
         " FROM g LEFT JOIN v USING (b) ORDER BY g.b",
         cells,
-        m.id + 1,
+        index,
         start,
         end,
-        first,
-        last,
-        k,
         bucket,
+        k,
     )
     return [(row["b"], _stats(row)) for row in rows]
 
@@ -211,11 +177,11 @@ _GROUPED = (
 )
 _SPARSE_COUNT = (
     "SELECT r.{key}, count(DISTINCT x) AS vehicles FROM r JOIN g USING ({key}),"
-    " unnest(r.vehicles) x WHERE g.vmax < $7 GROUP BY r.{key}"
+    " unnest(r.vehicles) x WHERE g.vmax < $6 GROUP BY r.{key}"
 )
 _SPARSE_SET = (
     "SELECT r.{key}, array_agg(DISTINCT x) AS vehicle_set FROM r JOIN g USING ({key}),"
-    " unnest(r.vehicles) x WHERE g.vmax < $7 GROUP BY r.{key}"
+    " unnest(r.vehicles) x WHERE g.vmax < $5 GROUP BY r.{key}"
 )
 
 
@@ -241,7 +207,11 @@ async def per_cell(
 ) -> dict[int, tuple[Stats, Vehicles]]:
     """Stats per resolution-9 cell, with what is known of its vehicles."""
     rows = await pool.fetch(
-        f"WITH r AS ({_LEVELS.format(key='cell')}),"
+        "WITH r AS ("
+        "  SELECT cell, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo,"
+        "         max[$2] AS hi, vehicles"
+        "  FROM sensor_rollups"
+        "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
         f" g AS ({_GROUPED.format(key='cell')}),"
         f" v AS ({_SPARSE_SET.format(key='cell')})"
         " SELECT g.*, v.vehicle_set FROM g LEFT JOIN v USING (cell)",
@@ -249,7 +219,6 @@ async def per_cell(
         m.id + 1,
         start,
         end,
-        *whole_periods(start, end),
         k,
     )
     result = {}
@@ -268,16 +237,18 @@ async def window(
 ) -> Stats | None:
     """One metric over the whole window and area; None without readings."""
     row = await pool.fetchrow(
-        f"WITH r AS ({_LEVELS.format(key='1 AS one')}),"
+        "WITH r AS ("
+        "  SELECT 1 AS one, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo,"
+        "         max[$2] AS hi, vehicles FROM sensor_rollups"
+        "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
         f" g AS ({_GROUPED.format(key='one')}),"
-        f" v AS ({_SPARSE_COUNT.format(key='one')})"
+        f" v AS ({_SPARSE_COUNT.format(key='one').replace('$6', '$5')})"
         " SELECT g.n, g.s, g.ss, g.lo, g.hi, coalesce(v.vehicles, g.vmax) AS vehicles"
         " FROM g LEFT JOIN v USING (one)",
         cells,
         m.id + 1,
         start,
         end,
-        *whole_periods(start, end),
         k,
     )
     return _stats(row) if row and row["n"] else None
