@@ -24,6 +24,7 @@ from harness import measure, report, servers
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from hub import gc_tuning
 from hub.app import create_app
 from hub.bootstrap import prepare_database
 from hub.runtime import Services
@@ -90,6 +91,7 @@ def _serve(settings: Settings, services: Services, pipe: Connection) -> None:
 
         app.router.routes.append(Route("/bare", bare))
         async with serving(app) as base:
+            gc_tuning.settle_after_startup()  # as `ieum serve` does
             pipe.send(base)
             await asyncio.to_thread(pipe.recv)
 

@@ -30,7 +30,7 @@ from h3.api import basic_int as h3
 from harness import measure, report, servers
 
 from auth import clients
-from hub import db
+from hub import db, gc_tuning
 from hub.app import create_app
 from hub.bootstrap import prepare_database
 from hub.embedded.ports import free_port
@@ -97,6 +97,7 @@ async def load(url: str, readings: int, settings: Settings) -> datetime:
 def _serve(settings: Settings, services: Services, pipe: Connection) -> None:
     async def run() -> None:
         async with serving(create_app(settings, services), settings.port) as base:
+            gc_tuning.settle_after_startup()  # as `ieum serve` does
             pipe.send(base)
             await asyncio.to_thread(pipe.recv)
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 import uvicorn
 from starlette.applications import Starlette
 
-from hub import db, simulate
+from hub import db, gc_tuning, simulate
 from hub import demo as demo_data
 from hub.app import create_app
 from hub.bootstrap import prepare_database
@@ -86,6 +86,7 @@ async def _serve(
     while not server.started and not serving.done():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     if server.started:
+        gc_tuning.settle_after_startup()
         print(_banner(settings, services, domains, subgraph, url, credentials), flush=True)
     try:
         await serving
