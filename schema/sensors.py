@@ -382,12 +382,9 @@ async def _cells_at(
     k = info.context.settings.k_anonymity
     m = queries.metric(metric)
 
-    async def compute() -> dict[int, tuple[queries.Stats, queries.Vehicles]]:
-        per_cell = await queries.per_cell(info.context.db, cells, m, start, end, k)
-        return queries.merge_to_resolution(per_cell, resolution)
-
     return await info.context.aggregates.get(
-        ("cells", tuple(cells), m.id, start, end, resolution, k), compute
+        ("cells", tuple(cells), m.id, start, end, resolution, k),
+        lambda: queries.per_cell(info.context.db, cells, m, start, end, k, resolution),
     )
 
 

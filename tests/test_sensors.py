@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import statistics
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import websockets
@@ -22,6 +24,7 @@ from hub.app import create_app
 from hub.live import LiveReadings
 from hub.runtime import Services
 from hub.serve import serving
+from resolvers.sensors import queries
 from resolvers.sensors.message import H3_RESOLUTION
 from tests.conftest import local_settings
 from tests.oauth import Hub
@@ -102,7 +105,10 @@ async def world(migrated_url: str, kafka_bootstrap: str, auth_hub: Hub) -> Async
                 }
                 values.append((vehicle.encode(), message(device, vehicle, ts, lat, lng, metrics)))
         device, vehicle = fleet[0]
-        values.append((vehicle.encode(), message(device, vehicle, start, *ALONE, {"pm2_5": 99.0})))
+        alone_at = start + timedelta(seconds=5)  # not a duplicate of its reading at `start`
+        values.append(
+            (vehicle.encode(), message(device, vehicle, alone_at, *ALONE, {"pm2_5": 99.0}))
+        )
         topic, group = new_topic(), f"g-{tag}"
         await produce(kafka_bootstrap, topic, values)
         async with workers(migrated_url, kafka_bootstrap, topic, group, on_commit=live.publish):
@@ -179,6 +185,65 @@ async def test_heatmap_applies_k_anonymity(world: World) -> None:
         assert entry["value"]["count"] == len(values)
         assert entry["value"]["mean"] == pytest.approx(statistics.fmean(values))
         assert entry["boundary"]["type"] == "Polygon"
+
+
+COARSE_HEATMAP = """query($cells: [String!], $from: DateTime!, $to: DateTime!, $res: Int!) {
+  sensorHeatmap(area: {cells: $cells}, metric: "pm2_5", from: $from, to: $to, resolution: $res) {
+    cell value { count mean }
+  }
+}"""
+
+
+@pytest.mark.parametrize(
+    ("resolution", "with_alone"), [(8, False), (7, False), (6, True), (5, True)]
+)
+async def test_heatmap_merges_cells_into_their_parents(
+    world: World, resolution: int, with_alone: bool
+) -> None:
+    """Each coarser cell holds exactly the readings of its resolution-9 children (grouped
+    by PostgreSQL from the H3 bits); 남산's one vehicle shows only inside a parent shared
+    with the busy places."""
+    reader = await world.token("sensors:read")
+    expected: dict[int, list[float]] = {}
+    for cell, values in world.pm25.items():
+        expected.setdefault(h3.cell_to_parent(cell, resolution), []).extend(values)
+    alone = h3.cell_to_parent(h3.latlng_to_cell(*ALONE, H3_RESOLUTION), resolution)
+    assert (alone in expected) is with_alone
+    if with_alone:
+        expected[alone].append(99.0)
+    body = await world.query(
+        COARSE_HEATMAP,
+        reader,
+        cells=[cell_str(*p) for p in [*PLACES, ALONE]],
+        res=resolution,
+        **{"from": world.start.isoformat(), "to": (world.start + timedelta(hours=1)).isoformat()},
+    )
+    shown = {c["cell"]: c["value"] for c in body["data"]["sensorHeatmap"]}
+    assert set(shown) == {h3.int_to_str(parent) for parent in expected}
+    for parent, values in expected.items():
+        assert shown[h3.int_to_str(parent)]["count"] == len(values)
+        assert shown[h3.int_to_str(parent)]["mean"] == pytest.approx(statistics.fmean(values))
+
+
+async def test_sql_parent_cell_is_h3s(migrated_url: str) -> None:
+    """The bit arithmetic the heat map groups by, against h3's cellToParent."""
+    rng = random.Random(7)
+    cells = [
+        h3.latlng_to_cell(rng.uniform(33, 39), rng.uniform(124, 132), H3_RESOLUTION)
+        for _ in range(2000)
+    ]
+    conn = await asyncpg.connect(migrated_url)
+    try:
+        for resolution in range(H3_RESOLUTION + 1):
+            parents = await conn.fetchval(
+                f"SELECT array_agg({queries._PARENT.replace('$6', '$2')} ORDER BY i)"
+                " FROM unnest($1::bigint[]) WITH ORDINALITY AS t(cell, i)",
+                cells,
+                resolution,
+            )
+            assert parents == [h3.cell_to_parent(c, resolution) for c in cells]
+    finally:
+        await conn.close()
 
 
 async def test_series_needs_a_token(world: World) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -203,13 +202,21 @@ def union(groups: list[Vehicles]) -> Vehicles:
 
 
 async def per_cell(
-    pool: asyncpg.Pool, cells: list[int], m: Metric, start: datetime, end: datetime, k: int
+    pool: asyncpg.Pool,
+    cells: list[int],
+    m: Metric,
+    start: datetime,
+    end: datetime,
+    k: int,
+    resolution: int = H3_RESOLUTION,
 ) -> dict[int, tuple[Stats, Vehicles]]:
-    """Stats per resolution-9 cell, with what is known of its vehicles."""
+    """Stats per cell of `resolution` (5 to 9) over the given resolution-9 cells, with
+    what is known of their vehicles. PostgreSQL groups the rows by parent cell, so a heat
+    map of 30 cells sends 30 rows here, not one per resolution-9 cell."""
     rows = await pool.fetch(
         "WITH r AS ("
-        "  SELECT cell, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo,"
-        "         max[$2] AS hi, vehicles"
+        f"  SELECT {_PARENT} AS cell, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss,"
+        "         min[$2] AS lo, max[$2] AS hi, vehicles"
         "  FROM sensor_rollups"
         "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
         f" g AS ({_GROUPED.format(key='cell')}),"
@@ -220,6 +227,7 @@ async def per_cell(
         start,
         end,
         k,
+        resolution,
     )
     result = {}
     for row in rows:
@@ -230,6 +238,15 @@ async def per_cell(
             vehicles = Vehicles(len(known), True, known)
         result[row["cell"]] = (_stats(row, vehicles.floor), vehicles)
     return result
+
+
+# An H3 cell's parent, as H3's cellToParent computes it: the resolution field (bits 52-55)
+# set to $6 and the digits of the finer resolutions (3 bits each, lowest bits) set to 7.
+# (PostgreSQL gives & | << one precedence, left to right: hence every parenthesis.)
+_PARENT = (
+    "(((cell & ~(15::bigint << 52)) | ($6::int::bigint << 52))"
+    " | ((1::bigint << (3 * (15 - $6::int))) - 1))"
+)
 
 
 async def window(
@@ -273,16 +290,6 @@ def combine(entries: list[tuple[Stats, Vehicles]]) -> tuple[Stats, Vehicles]:
         ),
         vehicles,
     )
-
-
-def merge_to_resolution(
-    cells: dict[int, tuple[Stats, Vehicles]], resolution: int
-) -> dict[int, tuple[Stats, Vehicles]]:
-    merged: dict[int, list[tuple[Stats, Vehicles]]] = defaultdict(list)
-    for cell, entry in cells.items():
-        parent = cell if resolution == H3_RESOLUTION else h3.cell_to_parent(cell, resolution)
-        merged[parent].append(entry)
-    return {parent: combine(entries) for parent, entries in merged.items()}
 
 
 # Raw readings
