@@ -269,6 +269,7 @@ class SensorsQuery:
         queries.check_range(start, end, width)
         cells = await area_cells(info, area)
         k = info.context.settings.k_anonymity
+        start, end = queries.bucket_bounds(start, end)
         points = await info.context.aggregates.get(
             ("series", tuple(cells), m.id, start, end, width, k),
             lambda: queries.series(info.context.db, cells, m, start, end, width, k),
@@ -381,7 +382,7 @@ async def _cells_at(
         raise BadUserInput(f"resolution must be 5 to {H3_RESOLUTION}", argument="resolution")
     k = info.context.settings.k_anonymity
     m = queries.metric(metric)
-
+    start, end = queries.bucket_bounds(start, end)
     return await info.context.aggregates.get(
         ("cells", tuple(cells), m.id, start, end, resolution, k),
         lambda: queries.per_cell(info.context.db, cells, m, start, end, k, resolution),
@@ -409,7 +410,8 @@ class SensorServicesQuery:
         m = queries.metric(metric)
         end = _utc(at)
         points = tuple((p.lat, p.lng) for p in path)
-        start, k = end - timedelta(minutes=window_minutes), info.context.settings.k_anonymity
+        start, end = queries.bucket_bounds(end - timedelta(minutes=window_minutes), end)
+        k = info.context.settings.k_anonymity
         result = await info.context.aggregates.get(
             ("exposure", points, m.id, start, end, k),
             lambda: services.exposure(info.context.db, points, m, start, end, k),

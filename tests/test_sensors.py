@@ -22,6 +22,7 @@ from shapely.geometry import LineString, Point, Polygon, shape
 
 from hub.app import create_app
 from hub.live import LiveReadings
+from hub.metrics import REGISTRY
 from hub.runtime import Services
 from hub.serve import serving
 from resolvers.sensors import queries
@@ -253,6 +254,56 @@ async def test_series_needs_a_token(world: World) -> None:
     )
     assert body["data"] == {"sensorSeries": None}
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+MINUTE_SERIES = """query($cells: [String!], $from: DateTime!, $to: DateTime!) {
+  sensorSeries(area: {cells: $cells}, metric: "pm2_5", from: $from, to: $to, bucket: MINUTE) {
+    bucket value { count mean }
+  }
+}"""
+
+
+def test_a_window_takes_the_minutes_that_begin_inside_it() -> None:
+    at = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+    second = timedelta(seconds=1)
+    assert queries.bucket_bounds(at, at + 30 * second) == (at, at + 60 * second)
+    assert queries.bucket_bounds(at + 10 * second, at + 60 * second) == (
+        at + 60 * second,
+        at + 60 * second,
+    )
+    tiny = timedelta(microseconds=1)
+    assert queries.bucket_bounds(at - tiny, at + tiny) == (at, at + 60 * second)
+
+
+async def test_windows_over_the_same_minutes_share_one_answer(world: World) -> None:
+    """Clients asking from their own clocks (seconds apart) hit one cached answer."""
+    reader = await world.token("sensors:read")
+    cells = [cell_str(*p) for p in PLACES]
+
+    def hits() -> float:
+        return (
+            REGISTRY.get_sample_value("ieum_aggregate_cache_lookups_total", {"result": "hit"})
+            or 0.0
+        )
+
+    async def series(start: datetime, end: datetime) -> list[dict[str, Any]]:
+        window = {"from": start.isoformat(), "to": end.isoformat()}
+        body = await world.query(MINUTE_SERIES, reader, cells=cells, **window)
+        return body["data"]["sensorSeries"]
+
+    t0, second = world.start, timedelta(seconds=1)
+    first = await series(t0 + 10 * second, t0 + 360 * second + 123 * timedelta(microseconds=1))
+    before = hits()
+    assert await series(t0 + 60 * second, t0 + 420 * second) == first  # minutes 1 to 6
+    assert hits() == before + 1
+    with_first_minute = await series(t0, t0 + 420 * second)
+    assert hits() == before + 1
+    assert with_first_minute[1:] == first
+    assert with_first_minute[0]["bucket"] == t0.isoformat()
+    assert [p["bucket"] for p in first] == [
+        (t0 + timedelta(minutes=i)).isoformat()
+        for i in range(1, 6)  # readings: minutes 0-5
+    ]
 
 
 READINGS = """query($cells: [String!], $from: DateTime!, $to: DateTime!, $after: String) {

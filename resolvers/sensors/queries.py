@@ -69,6 +69,19 @@ def check_range(start: datetime, end: datetime, bucket: timedelta | None = None)
         )
 
 
+def bucket_bounds(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The window as the rollups see it. They are per minute, and a window takes the
+    minutes that begin inside it: from `start` and before `end`, each rounded up to the
+    minute. Windows with the same bounds have the same answer, so the aggregate cache
+    serves every client that sends "the last hour" from its own clock, to the microsecond."""
+    return _minute_ceiling(start), _minute_ceiling(end)
+
+
+def _minute_ceiling(t: datetime) -> datetime:
+    floor = t.replace(second=0, microsecond=0)
+    return floor if floor == t else floor + timedelta(minutes=1)
+
+
 # Areas
 
 
