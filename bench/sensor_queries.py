@@ -7,10 +7,12 @@ Seoul's cells, one reading a second), builds their per-minute rollups in SQL, th
 the hub in a child process and measures each query from this one over HTTP with aiohttp.
 Baseline in the same run: the hub's `{ __typename }` (HTTP + GraphQL + token check only).
 
-Each query runs twice: "same" sends one question from every client (a dashboard many
-people look at: the hub's short-lived aggregate cache answers most of them), "distinct"
-moves the window by a random time (0 to 100 minutes, to the microsecond) on every
-request, so every request is aggregated in PostgreSQL (the cache's misses).
+Each query runs three ways. "same": one question from every client (a dashboard many
+people look at). "last hour": every client asks for the hour up to its own clock, so no
+two requests carry the same times, but most cover the same minutes (the aggregate cache
+keys windows by whole minutes). "distinct": every request covers a set of minutes no
+request in the last several seconds covered (a shifted start and a length of 30 to 90
+minutes), so every one is aggregated in PostgreSQL: the cache's misses, the worst case.
 """
 
 from __future__ import annotations
@@ -140,29 +142,53 @@ async def run(readings: int, clients_: int, seconds: float) -> None:
                     body = await response.json()
                     assert "errors" not in body, body
 
-            def window(shift: float = 60) -> dict[str, object]:
+            def window(shift: timedelta, length: int = 60) -> dict[str, object]:
                 return {
-                    "from": (start + timedelta(minutes=shift)).isoformat(),
-                    "to": (start + timedelta(minutes=shift + 60)).isoformat(),
+                    "from": (start + shift).isoformat(),
+                    "to": (start + shift + timedelta(minutes=length)).isoformat(),
                 }
 
-            def route(shift: float = 60) -> dict[str, object]:
+            def route(shift: timedelta, length: int = 60) -> dict[str, object]:
                 return {
                     "path": [{"lat": a, "lng": b} for a, b in ROUTE],
-                    "at": (start + timedelta(minutes=shift + 60)).isoformat(),
+                    "at": (start + shift + timedelta(minutes=length)).isoformat(),
+                    "minutes": length,
                 }
 
-            def moved(make: Callable[[float], dict[str, object]]) -> Variables:
-                return lambda: make(random.uniform(0, 100))  # never the same twice
+            began = time.perf_counter()
 
+            def last_hour(make: Make) -> Variables:
+                """The hour up to "now", two hours into the data, as a client's clock says."""
+                return lambda: make(timedelta(hours=1, seconds=time.perf_counter() - began))
+
+            def distinct(make: Make) -> Variables:
+                """Windows inside the data over minutes no recent request covered: each
+                (start minute, length) pair once per pass over all 4,636 of them, far
+                longer than the cache keeps an answer; at a random second in the minute."""
+                pairs: list[tuple[int, int]] = []
+
+                def variables() -> dict[str, object]:
+                    if not pairs:
+                        pairs.extend((m, n) for m in range(76) for n in range(30, 91))
+                        random.shuffle(pairs)
+                    minute, length = pairs.pop()
+                    at = timedelta(minutes=minute, seconds=random.uniform(0.001, 59.999))
+                    return make(at, length)
+
+                return variables
+
+            hour = timedelta(hours=1)
             workloads: dict[str, tuple[str, Variables]] = {
                 "baseline __typename": ("{ __typename }", {}),
-                "series, same": (SERIES, window()),
-                "series, distinct": (SERIES, moved(window)),
-                "heat map, same": (HEATMAP, window()),
-                "heat map, distinct": (HEATMAP, moved(window)),
-                "route exposure, same": (EXPOSURE, route()),
-                "route exposure, distinct": (EXPOSURE, moved(route)),
+                "series, same": (SERIES, window(hour)),
+                "series, last hour": (SERIES, last_hour(window)),
+                "series, distinct": (SERIES, distinct(window)),
+                "heat map, same": (HEATMAP, window(hour)),
+                "heat map, last hour": (HEATMAP, last_hour(window)),
+                "heat map, distinct": (HEATMAP, distinct(window)),
+                "route exposure, same": (EXPOSURE, route(hour)),
+                "route exposure, last hour": (EXPOSURE, last_hour(route)),
+                "route exposure, distinct": (EXPOSURE, distinct(route)),
             }
             print(f"{clients_} concurrent clients, {seconds:.0f} s per workload")
             for name, (query, variables) in workloads.items():
@@ -177,6 +203,7 @@ async def run(readings: int, clients_: int, seconds: float) -> None:
 
 
 Variables = dict[str, object] | Callable[[], dict[str, object]]
+Make = Callable[..., dict[str, object]]
 SERIES = """query($from: DateTime!, $to: DateTime!) {
   sensorSeries(area: {district: "11140"}, metric: "pm2_5", from: $from, to: $to,
                bucket: FIVE_MINUTES) { bucket value { mean count } }
@@ -185,8 +212,10 @@ HEATMAP = """query($from: DateTime!, $to: DateTime!) {
   sensorHeatmap(area: {bbox: {south: 37.55, west: 126.96, north: 37.58, east: 127.0}},
                 metric: "pm2_5", from: $from, to: $to, resolution: 8) { cell value { mean } }
 }"""
-EXPOSURE = """query($path: [PointInput!]!, $at: DateTime!) {
-  routeExposure(path: $path, at: $at, metric: "pm2_5") { average worst { value { mean } } }
+EXPOSURE = """query($path: [PointInput!]!, $at: DateTime!, $minutes: Int!) {
+  routeExposure(path: $path, at: $at, metric: "pm2_5", windowMinutes: $minutes) {
+    average worst { value { mean } }
+  }
 }"""
 
 
