@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from harness import servers
 
 from auth import clients
-from hub import db, simulate
+from hub import db, gc_tuning, simulate
 from hub.bootstrap import prepare_database
 from hub.ingest import IngestWorker, ensure_topics
 from hub.settings import Settings
@@ -71,6 +71,7 @@ async def run(messages: int, vehicles: int) -> None:
         print(f"{messages} messages ({len(data[0][1])} bytes, {values // messages} values each)")
 
         stop = asyncio.Event()
+        gc_tuning.settle_after_startup()  # as `ieum ingest` and `ieum serve` do
         worker = IngestWorker(settings, url, bootstrap, group_id="bench", topic=topic)
         started = time.perf_counter()
         task = asyncio.create_task(worker.run(stop))

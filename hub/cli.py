@@ -19,7 +19,7 @@ import asyncpg
 from auth import clients, keys, store
 from auth.identity import LocalAccounts
 from auth.routes import JWKS_MAX_AGE
-from hub import db
+from hub import db, gc_tuning
 from hub.embedded.broker import EmbeddedBrokerError
 from hub.embedded.postgres import EmbeddedPostgresError
 from hub.migrate import MigrationError, migrate, status
@@ -322,6 +322,7 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
             print(f"ingesting from {services.kafka_bootstrap} (group {args.group}); Ctrl-C stops")
             await worker.run(stop)
 
+        gc_tuning.settle_after_startup()
         asyncio.run(run())
     return 0
 
