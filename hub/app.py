@@ -26,10 +26,11 @@ from auth.identity import LocalAccounts
 from auth.oauth import AuthorizationServer
 from auth.session import Sessions
 from auth.tokens import AccessTokenVerifier, InvalidToken
-from hub import db, metrics
+from hub import db, live_feed, metrics
 from hub.bus import EventBus
 from hub.context import Context, build_context
 from hub.health import healthz, metrics_endpoint, readyz
+from hub.ingest import TOPIC
 from hub.live import LiveReadings
 from hub.result_cache import ResultCache
 from hub.runtime import Services
@@ -96,8 +97,10 @@ def create_app(
     services: Services,
     domains: Sequence[str] | None = None,
     live: LiveReadings | None = None,
+    live_topic: str = live_feed.live_topic_for(TOPIC),
 ) -> Starlette:
-    """The hub for `domains` (all by default) on the given PostgreSQL and broker."""
+    """The hub for `domains` (all by default) on the given PostgreSQL and broker. With
+    sensors, its subscriptions follow the ingest workers' feed on `live_topic`."""
     assert services.database_url and services.kafka_bootstrap
     graphql = GraphQLEndpoint(
         build_schema(domains),
@@ -123,6 +126,11 @@ def create_app(
             await _start_auth(state, settings)
             refresher = asyncio.create_task(state.tokens.run())
             stack.callback(refresher.cancel)
+            if domains is None or "sensors" in domains:
+                feed = asyncio.create_task(
+                    live_feed.follow(services.kafka_bootstrap, live_topic, state.live)
+                )
+                stack.push_async_callback(_cancel, feed)
             yield
 
     return Starlette(
@@ -157,3 +165,9 @@ async def _start_auth(state: object, settings: Settings) -> None:
         await state.tokens.refresh()  # type: ignore[attr-defined]
     except asyncpg.PostgresError as exc:  # e.g. migrations pending: /readyz says so
         log.warning("auth.tokens.not_loaded error=%r", exc)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
-from hub import db, metrics
+from hub import db, live_feed, metrics
 from hub.settings import Settings
 from resolvers.sensors import ingest_store
 from resolvers.sensors.message import Reading, Rejected, parse
@@ -83,7 +83,8 @@ class IngestWorker:
         self.group_id = group_id
         self.topic = topic
         self.dlq_topic = dlq_for(topic)
-        self.on_commit = on_commit
+        self.live_topic = live_feed.live_topic_for(topic)
+        self.on_commit = on_commit  # in-process, after the live feed is sent
         self.lock = asyncio.Lock()  # held while a batch is written; rebalances wait for it
         self.consumer: AIOKafkaConsumer | None = None
         self.conn: asyncpg.Connection | None = None
@@ -91,6 +92,7 @@ class IngestWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_topics(self.bootstrap, self.settings.telemetry_partitions, self.topic)
+        await live_feed.ensure_topic(self.bootstrap, self.live_topic)
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -255,6 +257,8 @@ class IngestWorker:
         for _, reason, _ in rejects:
             metrics.INGEST_REJECTED.labels(reason).inc()
         metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started + parsed.seconds)
+        if stored:
+            await live_feed.publish(producer, self.live_topic, stored)
         if self.on_commit is not None and stored:
             await self.on_commit(stored)
 

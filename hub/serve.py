@@ -18,7 +18,6 @@ from hub.app import create_app
 from hub.bootstrap import prepare_database
 from hub.embedded.ports import free_port
 from hub.ingest import IngestWorker, ensure_topics
-from hub.live import LiveReadings
 from hub.runtime import Services, own_data_dir
 from hub.settings import Settings
 
@@ -60,10 +59,9 @@ async def _serve(
     assert services.database_url
     await prepare_database(services.database_url, settings)
     credentials = await _demo_credentials(services.database_url, settings) if demo else None
-    live = LiveReadings()
     server = Server(
         uvicorn.Config(
-            create_app(settings, services, domains, live),
+            create_app(settings, services, domains),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
@@ -80,7 +78,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
-    background = _background(settings, services, domains, credentials, live)
+    background = _background(settings, services, domains, credentials)
     serving = asyncio.create_task(server.serve())
     # uvicorn exposes no event for this; poll its flag.
     while not server.started and not serving.done():  # noqa: ASYNC110
@@ -128,7 +126,6 @@ def _background(
     services: Services,
     domains: Sequence[str],
     credentials: demo_data.DemoCredentials | None,
-    live: LiveReadings,
 ) -> Background:
     """The in-process ingest worker (single-process mode) and the demo fleet."""
     background = Background()
@@ -136,9 +133,9 @@ def _background(
         return background
     assert services.database_url and services.kafka_bootstrap
     if settings.ingest:
-        worker = IngestWorker(
-            settings, services.database_url, services.kafka_bootstrap, on_commit=live.publish
-        )
+        # Its readings reach this hub's subscriptions through the live feed, as those of
+        # any other `ieum ingest` worker do.
+        worker = IngestWorker(settings, services.database_url, services.kafka_bootstrap)
         background.start(worker.run(background.stopping), "ingest")
     if credentials is not None:
         background.start(

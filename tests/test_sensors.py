@@ -20,13 +20,14 @@ import websockets
 from h3.api import basic_int as h3
 from shapely.geometry import LineString, Point, Polygon, shape
 
+from hub import live_feed
 from hub.app import create_app
 from hub.live import LiveReadings
 from hub.metrics import REGISTRY
 from hub.runtime import Services
 from hub.serve import serving
 from resolvers.sensors import queries
-from resolvers.sensors.message import H3_RESOLUTION
+from resolvers.sensors.message import H3_RESOLUTION, parse
 from tests.conftest import local_settings
 from tests.oauth import Hub
 from tests.sensor_helpers import (
@@ -445,9 +446,10 @@ async def test_crowd_density(world: World) -> None:
 
 
 async def subscribe(
-    world: World, token: str, query: str, variables: dict[str, Any]
+    world: World | Hub, token: str, query: str, variables: dict[str, Any]
 ) -> websockets.ClientConnection:
-    url = world.hub.url.replace("http://", "ws://") + "/graphql"
+    hub = world.hub if isinstance(world, World) else world
+    url = hub.url.replace("http://", "ws://") + "/graphql"
     ws = await websockets.connect(url, subprotocols=["graphql-transport-ws"])
     await ws.send(
         json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
@@ -503,3 +505,73 @@ async def test_live_readings_arrive_and_survive_a_reconnect(world: World) -> Non
     ]
     await again.close()
     assert [r["values"][0]["value"] for r in replay] == [41.0, 42.0]
+
+
+async def test_a_separate_workers_readings_reach_a_hubs_subscriptions(
+    world: World, auth_hub: Hub
+) -> None:
+    """`ieum ingest` beside `ieum serve`: the worker's committed readings travel through
+    the live feed topic to the hub, which has no worker of its own."""
+    topic, group = new_topic(), f"g-feed-{uuid.uuid4().hex[:6]}"
+    settings = local_settings()
+    app = create_app(
+        settings,
+        Services(world.database_url, world.bootstrap),
+        live_topic=live_feed.live_topic_for(topic),
+    )
+    async with serving(app, settings.port) as url:
+        hub = Hub(url, auth_hub.pool)
+        ws = await subscribe(
+            hub, await hub.token("sensors:read"), LIVE, {"cells": [cell_str(*ALONE)]}
+        )
+        await asyncio.sleep(1)  # the hub has found the end of the feed
+        device, vehicle = world.fleet[2]
+        first = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=10)
+        values = [
+            (
+                vehicle.encode(),
+                message(device, vehicle, first + timedelta(seconds=i), *place, {"pm2_5": pm}),
+            )
+            for i, (place, pm) in enumerate([(ALONE, 11.0), (PLACES[0], 12.0), (ALONE, 13.0)])
+        ]
+        await produce(world.bootstrap, topic, values)
+        async with workers(world.database_url, world.bootstrap, topic, group):
+            received = [
+                json.loads(await asyncio.wait_for(ws.recv(), 15))["payload"]["data"]["liveReadings"]
+                for _ in range(2)
+            ]
+        await ws.close()
+    assert [r["values"] for r in received] == [
+        [{"metric": "pm2_5", "value": 11.0}],
+        [{"metric": "pm2_5", "value": 13.0}],
+    ]
+
+
+def test_the_feed_carries_readings_as_stored() -> None:
+    fleet = [f"u-{i}" for i in range(2500)]
+    at = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+    readings = [
+        parse(
+            message(
+                d, "car-" + d, at + timedelta(seconds=i % 60), *PLACES[i % 3], {"pm2_5": i / 7}
+            ),
+            now=at,
+        )
+        for i, d in enumerate(fleet)
+    ]
+    chunks = live_feed.encode(readings)
+    assert len(chunks) == 3  # 1,000 readings a message
+    decoded = [r for chunk in chunks for r in live_feed.decode(chunk)]
+    assert len(decoded) == len(readings)
+    for got, sent in zip(decoded, readings, strict=True):
+        assert got.packed == sent.packed and got.ts == sent.ts and got.cell == sent.cell
+        assert (got.device_id, got.vehicle_id, got.lat, got.lng) == (
+            sent.device_id,
+            sent.vehicle_id,
+            sent.lat,
+            sent.lng,
+        )
+        assert [v == v for v in got.values] == [v == v for v in sent.values]  # same metrics
+        assert [v for v in got.values if v == v] == pytest.approx(  # float32, as stored
+            [v for v in sent.values if v == v], rel=1e-6
+        )
