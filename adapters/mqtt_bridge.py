@@ -1,6 +1,10 @@
 """MQTT bridge: units that speak MQTT publish to `ieum/telemetry/{device}`; the bridge
 forwards each message to the Kafka topic, keyed by vehicle id, under the same contract.
 
+A message is acknowledged to the MQTT broker only after Kafka has acknowledged it, so a
+bridge stopped or killed in between gets it again from its session (QoS 1, at least
+once; ingest drops the repeat as a duplicate of device and timestamp).
+
 Messages are checked with the same parser as ingest, so a unit gets the same reject
 reasons whichever way it sends: bad ones go to the dead-letter topic with the reason and
 `source_topic` set to the MQTT topic. Registry checks (unknown or disabled devices) stay
@@ -52,15 +56,22 @@ class MqttBridge:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
         await producer.start()
+        client = aiomqtt.Client(
+            self.mqtt.host,
+            self.mqtt.port,
+            username=self.mqtt.username,
+            password=self.mqtt.password,
+            identifier=self.mqtt.client_id,
+            clean_session=False,  # the broker keeps QoS 1 messages while we are away
+        )
+        # Acknowledge a message only once Kafka has it: paho's default acknowledges on
+        # receipt, so a bridge stopped in between lost the message. aiomqtt has no option
+        # for this; its paho client does (set before connecting: a resumed session
+        # redelivers at once).
+        paho = client._client
+        paho.manual_ack_set(True)
         try:
-            async with aiomqtt.Client(
-                self.mqtt.host,
-                self.mqtt.port,
-                username=self.mqtt.username,
-                password=self.mqtt.password,
-                identifier=self.mqtt.client_id,
-                clean_session=False,  # the broker keeps QoS 1 messages while we are away
-            ) as client:
+            async with client:
                 await client.subscribe(SUBSCRIPTION, qos=1)
                 if ready is not None:
                     ready.set()
@@ -71,6 +82,7 @@ class MqttBridge:
                     except TimeoutError:
                         continue
                     await self.forward(producer, str(message.topic), bytes(message.payload))
+                    paho.ack(message.mid, message.qos)
         finally:
             await producer.stop()
 

@@ -68,3 +68,40 @@ async def test_bridge_forwards_good_messages_and_dead_letters_bad_ones(
         b"ieum/telemetry/unit-9",
         b"ieum/telemetry/other-unit",
     }
+
+
+class Crash(Exception):
+    """The bridge dying between receiving a message and Kafka's acknowledgement."""
+
+
+class CrashingBridge(MqttBridge):
+    async def forward(self, producer: object, mqtt_topic: str, payload: bytes) -> None:
+        raise Crash
+
+
+async def test_a_message_the_bridge_did_not_forward_comes_again(kafka_bootstrap: str) -> None:
+    topic = new_topic()
+    await ensure_topics(kafka_bootstrap, PARTITIONS, topic)
+    settings = MqttSettings(MQTT_HOST, MQTT_PORT, client_id=f"bridge-{uuid.uuid4().hex[:6]}")
+    topics = {"topic": topic, "dlq_topic": f"{topic}.dlq"}
+    crashing = CrashingBridge(settings, kafka_bootstrap, **topics)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(crashing.run(stop, ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    good = message("unit-7", "taxi-7", datetime.now(UTC), 37.5665, 126.9780, {"pm2_5": 12})
+    async with aiomqtt.Client(MQTT_HOST, MQTT_PORT) as device:
+        await device.publish("ieum/telemetry/unit-7", good, qos=1)
+    with pytest.raises(Crash):
+        await asyncio.wait_for(running, 10)
+
+    bridge = MqttBridge(settings, kafka_bootstrap, **topics)  # the same session, restarted
+    stop = asyncio.Event()
+    running = asyncio.create_task(bridge.run(stop))
+    for _ in range(100):
+        if bridge.forwarded:
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await running
+    assert bridge.forwarded == 1
+    assert sum((await end_offsets(kafka_bootstrap, topic)).values()) == 1
