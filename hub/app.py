@@ -26,10 +26,11 @@ from auth.caller import ANONYMOUS, Caller
 from auth.identity import LocalAccounts
 from auth.oauth import AuthorizationServer
 from auth.session import Sessions
-from auth.tokens import AccessTokenVerifier, InvalidToken
+from auth.tokens import AccessTokenVerifier, InvalidToken, TokenChecksUnavailable
 from hub import db, live_feed, metrics
 from hub.bus import EventBus
 from hub.context import Context, build_context
+from hub.errors import UpstreamUnavailable
 from hub.health import healthz, metrics_endpoint, readyz
 from hub.ingest import TOPIC
 from hub.live import LiveReadings
@@ -56,6 +57,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             except InvalidToken as exc:
                 await _unauthorized(str(exc))(scope, receive, send)
                 return
+            except TokenChecksUnavailable as exc:
+                await _unavailable(str(exc))(scope, receive, send)
+                return
             scope.setdefault("state", {})["caller"] = caller
         await super().__call__(scope, receive, send)
 
@@ -74,7 +78,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         header = params.get("Authorization") or params.get("authorization")
         try:
             context.caller = _caller(context.connection.app.state.tokens, header)
-        except InvalidToken as exc:
+        except (InvalidToken, TokenChecksUnavailable) as exc:
             raise ConnectionRejectionError({"reason": str(exc)}) from exc
         if not context.caller.anonymous:
             context.token = str(header).partition(" ")[2].strip()
@@ -96,6 +100,14 @@ def _unauthorized(reason: str) -> JSONResponse:
         {"errors": [{"message": reason, "extensions": {"code": "UNAUTHENTICATED"}}]},
         status_code=401,
         headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{quoted}"'},
+    )
+
+
+def _unavailable(reason: str) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [{"message": reason, "extensions": {"code": UpstreamUnavailable.code}}]},
+        status_code=503,
+        headers={"Retry-After": "5"},
     )
 
 

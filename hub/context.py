@@ -12,7 +12,8 @@ from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 
 from auth.caller import ANONYMOUS, Caller
-from auth.tokens import InvalidToken
+from auth.tokens import InvalidToken, TokenChecksUnavailable
+from hub.errors import UpstreamUnavailable
 from hub.result_cache import ResultCache
 from hub.settings import Settings
 
@@ -44,6 +45,8 @@ class Context:
         except InvalidToken:
             self.caller = ANONYMOUS
             self.token = None
+        except TokenChecksUnavailable as exc:
+            raise UpstreamUnavailable(str(exc)) from None
 
     def loader(self, factory: LoaderFactory[K, V]) -> DataLoader[K, V]:
         """This request's loader from `factory`: made on first use, never shared."""

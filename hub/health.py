@@ -17,7 +17,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 when PostgreSQL and the broker answer and no migration is pending; else 503."""
+    """200 when PostgreSQL and the broker answer, no migration is pending and token
+    revocations are current; else 503."""
     state = request.app.state
     timeout = state.settings.db_timeout_seconds
 
@@ -31,10 +32,15 @@ async def readyz(request: Request) -> Response:
         if pending:
             raise RuntimeError("pending: " + ", ".join(pending) + " (run `ieum migrate`)")
 
+    async def tokens() -> None:
+        if (age := state.tokens.stale_for()) is not None:
+            raise RuntimeError(f"token keys and revocations not read for {age:.0f} s")
+
     checks: dict[str, Callable[[], Awaitable[None]]] = {
         "database": database,
         "migrations": migrations,
         "broker": state.bus.check,
+        "tokens": tokens,
     }
     results = await asyncio.gather(
         *(asyncio.wait_for(check(), timeout) for check in checks.values()),
