@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import anyio.to_thread
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
+from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -54,12 +55,15 @@ async def authorize(request: Request) -> Response:
     """GET: check the request, then sign-in or consent page. POST: the citizen's decision."""
     state = request.app.state
     server: AuthorizationServer = state.oauth
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    raw_form = await request.form()
+    form = {k: str(v) for k, v in raw_form.items()}
     params = form if request.method == "POST" else dict(request.query_params)
     if _control_characters(params):
         return pages.error(
             "잘못된 요청 · Invalid request", "Parameters contain control characters."
         )
+    if name := _repeated(raw_form if request.method == "POST" else request.query_params):
+        return pages.error("잘못된 요청 · Invalid request", f"'{name}' is given more than once.")
     oauth_request = _oauth_request(
         request, {k: v for k, v in params.items() if k in AUTHORIZE_PARAMS}, {}
     )
@@ -201,13 +205,12 @@ routes = [
 
 
 async def _endpoint(request: Request, call: Any) -> Response:
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    raw_form = await request.form()
+    form = {k: str(v) for k, v in raw_form.items()}
     if _control_characters(form) or _control_characters(dict(request.query_params)):
-        return JSONResponse(
-            {"error": "invalid_request", "error_description": "control characters in parameters"},
-            status_code=400,
-            headers=NO_STORE,
-        )
+        return _invalid_request("control characters in parameters")
+    if name := _repeated(raw_form) or _repeated(request.query_params):
+        return _invalid_request(f"'{name}' is given more than once")
     oauth_request = _oauth_request(request, dict(request.query_params), form)
     server = request.app.state.oauth
     result = await anyio.to_thread.run_sync(call, server, oauth_request)
@@ -229,6 +232,25 @@ def _response(result: OAuthResponse, extra: dict[str, str] | None = None) -> Res
     content = result.body if isinstance(result.body, str) else json.dumps(result.body)
     header_map.setdefault("Content-Type", "application/json")
     return Response(content, status_code=result.status, headers=header_map)
+
+
+def _invalid_request(description: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": "invalid_request", "error_description": description},
+        status_code=400,
+        headers=NO_STORE,
+    )
+
+
+def _repeated(params: ImmutableMultiDict[str, Any]) -> str | None:
+    """A parameter given more than once (RFC 6749 3.1, 3.2: they MUST NOT be), which a
+    dict would silently reduce to one of its values."""
+    seen: set[str] = set()
+    for name, _ in params.multi_items():
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def _control_characters(params: dict[str, str]) -> bool:

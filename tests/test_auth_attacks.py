@@ -485,7 +485,34 @@ async def test_control_characters_in_oauth_parameters_are_refused(auth_hub: Hub)
     assert page.status_code == 400
 
 
-async def test_forged_token_with_a_real_jti_is_not_active(auth_hub: Hub) -> None:
+async def test_repeated_oauth_parameters_are_refused(auth_hub: Hub) -> None:
+    """RFC 6749 3.1/3.2: a parameter must not repeat; taking either copy could let one
+    part of a system read a different value than another."""
+    client = await auth_hub.client(scope_names="sensors:read")
+    auth = (client.client_id, client.client_secret or "")
+    async with httpx.AsyncClient(base_url=auth_hub.url) as http:
+        once = await http.post(
+            "/oauth/token",
+            content="grant_type=client_credentials&scope=sensors:read",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            auth=auth,
+        )
+        twice = await http.post(
+            "/oauth/token",
+            content="grant_type=client_credentials&scope=sensors:read&scope=profile",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            auth=auth,
+        )
+        page = await http.get("/oauth/authorize?response_type=code&client_id=a&client_id=b")
+    assert once.status_code == 200
+    assert twice.status_code == 400
+    assert twice.json() == {
+        "error": "invalid_request",
+        "error_description": "'scope' is given more than once",
+    }
+    assert page.status_code == 400
+    assert "given more than once" in page.text
+
     client = await auth_hub.client(scope_names="sensors:read")
     auth = (client.client_id, client.client_secret)
     issued = (await token_request(auth_hub, {"grant_type": "client_credentials"}, auth)).json()
