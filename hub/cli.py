@@ -151,7 +151,13 @@ def _parser() -> argparse.ArgumentParser:
         default=2 * JWKS_MAX_AGE,
         metavar="SECONDS",
         help=f"publish now, sign after this long (default {2 * JWKS_MAX_AGE}: twice the "
-        "JWKS cache time)",
+        f"JWKS cache time; at least {JWKS_MAX_AGE} unless --emergency)",
+    )
+    key_rotate.add_argument(
+        "--emergency",
+        action="store_true",
+        help="allow signing sooner (a leaked key): apps that cached the key set may refuse "
+        "new tokens until their cache expires",
     )
     key_rotate.set_defaults(run=_keys_rotate)
     return parser
@@ -382,6 +388,12 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.signs_in < JWKS_MAX_AGE and not args.emergency:
+        raise ValueError(
+            f"--signs-in {args.signs_in:g} is shorter than the {JWKS_MAX_AGE} s apps may "
+            "cache the key set: their checks would refuse the new key's tokens (add "
+            "--emergency if that is the point)"
+        )
     key = _with_pool(settings, lambda pool: keys.add(pool, timedelta(seconds=args.signs_in)))
     print(f"added key {key.kid}: published now, signs from {key.signs_from:%Y-%m-%d %H:%M:%S %Z}")
     return 0

@@ -128,3 +128,11 @@ def test_keys_rotate(migrated_url: str) -> None:
     result = ieum(migrated_url, "keys", "rotate", "--signs-in", "600")
     assert result.returncode == 0, result.stderr
     assert "published now, signs from" in result.stdout
+
+
+def test_a_key_that_would_sign_before_caches_see_it_needs_emergency(migrated_url: str) -> None:
+    refused = ieum(migrated_url, "keys", "rotate", "--signs-in", "0")
+    assert refused.returncode == 2
+    assert "--emergency" in refused.stderr
+    forced = ieum(migrated_url, "keys", "rotate", "--signs-in", "0", "--emergency")
+    assert forced.returncode == 0, forced.stderr
