@@ -37,6 +37,7 @@ class Server(uvicorn.Server):
 def serve(
     settings: Settings, domains: Sequence[str], subgraph: str | None, *, demo: bool = True
 ) -> None:
+    settings.check_issuer()
     # SIGTERM unwinds like Ctrl-C while starting up, so embedded servers are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     url = f"http://{settings.host}:{settings.port}/graphql"

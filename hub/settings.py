@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from authlib.common.security import is_secure_transport
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -86,6 +87,16 @@ class Settings(BaseSettings):
     @property
     def issuer(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def check_issuer(self) -> None:
+        """Sign-in and tokens need https, except on loopback (authlib refuses the rest with
+        an error per request); say so once, at start."""
+        if not is_secure_transport(self.issuer):
+            raise SettingsError(
+                f"invalid settings:\n  IEUM_PUBLIC_URL: the hub would issue tokens as "
+                f"{self.issuer}; OAuth needs https:// (http only on loopback): set "
+                "IEUM_PUBLIC_URL to the https:// address clients reach the hub at"
+            )
 
     @property
     def audience(self) -> str:

@@ -207,3 +207,14 @@ def test_invalid_setting_fails_at_start_naming_it(hub: Hub) -> None:
     )
     assert result.returncode == 2
     assert "IEUM_PORT" in result.stderr
+
+
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (refused: the point of the test)
+
+
+def test_a_hub_that_would_issue_tokens_over_plain_http_refuses_to_start(hub: Hub) -> None:
+    """Listening on all interfaces without an https public URL: OAuth would fail on every
+    request, so `ieum serve` says so before starting anything."""
+    result = hub.run("serve", "--host", ALL_INTERFACES, "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "IEUM_PUBLIC_URL" in result.stderr and "https://" in result.stderr

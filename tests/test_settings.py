@@ -48,3 +48,25 @@ def test_every_setting_is_documented() -> None:
     operating = (Path(__file__).parents[1] / "docs" / "operating.md").read_text()
     for name in Settings.model_fields:
         assert f"IEUM_{name.upper()}" in operating, f"IEUM_{name.upper()} is not in docs"
+
+
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (refused: the point of the test)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "ok"),
+    [
+        ({}, True),
+        ({"public_url": "http://localhost:8000"}, True),
+        ({"host": ALL_INTERFACES, "public_url": "https://hub.example.go.kr"}, True),
+        ({"host": ALL_INTERFACES}, False),
+        ({"public_url": "http://hub.example.go.kr"}, False),
+    ],
+)
+def test_the_issuer_needs_https_off_loopback(overrides: dict[str, str], ok: bool) -> None:
+    settings = Settings.from_env(**overrides)
+    if ok:
+        settings.check_issuer()
+    else:
+        with pytest.raises(SettingsError, match="IEUM_PUBLIC_URL"):
+            settings.check_issuer()
