@@ -89,13 +89,14 @@ def _log_failure(delivery: asyncio.Future[object]) -> None:
 
 
 async def follow(bootstrap: str, topic: str, live: LiveReadings) -> None:
-    """Fan the feed out to this process's subscribers until cancelled; a broker that goes
-    away is retried every second."""
+    """Fan the feed out to this process's subscribers until cancelled. Any failure (a
+    broker gone away, a bug) is logged and the feed followed again a second later: the
+    hub's subscriptions must not go quiet for good."""
     while True:
         try:
             await _follow(bootstrap, topic, live)
-        except (KafkaError, OSError) as exc:
-            log.warning("live_feed.follow_failed error=%r; retrying", exc)
+        except Exception:
+            log.exception("live_feed.follow_failed; retrying")
             await asyncio.sleep(1)
 
 

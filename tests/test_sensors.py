@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
 import statistics
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ import asyncpg
 import httpx
 import pytest
 import websockets
+from aiokafka import AIOKafkaProducer
 from h3.api import basic_int as h3
 from shapely.geometry import LineString, Point, Polygon, shape
 
@@ -27,7 +29,7 @@ from hub.metrics import REGISTRY
 from hub.runtime import Services
 from hub.serve import serving
 from resolvers.sensors import queries
-from resolvers.sensors.message import H3_RESOLUTION, parse
+from resolvers.sensors.message import H3_RESOLUTION, Reading, parse
 from tests.conftest import local_settings
 from tests.oauth import Hub
 from tests.sensor_helpers import (
@@ -577,3 +579,40 @@ def test_the_feed_carries_readings_as_stored() -> None:
         assert [v for v in got.values if v == v] == pytest.approx(  # float32, as stored
             [v for v in sent.values if v == v], rel=1e-6
         )
+
+
+class FailsOnce(LiveReadings):
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[float] = []
+
+    async def publish(self, readings: Sequence[Reading]) -> None:
+        if not self.received:
+            self.received.append(float("nan"))
+            raise RuntimeError("a subscriber's bug")
+        self.received.extend(r.values[1] for r in readings)  # pm2_5
+
+
+async def test_a_hub_keeps_following_the_feed_after_a_failure(kafka_bootstrap: str) -> None:
+    topic = live_feed.live_topic_for(new_topic())
+    await live_feed.ensure_topic(kafka_bootstrap, topic)
+    live = FailsOnce()
+    following = asyncio.create_task(live_feed.follow(kafka_bootstrap, topic, live))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        at = datetime.now(UTC).replace(microsecond=0)
+        for pm in (1.0, 2.0, 3.0):
+            reading = parse(message("u-f", "car-f", at, *PLACES[0], {"pm2_5": pm}))
+            for chunk in live_feed.encode([reading]):
+                await producer.send_and_wait(topic, chunk)
+            await asyncio.sleep(1.5)  # the failure, the pause and the new start
+            if live.received[1:]:
+                break
+        assert live.received[1:]  # readings sent after the failure still arrive
+        assert set(live.received[1:]) <= {2.0, 3.0}
+    finally:
+        await producer.stop()
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
