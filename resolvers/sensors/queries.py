@@ -228,13 +228,13 @@ async def per_cell(
     map of 30 cells sends 30 rows here, not one per resolution-9 cell."""
     rows = await pool.fetch(
         "WITH r AS ("
-        f"  SELECT {_PARENT} AS cell, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss,"
+        f"  SELECT {_PARENT} AS map_cell, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss,"
         "         min[$2] AS lo, max[$2] AS hi, vehicles"
         "  FROM sensor_rollups"
         "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
-        f" g AS ({_GROUPED.format(key='cell')}),"
-        f" v AS ({_SPARSE_SET.format(key='cell')})"
-        " SELECT g.*, v.vehicle_set FROM g LEFT JOIN v USING (cell)",
+        f" g AS ({_GROUPED.format(key='map_cell')}),"
+        f" v AS ({_SPARSE_SET.format(key='map_cell')})"
+        " SELECT g.*, v.vehicle_set FROM g LEFT JOIN v USING (map_cell)",
         cells,
         m.id + 1,
         start,
@@ -249,7 +249,7 @@ async def per_cell(
         else:
             known = frozenset(row["vehicle_set"])
             vehicles = Vehicles(len(known), True, known)
-        result[row["cell"]] = (_stats(row, vehicles.floor), vehicles)
+        result[row["map_cell"]] = (_stats(row, vehicles.floor), vehicles)
     return result
 
 
