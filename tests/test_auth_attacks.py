@@ -513,6 +513,8 @@ async def test_repeated_oauth_parameters_are_refused(auth_hub: Hub) -> None:
     assert page.status_code == 400
     assert "given more than once" in page.text
 
+
+async def test_forged_token_with_a_real_jti_is_not_active(auth_hub: Hub) -> None:
     client = await auth_hub.client(scope_names="sensors:read")
     auth = (client.client_id, client.client_secret)
     issued = (await token_request(auth_hub, {"grant_type": "client_credentials"}, auth)).json()
