@@ -47,6 +47,11 @@ class LiveReadings:
     def __init__(self) -> None:
         self._subscribers: set[Subscriber] = set()
 
+    @property
+    def listening(self) -> bool:
+        """Whether anyone here subscribes: without, readings need not even be decoded."""
+        return bool(self._subscribers)
+
     async def publish(self, readings: Sequence[Reading]) -> None:
         for subscriber in list(self._subscribers):
             subscriber.offer(readings)
