@@ -37,6 +37,7 @@ from hub.live import LiveReadings
 from hub.result_cache import ResultCache
 from hub.runtime import Services
 from hub.settings import Settings
+from resolvers.sensors.segments import RollupStore
 from schema.builder import build_schema
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ def create_app(
         state.settings = settings
         state.live = live or LiveReadings()
         state.aggregates = ResultCache(settings.aggregate_cache_seconds)
+        state.rollups = RollupStore(settings.rollup_memory_mb * 2**20)
         state.db = await db.create_pool(services.database_url, settings)
         metrics.POOL.pool = state.db
         state.bus = EventBus(services.kafka_bootstrap, timeout=settings.db_timeout_seconds)

@@ -16,6 +16,7 @@ from auth.tokens import InvalidToken, TokenChecksUnavailable
 from hub.errors import UpstreamUnavailable
 from hub.result_cache import ResultCache
 from hub.settings import Settings
+from resolvers.sensors.segments import RollupStore
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -29,6 +30,7 @@ class Context:
     caller: Caller
     settings: Settings = field(default_factory=Settings)
     aggregates: ResultCache = field(default_factory=lambda: ResultCache(0))
+    rollups: RollupStore = field(default_factory=lambda: RollupStore(0))
     # graphql-transport-ws: the connection_init payload (strawberry fills it in), and the
     # bearer token from it, checked again for every operation on the socket.
     connection_params: dict[str, Any] | None = None
@@ -69,4 +71,5 @@ def build_context(connection: HTTPConnection) -> Context:
         caller=caller,
         settings=state.settings,
         aggregates=state.aggregates,
+        rollups=state.rollups,
     )

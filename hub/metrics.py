@@ -64,6 +64,12 @@ AGGREGATE_CACHE = Counter(
     ["result"],
     registry=REGISTRY,
 )
+ROLLUP_BLOCKS = Counter(
+    "ieum_rollup_blocks",
+    "Blocks of sensor rollups a query used, by whether the hub held them or read them.",
+    ["source"],
+    registry=REGISTRY,
+)
 
 # Operation names come from clients: bound what reaches the label set.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         le=300,
         description="How long an aggregate answer is handed out again; 0 turns it off.",
     )
+    rollup_memory_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Memory for sensor rollups a hub keeps to aggregate without"
+        " PostgreSQL (resolvers/sensors/segments.py); 0 aggregates every query in SQL.",
+    )
 
     # PostgreSQL pool
     db_pool_min: int = Field(default=1, ge=0, description="Connections kept open.")

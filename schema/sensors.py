@@ -19,7 +19,7 @@ from auth.scopes import Scope
 from hub.context import Info
 from hub.errors import BadUserInput, Unauthenticated
 from resolvers.platform import districts
-from resolvers.sensors import catalog, devices, queries, services
+from resolvers.sensors import catalog, devices, queries, segments, services
 from resolvers.sensors.message import H3_RESOLUTION, Reading
 from schema.domain import Domain
 
@@ -272,7 +272,9 @@ class SensorsQuery:
         start, end = queries.bucket_bounds(start, end)
         points = await info.context.aggregates.get(
             ("series", tuple(cells), m.id, start, end, width, k),
-            lambda: queries.series(info.context.db, cells, m, start, end, width, k),
+            lambda: queries.series(
+                info.context.db, info.context.rollups, cells, m, start, end, width, k
+            ),
         )
         return [
             SeriesPoint(bucket=b, value=_aggregate(s) if s.vehicles >= k else None)
@@ -385,7 +387,9 @@ async def _cells_at(
     start, end = queries.bucket_bounds(start, end)
     return await info.context.aggregates.get(
         ("cells", tuple(cells), m.id, start, end, resolution, k),
-        lambda: queries.per_cell(info.context.db, cells, m, start, end, k, resolution),
+        lambda: queries.per_cell(
+            info.context.db, info.context.rollups, cells, m, start, end, k, resolution
+        ),
     )
 
 
@@ -414,7 +418,9 @@ class SensorServicesQuery:
         k = info.context.settings.k_anonymity
         result = await info.context.aggregates.get(
             ("exposure", points, m.id, start, end, k),
-            lambda: services.exposure(info.context.db, points, m, start, end, k),
+            lambda: services.exposure(
+                info.context.db, info.context.rollups, points, m, start, end, k
+            ),
         )
         segments = [_segment(s) for s in result.segments]
         worst_index = result.segments.index(result.worst) if result.worst else None
@@ -667,11 +673,14 @@ async def district_air_quality(info: Info, code: str) -> AirQuality | None:
     """The latest hour of PM2.5 and PM10 over a district's cells (open data, k-anonymous)."""
     k = info.context.settings.k_anonymity
     return await info.context.aggregates.get(
-        ("air_quality", code, k), lambda: _air_quality(info.context.db, code, k)
+        ("air_quality", code, k),
+        lambda: _air_quality(info.context.db, info.context.rollups, code, k),
     )
 
 
-async def _air_quality(pool: asyncpg.Pool, code: str, k: int) -> AirQuality | None:
+async def _air_quality(
+    pool: asyncpg.Pool, store: segments.RollupStore, code: str, k: int
+) -> AirQuality | None:
     cells = await queries.district_cells(pool, code)
     if cells is None:
         return None
@@ -679,7 +688,7 @@ async def _air_quality(pool: asyncpg.Pool, code: str, k: int) -> AirQuality | No
     since = until - queries.AIR_QUALITY_WINDOW
     levels: dict[str, DustLevel | None] = {}
     for name in ("pm2_5", "pm10"):
-        stats = await queries.window(pool, cells, queries.metric(name), since, until, k)
+        stats = await queries.window(pool, store, cells, queries.metric(name), since, until, k)
         if stats is None or stats.vehicles < k:
             levels[name] = None
         else:

@@ -144,7 +144,13 @@ async def upsert_rollups(conn: asyncpg.Connection, rows: Sequence[RollupRow]) ->
         " sum_sq = ieum_array_add(r.sum_sq, EXCLUDED.sum_sq),"
         " min = ieum_array_least(r.min, EXCLUDED.min),"
         " max = ieum_array_greatest(r.max, EXCLUDED.max),"
-        f" vehicles = ieum_capped_union(r.vehicles, EXCLUDED.vehicles, {MAX_VEHICLES})"
+        f" vehicles = ieum_capped_union(r.vehicles, EXCLUDED.vehicles, {MAX_VEHICLES});"
+        # Hubs keep rollups in memory by 10-minute slot (segments.py): a new version tells
+        # them to read the slot again. In slot order, so two workers cannot deadlock.
+        "INSERT INTO sensor_rollup_slots AS s (slot, version)"
+        " SELECT DISTINCT date_bin('10 minutes', bucket, TIMESTAMPTZ 'epoch'), 1"
+        " FROM ingest_rollups ORDER BY 1"
+        " ON CONFLICT (slot) DO UPDATE SET version = s.version + 1"
     )
 
 

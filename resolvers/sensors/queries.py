@@ -1,8 +1,10 @@
 """The read side of sensors: areas as cells, series, heat maps, raw readings, air quality.
 
-Aggregates come from the per-minute rollups; raw readings from the partitioned table.
-Every aggregate carries the number of distinct vehicles behind it, so callers can apply
-k-anonymity (see `visible`).
+Aggregates come from the per-minute rollups: from the blocks the hub keeps in memory
+(`segments`) or, for questions too wide for them, aggregated in PostgreSQL; both give the
+same answer (tests/test_sensors_segments.py). Raw readings come from the partitioned
+table. Every aggregate carries the number of distinct vehicles behind it, so callers can
+apply k-anonymity.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ import base64
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import asyncpg
+import numpy as np
 from h3.api import basic_int as h3
 
 from hub.errors import BadUserInput
+from resolvers.sensors import segments
 from resolvers.sensors.catalog import Metric, by_name
 from resolvers.sensors.message import H3_RESOLUTION, unpack
 
@@ -30,6 +34,8 @@ BUCKETS = {
     "DAY": timedelta(days=1),
 }
 MAX_POINTS = 2000
+# Buckets are counted from here (UTC), as date_bin does: days are UTC days.
+BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,26 @@ def checked(cells: frozenset[int]) -> list[int]:
 
 async def series(
     pool: asyncpg.Pool,
+    store: segments.RollupStore,
+    cells: list[int],
+    m: Metric,
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    k: int,
+) -> list[tuple[datetime, Stats]]:
+    """Stats per time bucket (whole minutes from `start` to before `end`)."""
+    rows = await store.rows(pool, cells, m.id + 1, start, end)
+    if rows is None:
+        return await _series_in_sql(pool, cells, m, start, end, bucket, k)
+    origin = segments.minutes(BUCKET_ORIGIN)
+    width = bucket // timedelta(minutes=1)
+    groups = segments.group(rows, origin + (rows.minute - origin) // width * width, k)
+    return [(segments.at(key), _stats_of(groups, g)) for g, key in enumerate(groups.keys.tolist())]
+
+
+async def _series_in_sql(
+    pool: asyncpg.Pool,
     cells: list[int],
     m: Metric,
     start: datetime,
@@ -160,7 +186,7 @@ async def series(
     index = m.id + 1
     rows = await pool.fetch(
         "WITH r AS ("
-        "  SELECT date_bin($5, bucket, TIMESTAMPTZ '2000-01-01') AS b, n[$2] AS n,"
+        "  SELECT date_bin($5, bucket, TIMESTAMPTZ '2000-01-01 00:00+00') AS b, n[$2] AS n,"
         "         sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo, max[$2] AS hi, vehicles"
         "  FROM sensor_rollups"
         "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
@@ -216,6 +242,7 @@ def union(groups: list[Vehicles]) -> Vehicles:
 
 async def per_cell(
     pool: asyncpg.Pool,
+    store: segments.RollupStore,
     cells: list[int],
     m: Metric,
     start: datetime,
@@ -224,8 +251,34 @@ async def per_cell(
     resolution: int = H3_RESOLUTION,
 ) -> dict[int, tuple[Stats, Vehicles]]:
     """Stats per cell of `resolution` (5 to 9) over the given resolution-9 cells, with
-    what is known of their vehicles. PostgreSQL groups the rows by parent cell, so a heat
-    map of 30 cells sends 30 rows here, not one per resolution-9 cell."""
+    what is known of their vehicles."""
+    rows = await store.rows(pool, cells, m.id + 1, start, end)
+    if rows is None:
+        return await _per_cell_in_sql(pool, cells, m, start, end, k, resolution)
+    groups = segments.group(rows, segments.parent(rows.cell, resolution), k)
+    result = {}
+    for g, key in enumerate(groups.keys.tolist()):
+        known = groups.sets.get(g)
+        vehicles = (
+            Vehicles(len(known), True, known)
+            if known is not None
+            else Vehicles(int(groups.floor[g]), False)
+        )
+        result[key] = (_stats_of(groups, g), vehicles)
+    return result
+
+
+async def _per_cell_in_sql(
+    pool: asyncpg.Pool,
+    cells: list[int],
+    m: Metric,
+    start: datetime,
+    end: datetime,
+    k: int,
+    resolution: int,
+) -> dict[int, tuple[Stats, Vehicles]]:
+    """PostgreSQL groups the rows by parent cell, so a heat map of 30 cells sends 30 rows
+    here, not one per resolution-9 cell."""
     rows = await pool.fetch(
         "WITH r AS ("
         f"  SELECT {_PARENT} AS map_cell, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss,"
@@ -263,9 +316,26 @@ _PARENT = (
 
 
 async def window(
-    pool: asyncpg.Pool, cells: list[int], m: Metric, start: datetime, end: datetime, k: int
+    pool: asyncpg.Pool,
+    store: segments.RollupStore,
+    cells: list[int],
+    m: Metric,
+    start: datetime,
+    end: datetime,
+    k: int,
 ) -> Stats | None:
     """One metric over the whole window and area; None without readings."""
+    start, end = bucket_bounds(start, end)
+    rows = await store.rows(pool, cells, m.id + 1, start, end)
+    if rows is None:
+        return await _window_in_sql(pool, cells, m, start, end, k)
+    groups = segments.group(rows, np.zeros(len(rows), dtype=np.int64), k)
+    return _stats_of(groups, 0) if len(groups.keys) else None
+
+
+async def _window_in_sql(
+    pool: asyncpg.Pool, cells: list[int], m: Metric, start: datetime, end: datetime, k: int
+) -> Stats | None:
     row = await pool.fetchrow(
         "WITH r AS ("
         "  SELECT 1 AS one, n[$2] AS n, sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo,"
@@ -287,6 +357,17 @@ async def window(
 def _stats(row: asyncpg.Record, vehicles: int | None = None) -> Stats:
     count = row["vehicles"] if vehicles is None else vehicles
     return Stats(row["n"], row["s"], row["ss"], row["lo"], row["hi"], count)
+
+
+def _stats_of(groups: segments.Groups, g: int) -> Stats:
+    return Stats(
+        count=int(groups.n[g]),
+        total=float(groups.total[g]),
+        total_sq=float(groups.total_sq[g]),
+        low=float(groups.low[g]),
+        high=float(groups.high[g]),
+        vehicles=int(groups.floor[g]),
+    )
 
 
 def combine(entries: list[tuple[Stats, Vehicles]]) -> tuple[Stats, Vehicles]:

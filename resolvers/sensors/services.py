@@ -17,7 +17,7 @@ import asyncpg
 from h3.api import basic_int as h3
 
 from hub.errors import BadUserInput
-from resolvers.sensors import queries
+from resolvers.sensors import queries, segments
 from resolvers.sensors.catalog import Metric
 from resolvers.sensors.message import H3_RESOLUTION, KOREA
 
@@ -84,6 +84,7 @@ def check_path(path: Sequence[tuple[float, float]]) -> None:
 
 async def exposure(
     pool: asyncpg.Pool,
+    store: segments.RollupStore,
     path: Sequence[tuple[float, float]],
     m: Metric,
     start: datetime,
@@ -93,7 +94,7 @@ async def exposure(
     check_path(path)
     pairs = list(itertools.pairwise(path))
     all_cells = sorted({c for a, b in pairs for c in segment_cells(a, b)})
-    per_cell = await queries.per_cell(pool, all_cells, m, start, end, k)
+    per_cell = await queries.per_cell(pool, store, all_cells, m, start, end, k)
     segments = []
     for a, b in pairs:
         cells = segment_cells(a, b)
