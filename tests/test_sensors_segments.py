@@ -164,7 +164,7 @@ async def test_concurrent_askers_share_one_read(pool: asyncpg.Pool) -> None:
         *(queries.window(pool, store, CELLS, PM25, START, end, 3) for _ in range(10))
     )
     assert len(set(answers)) == 1
-    regions = len(segments.area_of(tuple(CELLS)).cells_by_region)
+    regions = len(segments.area_of(tuple(CELLS)).regions)
     assert store.loads == 6 * regions  # six slots in each region, read once
 
 

@@ -4,17 +4,17 @@ aggregation over them.
 An hour of a district is about 2,300 per-minute rollup rows. PostgreSQL spends 4 to 7 ms
 of CPU aggregating them, because every row carries all 54 metrics (1.7 KB), and that
 capped the hub at about 250 uncached aggregates a second. Here a hub keeps what it read,
-one metric's rows of a 10-minute slot and an H3 resolution-6 region (about 36 km²) as
-numpy columns in a block, and aggregates any window and area over the blocks in a fraction
-of a millisecond.
+one metric's rows of a 10-minute slot and an H3 resolution-7 region (about 5 km²) as
+numpy columns in a block, and aggregates any window and area over the blocks in about a
+millisecond.
 
 Blocks are never stale. Whatever writes rollups raises the version of their slots in the
 same transaction (`sensor_rollup_slots`, see `ingest_store.upsert_rollups`), and every
 query reads its slots' versions first and reloads the blocks whose version moved. Reading
 the versions before the rows means a block may be newer than its version, never older.
 
-Queries wider than `MAX_BLOCKS` blocks (weeks of a district) are aggregated in PostgreSQL
-instead (`queries`), so one request cannot fill the hub's memory.
+Queries wider than `MAX_BLOCKS` blocks (more than about a day of a district) are
+aggregated in PostgreSQL instead (`queries`), so one request cannot fill the hub's memory.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import asyncio
 import itertools
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -35,8 +35,8 @@ from hub import metrics
 from resolvers.sensors.message import H3_RESOLUTION
 
 SLOT_MINUTES = 10
-REGION_RESOLUTION = 6
-MAX_BLOCKS = 1_000  # per query: about three days of a district
+REGION_RESOLUTION = 7
+MAX_BLOCKS = 2_000  # per query: about a day of a district
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 BlockKey = tuple[int, int, int]  # metric index, slot (minutes since the epoch), region
@@ -44,26 +44,39 @@ BlockKey = tuple[int, int, int]  # metric index, slot (minutes since the epoch),
 
 @dataclass(frozen=True)
 class Columns:
-    """Rollup rows of one metric (those with readings of it), one array per column."""
+    """Rollup rows of one metric (those with readings of it). Integers and floats are
+    two matrices, so choosing rows is two copies rather than ten."""
 
-    cell: np.ndarray  # int64, H3 resolution 9
-    minute: np.ndarray  # int64, minutes since the epoch
-    n: np.ndarray  # int64 readings
-    total: np.ndarray  # float64 sum
-    total_sq: np.ndarray  # float64 sum of squares
-    low: np.ndarray  # float64 (stored as float32)
-    high: np.ndarray  # float64 (stored as float32)
-    first: np.ndarray  # int64, the row's lowest hashed vehicle
-    vcount: np.ndarray  # int64, hashed vehicles the row keeps (at most 16)
-    vstart: np.ndarray  # int64, where the row's vehicles begin in `vehicles`
-    vehicles: np.ndarray  # int64, every row's hashed vehicles one after another
+    ints: np.ndarray  # int64 (rows, 5): see INTS
+    floats: np.ndarray  # float64 (rows, 5): readings, sum, sum of squares, min, max
+    vehicles: np.ndarray  # int64: every row's hashed vehicles one after another
+
+    @property
+    def cell(self) -> np.ndarray:  # H3 resolution 9
+        return self.ints[:, 0]
+
+    @property
+    def minute(self) -> np.ndarray:  # minutes since the epoch
+        return self.ints[:, 1]
+
+    @property
+    def first(self) -> np.ndarray:  # the row's first hashed vehicle, -1 for none
+        return self.ints[:, 2]
+
+    @property
+    def vcount(self) -> np.ndarray:  # hashed vehicles the row keeps (at most 16)
+        return self.ints[:, 3]
+
+    @property
+    def vstart(self) -> np.ndarray:  # where the row's vehicles begin in `vehicles`
+        return self.ints[:, 4]
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, f.name).nbytes for f in fields(self))
+        return self.ints.nbytes + self.floats.nbytes + self.vehicles.nbytes
 
     def __len__(self) -> int:
-        return len(self.cell)
+        return len(self.ints)
 
 
 def columns_of(records: list[asyncpg.Record]) -> Columns:
@@ -71,73 +84,75 @@ def columns_of(records: list[asyncpg.Record]) -> Columns:
     if not records:
         return _EMPTY
     cell, minute, n, total, total_sq, low, high, vehicle_lists = zip(*records, strict=True)
-    vcount = np.fromiter(map(len, vehicle_lists), dtype=np.int64, count=len(records))
-    vstart = np.zeros(len(records), dtype=np.int64)
-    np.cumsum(vcount[:-1], out=vstart[1:])
+    ints = np.empty((len(records), 5), dtype=np.int64)
+    ints[:, 0], ints[:, 1] = cell, minute
+    ints[:, 3] = np.fromiter(map(len, vehicle_lists), dtype=np.int64, count=len(records))
+    ints[0, 4] = 0
+    np.cumsum(ints[:-1, 3], out=ints[1:, 4])
     vehicles = np.fromiter(itertools.chain.from_iterable(vehicle_lists), dtype=np.int64)
-    first = np.where(vcount > 0, vehicles[np.minimum(vstart, max(len(vehicles) - 1, 0))], -1)
+    ints[:, 2] = [v[0] if v else -1 for v in vehicle_lists]
+    floats = np.array([n, total, total_sq, low, high], dtype=np.float64).T.copy()
+    return Columns(ints, floats, vehicles)
+
+
+def joined(blocks: list[Columns]) -> Columns:
+    """Several blocks' rows as one."""
+    blocks = [b for b in blocks if len(b)]
+    if not blocks:
+        return _EMPTY
+    if len(blocks) == 1:
+        return blocks[0]
+    ints = np.concatenate([b.ints for b in blocks])
+    shifts = np.cumsum([0, *(len(b.vehicles) for b in blocks[:-1])])
+    ints[:, 4] += np.repeat(shifts, [len(b) for b in blocks])
     return Columns(
-        cell=np.array(cell, dtype=np.int64),
-        minute=np.array(minute, dtype=np.int64),
-        n=np.array(n, dtype=np.int64),
-        total=np.array(total, dtype=np.float64),
-        total_sq=np.array(total_sq, dtype=np.float64),
-        low=np.array(low, dtype=np.float64),
-        high=np.array(high, dtype=np.float64),
-        first=first,
-        vcount=vcount,
-        vstart=vstart,
-        vehicles=vehicles,
+        ints,
+        np.concatenate([b.floats for b in blocks]),
+        np.concatenate([b.vehicles for b in blocks]),
     )
 
 
-def take(parts: list[tuple[Columns, np.ndarray | None]]) -> Columns:
-    """The chosen rows (all rows where the choice is None) of several blocks, as one."""
-    parts = [(c, chosen) for c, chosen in parts if len(c)]
-    if not parts:
-        return _EMPTY
-    if len(parts) == 1 and parts[0][1] is None:
-        return parts[0][0]
-    offsets = np.cumsum([0, *(len(c.vehicles) for c, _ in parts[:-1])])
-    picked: dict[str, list[np.ndarray]] = {f.name: [] for f in fields(Columns)}
-    for (c, chosen), offset in zip(parts, offsets.tolist(), strict=True):
-        for name in _ROW_COLUMNS:
-            column = getattr(c, name)
-            picked[name].append(column if chosen is None else column[chosen])
-        picked["vstart"][-1] = picked["vstart"][-1] + offset
-        picked["vehicles"].append(c.vehicles)
-    return Columns(**{name: np.concatenate(arrays) for name, arrays in picked.items()})
+def chosen(rows: Columns, which: np.ndarray) -> Columns:
+    """Some rows; they still point into the same vehicles."""
+    return Columns(rows.ints[which], rows.floats[which], rows.vehicles)
 
 
-_ROW_COLUMNS = tuple(f.name for f in fields(Columns) if f.name != "vehicles")
+def compacted(rows: Columns, which: np.ndarray) -> Columns:
+    """Some rows with only their own vehicles, for keeping."""
+    ints = rows.ints[which]
+    counts = ints[:, 3]
+    starts = np.cumsum(counts) - counts
+    at = np.repeat(ints[:, 4] - starts, counts) + np.arange(counts.sum())
+    ints[:, 4] = starts
+    return Columns(ints, rows.floats[which], rows.vehicles[at])
+
+
 _EMPTY = Columns(
-    *(np.empty(0, dtype=np.float64 if name in ("total", "total_sq", "low", "high") else np.int64)
-      for name in (f.name for f in fields(Columns)))
-)  # fmt: skip
+    np.empty((0, 5), dtype=np.int64), np.empty((0, 5), dtype=np.float64), np.empty(0, np.int64)
+)
 
 
 # Areas
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: area_of makes one per area
 class Area:
-    """An area's resolution-9 cells grouped by resolution-6 region."""
+    """An area's resolution-9 cells and the regions they lie in."""
 
-    cells_by_region: dict[int, np.ndarray]  # sorted cells of the area in each region
-    whole: frozenset[int]  # regions every cell of which is in the area
+    cells: np.ndarray  # sorted
+    regions: tuple[int, ...]
+    whole: bool  # every cell of every region is in the area
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=256)
 def area_of(cells: tuple[int, ...]) -> Area:
     array = np.unique(np.array(cells, dtype=np.int64))
-    regions = parent(array, REGION_RESOLUTION)
-    by_region = {int(region): array[regions == region] for region in np.unique(regions).tolist()}
-    whole = frozenset(
-        region
-        for region, inside in by_region.items()
-        if len(inside) == h3.cell_to_children_size(region, H3_RESOLUTION)
+    regions, counts = np.unique(parent(array, REGION_RESOLUTION), return_counts=True)
+    whole = all(
+        count == h3.cell_to_children_size(region, H3_RESOLUTION)
+        for region, count in zip(regions.tolist(), counts.tolist(), strict=True)
     )
-    return Area(by_region, whole)
+    return Area(array, tuple(regions.tolist()), whole)
 
 
 def parent(cells: np.ndarray, resolution: int) -> np.ndarray:
@@ -159,6 +174,11 @@ def _inside(cells: np.ndarray, sorted_area: np.ndarray) -> np.ndarray:
     at = np.searchsorted(sorted_area, cells)
     at[at == len(sorted_area)] = 0
     return sorted_area[at] == cells
+
+
+# A block: one metric, slot and region. A view: one metric and slot of an area (the
+# blocks' rows in the area), so an area asked about again is not filtered again.
+Key = tuple[int, int, int] | tuple[int, int, Area]
 
 
 # Grouping
@@ -215,13 +235,15 @@ def group(rows: Columns, keys: np.ndarray, k: int) -> Groups:
         for g in sparse.tolist():
             sets[g] = frozenset(by_group.get(g, np.empty(0, dtype=np.int64)).tolist())
             floor[g] = len(sets[g])
+    floats = rows.floats[order]
+    sums = np.add.reduceat(floats[:, :3], starts, axis=0)
     return Groups(
         keys=keys[starts],
-        n=np.add.reduceat(rows.n[order], starts),
-        total=np.add.reduceat(rows.total[order], starts),
-        total_sq=np.add.reduceat(rows.total_sq[order], starts),
-        low=np.minimum.reduceat(rows.low[order], starts),
-        high=np.maximum.reduceat(rows.high[order], starts),
+        n=sums[:, 0],
+        total=sums[:, 1],
+        total_sq=sums[:, 2],
+        low=np.minimum.reduceat(floats[:, 3], starts),
+        high=np.maximum.reduceat(floats[:, 4], starts),
         floor=floor,
         sets=sets,
     )
@@ -239,7 +261,7 @@ class RollupStore:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.loads = 0  # blocks read from PostgreSQL
-        self._blocks: OrderedDict[BlockKey, tuple[int, Columns]] = OrderedDict()
+        self._blocks: OrderedDict[Key, tuple[int, Columns]] = OrderedDict()
         self._loading: dict[tuple[BlockKey, int], asyncio.Future[Columns]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -258,37 +280,50 @@ class RollupStore:
             return None
         first, stop = minutes(start), minutes(end)
         slots = range(first - first % SLOT_MINUTES, stop, SLOT_MINUTES)
+        if not slots:
+            return _EMPTY
         area = area_of(tuple(cells))
-        if len(slots) * len(area.cells_by_region) > MAX_BLOCKS:
+        if len(slots) * len(area.regions) > MAX_BLOCKS:
             return None
         versions = await _versions(pool, slots.start, slots.stop)
-        wanted = [
-            ((metric_index, slot, region), versions.get(slot, 0))
-            for slot in slots
-            for region in area.cells_by_region
-        ]
-        blocks = await self._get(pool, wanted)
-        parts = []
-        for ((_, slot, region), _), block in zip(wanted, blocks, strict=True):
-            if not len(block):
-                continue
-            chosen = None
-            if region not in area.whole:
-                chosen = _inside(block.cell, area.cells_by_region[region])
-            if slot < first or slot + SLOT_MINUTES > stop:
-                in_time = (block.minute >= first) & (block.minute < stop)
-                chosen = in_time if chosen is None else chosen & in_time
-            parts.append((block, chosen))
-        return take(parts)
+        views = {
+            slot: self._held((metric_index, slot, area), versions.get(slot, 0)) for slot in slots
+        }
+        missing = [slot for slot, view in views.items() if view is None]
+        if missing:
+            wanted = [
+                ((metric_index, slot, region), versions.get(slot, 0))
+                for slot in missing
+                for region in area.regions
+            ]
+            blocks = iter(await self._get(pool, wanted))
+            for slot in missing:
+                view = joined([next(blocks) for _ in area.regions])
+                if not area.whole:
+                    view = compacted(view, _inside(view.cell, area.cells))
+                self._keep((metric_index, slot, area), versions.get(slot, 0), view)
+                views[slot] = view
+        parts = list(views.values())
+        for at_edge in {0, len(parts) - 1}:
+            view = parts[at_edge]
+            if len(view) and (slots[at_edge] < first or slots[at_edge] + SLOT_MINUTES > stop):
+                parts[at_edge] = chosen(view, (view.minute >= first) & (view.minute < stop))
+        return joined(parts)  # type: ignore[arg-type]
+
+    def _held(self, key: Key, version: int) -> Columns | None:
+        held = self._blocks.get(key)
+        if held is None or held[0] < version:
+            return None
+        self._blocks.move_to_end(key)
+        return held[1]
 
     async def _get(self, pool: asyncpg.Pool, wanted: list[tuple[BlockKey, int]]) -> list[Columns]:
         found: list[Columns | asyncio.Future[Columns]] = []
         mine: list[tuple[BlockKey, int]] = []
         for key, version in wanted:
-            held = self._blocks.get(key)
-            if held is not None and held[0] >= version:
-                self._blocks.move_to_end(key)
-                found.append(held[1])
+            held = self._held(key, version)
+            if held is not None:
+                found.append(held)
             elif (key, version) in self._loading:
                 found.append(self._loading[(key, version)])
             else:
@@ -330,7 +365,7 @@ class RollupStore:
             if isinstance(exc, asyncio.CancelledError):
                 raise
 
-    def _keep(self, key: BlockKey, version: int, block: Columns) -> None:
+    def _keep(self, key: Key, version: int, block: Columns) -> None:
         held = self._blocks.get(key)
         if held is not None:
             if held[0] > version:  # a newer read finished first
@@ -385,7 +420,7 @@ async def _read(
         "SELECT cell, (extract(epoch FROM bucket) / 60)::bigint AS minute, n[$1], sum[$1],"
         " sum_sq[$1], min[$1], max[$1], vehicles FROM sensor_rollups"
         " WHERE bucket >= $2 AND bucket < $3 AND cell BETWEEN $4 AND $5 AND n[$1] > 0"
-        " ORDER BY bucket, cell",
+        " ORDER BY bucket",
         metric_index,
         at(first_slot),
         at(last_slot + SLOT_MINUTES),
@@ -393,17 +428,7 @@ async def _read(
         high,
     )
     slot_of = [r["minute"] - r["minute"] % SLOT_MINUTES for r in records]
-    blocks = {}
-    for slot, chunk in itertools.groupby(zip(slot_of, records, strict=True), key=lambda x: x[0]):
-        block = columns_of([record for _, record in chunk])
-        order = np.lexsort((block.minute, block.cell))
-        blocks[slot] = _reordered(block, order)
-    return blocks
-
-
-def _reordered(block: Columns, order: np.ndarray) -> Columns:
-    """The rows in `order`; vehicles stay where they are (rows point into them)."""
-    return Columns(
-        **{name: getattr(block, name)[order] for name in _ROW_COLUMNS},
-        vehicles=block.vehicles,
-    )
+    return {
+        slot: columns_of([record for _, record in chunk])
+        for slot, chunk in itertools.groupby(zip(slot_of, records, strict=True), lambda x: x[0])
+    }
