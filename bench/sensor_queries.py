@@ -1,30 +1,37 @@
 """p50/p99 latency of the sensor queries at 20 concurrent clients over 10 million readings.
 
-    .venv/bin/python bench/sensor_queries.py [--readings 10000000] [--clients 20] [--seconds 10]
+    .venv/bin/python bench/sensor_queries.py [--readings 10000000] [--clients 20]
+        [--seconds 10] [--workers 2]
 
 Loads synthetic readings straight into PostgreSQL (1,000 vehicles moving over central
 Seoul's cells, one reading a second), builds their per-minute rollups in SQL, then runs
-the hub in a child process and measures each query from this one over HTTP with aiohttp.
-Baseline in the same run: the hub's `{ __typename }` (HTTP + GraphQL + token check only).
+the hub as `ieum serve` does with IEUM_WORKERS (processes of its own on one port) and
+measures each query from this process over HTTP with aiohttp. Baseline in the same run:
+the hub's `{ __typename }` (HTTP + GraphQL + token check only).
 
 Each query runs three ways. "same": one question from every client (a dashboard many
 people look at). "last hour": every client asks for the hour up to its own clock, so no
 two requests carry the same times, but most cover the same minutes (the aggregate cache
 keys windows by whole minutes). "distinct": every request covers a set of minutes no
 request in the last several seconds covered (a shifted start and a length of 30 to 90
-minutes), so every one is aggregated in PostgreSQL: the cache's misses, the worst case.
+minutes), so every one is aggregated anew: the aggregate cache's misses, the worst case.
+
+The misses run twice more, for comparison in the same run: with every aggregate computed
+in PostgreSQL (IEUM_ROLLUP_MEMORY_MB=0, as before the hub kept rollups in memory), and
+with a single hub process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
+import contextlib
+import http.client
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection
 
 import aiohttp
 import asyncpg
@@ -32,12 +39,9 @@ from h3.api import basic_int as h3
 from harness import measure, report, servers
 
 from auth import clients
-from hub import db, gc_tuning
-from hub.app import create_app
+from hub import db, workers
 from hub.bootstrap import prepare_database
-from hub.embedded.ports import free_port
 from hub.runtime import Services
-from hub.serve import serving
 from hub.settings import Settings
 from resolvers.sensors import ingest_store
 from resolvers.sensors.message import H3_RESOLUTION, pack
@@ -96,114 +100,150 @@ async def load(url: str, readings: int, settings: Settings) -> datetime:
     return start
 
 
-def _serve(settings: Settings, services: Services, pipe: Connection) -> None:
-    async def run() -> None:
-        async with serving(create_app(settings, services), settings.port) as base:
-            gc_tuning.settle_after_startup()  # as `ieum serve` does
-            pipe.send(base)
-            await asyncio.to_thread(pipe.recv)
+@contextmanager
+def hub(settings: Settings, services: Services) -> Iterator[str]:
+    """The hub as `ieum serve` runs it with IEUM_WORKERS, in processes of its own."""
+    sock = workers.listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    settings = settings.model_copy(update={"port": port, "public_url": f"http://127.0.0.1:{port}"})
+    processes = workers.start(settings, services, None, sock, settings.workers)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                answer = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                answer.request("GET", "/healthz")
+                if answer.getresponse().status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the hub did not start")
+            time.sleep(0.2)
+        time.sleep(3)  # every process is up, not just the first to answer
+        yield base
+    finally:
+        workers.stop(processes, 30)
+        sock.close()
 
-    asyncio.run(run())
 
-
-async def run(readings: int, clients_: int, seconds: float) -> None:
-    port = free_port()
-    settings = Settings.from_env(port=port, public_url=f"http://127.0.0.1:{port}", ingest=False)
+async def run(readings: int, clients_: int, seconds: float, processes: int) -> None:
+    settings = Settings.from_env(ingest=False, log_level="warning")
     with servers(settings) as (url, bootstrap):
         await prepare_database(url, settings)
         start = await load(url, readings, settings)
         pool = await asyncpg.create_pool(url)
         reader = await clients.create(pool, name="bench", scope_names="sensors:read")
         await pool.close()
-        parent, child = multiprocessing.Pipe()
-        server = multiprocessing.Process(
-            target=_serve, args=(settings, Services(url, bootstrap), child), daemon=True
-        )
-        server.start()
-        base = parent.recv()
-        async with aiohttp.ClientSession(
-            base_url=base, connector=aiohttp.TCPConnector(limit=clients_)
-        ) as http:
-            basic = aiohttp.encode_basic_auth(reader.client_id, reader.client_secret or "")
+        services = Services(url, bootstrap)
+        every = list(WORKLOADS)
+        misses = [name for name in WORKLOADS if "distinct" in name]
+        configurations = [
+            (f"{processes} processes (IEUM_WORKERS={processes}), rollups in memory", {}, every),
+            (
+                f"{processes} processes, every aggregate in PostgreSQL (IEUM_ROLLUP_MEMORY_MB=0)",
+                {"rollup_memory_mb": 0},
+                misses,
+            ),
+            ("1 process, rollups in memory", {"workers": 1}, misses),
+        ]
+        print(f"{clients_} concurrent clients, {seconds:.0f} s per workload")
+        for title, changes, names in configurations:
+            print(f"\n{title}")
+            hub_settings = settings.model_copy(update={"workers": processes, **changes})
+            with hub(hub_settings, services) as base:
+                await measure_hub(base, reader, start, names, clients_, seconds)
+
+
+async def measure_hub(
+    base: str,
+    reader: clients.NewClient,
+    start: datetime,
+    names: list[str],
+    clients_: int,
+    seconds: float,
+) -> None:
+    async with aiohttp.ClientSession(
+        base_url=base, connector=aiohttp.TCPConnector(limit=clients_)
+    ) as http:
+        basic = aiohttp.encode_basic_auth(reader.client_id, reader.client_secret or "")
+        async with http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": basic},
+        ) as response:
+            token = (await response.json())["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def post(query: str, variables: Variables) -> None:
+            if callable(variables):
+                variables = variables()
             async with http.post(
-                "/oauth/token",
-                data={"grant_type": "client_credentials"},
-                headers={"Authorization": basic},
+                "/graphql", json={"query": query, "variables": variables}, headers=headers
             ) as response:
-                token = (await response.json())["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
+                body = await response.json()
+                assert "errors" not in body, body
 
-            async def post(query: str, variables: Variables) -> None:
-                if callable(variables):
-                    variables = variables()
-                async with http.post(
-                    "/graphql", json={"query": query, "variables": variables}, headers=headers
-                ) as response:
-                    body = await response.json()
-                    assert "errors" not in body, body
+        began = time.perf_counter()
+        for name in names:
+            query, make = WORKLOADS[name]
+            variables = make(start, began)
+            await post(query, variables)  # warm caches once
+            report(
+                name,
+                await measure(lambda q=query, v=variables: post(q, v), clients_, seconds),
+                seconds,
+            )
 
-            def window(shift: timedelta, length: int = 60) -> dict[str, object]:
-                return {
-                    "from": (start + shift).isoformat(),
-                    "to": (start + shift + timedelta(minutes=length)).isoformat(),
-                }
 
-            def route(shift: timedelta, length: int = 60) -> dict[str, object]:
-                return {
-                    "path": [{"lat": a, "lng": b} for a, b in ROUTE],
-                    "at": (start + shift + timedelta(minutes=length)).isoformat(),
-                    "minutes": length,
-                }
+def window(start: datetime, shift: timedelta, length: int = 60) -> dict[str, object]:
+    return {
+        "from": (start + shift).isoformat(),
+        "to": (start + shift + timedelta(minutes=length)).isoformat(),
+    }
 
-            began = time.perf_counter()
 
-            def last_hour(make: Make) -> Variables:
-                """The hour up to "now", two hours into the data, as a client's clock says."""
-                return lambda: make(timedelta(hours=1, seconds=time.perf_counter() - began))
+def route(start: datetime, shift: timedelta, length: int = 60) -> dict[str, object]:
+    return {
+        "path": [{"lat": a, "lng": b} for a, b in ROUTE],
+        "at": (start + shift + timedelta(minutes=length)).isoformat(),
+        "minutes": length,
+    }
 
-            def distinct(make: Make) -> Variables:
-                """Windows inside the data over minutes no recent request covered: each
-                (start minute, length) pair once per pass over all 4,636 of them, far
-                longer than the cache keeps an answer; at a random second in the minute."""
-                pairs: list[tuple[int, int]] = []
 
-                def variables() -> dict[str, object]:
-                    if not pairs:
-                        pairs.extend((m, n) for m in range(76) for n in range(30, 91))
-                        random.shuffle(pairs)
-                    minute, length = pairs.pop()
-                    at = timedelta(minutes=minute, seconds=random.uniform(0.001, 59.999))
-                    return make(at, length)
+def same(shape: Shape) -> Make:
+    """One question from every client, an hour into the data."""
+    return lambda start, began: shape(start, timedelta(hours=1))
 
-                return variables
 
-            hour = timedelta(hours=1)
-            workloads: dict[str, tuple[str, Variables]] = {
-                "baseline __typename": ("{ __typename }", {}),
-                "series, same": (SERIES, window(hour)),
-                "series, last hour": (SERIES, last_hour(window)),
-                "series, distinct": (SERIES, distinct(window)),
-                "heat map, same": (HEATMAP, window(hour)),
-                "heat map, last hour": (HEATMAP, last_hour(window)),
-                "heat map, distinct": (HEATMAP, distinct(window)),
-                "route exposure, same": (EXPOSURE, route(hour)),
-                "route exposure, last hour": (EXPOSURE, last_hour(route)),
-                "route exposure, distinct": (EXPOSURE, distinct(route)),
-            }
-            print(f"{clients_} concurrent clients, {seconds:.0f} s per workload")
-            for name, (query, variables) in workloads.items():
-                await post(query, variables)  # warm caches once
-                report(
-                    name,
-                    await measure(lambda q=query, v=variables: post(q, v), clients_, seconds),
-                    seconds,
-                )
-        parent.send("stop")
-        server.join(30)
+def last_hour(shape: Shape) -> Make:
+    """The hour up to "now", two hours into the data, as a client's clock says."""
+    return lambda start, began: (
+        lambda: shape(start, timedelta(hours=1, seconds=time.perf_counter() - began))
+    )
+
+
+def distinct(shape: Shape) -> Make:
+    """Windows inside the data over minutes no recent request covered: each (start
+    minute, length) pair once per pass over all 4,636 of them, far longer than the cache
+    keeps an answer; at a random second in the minute."""
+
+    def make(start: datetime, began: float) -> Variables:
+        pairs: list[tuple[int, int]] = []
+
+        def variables() -> dict[str, object]:
+            if not pairs:
+                pairs.extend((m, n) for m in range(76) for n in range(30, 91))
+                random.shuffle(pairs)
+            minute, length = pairs.pop()
+            at = timedelta(minutes=minute, seconds=random.uniform(0.001, 59.999))
+            return shape(start, at, length)
+
+        return variables
+
+    return make
 
 
 Variables = dict[str, object] | Callable[[], dict[str, object]]
-Make = Callable[..., dict[str, object]]
 SERIES = """query($from: DateTime!, $to: DateTime!) {
   sensorSeries(area: {district: "11140"}, metric: "pm2_5", from: $from, to: $to,
                bucket: FIVE_MINUTES) { bucket value { mean count } }
@@ -219,13 +259,32 @@ EXPOSURE = """query($path: [PointInput!]!, $at: DateTime!, $minutes: Int!) {
 }"""
 
 
+Shape = Callable[..., dict[str, object]]
+Make = Callable[[datetime, float], Variables]
+WORKLOADS: dict[str, tuple[str, Make]] = {
+    "baseline __typename": ("{ __typename }", lambda start, began: {}),
+    "series, same": (SERIES, same(window)),
+    "series, last hour": (SERIES, last_hour(window)),
+    "series, distinct": (SERIES, distinct(window)),
+    "heat map, same": (HEATMAP, same(window)),
+    "heat map, last hour": (HEATMAP, last_hour(window)),
+    "heat map, distinct": (HEATMAP, distinct(window)),
+    "route exposure, same": (EXPOSURE, same(route)),
+    "route exposure, last hour": (EXPOSURE, last_hour(route)),
+    "route exposure, distinct": (EXPOSURE, distinct(route)),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readings", type=int, default=10_000_000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="hub processes (IEUM_WORKERS): one per core"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.readings, args.clients, args.seconds))
+    asyncio.run(run(args.readings, args.clients, args.seconds, args.workers))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ import contextlib
 import logging
 import math
 import signal
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 
 import uvicorn
 from starlette.applications import Starlette
 
-from hub import db, gc_tuning, simulate
+from hub import db, gc_tuning, simulate, workers
 from hub import demo as demo_data
-from hub.app import create_app
 from hub.bootstrap import prepare_database
 from hub.embedded.ports import free_port
 from hub.ingest import IngestWorker, ensure_topics
@@ -24,14 +23,6 @@ from hub.settings import Settings
 log = logging.getLogger(__name__)
 
 DEMO_VEHICLES = 40
-
-
-class Server(uvicorn.Server):
-    """uvicorn re-raises the signals it caught once it has stopped; we stop servers first."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def serve(
@@ -60,16 +51,14 @@ async def _serve(
     assert services.database_url
     await prepare_database(services.database_url, settings)
     credentials = await _demo_credentials(services.database_url, settings) if demo else None
-    server = Server(
-        uvicorn.Config(
-            create_app(settings, services, domains),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-            ws="websockets-sansio",
-        )
-    )
+    try:
+        sock = workers.listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        log.error("serve.cannot_listen host=%s port=%s error=%s", settings.host, settings.port, exc)
+        raise SystemExit(1) from None
+    # uvicorn re-raises the signals it caught once it has stopped; we stop servers first.
+    server = workers.Server(workers.server_config(settings, services, domains))
+    extra = workers.start(settings, services, domains, sock, settings.workers - 1)
 
     def stop() -> None:
         if server.should_exit:  # a second Ctrl-C: don't wait for requests
@@ -80,7 +69,7 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
     background = _background(settings, services, domains, credentials)
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     # uvicorn exposes no event for this; poll its flag.
     while not server.started and not serving.done():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
@@ -91,6 +80,8 @@ async def _serve(
         await serving
     finally:
         await background.stop()
+        await asyncio.to_thread(workers.stop, extra, settings.shutdown_grace_seconds + 5)
+        sock.close()
     if not server.started:
         raise SystemExit(1)
 
@@ -217,7 +208,7 @@ async def serving(app: Starlette, port: int | None = None) -> AsyncIterator[str]
     """Serve `app` in this event loop on a loopback port (a free one by default); yield
     its base URL. For tests and benchmarks, which need the real HTTP stack in-process."""
     port = port or free_port()
-    server = Server(
+    server = workers.Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
         )

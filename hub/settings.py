@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         le=300,
         description="How long an aggregate answer is handed out again; 0 turns it off.",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes answering HTTP on the hub's port (about one per core).",
+    )
     rollup_memory_mb: int = Field(
         default=256,
         ge=0,

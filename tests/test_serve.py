@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,14 +37,14 @@ def alive(pid: int) -> bool:
 class Hub:
     """One `ieum serve` process on a data directory, with its output collected."""
 
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.env = {
             k: v
             for k, v in os.environ.items()
             if k not in ("IEUM_DATABASE_URL", "IEUM_KAFKA_BOOTSTRAP")
-        } | {"IEUM_DATA_DIR": str(data_dir), "IEUM_PORT": str(self.port)}
+        } | {"IEUM_DATA_DIR": str(data_dir), "IEUM_PORT": str(self.port), **(env or {})}
         self.output: list[str] = []
         self.ready = threading.Event()
         self.process = subprocess.Popen(
@@ -84,6 +85,19 @@ class Hub:
         assert self.process.stdout
         self.process.stdout.close()
         return code
+
+    def workers(self) -> list[int]:
+        """Process ids of the extra HTTP workers (IEUM_WORKERS) this hub started."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().split(")")[-1].split()[1])
+                command = (stat.parent / "cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if parent == self.process.pid and b"spawn_main" in command:
+                found.append(int(stat.parent.name))
+        return found
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -218,3 +232,46 @@ def test_a_hub_that_would_issue_tokens_over_plain_http_refuses_to_start(hub: Hub
     result = hub.run("serve", "--host", ALL_INTERFACES, "--port", str(free_port()))
     assert result.returncode == 2
     assert "IEUM_PUBLIC_URL" in result.stderr and "https://" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def own_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory for tests that start hubs of their own settings."""
+    return tmp_path_factory.mktemp("workers") / "data"
+
+
+def test_workers_answer_on_the_port_and_stop_with_the_hub(own_dir: Path) -> None:
+    served = Hub(own_dir, "--no-demo", env={"IEUM_WORKERS": "2"})
+    try:
+        deadline = time.monotonic() + 60
+        while len(served.workers()) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (worker,) = served.workers()
+        httpx.get(f"{served.url}/healthz", timeout=10)
+        # With the first process stopped, only the worker can answer.
+        served.process.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(5):
+                response = httpx.post(
+                    f"{served.url}/graphql", json={"query": SEOUL_QUERY}, timeout=20
+                )
+                assert len(response.json()["data"]["districts"]) == 25
+        finally:
+            served.process.send_signal(signal.SIGCONT)
+    finally:
+        assert served.stop(signal.SIGINT) == 0
+    assert not alive(worker)
+
+
+def test_workers_of_a_killed_hub_stop_by_themselves(own_dir: Path) -> None:
+    killed = Hub(own_dir, "--no-demo", env={"IEUM_WORKERS": "2"})
+    deadline = time.monotonic() + 60
+    while not killed.workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (worker,) = killed.workers()
+    killed.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(worker)
+    Hub(own_dir, "--no-demo").stop(signal.SIGINT)  # stops the orphaned servers

@@ -1,0 +1,124 @@
+"""More processes answering on the hub's port: one Python process uses one core.
+
+`ieum serve` binds the listening socket once and hands it to `IEUM_WORKERS - 1` extra
+processes, each running the whole app (its own pool, caches, token keys and live feed);
+the kernel spreads connections over them. The ingest worker and the demo fleet stay in
+the first process. A worker stops on SIGTERM or SIGINT, finishing its requests, and on
+its own when the process that started it is gone, so a killed hub leaves none behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
+
+import uvicorn
+
+from hub import gc_tuning
+from hub.app import create_app
+from hub.runtime import Services
+from hub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The hub's port, bound once for every process that serves it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say
+    # they are TCP, and with Nagle on, every small response waits ~40 ms for an ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Server(uvicorn.Server):
+    """Stops when told (`should_exit`), without uvicorn's signal capture, which re-raises
+    the signal once stopped: the caller decides how a signal ends the process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+def server_config(
+    settings: Settings, services: Services, domains: Sequence[str] | None
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(settings, services, domains),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        ws="websockets-sansio",
+    )
+
+
+def start(
+    settings: Settings,
+    services: Services,
+    domains: Sequence[str] | None,
+    sock: socket.socket,
+    count: int,
+) -> list[BaseProcess]:
+    """`count` processes serving the app on `sock` (spawned: this process runs threads)."""
+    context = multiprocessing.get_context("spawn")
+    processes = []
+    for number in range(count):
+        process = context.Process(
+            target=_serve,
+            args=(settings, services, list(domains) if domains else None, sock, os.getpid()),
+            name=f"ieum-http-{number + 1}",
+        )
+        process.start()
+        processes.append(process)
+    return processes
+
+
+def stop(processes: list[BaseProcess], timeout: float) -> None:
+    """Ask each worker to finish its requests and stop; kill those that do not in time."""
+    for process in processes:
+        if process.is_alive() and process.pid:
+            os.kill(process.pid, signal.SIGTERM)
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
+            log.warning("workers.killed pid=%s", process.pid)
+            process.kill()
+            process.join()
+
+
+def _serve(
+    settings: Settings,
+    services: Services,
+    domains: list[str] | None,
+    sock: socket.socket,
+    parent: int,
+) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+    server = Server(server_config(settings, services, domains))
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, setattr, server, "should_exit", True)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        gc_tuning.settle_after_startup()
+        while not serving.done() and os.getppid() == parent:
+            await asyncio.wait({serving}, timeout=1)
+        server.should_exit = True  # the hub that started this worker is gone
+        await serving
+
+    asyncio.run(run())
