@@ -212,3 +212,34 @@ def test_parent_and_children_range_are_h3s() -> None:
         for cell in nearby:
             is_child = h3.cell_to_parent(cell, segments.REGION_RESOLUTION) == region
             assert (low <= cell <= high) == is_child
+
+
+async def test_a_failed_read_fails_its_askers_and_is_not_kept(
+    pool: asyncpg.Pool, migrated_url: str
+) -> None:
+    """A role that may read the versions but not the rollups: the read of the blocks
+    fails for every concurrent asker, and the next ask reads again."""
+    role = "ieum_versions_only"
+    await pool.execute(
+        f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;"
+        f" GRANT SELECT ON sensor_rollup_slots TO {role}"
+    )
+    limited = await asyncpg.create_pool(migrated_url, user=role, min_size=1, max_size=4)
+    store = segments.RollupStore(64 * 2**20)
+    end = START + timedelta(minutes=30)
+    try:
+        answers = await asyncio.gather(
+            *(queries.window(limited, store, CELLS, PM25, START, end, 3) for _ in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(a, asyncpg.InsufficientPrivilegeError) for a in answers)
+        assert store.bytes == 0
+        while store._loading:  # reads of other regions still under way fail too
+            await asyncio.sleep(0.01)
+        again = await queries.window(pool, store, CELLS, PM25, START, end, 3)
+        in_sql = await queries.window(pool, segments.RollupStore(0), CELLS, PM25, START, end, 3)
+        assert again and in_sql
+        same_stats(again, in_sql)
+    finally:
+        await limited.close()
+        await pool.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")

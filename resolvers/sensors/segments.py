@@ -343,20 +343,18 @@ class RollupStore:
 
     async def _load(self, pool: asyncpg.Pool, mine: list[tuple[BlockKey, int]]) -> None:
         """Read the blocks a caller found missing, one query per metric, region and run of
-        consecutive slots, and hand them to everyone waiting."""
+        consecutive slots, at once on several connections; hand them to everyone waiting."""
+        await asyncio.gather(*(self._load_run(pool, place, run) for place, run in _runs(mine)))
+
+    async def _load_run(
+        self, pool: asyncpg.Pool, place: tuple[int, int], run: list[tuple[BlockKey, int]]
+    ) -> None:
+        metric_index, region = place
         try:
-            for (metric_index, region), run in _runs(mine):
-                first_slot, last_slot = run[0][0][1], run[-1][0][1]
-                blocks = await _read(pool, metric_index, region, first_slot, last_slot)
-                for key, version in run:
-                    block = blocks.get(key[1], _EMPTY)
-                    self._keep(key, version, block)
-                    self._loading.pop((key, version)).set_result(block)
+            blocks = await _read(pool, metric_index, region, run[0][0][1], run[-1][0][1])
         except BaseException as exc:
-            for item in mine:
-                future = self._loading.pop(item, None)
-                if future is None or future.done():
-                    continue
+            for item in run:
+                future = self._loading.pop(item)
                 if isinstance(exc, asyncio.CancelledError):
                     future.cancel()
                 else:
@@ -364,6 +362,11 @@ class RollupStore:
                     future.exception()  # retrieved: no warning when no one waits any more
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            return
+        for key, version in run:
+            block = blocks.get(key[1], _EMPTY)
+            self._keep(key, version, block)
+            self._loading.pop((key, version)).set_result(block)
 
     def _keep(self, key: Key, version: int, block: Columns) -> None:
         held = self._blocks.get(key)
