@@ -51,7 +51,7 @@ def report(name: str, latencies: list[float], seconds: float) -> float:
     quantiles = statistics.quantiles(latencies, n=100)
     rate = len(latencies) / seconds
     print(
-        f"{name:28} {rate:9.0f} req/s   p50 {quantiles[49] * 1000:7.2f} ms"
+        f"{name:42} {rate:7.0f} req/s   p50 {quantiles[49] * 1000:7.2f} ms"
         f"   p99 {quantiles[98] * 1000:7.2f} ms"
     )
     return rate

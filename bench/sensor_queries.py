@@ -12,9 +12,13 @@ the hub's `{ __typename }` (HTTP + GraphQL + token check only).
 Each query runs three ways. "same": one question from every client (a dashboard many
 people look at). "last hour": every client asks for the hour up to its own clock, so no
 two requests carry the same times, but most cover the same minutes (the aggregate cache
-keys windows by whole minutes). "distinct": every request covers a set of minutes no
+keys windows by whole minutes); once more while ingest-like writes raise the version of the
+newest slot four times a second, so each process reads that slot's rollups again.
+"distinct": every request covers a set of minutes no
 request in the last several seconds covered (a shifted start and a length of 30 to 90
-minutes), so every one is aggregated anew: the aggregate cache's misses, the worst case.
+minutes), so every one is aggregated anew: the aggregate cache's misses, the worst case;
+their first 3 s, while each hub process reads the rollups from PostgreSQL, are reported
+apart.
 
 The misses run twice more, for comparison in the same run: with every aggregate computed
 in PostgreSQL (IEUM_ROLLUP_MEMORY_MB=0, as before the hub kept rollups in memory), and
@@ -29,7 +33,7 @@ import contextlib
 import http.client
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -45,6 +49,7 @@ from hub.runtime import Services
 from hub.settings import Settings
 from resolvers.sensors import ingest_store
 from resolvers.sensors.message import H3_RESOLUTION, pack
+from resolvers.sensors.rollup import RollupRow
 
 CENTRE = (37.5665, 126.9780)
 VEHICLES = 1000
@@ -151,10 +156,11 @@ async def run(readings: int, clients_: int, seconds: float, processes: int) -> N
             print(f"\n{title}")
             hub_settings = settings.model_copy(update={"workers": processes, **changes})
             with hub(hub_settings, services) as base:
-                await measure_hub(base, reader, start, names, clients_, seconds)
+                await measure_hub(url, base, reader, start, names, clients_, seconds)
 
 
 async def measure_hub(
+    url: str,
     base: str,
     reader: clients.NewClient,
     start: datetime,
@@ -187,12 +193,51 @@ async def measure_hub(
         for name in names:
             query, make = WORKLOADS[name]
             variables = make(start, began)
-            await post(query, variables)  # warm caches once
-            report(
-                name,
-                await measure(lambda q=query, v=variables: post(q, v), clients_, seconds),
-                seconds,
-            )
+            call = lambda q=query, v=variables: post(q, v)  # noqa: E731
+            async with writing(url, start, began) if "writing" in name else _nothing():
+                await call()  # warm caches once
+                if "distinct" in name:  # each process reads the rollups it is asked about
+                    report(f"{name} (first {COLD} s)", await measure(call, clients_, COLD), COLD)
+                report(name, await measure(call, clients_, seconds), seconds)
+
+
+COLD = 3
+
+
+@contextlib.asynccontextmanager
+async def writing(url: str, start: datetime, began: float) -> AsyncIterator[None]:
+    """Ingest-like writes, four a second, into the newest minute of the "last hour": each
+    raises the version of the slot, so the hub reads that slot's rollups again."""
+    conn = await db.connect(url, Settings())
+    await ingest_store.prepare_connection(conn)
+    cells = [h3.latlng_to_cell(*CENTRE, H3_RESOLUTION), h3.latlng_to_cell(*ROUTE[0], H3_RESOLUTION)]
+
+    async def write() -> None:
+        while True:
+            now = start + timedelta(hours=2, seconds=time.perf_counter() - began)
+            minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
+            rows = [
+                RollupRow(cell, minute, [1] * 54, [20.0] * 54, [400.0] * 54, [20.0] * 54,
+                          [20.0] * 54, [7])
+                for cell in cells
+            ]  # fmt: skip
+            async with conn.transaction():
+                await ingest_store.upsert_rollups(conn, rows)
+            await asyncio.sleep(0.25)
+
+    task = asyncio.create_task(write())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
 
 
 def window(start: datetime, shift: timedelta, length: int = 60) -> dict[str, object]:
@@ -265,12 +310,15 @@ WORKLOADS: dict[str, tuple[str, Make]] = {
     "baseline __typename": ("{ __typename }", lambda start, began: {}),
     "series, same": (SERIES, same(window)),
     "series, last hour": (SERIES, last_hour(window)),
+    "series, last hour, ingest writing": (SERIES, last_hour(window)),
     "series, distinct": (SERIES, distinct(window)),
     "heat map, same": (HEATMAP, same(window)),
     "heat map, last hour": (HEATMAP, last_hour(window)),
+    "heat map, last hour, ingest writing": (HEATMAP, last_hour(window)),
     "heat map, distinct": (HEATMAP, distinct(window)),
     "route exposure, same": (EXPOSURE, same(route)),
     "route exposure, last hour": (EXPOSURE, last_hour(route)),
+    "route exposure, last hour, ingest writing": (EXPOSURE, last_hour(route)),
     "route exposure, distinct": (EXPOSURE, distinct(route)),
 }
 
