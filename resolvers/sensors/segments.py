@@ -47,7 +47,7 @@ class Columns:
     """Rollup rows of one metric (those with readings of it). Integers and floats are
     two matrices, so choosing rows is two copies rather than ten."""
 
-    ints: np.ndarray  # int64 (rows, 5): see INTS
+    ints: np.ndarray  # int64 (rows, 5): the properties below
     floats: np.ndarray  # float64 (rows, 5): readings, sum, sum of squares, min, max
     vehicles: np.ndarray  # int64: every row's hashed vehicles one after another
 
@@ -144,7 +144,7 @@ class Area:
     whole: bool  # every cell of every region is in the area
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=128)  # an area of 60,000 cells takes about 2 MB here
 def area_of(cells: tuple[int, ...]) -> Area:
     array = np.unique(np.array(cells, dtype=np.int64))
     regions, counts = np.unique(parent(array, REGION_RESOLUTION), return_counts=True)
@@ -164,7 +164,7 @@ def parent(cells: np.ndarray, resolution: int) -> np.ndarray:
 
 def children_range(region: int) -> tuple[int, int]:
     """The lowest and highest resolution-9 cell of a region: its children are the valid
-    cells between (digits 7 to 9 run from 0 to 6)."""
+    cells between (the digits finer than the region's run from 0 to 6)."""
     low = h3.cell_to_center_child(region, H3_RESOLUTION)
     spread = sum(6 << (3 * (15 - r)) for r in range(REGION_RESOLUTION + 1, H3_RESOLUTION + 1))
     return low, low + spread
