@@ -171,7 +171,10 @@ async def series(
     origin = segments.minutes(BUCKET_ORIGIN)
     width = bucket // timedelta(minutes=1)
     groups = segments.group(rows, origin + (rows.minute - origin) // width * width, k)
-    return [(segments.at(key), _stats_of(groups, g)) for g, key in enumerate(groups.keys.tolist())]
+    return [
+        (segments.at(key), stats)
+        for key, stats in zip(groups.keys.tolist(), _all_stats(groups), strict=True)
+    ]
 
 
 async def _series_in_sql(
@@ -257,14 +260,14 @@ async def per_cell(
         return await _per_cell_in_sql(pool, cells, m, start, end, k, resolution)
     groups = segments.group(rows, segments.parent(rows.cell, resolution), k)
     result = {}
-    for g, key in enumerate(groups.keys.tolist()):
+    for g, (key, stats) in enumerate(zip(groups.keys.tolist(), _all_stats(groups), strict=True)):
         known = groups.sets.get(g)
         vehicles = (
             Vehicles(len(known), True, known)
             if known is not None
-            else Vehicles(int(groups.floor[g]), False)
+            else Vehicles(stats.vehicles, False)
         )
-        result[key] = (_stats_of(groups, g), vehicles)
+        result[key] = (stats, vehicles)
     return result
 
 
@@ -330,7 +333,7 @@ async def window(
     if rows is None:
         return await _window_in_sql(pool, cells, m, start, end, k)
     groups = segments.group(rows, np.zeros(len(rows), dtype=np.int64), k)
-    return _stats_of(groups, 0) if len(groups.keys) else None
+    return _all_stats(groups)[0] if len(groups.keys) else None
 
 
 async def _window_in_sql(
@@ -359,15 +362,16 @@ def _stats(row: asyncpg.Record, vehicles: int | None = None) -> Stats:
     return Stats(row["n"], row["s"], row["ss"], row["lo"], row["hi"], count)
 
 
-def _stats_of(groups: segments.Groups, g: int) -> Stats:
-    return Stats(
-        count=int(groups.n[g]),
-        total=float(groups.total[g]),
-        total_sq=float(groups.total_sq[g]),
-        low=float(groups.low[g]),
-        high=float(groups.high[g]),
-        vehicles=int(groups.floor[g]),
-    )
+def _all_stats(groups: segments.Groups) -> list[Stats]:
+    """Each group's Stats (converted column by column: numpy scalars one by one cost more
+    than the aggregation)."""
+    columns = (groups.n, groups.total, groups.total_sq, groups.low, groups.high, groups.floor)
+    return [
+        Stats(int(n), total, total_sq, low, high, int(vehicles))
+        for n, total, total_sq, low, high, vehicles in zip(
+            *(column.tolist() for column in columns), strict=True
+        )
+    ]
 
 
 def combine(entries: list[tuple[Stats, Vehicles]]) -> tuple[Stats, Vehicles]:
