@@ -196,6 +196,7 @@ def _banner(
             f"  Database  {services.database_label}",
             f"  Broker    {services.broker_label}",
             f"  Data dir  {settings.data_dir.resolve()}",
+            f"  Processes {settings.workers} answering HTTP (IEUM_WORKERS)",
             *demo,
             "  Press Ctrl-C to stop.",
             "",
