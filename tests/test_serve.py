@@ -83,7 +83,8 @@ class Hub:
         code = self.process.wait(30)
         self.reader.join(10)
         assert self.process.stdout
-        self.process.stdout.close()
+        if not self.reader.is_alive():  # a child left behind would keep the pipe open
+            self.process.stdout.close()
         return code
 
     def workers(self) -> list[int]:
