@@ -66,7 +66,7 @@ AGGREGATE_CACHE = Counter(
 )
 ROLLUP_BLOCKS = Counter(
     "ieum_rollup_blocks",
-    "Blocks of sensor rollups a query used, by whether the hub held them or read them.",
+    "Blocks of sensor rollups read for an area and slot not yet viewed: held or read anew.",
     ["source"],
     registry=REGISTRY,
 )

@@ -120,11 +120,15 @@ def chosen(rows: Columns, which: np.ndarray) -> Columns:
 def compacted(rows: Columns, which: np.ndarray) -> Columns:
     """Some rows with only their own vehicles, for keeping."""
     ints = rows.ints[which]
-    counts = ints[:, 3]
-    starts = np.cumsum(counts) - counts
-    at = np.repeat(ints[:, 4] - starts, counts) + np.arange(counts.sum())
-    ints[:, 4] = starts
-    return Columns(ints, rows.floats[which], rows.vehicles[at])
+    vehicles = rows.vehicles[_vehicle_positions(ints[:, 4], ints[:, 3])]
+    ints[:, 4] = np.cumsum(ints[:, 3]) - ints[:, 3]
+    return Columns(ints, rows.floats[which], vehicles)
+
+
+def _vehicle_positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Where in `vehicles` the vehicles of rows beginning at `starts` lie, row after row."""
+    before = np.cumsum(counts) - counts  # vehicles of the earlier rows
+    return np.repeat(starts - before, counts) + np.arange(counts.sum())
 
 
 _EMPTY = Columns(
@@ -226,8 +230,7 @@ def group(rows: Columns, keys: np.ndarray, k: int) -> Groups:
         in_sparse = np.isin(group_of, sparse)
         chosen = order[in_sparse]
         counts = rows.vcount[chosen]
-        at = np.repeat(rows.vstart[chosen] - np.cumsum(counts) + counts, counts)
-        vehicles = rows.vehicles[at + np.arange(counts.sum())]
+        vehicles = rows.vehicles[_vehicle_positions(rows.vstart[chosen], counts)]
         owners = np.repeat(group_of[in_sparse], counts)  # in order: rows are sorted by key
         present, begins = np.unique(owners, return_index=True)
         split = np.split(vehicles, begins[1:]) if len(owners) else []
@@ -253,9 +256,9 @@ def group(rows: Columns, keys: np.ndarray, k: int) -> Groups:
 
 
 class RollupStore:
-    """Blocks of rollups by (metric, slot, region), least recently used dropped first once
-    they take more than `max_bytes`. `max_bytes = 0` keeps nothing: every aggregate is then
-    computed in PostgreSQL."""
+    """Blocks of rollups by (metric, slot, region) and views of them by (metric, slot,
+    area), least recently used dropped first once they take more than `max_bytes`.
+    `max_bytes = 0` keeps nothing: every aggregate is then computed in PostgreSQL."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -285,14 +288,12 @@ class RollupStore:
         area = area_of(tuple(cells))
         if len(slots) * len(area.regions) > MAX_BLOCKS:
             return None
-        versions = await _versions(pool, slots.start, slots.stop)
-        views = {
-            slot: self._held((metric_index, slot, area), versions.get(slot, 0)) for slot in slots
-        }
+        versions = await _versions(pool, slots)
+        views = {slot: self._held((metric_index, slot, area), versions[slot]) for slot in slots}
         missing = [slot for slot, view in views.items() if view is None]
         if missing:
             wanted = [
-                ((metric_index, slot, region), versions.get(slot, 0))
+                ((metric_index, slot, region), versions[slot])
                 for slot in missing
                 for region in area.regions
             ]
@@ -301,7 +302,7 @@ class RollupStore:
                 view = joined([next(blocks) for _ in area.regions])
                 if not area.whole:
                     view = compacted(view, _inside(view.cell, area.cells))
-                self._keep((metric_index, slot, area), versions.get(slot, 0), view)
+                self._keep((metric_index, slot, area), versions[slot], view)
                 views[slot] = view
         parts = list(views.values())
         for at_edge in {0, len(parts) - 1}:
@@ -405,13 +406,15 @@ def at(minutes: int) -> datetime:
     return EPOCH + timedelta(minutes=minutes)
 
 
-async def _versions(pool: asyncpg.Pool, first_slot: int, stop: int) -> dict[int, int]:
+async def _versions(pool: asyncpg.Pool, slots: range) -> dict[int, int]:
+    """Each slot's version; 0 for a slot no write has touched."""
     rows = await pool.fetch(
         "SELECT slot, version FROM sensor_rollup_slots WHERE slot >= $1 AND slot < $2",
-        at(first_slot),
-        at(stop),
+        at(slots.start),
+        at(slots.stop),
     )
-    return {minutes(row["slot"]): row["version"] for row in rows}
+    written = {minutes(row["slot"]): row["version"] for row in rows}
+    return {slot: written.get(slot, 0) for slot in slots}
 
 
 async def _read(
