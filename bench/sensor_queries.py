@@ -108,10 +108,10 @@ async def load(url: str, readings: int, settings: Settings) -> datetime:
 @contextmanager
 def hub(settings: Settings, services: Services) -> Iterator[str]:
     """The hub as `ieum serve` runs it with IEUM_WORKERS, in processes of its own."""
-    sock = workers.listening_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
+    sockets = workers.listening_sockets("127.0.0.1", 0, settings.workers)
+    port = sockets[0].getsockname()[1]
     settings = settings.model_copy(update={"port": port, "public_url": f"http://127.0.0.1:{port}"})
-    processes = workers.start(settings, services, None, sock, settings.workers)
+    processes = workers.start(settings, services, None, sockets)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -128,7 +128,6 @@ def hub(settings: Settings, services: Services) -> Iterator[str]:
         yield base
     finally:
         workers.stop(processes, 30)
-        sock.close()
 
 
 async def run(readings: int, clients_: int, seconds: float, processes: int) -> None:

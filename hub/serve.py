@@ -52,13 +52,13 @@ async def _serve(
     await prepare_database(services.database_url, settings)
     credentials = await _demo_credentials(services.database_url, settings) if demo else None
     try:
-        sock = workers.listening_socket(settings.host, settings.port)
+        sock, *others = workers.listening_sockets(settings.host, settings.port, settings.workers)
     except OSError as exc:
         log.error("serve.cannot_listen host=%s port=%s error=%s", settings.host, settings.port, exc)
         raise SystemExit(1) from None
     # uvicorn re-raises the signals it caught once it has stopped; we stop servers first.
     server = workers.Server(workers.server_config(settings, services, domains))
-    extra = workers.start(settings, services, domains, sock, settings.workers - 1)
+    extra = workers.start(settings, services, domains, others)
 
     def stop() -> None:
         if server.should_exit:  # a second Ctrl-C: don't wait for requests
