@@ -168,6 +168,69 @@ async def test_concurrent_askers_share_one_read(pool: asyncpg.Pool) -> None:
     assert store.loads == 6 * regions  # six slots in each region, read once
 
 
+async def test_concurrent_askers_share_versions_reads(pool: asyncpg.Pool) -> None:
+    store = segments.RollupStore(64 * 2**20)
+    await queries.window(pool, store, CELLS, PM25, START, START + timedelta(hours=2), 3)
+    reads = store.version_reads
+    windows = [(START + timedelta(minutes=m), START + timedelta(minutes=m + 50)) for m in range(10)]
+    answers = await asyncio.gather(
+        *(queries.window(pool, store, CELLS, PM25, *w, 3) for w in windows)
+    )
+    fresh = segments.RollupStore(64 * 2**20)
+    for w, answer in zip(windows, answers, strict=True):
+        assert answer == await queries.window(pool, fresh, CELLS, PM25, *w, 3)
+    # all ten asked before a read began: one read for them all
+    assert store.version_reads - reads == 1
+
+
+class HeldFirstAnswer:
+    """The pool, except that the first query's rows are held until `release` is set: a
+    versions read that has read, and not yet answered."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def fetch(self, *args: object) -> list[asyncpg.Record]:
+        rows = await self.pool.fetch(*args)
+        if not self.held.is_set():
+            self.held.set()
+            await self.release.wait()
+        return rows
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.pool, name)
+
+
+async def test_an_asker_during_a_versions_read_waits_for_the_next(pool: asyncpg.Pool) -> None:
+    """Sharing the read under way would hand a question asked after a write the versions
+    read before it."""
+    store = segments.RollupStore(64 * 2**20)
+    at = START + timedelta(minutes=75)
+    window = (at.replace(minute=10), at.replace(minute=20))
+    before = await queries.window(pool, store, CELLS, PM25, *window, 1)
+    held = HeldFirstAnswer(pool)
+    first = asyncio.create_task(queries.window(held, store, CELLS, PM25, *window, 1))  # type: ignore[arg-type]
+    await held.held.wait()
+
+    row = random_row(random.Random(6), CELLS[5], at)
+    row.n[PM25.id], row.sum[PM25.id], row.sum_sq[PM25.id] = 2, 20.0, 200.0
+    row.min[PM25.id], row.max[PM25.id] = 10.0, 10.0
+    async with pool.acquire() as conn:
+        await ingest_store.prepare_connection(conn)
+        await write(conn, [row])
+    second = asyncio.create_task(queries.window(held, store, CELLS, PM25, *window, 1))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    held.release.set()
+
+    assert await first == before  # asked before the write
+    after = await second
+    assert before is not None and after is not None
+    assert after.count == before.count + 2
+    assert store.version_reads == 3  # the warm-up's, the held one, the second's own
+
+
 async def test_memory_is_bounded(pool: asyncpg.Pool) -> None:
     roomy = segments.RollupStore(64 * 2**20)
     await queries.window(pool, roomy, CELLS, PM25, START, START + timedelta(hours=HOURS), 3)
