@@ -172,6 +172,13 @@ async def test_concurrent_askers_share_versions_reads(pool: asyncpg.Pool) -> Non
     store = segments.RollupStore(64 * 2**20)
     await queries.window(pool, store, CELLS, PM25, START, START + timedelta(hours=2), 3)
     reads = store.version_reads
+    # a write to a slot only the later askers cover: one read must ask for all their slots
+    row = random_row(random.Random(7), CELLS[2], START + timedelta(minutes=55))
+    row.n[PM25.id], row.sum[PM25.id], row.sum_sq[PM25.id] = 3, 30.0, 300.0
+    row.min[PM25.id], row.max[PM25.id], row.vehicles[:] = 10.0, 10.0, [1, 2, 3]
+    async with pool.acquire() as conn:
+        await ingest_store.prepare_connection(conn)
+        await write(conn, [row])
     windows = [(START + timedelta(minutes=m), START + timedelta(minutes=m + 50)) for m in range(10)]
     answers = await asyncio.gather(
         *(queries.window(pool, store, CELLS, PM25, *w, 3) for w in windows)
@@ -229,6 +236,22 @@ async def test_an_asker_during_a_versions_read_waits_for_the_next(pool: asyncpg.
     assert before is not None and after is not None
     assert after.count == before.count + 2
     assert store.version_reads == 3  # the warm-up's, the held one, the second's own
+
+
+async def test_a_versions_read_cancelled_before_it_ran_leaves_no_one_waiting(
+    pool: asyncpg.Pool,
+) -> None:
+    """As at shutdown, when every task is cancelled, the read of an asker just arrived."""
+    reader = segments.SlotVersions()
+    slots = range(segments.minutes(START), segments.minutes(START) + 30, segments.SLOT_MINUTES)
+    asker = asyncio.create_task(reader.get(pool, slots))
+    await asyncio.sleep(0)  # the asker has started the read, which has not run yet
+    assert reader._reading is not None
+    reader._reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asker, 10)
+    versions = await asyncio.wait_for(reader.get(pool, slots), 10)
+    assert set(versions) == set(slots) and min(versions.values()) > 0
 
 
 async def test_memory_is_bounded(pool: asyncpg.Pool) -> None:

@@ -436,37 +436,38 @@ class SlotVersions:
             self._next = asyncio.get_running_loop().create_future()
         self._wanted.update(slots)
         answer = self._next
-        if self._reading is None:
+        if self._reading is None or self._reading.done():
+            # A task of its own: an asker that goes away must not fail the others' read.
             self._reading = asyncio.ensure_future(self._read_while_asked(pool))
+            self._reading.add_done_callback(self._stopped)
         written = await asyncio.shield(answer)
         return {slot: written.get(slot, 0) for slot in slots}
 
     async def _read_while_asked(self, pool: asyncpg.Pool) -> None:
-        # A task of its own: an asker that goes away must not fail the others' read.
-        try:
-            while self._next is not None:
-                answer, wanted = self._next, sorted(self._wanted)
-                self._next, self._wanted = None, set()
-                self.reads += 1
-                try:
-                    rows = await pool.fetch(
-                        "SELECT slot, version FROM sensor_rollup_slots"
-                        " WHERE slot = ANY($1::timestamptz[])",
-                        [at(slot) for slot in wanted],
-                    )
-                except asyncio.CancelledError:
-                    answer.cancel()
-                    raise
-                except Exception as exc:  # handed to the askers
-                    answer.set_exception(exc)
-                    answer.exception()  # retrieved: no warning when no one waits any more
-                    continue
-                answer.set_result({minutes(row["slot"]): row["version"] for row in rows})
-        finally:
-            if self._next is not None:
-                self._next.cancel()
-                self._next, self._wanted = None, set()
-            self._reading = None
+        while self._next is not None:
+            answer, wanted = self._next, sorted(self._wanted)
+            self._next, self._wanted = None, set()
+            self.reads += 1
+            try:
+                rows = await pool.fetch(
+                    "SELECT slot, version FROM sensor_rollup_slots"
+                    " WHERE slot = ANY($1::timestamptz[])",
+                    [at(slot) for slot in wanted],
+                )
+            except Exception as exc:  # handed to this read's askers; the next read may work
+                answer.set_exception(exc)
+                answer.exception()  # retrieved: no warning when no one waits any more
+                continue
+            except BaseException:
+                answer.cancel()
+                raise
+            answer.set_result({minutes(row["slot"]): row["version"] for row in rows})
+
+    def _stopped(self, reading: asyncio.Future[None]) -> None:
+        """A reading task cancelled, even before it ran, leaves no asker waiting."""
+        if reading is self._reading and self._next is not None:
+            self._next.cancel()
+            self._next, self._wanted = None, set()
 
 
 async def _read(
