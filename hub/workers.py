@@ -39,6 +39,8 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     connections (20 of 20 in the benchmark), and keep-alive connections stay where they
     were accepted.
     """
+    if count > 1 and not hasattr(socket, "SO_REUSEPORT"):
+        raise OSError("IEUM_WORKERS above 1 needs SO_REUSEPORT, which this system lacks")
     sockets = [_listening(host, port, reuse_port=count > 1)]
     port = sockets[0].getsockname()[1]
     try:
