@@ -46,11 +46,12 @@ class Subscriber:
 class LiveReadings:
     def __init__(self) -> None:
         self._subscribers: set[Subscriber] = set()
+        self._cells: frozenset[int] = frozenset()
 
     @property
-    def listening(self) -> bool:
-        """Whether anyone here subscribes: without, readings need not even be decoded."""
-        return bool(self._subscribers)
+    def cells(self) -> frozenset[int]:
+        """The cells someone here subscribes to: readings elsewhere need not be decoded."""
+        return self._cells
 
     async def publish(self, readings: Sequence[Reading]) -> None:
         for subscriber in list(self._subscribers):
@@ -60,7 +61,9 @@ class LiveReadings:
     async def subscribe(self, cells: frozenset[int]) -> AsyncIterator[Subscriber]:
         subscriber = Subscriber(cells)
         self._subscribers.add(subscriber)
+        self._cells = self._cells | cells
         try:
             yield subscriber
         finally:
             self._subscribers.discard(subscriber)
+            self._cells = frozenset().union(*(s.cells for s in self._subscribers))

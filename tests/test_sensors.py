@@ -581,6 +581,27 @@ def test_the_feed_carries_readings_as_stored() -> None:
         )
 
 
+def test_a_hub_decodes_only_the_readings_in_cells_watched() -> None:
+    at = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+    readings = [
+        parse(message(f"u-{i}", f"car-{i}", at, *PLACES[i % 3], {"pm2_5": i}), now=at)
+        for i in range(30)
+    ]
+    watched = frozenset({readings[0].cell, readings[1].cell})
+    assert readings[2].cell not in watched
+    decoded = [r for chunk in live_feed.encode(readings) for r in live_feed.decode(chunk, watched)]
+    assert [r.device_id for r in decoded] == [r.device_id for r in readings if r.cell in watched]
+
+
+async def test_the_cells_watched_are_those_of_the_subscriptions_open() -> None:
+    live = LiveReadings()
+    async with live.subscribe(frozenset({1, 2})):
+        async with live.subscribe(frozenset({2, 3})):
+            assert live.cells == {1, 2, 3}
+        assert live.cells == {1, 2}
+    assert live.cells == frozenset()
+
+
 class FailsOnce(LiveReadings):
     def __init__(self) -> None:
         super().__init__()
@@ -601,8 +622,9 @@ async def test_a_hub_keeps_following_the_feed_after_a_failure(kafka_bootstrap: s
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
-        async with live.subscribe(frozenset()):  # someone listens, or nothing is decoded
-            at = datetime.now(UTC).replace(microsecond=0)
+        at = datetime.now(UTC).replace(microsecond=0)
+        cell = parse(message("u-f", "car-f", at, *PLACES[0], {"pm2_5": 0.0})).cell
+        async with live.subscribe(frozenset({cell})):  # someone watches, or nothing is decoded
             for pm in (1.0, 2.0, 3.0):
                 reading = parse(message("u-f", "car-f", at, *PLACES[0], {"pm2_5": pm}))
                 for chunk in live_feed.encode([reading]):
