@@ -54,6 +54,28 @@ async def write(conn: asyncpg.Connection, rows: list[RollupRow]) -> None:
         await ingest_store.upsert_rollups(conn, rows)
 
 
+async def write_pm25(
+    pool: asyncpg.Pool,
+    seed: int,
+    cell: int,
+    at: datetime,
+    count: int,
+    value: float,
+    vehicles: list[int] | None = None,
+) -> None:
+    """A rollup row with `count` PM2.5 readings of `value` (other metrics random), written
+    as ingest writes it."""
+    row = random_row(random.Random(seed), cell, at)
+    row.n[PM25.id], row.sum[PM25.id] = count, count * value
+    row.sum_sq[PM25.id] = count * value * value
+    row.min[PM25.id] = row.max[PM25.id] = value
+    if vehicles is not None:
+        row.vehicles[:] = vehicles
+    async with pool.acquire() as conn:
+        await ingest_store.prepare_connection(conn)
+        await write(conn, [row])
+
+
 @pytest.fixture(scope="module")
 async def pool(migrated_url: str) -> AsyncIterator[asyncpg.Pool]:
     rng = random.Random(11)
@@ -136,12 +158,7 @@ async def test_a_new_write_is_seen_at_once(pool: asyncpg.Pool) -> None:
     before = await queries.window(pool, store, CELLS, PM25, *window, 1)
     loaded = store.loads
 
-    row = random_row(random.Random(5), CELLS[3], at)
-    row.n[PM25.id], row.sum[PM25.id], row.sum_sq[PM25.id] = 4, 400.0, 40_000.0
-    row.min[PM25.id], row.max[PM25.id] = 100.0, 100.0
-    async with pool.acquire() as conn:
-        await ingest_store.prepare_connection(conn)
-        await write(conn, [row])
+    await write_pm25(pool, 5, CELLS[3], at, 4, 100.0)
     after = await queries.window(pool, store, CELLS, PM25, *window, 1)
 
     assert after is not None
@@ -173,12 +190,7 @@ async def test_concurrent_askers_share_versions_reads(pool: asyncpg.Pool) -> Non
     await queries.window(pool, store, CELLS, PM25, START, START + timedelta(hours=2), 3)
     reads = store.version_reads
     # a write to a slot only the later askers cover: one read must ask for all their slots
-    row = random_row(random.Random(7), CELLS[2], START + timedelta(minutes=55))
-    row.n[PM25.id], row.sum[PM25.id], row.sum_sq[PM25.id] = 3, 30.0, 300.0
-    row.min[PM25.id], row.max[PM25.id], row.vehicles[:] = 10.0, 10.0, [1, 2, 3]
-    async with pool.acquire() as conn:
-        await ingest_store.prepare_connection(conn)
-        await write(conn, [row])
+    await write_pm25(pool, 7, CELLS[2], START + timedelta(minutes=55), 3, 10.0, [1, 2, 3])
     windows = [(START + timedelta(minutes=m), START + timedelta(minutes=m + 50)) for m in range(10)]
     answers = await asyncio.gather(
         *(queries.window(pool, store, CELLS, PM25, *w, 3) for w in windows)
@@ -223,12 +235,7 @@ async def test_an_asker_during_a_versions_read_waits_for_the_next(pool: asyncpg.
     first = asyncio.create_task(queries.window(held, store, CELLS, PM25, *window, 1))  # type: ignore[arg-type]
     await held.held.wait()
 
-    row = random_row(random.Random(6), CELLS[5], at)
-    row.n[PM25.id], row.sum[PM25.id], row.sum_sq[PM25.id] = 2, 20.0, 200.0
-    row.min[PM25.id], row.max[PM25.id] = 10.0, 10.0
-    async with pool.acquire() as conn:
-        await ingest_store.prepare_connection(conn)
-        await write(conn, [row])
+    await write_pm25(pool, 6, CELLS[5], at, 2, 10.0)
     second = asyncio.create_task(queries.window(held, store, CELLS, PM25, *window, 1))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)
     held.release.set()
