@@ -6,7 +6,8 @@
 Loads synthetic readings straight into PostgreSQL (1,000 vehicles moving over central
 Seoul's cells, one reading a second), builds their per-minute rollups in SQL, then runs
 the hub as `ieum serve` does with IEUM_WORKERS (processes of its own on one port) and
-measures each query from this process over HTTP with aiohttp. Baseline in the same run:
+measures each query from this process over keep-alive HTTP/1.1 connections (a lean
+client: the load shares the hub's two cores). Baseline in the same run:
 the hub's `{ __typename }` (HTTP + GraphQL + token check only).
 
 Each query runs three ways. "same": one question from every client (a dashboard many
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import http.client
 import random
@@ -36,11 +38,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
-import aiohttp
 import asyncpg
+import orjson
 from h3.api import basic_int as h3
-from harness import measure, report, servers
+from harness import Connections, measure, report, servers
 
 from auth import clients
 from hub import db, workers
@@ -167,26 +170,17 @@ async def measure_hub(
     clients_: int,
     seconds: float,
 ) -> None:
-    async with aiohttp.ClientSession(
-        base_url=base, connector=aiohttp.TCPConnector(limit=clients_)
-    ) as http:
-        basic = aiohttp.encode_basic_auth(reader.client_id, reader.client_secret or "")
-        async with http.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            headers={"Authorization": basic},
-        ) as response:
-            token = (await response.json())["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
+    token = access_token(base, reader)
+    connections = Connections(base, {"Authorization": f"Bearer {token}"})
+    try:
 
         async def post(query: str, variables: Variables) -> None:
             if callable(variables):
                 variables = variables()
-            async with http.post(
-                "/graphql", json={"query": query, "variables": variables}, headers=headers
-            ) as response:
-                body = await response.json()
-                assert "errors" not in body, body
+            body = orjson.dumps({"query": query, "variables": variables})
+            status, answer = await connections.post("/graphql", body)
+            assert status == 200, answer
+            assert "errors" not in orjson.loads(answer), answer
 
         began = time.perf_counter()
         for name in names:
@@ -198,6 +192,27 @@ async def measure_hub(
                 if "distinct" in name:  # each process reads the rollups it is asked about
                     report(f"{name} (first {COLD} s)", await measure(call, clients_, COLD), COLD)
                 report(name, await measure(call, clients_, seconds), seconds)
+    finally:
+        await connections.close()
+
+
+def access_token(base: str, reader: clients.NewClient) -> str:
+    """A client-credentials token for the bench client, before any load."""
+    address = urlsplit(base)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
+    credentials = f"{reader.client_id}:{reader.client_secret or ''}".encode()
+    connection.request(
+        "POST",
+        "/oauth/token",
+        body="grant_type=client_credentials",
+        headers={
+            "Authorization": "Basic " + base64.b64encode(credentials).decode(),
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    answer = connection.getresponse()
+    assert answer.status == 200, answer.read()
+    return str(orjson.loads(answer.read())["access_token"])
 
 
 COLD = 3
