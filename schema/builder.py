@@ -11,7 +11,7 @@ from strawberry.tools import merge_types
 from auth.graphql import guard_declared_scopes
 from schema import platform, sensors
 from schema.domain import Domain
-from schema.execution import PlainLeavesExecution
+from schema.execution import PlainFieldsExecution
 from schema.extensions import (
     DOCUMENT_CACHE_SIZE,
     CurrentCaller,
@@ -53,7 +53,7 @@ def build_schema(names: Sequence[str] | None = None) -> strawberry.federation.Sc
         subscription=subscription,
         types=types,
         federation_version=FEDERATION_VERSION,  # type: ignore[arg-type]
-        execution_context_class=PlainLeavesExecution,
+        execution_context_class=PlainFieldsExecution,
         extensions=[
             PublicErrors,
             OperationMetrics,

@@ -1,36 +1,68 @@
-"""GraphQL execution with plain leaf fields completed directly.
+"""GraphQL execution with plain fields completed directly.
 
 graphql-core builds a resolve info, checks for awaitables and dispatches completion for
-every field of every object in a result. For a leaf that just reads an attribute (a
-heat-map cell's `cell`, an aggregate's `mean`), that bookkeeping is nearly all its cost:
-executing a 30-cell heat map took 26-42% less time without it, and the hub spent 10-20%
-less CPU per cached heat-map request over HTTP (docs/architecture.md). Here such a
-field is read and serialized as graphql-core would;
-anything else, and anything unusual (a null, a value that does not serialize, an error),
-goes through graphql-core's own path, which then reports it as usual.
+every field of every object in a result. For a field that just reads an attribute (a
+heat-map cell's `cell` and `value`, an aggregate's `mean`), that bookkeeping is nearly all
+its cost: executing a 30-cell heat map took 26-42% less time without it for the leaves
+alone (docs/architecture.md). Here such fields are read and serialized as graphql-core
+would: leaves one by one, and whole objects whose selection holds nothing but plain
+fields. Anything else, and anything unusual (a null where none may be, a value that does
+not serialize, an error, `@defer`), goes through graphql-core's own path, which then
+reports it as usual.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from graphql import GraphQLNonNull, GraphQLSchema, Undefined, is_leaf_type, is_object_type
+from graphql import (
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    Undefined,
+    is_leaf_type,
+    is_object_type,
+)
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
-# (type name, field name) -> (resolver, serializer)
-PlainLeaves = dict[tuple[str, str], tuple[Callable[..., Any], Callable[[Any], Any]]]
 
-_tables: WeakKeyDictionary[GraphQLSchema, PlainLeaves] = WeakKeyDictionary()
+@dataclass(frozen=True, slots=True)
+class PlainField:
+    """A field strawberry resolves by reading an attribute (no resolver, no arguments, no
+    field extension such as the scope guard), of a scalar, enum or object type."""
+
+    resolve: Callable[..., Any]
+    serialize: Callable[[Any], Any] | None  # None: an object type
+    object_type: GraphQLObjectType | None
+    nullable: bool
 
 
-def plain_leaves(schema: GraphQLSchema) -> PlainLeaves:
-    """Fields of object types that strawberry resolves by reading an attribute (no
-    resolver, no arguments, no field extensions such as the scope guard) and whose type
-    is a scalar or an enum."""
+PlainFields = dict[tuple[str, str], PlainField]
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """A selection on one object type that holds nothing but plain fields and
+    `__typename` (its field None); nested objects carry their own selection."""
+
+    type_name: str
+    fields: tuple[tuple[str, PlainField | None, Selection | None], ...]
+
+
+# What a direct completion returns where graphql-core's path must decide (a null where
+# none may be, a value that does not serialize, an error).
+UNDECIDED: Any = object()
+
+_tables: WeakKeyDictionary[GraphQLSchema, PlainFields] = WeakKeyDictionary()
+
+
+def plain_fields(schema: GraphQLSchema) -> PlainFields:
+    """The plain fields of the schema's object types, by (type name, field name)."""
     table = _tables.get(schema)
     if table is not None:
         return table
@@ -43,17 +75,27 @@ def plain_leaves(schema: GraphQLSchema) -> PlainLeaves:
             basic = isinstance(definition, StrawberryField) and definition.is_basic_field
             # strawberry's resolver for basic fields, which never looks at the info
             reads = getattr(field.resolve, "__name__", "") == "_get_basic_result"
-            leaf = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
-            if basic and reads and not field.args and is_leaf_type(leaf):
-                table[(type_name, field_name)] = (field.resolve, leaf.coerce_output_value)
+            nullable = not isinstance(field.type, GraphQLNonNull)
+            named = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+            if not (basic and reads and not field.args):
+                continue
+            if is_leaf_type(named):
+                plain = PlainField(field.resolve, named.coerce_output_value, None, nullable)
+            elif is_object_type(named) and named.is_type_of is None:
+                plain = PlainField(field.resolve, None, named, nullable)
+            else:
+                continue
+            table[(type_name, field_name)] = plain
     _tables[schema] = table
     return table
 
 
-class PlainLeavesExecution(StrawberryGraphQLCoreExecutionContext):
+class PlainFieldsExecution(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.plain_leaves = plain_leaves(self.schema)
+        self.plain_fields = plain_fields(self.schema)
+        # (object type, id of its field details list) -> (that list, its selection)
+        self._selections: dict[tuple[GraphQLObjectType, int], tuple[Any, Selection | None]] = {}
 
     def execute_field(  # type: ignore[override]
         self,
@@ -64,19 +106,119 @@ class PlainLeavesExecution(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         node = field_details_list[0].node
-        plain = self.plain_leaves.get((parent_type.name, node.name.value))
-        if plain is not None and not node.arguments:
-            resolve, serialize = plain
-            manager = self.middleware_manager  # schema extensions that wrap resolvers
-            if manager is None or manager.get_field_resolver(resolve) is resolve:
-                try:
-                    value = resolve(source, None)
-                    if value is not None:
-                        serialized = serialize(value)
-                        if serialized is not None and serialized is not Undefined:
-                            return serialized
-                except Exception:  # noqa: S110 (graphql-core's path reports it)
-                    pass
+        plain = self.plain_fields.get((parent_type.name, node.name.value))
+        if (
+            plain is not None
+            and plain.serialize is not None
+            and not node.arguments
+            and self._unwrapped(plain)
+        ):
+            completed = _leaf(plain, source)
+            if completed is not UNDECIDED:
+                return completed
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
+
+    def complete_object_value(  # type: ignore[override]
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: Any,
+        info: Any,
+        path: Any,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        if return_type.is_type_of is None:
+            selection = self._selection(return_type, field_details_list)
+            if selection is not None:
+                completed = _object(selection, result)
+                if completed is not UNDECIDED:
+                    return completed
+        return super().complete_object_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def _selection(
+        self, object_type: GraphQLObjectType, field_details_list: Any
+    ) -> Selection | None:
+        """The selection on `object_type` if every field in it is plain; worked out once
+        per field group and request, as graphql-core collects subfields."""
+        key = (object_type, id(field_details_list))
+        cached = self._selections.get(key)
+        if cached is not None:
+            return cached[1]
+        collected = self.collect_subfields(object_type, field_details_list)
+        selection: Selection | None = None
+        if not collected.new_defer_usages and not collected.forbidden_directive_instances:
+            entries = []
+            for response_name, details in collected.grouped_field_set.items():
+                entry = self._entry(object_type, response_name, details)
+                if entry is None:
+                    break
+                entries.append(entry)
+            else:
+                selection = Selection(object_type.name, tuple(entries))
+        self._selections[key] = (field_details_list, selection)  # the list kept alive
+        return selection
+
+    def _entry(
+        self, object_type: GraphQLObjectType, response_name: str, details: Any
+    ) -> tuple[str, PlainField | None, Selection | None] | None:
+        node = details[0].node
+        if node.arguments or any(
+            d.defer_usage is not None or d.fragment_variable_values is not None for d in details
+        ):
+            return None
+        if node.name.value == "__typename":
+            return (response_name, None, None)
+        plain = self.plain_fields.get((object_type.name, node.name.value))
+        if plain is None or not self._unwrapped(plain):
+            return None
+        if plain.object_type is None:
+            return (response_name, plain, None)
+        nested = self._selection(plain.object_type, details)
+        return None if nested is None else (response_name, plain, nested)
+
+    def _unwrapped(self, plain: PlainField) -> bool:
+        """No schema extension wraps the field's resolver (it would expect to be called)."""
+        manager = self.middleware_manager
+        return manager is None or manager.get_field_resolver(plain.resolve) is plain.resolve
+
+
+def _leaf(plain: PlainField, source: Any) -> Any:
+    try:
+        value = plain.resolve(source, None)
+        if value is None:
+            return None if plain.nullable else UNDECIDED
+        serialized = plain.serialize(value)  # type: ignore[misc]
+    except Exception:
+        return UNDECIDED
+    return UNDECIDED if serialized is None or serialized is Undefined else serialized
+
+
+def _object(selection: Selection, source: Any) -> Any:
+    completed: dict[str, Any] = {}
+    for response_name, plain, nested in selection.fields:
+        if plain is None:
+            completed[response_name] = selection.type_name
+        elif nested is None:
+            value = _leaf(plain, source)
+            if value is UNDECIDED:
+                return UNDECIDED
+            completed[response_name] = value
+        else:
+            try:
+                inner = plain.resolve(source, None)
+            except Exception:
+                return UNDECIDED
+            if inner is None:
+                if not plain.nullable:
+                    return UNDECIDED
+                completed[response_name] = None
+                continue
+            value = _object(nested, inner)
+            if value is UNDECIDED:
+                return UNDECIDED
+            completed[response_name] = value
+    return completed

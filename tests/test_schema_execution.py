@@ -1,5 +1,5 @@
-"""Plain leaf fields completed directly give exactly what graphql-core's own path gives,
-errors included, and the hub's hot fields do take the direct path."""
+"""Plain fields completed directly give exactly what graphql-core's own path gives, errors
+included, and the hub's hot fields do take the direct path."""
 
 from __future__ import annotations
 
@@ -10,17 +10,25 @@ from typing import Any
 
 import pytest
 import strawberry
+from graphql.execution.executor import Executor
 from strawberry.scalars import JSON
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema.builder import build_schema
-from schema.execution import PlainLeavesExecution, plain_leaves
+from schema.execution import PlainFieldsExecution, plain_fields
 
 
 @strawberry.enum
 class Grade(Enum):
     GOOD = "GOOD"
     BAD = "BAD"
+
+
+@strawberry.type
+class Stats:
+    mean: float
+    label: str | None
+    exact: int  # one item's stats break the promise with a None
 
 
 @strawberry.type
@@ -36,6 +44,9 @@ class Item:
     maybe: str | None
     required: str  # some items break the schema's promise with a None
     tags: list[str]
+    stats: Stats
+    spare: Stats | None  # None for odd items
+    broken: Stats  # None for item 2, though the schema promises one
 
     @strawberry.field
     def shout(self, times: int = 1) -> str:
@@ -55,6 +66,13 @@ def item(number: int) -> Item:
         maybe=None if number % 2 else "yes",
         required=None if number == 4 else "here",  # type: ignore[arg-type]
         tags=["a", str(number)],
+        stats=Stats(mean=number * 1.5, label=None if number == 1 else "x", exact=number),
+        spare=None
+        if number % 2
+        else Stats(mean=math.nan if number == 4 else 0.5, label="s", exact=1),
+        broken=None
+        if number == 2
+        else Stats(mean=1.0, label=None, exact=None if number == 5 else 2),  # type: ignore[arg-type]
     )
 
 
@@ -76,6 +94,11 @@ QUERIES = [
     "query($skip: Boolean!) { items { name @skip(if: $skip) count @include(if: $skip) } }",
     "{ items { ...Parts __typename } } fragment Parts on Item { grade at }",
     "{ one { ratio count } items { ratio } }",
+    "{ items { name stats { mean label exact } } one { stats { mean } } }",
+    "{ items { spare { mean label } } }",  # a null object, and a NaN inside one
+    "{ items { broken { mean exact } } }",  # a null where none may be, at two depths
+    "{ items { s: stats { __typename m: mean } spare { ...S } } } fragment S on Stats { exact }",
+    "query($skip: Boolean!) { items { stats { mean @skip(if: $skip) exact } shout } }",
 ]
 
 
@@ -90,26 +113,39 @@ def execute(context: type, query: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_same_data_and_errors_as_graphql_cores_own_path(query: str) -> None:
-    assert execute(PlainLeavesExecution, query) == execute(
+    assert execute(PlainFieldsExecution, query) == execute(
         StrawberryGraphQLCoreExecutionContext, query
     )
 
 
 def test_errors_still_reported_on_the_direct_path() -> None:
-    nulls = execute(PlainLeavesExecution, "{ items { required } }")["errors"]
+    nulls = execute(PlainFieldsExecution, "{ items { required } }")["errors"]
     assert nulls == [
         ("Cannot return null for non-nullable field Item.required.", ("items", 4, "required"))
     ]
-    nan = execute(PlainLeavesExecution, "{ items { ratio } }")["errors"]
+    nan = execute(PlainFieldsExecution, "{ items { ratio } }")["errors"]
     assert nan == [("Float cannot represent non numeric value: nan", ("items", 3, "ratio"))]
+    broken = execute(PlainFieldsExecution, "{ items { name broken { exact } } }")
+    assert broken["errors"] == [
+        ("Cannot return null for non-nullable field Item.broken.", ("items", 2, "broken"))
+    ]
+    assert broken["data"] is None  # the null bubbles up to the nullable root
+    inside = execute(PlainFieldsExecution, "{ items { spare { mean } } }")
+    assert inside["errors"] == [
+        ("Float cannot represent non numeric value: nan", ("items", 4, "spare", "mean"))
+    ]
+    spares = [item["spare"] for item in inside["data"]["items"]]
+    assert spares == [{"mean": 0.5}, None, {"mean": 0.5}, None, None, None]
 
 
 def test_the_hubs_hot_fields_take_the_direct_path() -> None:
     """If strawberry changes how it resolves plain fields, the direct path would silently
     stop applying: this says so."""
-    table = plain_leaves(build_schema()._schema)
+    table = plain_fields(build_schema()._schema)
     for field in [("HeatCell", "cell"), ("Aggregate", "mean"), ("SeriesPoint", "bucket")]:
-        assert field in table
+        assert field in table and table[field].serialize is not None
+    for field in [("HeatCell", "value"), ("SeriesPoint", "value")]:  # objects
+        assert field in table and table[field].object_type is not None
     # a resolver of our own, a field with arguments and a list are not plain leaves
     assert ("District", "boundary") not in table
     assert ("District", "h3Cells") not in table
@@ -118,7 +154,26 @@ def test_the_hubs_hot_fields_take_the_direct_path() -> None:
 
 def test_the_items_leaves_take_the_direct_path() -> None:
     """Else the comparisons above compare graphql-core's path with itself."""
-    table = plain_leaves(strawberry.Schema(Query)._schema)
+    table = plain_fields(strawberry.Schema(Query)._schema)
     leaves = ["name", "count", "ratio", "ok", "grade", "at", "shape", "ident", "maybe", "required"]
-    assert {("Item", name) for name in leaves} <= set(table)
+    objects = ["stats", "spare", "broken"]
+    assert {("Item", name) for name in leaves + objects} <= set(table)
     assert ("Item", "shout") not in table and ("Item", "tags") not in table
+
+
+def test_plain_objects_take_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects whose selection is all plain are completed without graphql-core's path;
+    one field with a resolver sends that object (not its plain children) there."""
+    completed_by_graphql_core: list[str] = []
+    original = Executor.complete_object_value
+
+    def counting(self: Executor, return_type: Any, *args: Any) -> Any:
+        completed_by_graphql_core.append(return_type.name)
+        return original(self, return_type, *args)
+
+    monkeypatch.setattr(Executor, "complete_object_value", counting)
+    result = execute(PlainFieldsExecution, "{ items { name stats { mean } } }")
+    assert not result["errors"] and len(result["data"]["items"]) == 6
+    assert completed_by_graphql_core == []
+    execute(PlainFieldsExecution, "{ items { shout stats { mean } } }")
+    assert completed_by_graphql_core == ["Item"] * 6
