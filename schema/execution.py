@@ -19,6 +19,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from graphql import (
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
@@ -120,6 +121,34 @@ class PlainFieldsExecution(StrawberryGraphQLCoreExecutionContext):
             parent_type, source, field_details_list, path, position_context
         )
 
+    def complete_list_value(  # type: ignore[override]
+        self,
+        return_type: GraphQLList[Any],
+        field_details_list: Any,
+        info: Any,
+        path: Any,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """A list of plain objects in one pass, without graphql-core's work per item."""
+        item_type = return_type.of_type
+        nullable = not isinstance(item_type, GraphQLNonNull)
+        named = item_type if nullable else item_type.of_type
+        if (
+            isinstance(result, list)
+            and is_object_type(named)
+            and named.is_type_of is None
+            and not _streamed(field_details_list)
+        ):
+            selection = self._selection(named, field_details_list)
+            if selection is not None:
+                completed = _objects(selection, result, nullable)
+                if completed is not UNDECIDED:
+                    return completed
+        return super().complete_list_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
     def complete_object_value(  # type: ignore[override]
         self,
         return_type: GraphQLObjectType,
@@ -195,6 +224,29 @@ def _leaf(plain: PlainField, source: Any) -> Any:
     except Exception:
         return UNDECIDED
     return UNDECIDED if serialized is None or serialized is Undefined else serialized
+
+
+def _streamed(field_details_list: Any) -> bool:
+    return any(
+        directive.name.value == "stream"
+        for details in field_details_list
+        for directive in details.node.directives or ()
+    )
+
+
+def _objects(selection: Selection, items: list[Any], nullable: bool) -> Any:
+    completed = []
+    for item in items:
+        if item is None:
+            if not nullable:
+                return UNDECIDED
+            completed.append(None)
+            continue
+        value = _object(selection, item)
+        if value is UNDECIDED:
+            return UNDECIDED
+        completed.append(value)
+    return completed
 
 
 def _object(selection: Selection, source: Any) -> Any:

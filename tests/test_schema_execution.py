@@ -86,6 +86,14 @@ class Query:
     def one(self) -> Item:
         return item(1)
 
+    @strawberry.field
+    def maybe_stats(self) -> list[Stats | None]:
+        return [Stats(mean=1.0, label="a", exact=1), None, Stats(mean=2.0, label=None, exact=2)]
+
+    @strawberry.field
+    def sure_stats(self) -> list[Stats]:
+        return [Stats(mean=1.0, label="a", exact=1), None]  # type: ignore[list-item]
+
 
 QUERIES = [
     "{ items { name count ratio ok grade at shape ident maybe tags } }",
@@ -99,6 +107,8 @@ QUERIES = [
     "{ items { broken { mean exact } } }",  # a null where none may be, at two depths
     "{ items { s: stats { __typename m: mean } spare { ...S } } } fragment S on Stats { exact }",
     "query($skip: Boolean!) { items { stats { mean @skip(if: $skip) exact } shout } }",
+    "{ maybeStats { mean label } }",  # null items where they may be
+    "{ sureStats { mean } }",  # and where they may not
 ]
 
 
@@ -162,8 +172,8 @@ def test_the_items_leaves_take_the_direct_path() -> None:
 
 
 def test_plain_objects_take_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Objects whose selection is all plain are completed without graphql-core's path;
-    one field with a resolver sends that object (not its plain children) there."""
+    """Lists of objects whose selection is all plain are completed without graphql-core's
+    path; one field with a resolver sends each object (not its plain children) there."""
     completed_by_graphql_core: list[str] = []
     original = Executor.complete_object_value
 
@@ -172,8 +182,15 @@ def test_plain_objects_take_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> 
         return original(self, return_type, *args)
 
     monkeypatch.setattr(Executor, "complete_object_value", counting)
+    items_by_graphql_core = []
+    original_item = Executor.complete_list_item_value
+    monkeypatch.setattr(
+        Executor,
+        "complete_list_item_value",
+        lambda *args: items_by_graphql_core.append(1) or original_item(*args),
+    )
     result = execute(PlainFieldsExecution, "{ items { name stats { mean } } }")
     assert not result["errors"] and len(result["data"]["items"]) == 6
-    assert completed_by_graphql_core == []
+    assert completed_by_graphql_core == [] and items_by_graphql_core == []
     execute(PlainFieldsExecution, "{ items { shout stats { mean } } }")
     assert completed_by_graphql_core == ["Item"] * 6
