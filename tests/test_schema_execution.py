@@ -3,6 +3,7 @@ included, and the hub's hot fields do take the direct path."""
 
 from __future__ import annotations
 
+import gc
 import math
 from datetime import UTC, datetime
 from enum import Enum
@@ -11,11 +12,13 @@ from typing import Any
 import pytest
 import strawberry
 from graphql.execution.executor import Executor
+from strawberry.extensions import ValidationCache
 from strawberry.scalars import JSON
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema.builder import build_schema
 from schema.execution import PlainFieldsExecution, plain_fields
+from schema.extensions import DocumentCache
 
 
 @strawberry.enum
@@ -194,3 +197,30 @@ def test_plain_objects_take_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> 
     assert completed_by_graphql_core == [] and items_by_graphql_core == []
     execute(PlainFieldsExecution, "{ items { shout stats { mean } } }")
     assert completed_by_graphql_core == ["Item"] * 6
+
+
+async def test_an_executed_request_leaves_no_reference_cycle() -> None:
+    """Reference counting frees a finished request at once; a cycle would keep it (context,
+    variables, collected fields) for the garbage collector, whose passes then come often
+    and pause every request in the process."""
+    schema = strawberry.Schema(
+        Query,
+        execution_context_class=PlainFieldsExecution,
+        extensions=[DocumentCache, ValidationCache],  # as the hub: parsing makes cycles
+    )
+    query = "query($skip: Boolean!) { items { name @skip(if: $skip) stats { mean } } }"
+    await schema.execute(query, variable_values={"skip": False})  # fills the caches
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await schema.execute(query, variable_values={"skip": False})
+        schema.execute_sync(query, variable_values={"skip": True})
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert "PlainFieldsExecution" not in left
+    assert left == []
