@@ -39,11 +39,11 @@ class ResultCache:
             return await asyncio.shield(entry[1])
         self.misses += 1
         metrics.AGGREGATE_CACHE.labels("miss").inc()
+        self._evict(now)
         task = asyncio.ensure_future(compute())
+        self._entries.pop(key, None)  # re-inserted last: the entries stay in expiry order
         self._entries[key] = (now + self.seconds, task)
         task.add_done_callback(lambda done: self._forget_failure(key, done))
-        if len(self._entries) > self.max_entries:
-            self._evict(now)
         return await asyncio.shield(task)
 
     def _forget_failure(self, key: Hashable, done: asyncio.Future[Any]) -> None:
@@ -53,7 +53,14 @@ class ResultCache:
             del self._entries[key]
 
     def _evict(self, now: float) -> None:
-        for key in [k for k, (expires, _) in self._entries.items() if expires <= now]:
-            del self._entries[key]
-        while len(self._entries) > self.max_entries:  # the oldest first (insertion order)
-            del self._entries[next(iter(self._entries))]
+        """Expired answers go at once, not when the cache is full: a heat map's answer
+        is about a hundred objects, and each kept alive is walked by every one of the
+        garbage collector's older-generation passes (with 4,096 heat maps kept those
+        took 30-130 ms; with the cache off, 7-10 ms). Entries are in expiry order (one
+        lifetime for all), so this looks at the oldest only."""
+        entries = self._entries
+        while entries:
+            oldest = next(iter(entries))
+            if entries[oldest][0] > now and len(entries) < self.max_entries:
+                return
+            del entries[oldest]

@@ -71,3 +71,18 @@ async def test_zero_seconds_turns_it_off_and_size_is_bounded() -> None:
     for key in range(10):
         await small.get(key, Counter())
     assert len(small._entries) == 3
+
+
+async def test_expired_answers_are_dropped_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only when the cache is full: every answer kept alive costs the garbage
+    collector's older-generation passes."""
+    clock = [100.0]
+    monkeypatch.setattr(result_cache.time, "monotonic", lambda: clock[0])
+    cache = ResultCache(2.0)
+    for key in range(3):
+        await cache.get(key, Counter())
+        clock[0] += 0.5
+    await cache.get(0, Counter())  # fresh: stays where it was
+    clock[0] += 1.1  # 0 and 1 are older than 2 s now, 2 is not
+    await cache.get("new", Counter())
+    assert list(cache._entries) == [2, "new"]
