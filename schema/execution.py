@@ -1,4 +1,4 @@
-"""GraphQL execution with plain fields completed directly.
+"""GraphQL execution with plain fields completed directly and no reference cycle left.
 
 graphql-core builds a resolve info, checks for awaitables and dispatches completion for
 every field of every object in a result. For a field that just reads an attribute (a
@@ -8,7 +8,8 @@ alone (docs/architecture.md). Here such fields are read and serialized as graphq
 would: leaves one by one, and whole objects whose selection holds nothing but plain
 fields. Anything else, and anything unusual (a null where none may be, a value that does
 not serialize, an error, `@defer`), goes through graphql-core's own path, which then
-reports it as usual.
+reports it as usual. Once a response is built, the executor lets go of what tied it to
+itself (`build_response`), so reference counting frees the finished request.
 """
 
 from __future__ import annotations
