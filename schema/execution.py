@@ -29,6 +29,7 @@ from graphql import (
     is_leaf_type,
     is_object_type,
 )
+from graphql.pyutils import is_awaitable
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
@@ -107,7 +108,9 @@ class PlainFieldsExecution(StrawberryGraphQLCoreExecutionContext):
         the garbage collector came by, so collections came every hundred or so requests
         and took 5-15 ms each under load; now reference counting frees them at once."""
         response = super().build_response(data)
-        if isinstance(response, ExecutionResult):
+        # Resolvers still running in the background (siblings of a null that bubbled up
+        # to the root) may yet use the helpers: then the collector frees the request.
+        if isinstance(response, ExecutionResult) and not self.background_futures:
             self.async_helpers = None  # type: ignore[assignment]
         return response
 
@@ -228,11 +231,22 @@ class PlainFieldsExecution(StrawberryGraphQLCoreExecutionContext):
         return manager is None or manager.get_field_resolver(plain.resolve) is plain.resolve
 
 
+# Types a value of which is never an error or an awaitable (the common leaves).
+_DATA_TYPES = frozenset({str, int, float, bool, list, dict, tuple})
+
+
+def _error_or_awaitable(value: Any) -> bool:
+    """graphql-core reports an exception returned as a value, and awaits an awaitable."""
+    return type(value) not in _DATA_TYPES and (isinstance(value, Exception) or is_awaitable(value))
+
+
 def _leaf(plain: PlainField, source: Any) -> Any:
     try:
         value = plain.resolve(source, None)
         if value is None:
             return None if plain.nullable else UNDECIDED
+        if _error_or_awaitable(value):
+            return UNDECIDED
         serialized = plain.serialize(value)  # type: ignore[misc]
     except Exception:
         return UNDECIDED
@@ -255,6 +269,8 @@ def _objects(selection: Selection, items: list[Any], nullable: bool) -> Any:
                 return UNDECIDED
             completed.append(None)
             continue
+        if _error_or_awaitable(item):
+            return UNDECIDED
         value = _object(selection, item)
         if value is UNDECIDED:
             return UNDECIDED
@@ -282,6 +298,8 @@ def _object(selection: Selection, source: Any) -> Any:
                     return UNDECIDED
                 completed[response_name] = None
                 continue
+            if _error_or_awaitable(inner):
+                return UNDECIDED
             value = _object(nested, inner)
             if value is UNDECIDED:
                 return UNDECIDED

@@ -3,6 +3,7 @@ included, and the hub's hot fields do take the direct path."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 from datetime import UTC, datetime
@@ -224,3 +225,96 @@ async def test_an_executed_request_leaves_no_reference_cycle() -> None:
         gc.enable()
     assert "PlainFieldsExecution" not in left
     assert left == []
+
+
+class Missing(Exception):
+    """Returned, not raised: graphql-core reports it as the field's error."""
+
+
+@strawberry.type
+class Odd:
+    label: str
+    inner: Stats | None
+
+
+def done(value: object) -> asyncio.Future[object]:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+@strawberry.type
+class OddQuery:
+    @strawberry.field
+    def errors(self) -> list[Stats]:
+        return [Stats(mean=1.0, label="a", exact=1), Missing("no b")]  # type: ignore[list-item]
+
+    @strawberry.field
+    def futures(self) -> list[Stats]:
+        return [done(Stats(mean=1.0, label="a", exact=1)), done(None)]  # type: ignore[list-item]
+
+    @strawberry.field
+    def odd(self) -> list[Odd]:
+        return [
+            Odd(label=Missing("no x"), inner=Missing("no z")),  # type: ignore[arg-type]
+            Odd(label=done("hello"), inner=done(None)),  # type: ignore[arg-type]
+        ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ errors { __typename } }",
+        "{ errors { mean } }",
+        "{ futures { __typename } }",
+        "{ odd { label } }",
+        "{ odd { inner { __typename } } }",
+    ],
+)
+async def test_errors_and_awaitables_returned_as_values(query: str) -> None:
+    """graphql-core raises an exception found as a value and awaits an awaitable; the
+    direct path must not serialize them or read their attributes."""
+
+    async def run(context: type) -> tuple[object, list[tuple[str, tuple[object, ...]]]]:
+        result = await strawberry.Schema(OddQuery, execution_context_class=context).execute(query)
+        return result.data, sorted((e.message, tuple(e.path or ())) for e in result.errors or ())
+
+    assert await run(PlainFieldsExecution) == await run(StrawberryGraphQLCoreExecutionContext)
+
+
+@strawberry.type
+class Later:
+    @strawberry.field
+    async def total(self, info: strawberry.Info) -> int:
+        values = await info._raw_info.async_helpers.gather([asyncio.sleep(0, 1)])
+        LATE.append(values)
+        return sum(values)
+
+
+LATE: list[object] = []
+
+
+@strawberry.type
+class RacingQuery:
+    @strawberry.field
+    async def later(self) -> Later:
+        await asyncio.sleep(0.01)
+        return Later()
+
+    @strawberry.field
+    def broken(self) -> str:
+        raise ValueError("boom")
+
+
+async def test_work_left_running_after_the_response_keeps_its_helpers() -> None:
+    """A null bubbling to the root ends the response while a sibling still runs; what it
+    resolves afterwards still has graphql-core's helpers (the cycle then stays)."""
+    LATE.clear()
+    schema = strawberry.Schema(RacingQuery, execution_context_class=PlainFieldsExecution)
+    result = await schema.execute("{ later { total } broken }")
+    assert result.data is None
+    for _ in range(100):
+        if LATE:
+            break
+        await asyncio.sleep(0.01)
+    assert LATE == [[1]]
