@@ -39,9 +39,8 @@ class ResultCache:
             return await asyncio.shield(entry[1])
         self.misses += 1
         metrics.AGGREGATE_CACHE.labels("miss").inc()
-        self._evict(now)
+        self._evict(now)  # also drops this key's expired entry: the new one goes last
         task = asyncio.ensure_future(compute())
-        self._entries.pop(key, None)  # re-inserted last: the entries stay in expiry order
         self._entries[key] = (now + self.seconds, task)
         task.add_done_callback(lambda done: self._forget_failure(key, done))
         return await asyncio.shield(task)

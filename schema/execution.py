@@ -264,14 +264,7 @@ def _streamed(field_details_list: Any) -> bool:
 def _objects(selection: Selection, items: list[Any], nullable: bool) -> Any:
     completed = []
     for item in items:
-        if item is None:
-            if not nullable:
-                return UNDECIDED
-            completed.append(None)
-            continue
-        if _error_or_awaitable(item):
-            return UNDECIDED
-        value = _object(selection, item)
+        value = _nested(selection, item, nullable)
         if value is UNDECIDED:
             return UNDECIDED
         completed.append(value)
@@ -282,26 +275,25 @@ def _object(selection: Selection, source: Any) -> Any:
     completed: dict[str, Any] = {}
     for response_name, plain, nested in selection.fields:
         if plain is None:
-            completed[response_name] = selection.type_name
+            value: Any = selection.type_name
         elif nested is None:
             value = _leaf(plain, source)
-            if value is UNDECIDED:
-                return UNDECIDED
-            completed[response_name] = value
         else:
             try:
                 inner = plain.resolve(source, None)
             except Exception:
                 return UNDECIDED
-            if inner is None:
-                if not plain.nullable:
-                    return UNDECIDED
-                completed[response_name] = None
-                continue
-            if _error_or_awaitable(inner):
-                return UNDECIDED
-            value = _object(nested, inner)
-            if value is UNDECIDED:
-                return UNDECIDED
-            completed[response_name] = value
+            value = _nested(nested, inner, plain.nullable)
+        if value is UNDECIDED:
+            return UNDECIDED
+        completed[response_name] = value
     return completed
+
+
+def _nested(selection: Selection, value: Any, nullable: bool) -> Any:
+    """An object inside a list or another object: null where it may be."""
+    if value is None:
+        return None if nullable else UNDECIDED
+    if _error_or_awaitable(value):
+        return UNDECIDED
+    return _object(selection, value)
