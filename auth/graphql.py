@@ -20,7 +20,7 @@ from strawberry.types.lazy_type import LazyType
 from strawberry.types.union import StrawberryUnion
 
 from auth.scopes import satisfies
-from hub.errors import Forbidden, Unauthenticated
+from hub.core.errors import Forbidden, Unauthenticated
 
 Requirement = list[list[str]]
 

@@ -27,9 +27,9 @@ from starlette.routing import Route
 from hub import gc_tuning
 from hub.app import create_app
 from hub.bootstrap import prepare_database
+from hub.core.settings import Settings
 from hub.runtime import Services
 from hub.serve import serving
-from hub.settings import Settings
 
 WORKLOADS = {
     "district by code": '{ district(code: "11110") { code name nameEn province } }',

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hub.core.settings import Settings
 from hub.embedded import broker, postgres
-from hub.settings import Settings
 
 
 @contextmanager

@@ -46,10 +46,11 @@ from h3.api import basic_int as h3
 from harness import Connections, measure, report, servers
 
 from auth import clients
-from hub import db, workers
+from hub import workers
 from hub.bootstrap import prepare_database
+from hub.core import db
+from hub.core.settings import Settings
 from hub.runtime import Services
-from hub.settings import Settings
 from resolvers.sensors import ingest_store
 from resolvers.sensors.message import H3_RESOLUTION, pack
 from resolvers.sensors.rollup import RollupRow

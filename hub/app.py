@@ -27,16 +27,17 @@ from auth.identity import LocalAccounts
 from auth.oauth import AuthorizationServer
 from auth.session import Sessions
 from auth.tokens import AccessTokenVerifier, InvalidToken, TokenChecksUnavailable
-from hub import db, live_feed, metrics
-from hub.bus import EventBus
-from hub.context import Context, build_context
-from hub.errors import UpstreamUnavailable
+from hub import live_feed
+from hub.core import db, metrics
+from hub.core.bus import EventBus
+from hub.core.context import Context, build_context
+from hub.core.errors import UpstreamUnavailable
+from hub.core.result_cache import ResultCache
+from hub.core.settings import Settings
 from hub.health import healthz, metrics_endpoint, readyz
 from hub.ingest import TOPIC
 from hub.live import LiveReadings
-from hub.result_cache import ResultCache
 from hub.runtime import Services
-from hub.settings import Settings
 from resolvers.sensors.segments import RollupStore
 from schema.builder import build_schema
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from auth import keys
-from hub import db
+from hub.core import db
+from hub.core.settings import Settings
 from hub.migrate import migrate
-from hub.settings import Settings
 from resolvers.platform.districts import load_reference_data
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,13 @@ import asyncpg
 from auth import clients, keys, store
 from auth.identity import LocalAccounts
 from auth.routes import JWKS_MAX_AGE
-from hub import db, gc_tuning
+from hub import gc_tuning
+from hub.core import db
+from hub.core.settings import Settings, SettingsError
 from hub.embedded.broker import EmbeddedBrokerError
 from hub.embedded.postgres import EmbeddedPostgresError
 from hub.migrate import MigrationError, migrate, status
 from hub.runtime import DataDirBusy, find_services
-from hub.settings import Settings, SettingsError
 
 log = logging.getLogger("ieum")
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hub import metrics
+from hub.core import metrics
 from hub.migrate import status
 
 

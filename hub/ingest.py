@@ -25,8 +25,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
-from hub import db, live_feed, metrics
-from hub.settings import Settings
+from hub import live_feed
+from hub.core import db, metrics
+from hub.core.settings import Settings
 from resolvers.sensors import ingest_store
 from resolvers.sensors.message import Reading, Rejected, parse
 from resolvers.sensors.rollup import rollups

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hub.core.settings import Settings
 from hub.embedded import broker, postgres
-from hub.settings import Settings
 
 log = logging.getLogger(__name__)
 

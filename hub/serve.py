@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 import uvicorn
 from starlette.applications import Starlette
 
-from hub import db, gc_tuning, simulate, workers
 from hub import demo as demo_data
+from hub import gc_tuning, simulate, workers
 from hub.bootstrap import prepare_database
+from hub.core import db
+from hub.core.settings import Settings
 from hub.embedded.ports import free_port
 from hub.ingest import IngestWorker, ensure_topics
 from hub.runtime import Services, own_data_dir
-from hub.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from hub.errors import IeumError
+from hub.core.errors import IeumError
 from hub.ingest import TOPIC
 from resolvers.sensors import devices
 

@@ -24,8 +24,8 @@ import uvicorn
 
 from hub import gc_tuning
 from hub.app import create_app
+from hub.core.settings import Settings
 from hub.runtime import Services
-from hub.settings import Settings
 
 log = logging.getLogger(__name__)
 

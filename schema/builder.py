@@ -9,8 +9,8 @@ from strawberry.extensions import ValidationCache
 from strawberry.tools import merge_types
 
 from auth.graphql import guard_declared_scopes
+from hub.core.domain import Domain
 from schema import platform, sensors
-from schema.domain import Domain
 from schema.execution import PlainFieldsExecution
 from schema.extensions import (
     DOCUMENT_CACHE_SIZE,

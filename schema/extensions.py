@@ -12,8 +12,8 @@ from typing import Any
 from graphql import DocumentNode, GraphQLError, OperationType, parse
 from strawberry.extensions import SchemaExtension
 
-from hub import metrics
-from hub.errors import IeumError
+from hub.core import metrics
+from hub.core.errors import IeumError
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from strawberry.scalars import JSON
 
 from auth import store as auth_store
 from auth.scopes import Scope
-from hub.context import Info
-from hub.errors import BadUserInput
+from hub.core.context import Info
+from hub.core.domain import Domain
+from hub.core.errors import BadUserInput
 from resolvers.platform import districts
-from schema.domain import Domain
 from schema.sensors import AirQuality, district_air_quality
 
 H3_RESOLUTIONS = range(4, 10)

@@ -16,12 +16,12 @@ from strawberry.scalars import JSON
 from strawberry.tools import merge_types
 
 from auth.scopes import Scope
-from hub.context import Info
-from hub.errors import BadUserInput, Unauthenticated
+from hub.core.context import Info
+from hub.core.domain import Domain
+from hub.core.errors import BadUserInput, Unauthenticated
 from resolvers.platform import districts
 from resolvers.sensors import catalog, devices, queries, segments, services
 from resolvers.sensors.message import H3_RESOLUTION, Reading
-from schema.domain import Domain
 
 READ = [[Scope.SENSORS_READ.value]]
 INGEST = [[Scope.SENSORS_INGEST.value]]

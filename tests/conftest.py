@@ -18,14 +18,14 @@ import asyncpg
 import httpx
 import pytest
 
-from hub import db
 from hub.app import create_app
 from hub.bootstrap import prepare_database
+from hub.core import db
+from hub.core.settings import Settings
 from hub.embedded import broker, postgres
 from hub.embedded.ports import free_port
 from hub.runtime import Services
 from hub.serve import serving
-from hub.settings import Settings
 from tests.oauth import Hub
 
 

@@ -15,8 +15,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from auth import clients
+from hub.core.settings import Settings
 from hub.ingest import IngestWorker, dlq_for, ensure_topics
-from hub.settings import Settings
 from resolvers.sensors import devices
 
 PARTITIONS = 4

@@ -14,9 +14,9 @@ import strawberry
 import websockets
 
 from auth.caller import ANONYMOUS, Caller
-from hub.context import Context
+from hub.core.context import Context
+from hub.core.domain import Domain
 from schema.builder import build_schema
-from schema.domain import Domain
 from tests.oauth import REDIRECT, Hub, code_for
 
 # A schema of its own, to pin Apollo's reading: outer list any-of, inner list all-of.

@@ -21,10 +21,10 @@ import httpx
 import pytest
 
 from hub.app import create_app
+from hub.core.settings import Settings
 from hub.embedded.ports import free_port
 from hub.runtime import Services
 from hub.serve import serving
-from hub.settings import Settings
 from schema.builder import DOMAINS
 from tests.helpers import graphql
 from tests.oauth import Hub

@@ -10,10 +10,10 @@ import pytest
 from auth import clients, tokens
 from hub.app import create_app
 from hub.bootstrap import prepare_database
+from hub.core.settings import Settings
 from hub.embedded import postgres
 from hub.runtime import Services
 from hub.serve import serving
-from hub.settings import Settings
 from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from hub import result_cache
-from hub.result_cache import ResultCache
+from hub.core import result_cache
+from hub.core.result_cache import ResultCache
 
 
 class Counter:

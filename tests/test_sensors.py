@@ -24,8 +24,8 @@ from shapely.geometry import LineString, Point, Polygon, shape
 
 from hub import live_feed
 from hub.app import create_app
+from hub.core.metrics import REGISTRY
 from hub.live import LiveReadings
-from hub.metrics import REGISTRY
 from hub.runtime import Services
 from hub.serve import serving
 from resolvers.sensors import queries

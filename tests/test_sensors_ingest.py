@@ -13,8 +13,8 @@ import httpx
 import pytest
 from h3.api import basic_int as h3
 
+from hub.core.settings import Settings
 from hub.ingest import IngestWorker
-from hub.settings import Settings
 from resolvers.sensors.message import H3_RESOLUTION
 from tests.oauth import Hub
 from tests.sensor_helpers import (

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from h3.api import basic_int as h3
 
-from hub import db
-from hub.settings import Settings
+from hub.core import db
+from hub.core.settings import Settings
 from resolvers.sensors import catalog, ingest_store, queries, segments
 from resolvers.sensors.message import H3_RESOLUTION
 from resolvers.sensors.rollup import RollupRow

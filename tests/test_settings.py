@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.settings import Settings, SettingsError
+from hub.core.settings import Settings, SettingsError
 
 
 def test_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from strawberry.dataloader import DataLoader
 
-from hub.errors import BadUserInput
+from hub.core.errors import BadUserInput
 from resolvers.platform import district_source
 
 log = logging.getLogger(__name__)

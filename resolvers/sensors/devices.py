@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from hub.errors import BadUserInput, Forbidden, NotFound
+from hub.core.errors import BadUserInput, Forbidden, NotFound
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 

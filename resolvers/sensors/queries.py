@@ -21,7 +21,7 @@ import asyncpg
 import numpy as np
 from h3.api import basic_int as h3
 
-from hub.errors import BadUserInput
+from hub.core.errors import BadUserInput
 from resolvers.sensors import segments
 from resolvers.sensors.catalog import Metric, by_name
 from resolvers.sensors.message import H3_RESOLUTION, unpack

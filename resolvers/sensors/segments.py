@@ -33,7 +33,7 @@ import asyncpg
 import numpy as np
 from h3.api import basic_int as h3
 
-from hub import metrics
+from hub.core import metrics
 from resolvers.sensors.message import H3_RESOLUTION
 
 SLOT_MINUTES = 10

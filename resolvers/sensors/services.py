@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import asyncpg
 from h3.api import basic_int as h3
 
-from hub.errors import BadUserInput
+from hub.core.errors import BadUserInput
 from resolvers.sensors import queries, segments
 from resolvers.sensors.catalog import Metric
 from resolvers.sensors.message import H3_RESOLUTION, KOREA

@@ -13,9 +13,9 @@ from strawberry.dataloader import DataLoader
 
 from auth.caller import ANONYMOUS, Caller
 from auth.tokens import InvalidToken, TokenChecksUnavailable
-from hub.errors import UpstreamUnavailable
-from hub.result_cache import ResultCache
-from hub.settings import Settings
+from hub.core.errors import UpstreamUnavailable
+from hub.core.result_cache import ResultCache
+from hub.core.settings import Settings
 from resolvers.sensors.segments import RollupStore
 
 K = TypeVar("K")

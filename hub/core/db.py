@@ -6,7 +6,7 @@ import json
 
 import asyncpg
 
-from hub.settings import Settings
+from hub.core.settings import Settings
 
 # asyncpg prepares every statement. After five runs PostgreSQL may switch to a generic
 # plan, which cannot see how many cells an area array holds or how narrow a time range is,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
-from hub import metrics
+from hub.core import metrics
 
 T = TypeVar("T")
 
