@@ -46,9 +46,8 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from auth import keys, store
+from auth import keys, scopes, store
 from auth.models import AuthorizationCode, Citizen, Client, StoredToken
-from auth.scopes import Scope
 
 T = TypeVar("T")
 CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -270,7 +269,7 @@ class AuthorizationServer(BaseAuthorizationServer):
         refresh_token_lifetime: timedelta,
         code_lifetime: timedelta = timedelta(minutes=2),
     ) -> None:
-        super().__init__(scopes_supported=[scope.value for scope in Scope])
+        super().__init__(scopes_supported=scopes.names())
         self.pool = pool
         self.issuer = issuer
         self.audience = audience

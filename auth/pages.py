@@ -11,7 +11,7 @@ from html import escape
 
 from starlette.responses import HTMLResponse
 
-from auth.scopes import CATALOG, Scope
+from auth.scopes import CATALOG
 
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
@@ -78,8 +78,8 @@ def consent(
     app_name: str, citizen_name: str, scopes: list[str], csrf: str, request_fields: dict[str, str]
 ) -> HTMLResponse:
     items = "".join(
-        f"<li><code>{escape(scope)}</code> {escape(CATALOG[Scope(scope)].ko)}"
-        f"<span class='en'>{escape(CATALOG[Scope(scope)].en)}</span></li>"
+        f"<li><code>{escape(scope)}</code> {escape(CATALOG[scope].ko)}"
+        f"<span class='en'>{escape(CATALOG[scope].en)}</span></li>"
         for scope in scopes
     )
     return _page(

@@ -15,9 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from auth import keys, pages
+from auth import keys, pages, scopes
 from auth.oauth import AuthorizationServer, OAuthResponse, StarletteOAuth2Request
-from auth.scopes import Scope
 from auth.session import csrf_ok, csrf_token
 
 # The parameters of an authorization request, carried through the sign-in and consent forms.
@@ -151,7 +150,7 @@ async def metadata(request: Request) -> Response:
             "jwks_uri": f"{issuer}/.well-known/jwks.json",
             "revocation_endpoint": f"{issuer}/oauth/revoke",
             "introspection_endpoint": f"{issuer}/oauth/introspect",
-            "scopes_supported": [scope.value for scope in Scope],
+            "scopes_supported": scopes.names(),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],

@@ -1,80 +1,30 @@
-"""The scope catalog: every OAuth scope a client can hold, explained for the consent page."""
+"""The scope catalog: every OAuth scope a client can hold, explained for the consent page.
+
+Filled from the installed domains' manifests when the hub loads them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Iterable
+
+from hub.core.domain import ScopeInfo
+
+# Scopes the platform itself grants; each domain declares its own in its manifest.
+PROFILE = ScopeInfo("profile", "회원님의 이름과 계정 정보를 봅니다.", "See your name and account.")
+
+CATALOG: dict[str, ScopeInfo] = {PROFILE.name: PROFILE}
 
 
-class Scope(StrEnum):
-    SENSORS_READ = "sensors:read"
-    SENSORS_PRECISE = "sensors:precise"
-    SENSORS_INGEST = "sensors:ingest"
-    WASTE_REQUEST = "waste:request"
-    WASTE_COLLECT = "waste:collect"
-    WASTE_ADMIN = "waste:admin"
-    PAYMENTS_BILL = "payments:bill"
-    PAYMENTS_COLLECT = "payments:collect"
-    PAYMENTS_REFUND = "payments:refund"
-    PAYMENTS_READ = "payments:read"
-    MOBILITY_READ = "mobility:read"
-    MOBILITY_BOOK = "mobility:book"
-    NOTICES_SEND = "notices:send"
-    PROFILE = "profile"
+def register(scopes: Iterable[ScopeInfo]) -> None:
+    """Add a domain's scopes to the catalog; a name declared twice differently is a bug."""
+    for scope in scopes:
+        known = CATALOG.setdefault(scope.name, scope)
+        if known != scope:
+            raise ValueError(f"scope {scope.name!r} is declared twice, differently")
 
 
-@dataclass(frozen=True)
-class ScopeInfo:
-    ko: str
-    en: str
-
-
-CATALOG: dict[Scope, ScopeInfo] = {
-    Scope.SENSORS_READ: ScopeInfo(
-        "구역별 도시 센서 측정값(미세먼지, 소음, 조도 등)을 조회합니다.",
-        "Read city sensor values (fine dust, noise, light …) per area.",
-    ),
-    Scope.SENSORS_PRECISE: ScopeInfo(
-        "센서 차량의 정확한 위치를 조회합니다.",
-        "See the exact positions of sensor vehicles.",
-    ),
-    Scope.SENSORS_INGEST: ScopeInfo(
-        "센서 장치를 등록하고 측정값을 보냅니다.",
-        "Register sensor devices and send their readings.",
-    ),
-    Scope.WASTE_REQUEST: ScopeInfo(
-        "음식물 쓰레기 수거를 신청하고 수수료를 냅니다.",
-        "Request food-waste pickups and pay their fees.",
-    ),
-    Scope.WASTE_COLLECT: ScopeInfo(
-        "수거원으로서 수거통을 스캔하고 수거를 확인합니다.",
-        "Scan bins and confirm collections as a collector.",
-    ),
-    Scope.WASTE_ADMIN: ScopeInfo(
-        "수거 현장, 수거통과 수거량을 관리합니다.",
-        "Manage collection sites, bins and collected volumes.",
-    ),
-    Scope.PAYMENTS_BILL: ScopeInfo(
-        "지방세와 공공요금 고지서를 발행합니다.", "Issue bills for local taxes and public fees."
-    ),
-    Scope.PAYMENTS_COLLECT: ScopeInfo(
-        "휴대폰 단말기로 납부를 받습니다.", "Collect payments on a phone used as a card terminal."
-    ),
-    Scope.PAYMENTS_REFUND: ScopeInfo("납부한 금액을 환불합니다.", "Refund payments."),
-    Scope.PAYMENTS_READ: ScopeInfo(
-        "고지서, 납부와 환불 내역을 조회합니다.", "Read bills, payments and refunds."
-    ),
-    Scope.MOBILITY_READ: ScopeInfo(
-        "경로, KTX 시간표와 운임을 조회합니다.", "Search routes, KTX timetables and fares."
-    ),
-    Scope.MOBILITY_BOOK: ScopeInfo(
-        "회원님을 대신해 KTX 좌석을 예약합니다.", "Book KTX seats on your behalf."
-    ),
-    Scope.NOTICES_SEND: ScopeInfo(
-        "시민에게 정부 안내를 보냅니다.", "Send government notices to citizens."
-    ),
-    Scope.PROFILE: ScopeInfo("회원님의 이름과 계정 정보를 봅니다.", "See your name and account."),
-}
+def names() -> list[str]:
+    """Every scope a client may hold, as registered by the installed domains."""
+    return sorted(CATALOG)
 
 
 class UnknownScope(ValueError):
@@ -83,13 +33,11 @@ class UnknownScope(ValueError):
 
 def parse(text: str | list[str] | tuple[str, ...]) -> list[str]:
     """Scopes from a space- or comma-separated string (or a list); unknown names refused."""
-    names = text.replace(",", " ").split() if isinstance(text, str) else list(text)
-    unknown = [name for name in names if name not in Scope._value2member_map_]
+    wanted = text.replace(",", " ").split() if isinstance(text, str) else list(text)
+    unknown = [name for name in wanted if name not in CATALOG]
     if unknown:
-        raise UnknownScope(
-            f"unknown scope(s): {', '.join(unknown)}; known: {', '.join(s.value for s in Scope)}"
-        )
-    return sorted(set(names))
+        raise UnknownScope(f"unknown scope(s): {', '.join(unknown)}; known: {', '.join(names())}")
+    return sorted(set(wanted))
 
 
 def satisfies(held: frozenset[str], required: list[list[str]]) -> bool:

@@ -21,7 +21,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from auth import keys, store
-from auth.caller import Caller
+from hub.core.caller import Caller
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from harness import measure, report, servers
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from hub import gc_tuning
 from hub.app import create_app
 from hub.bootstrap import prepare_database
+from hub.core import gc_tuning
+from hub.core.servers import Servers
 from hub.core.settings import Settings
-from hub.runtime import Services
 from hub.serve import serving
 
 WORKLOADS = {
@@ -48,7 +48,7 @@ async def run(clients: int, seconds: float) -> None:
         await prepare_database(url, settings)
         parent, child = multiprocessing.Pipe()
         server = multiprocessing.Process(
-            target=_serve, args=(settings, Services(url, bootstrap), child), daemon=True
+            target=_serve, args=(settings, Servers(url, bootstrap), child), daemon=True
         )
         server.start()
         base = parent.recv()
@@ -82,9 +82,9 @@ async def run(clients: int, seconds: float) -> None:
         server.join(30)
 
 
-def _serve(settings: Settings, services: Services, pipe: Connection) -> None:
+def _serve(settings: Settings, servers: Servers, pipe: Connection) -> None:
     async def run() -> None:
-        app = create_app(settings, services)
+        app = create_app(settings, servers)
 
         async def bare(request: object) -> JSONResponse:
             return JSONResponse({"data": {"district": {"code": "11110", "name": "종로구"}}})

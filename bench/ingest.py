@@ -23,13 +23,13 @@ from aiokafka import AIOKafkaProducer
 from harness import servers
 
 from auth import clients
-from hub import gc_tuning, simulate
+from hub import simulate
 from hub.bootstrap import prepare_database
-from hub.core import db
+from hub.core import db, gc_tuning
 from hub.core.settings import Settings
-from hub.ingest import IngestWorker, ensure_topics
 from resolvers.sensors import ingest_store
 from resolvers.sensors.catalog import metrics
+from resolvers.sensors.ingest import IngestWorker, ensure_topics
 from resolvers.sensors.message import parse
 
 

@@ -46,11 +46,11 @@ from h3.api import basic_int as h3
 from harness import Connections, measure, report, servers
 
 from auth import clients
-from hub import workers
+from hub import processes
 from hub.bootstrap import prepare_database
 from hub.core import db
+from hub.core.servers import Servers
 from hub.core.settings import Settings
-from hub.runtime import Services
 from resolvers.sensors import ingest_store
 from resolvers.sensors.message import H3_RESOLUTION, pack
 from resolvers.sensors.rollup import RollupRow
@@ -110,12 +110,12 @@ async def load(url: str, readings: int, settings: Settings) -> datetime:
 
 
 @contextmanager
-def hub(settings: Settings, services: Services) -> Iterator[str]:
+def hub(settings: Settings, servers: Servers) -> Iterator[str]:
     """The hub as `ieum serve` runs it with IEUM_WORKERS, in processes of its own."""
-    sockets = workers.listening_sockets("127.0.0.1", 0, settings.workers)
+    sockets = processes.listening_sockets("127.0.0.1", 0, settings.workers)
     port = sockets[0].getsockname()[1]
     settings = settings.model_copy(update={"port": port, "public_url": f"http://127.0.0.1:{port}"})
-    processes = workers.start(settings, services, None, sockets)
+    started = processes.start(settings, servers, None, sockets)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -131,7 +131,7 @@ def hub(settings: Settings, services: Services) -> Iterator[str]:
         time.sleep(3)  # every process is up, not just the first to answer
         yield base
     finally:
-        workers.stop(processes, 30)
+        processes.stop(started, 30)
 
 
 async def run(readings: int, clients_: int, seconds: float, processes: int) -> None:
@@ -142,7 +142,7 @@ async def run(readings: int, clients_: int, seconds: float, processes: int) -> N
         pool = await asyncpg.create_pool(url)
         reader = await clients.create(pool, name="bench", scope_names="sensors:read")
         await pool.close()
-        services = Services(url, bootstrap)
+        found = Servers(url, bootstrap)
         every = list(WORKLOADS)
         misses = [name for name in WORKLOADS if "distinct" in name]
         configurations = [
@@ -158,7 +158,7 @@ async def run(readings: int, clients_: int, seconds: float, processes: int) -> N
         for title, changes, names in configurations:
             print(f"\n{title}")
             hub_settings = settings.model_copy(update={"workers": processes, **changes})
-            with hub(hub_settings, services) as base:
+            with hub(hub_settings, found) as base:
                 await measure_hub(url, base, reader, start, names, clients_, seconds)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from hub.core import metrics
+from hub.core import monitoring
 from hub.migrate import status
 
 
@@ -17,8 +18,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 when PostgreSQL and the broker answer, no migration is pending and token
-    revocations are current; else 503."""
+    """200 when PostgreSQL and the broker answer, no migration is pending, token
+    revocations are current and every domain's own checks pass; else 503."""
     state = request.app.state
     timeout = state.settings.db_timeout_seconds
 
@@ -42,6 +43,9 @@ async def readyz(request: Request) -> Response:
         "broker": state.bus.check,
         "tokens": tokens,
     }
+    for domain in state.domains:
+        for name, check in domain.readiness.items():
+            checks[f"{domain.name}.{name}"] = functools.partial(check, state.domain_states)
     results = await asyncio.gather(
         *(asyncio.wait_for(check(), timeout) for check in checks.values()),
         return_exceptions=True,
@@ -58,7 +62,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(monitoring.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 def _reason(error: BaseException) -> str:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hub.core.servers import Servers
 from hub.core.settings import Settings
 from hub.embedded import broker, postgres
 
@@ -26,16 +27,6 @@ log = logging.getLogger(__name__)
 
 class DataDirBusy(RuntimeError):
     """Another process owns the data directory in a way that excludes this command."""
-
-
-@dataclass(frozen=True)
-class Services:
-    """Where this process finds PostgreSQL and the broker, and how to describe them."""
-
-    database_url: str | None
-    kafka_bootstrap: str | None
-    database_label: str = ""
-    broker_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,7 +59,7 @@ def own_data_dir(
     need_database: bool = True,
     need_broker: bool = True,
     graphql_url: str | None = None,
-) -> Iterator[Services]:
+) -> Iterator[Servers]:
     """Take the data directory, start the embedded servers it needs, stop them on exit."""
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -122,43 +113,43 @@ def own_data_dir(
         state = data_dir / "hub.json"
         state.write_text(json.dumps(asdict(owner), indent=2))
         stack.callback(state.unlink, missing_ok=True)
-        yield Services(database_url, kafka_bootstrap, database_label, broker_label)
+        yield Servers(database_url, kafka_bootstrap, database_label, broker_label)
 
 
 @contextmanager
-def find_services(
+def find_servers(
     settings: Settings, command: str, *, need_database: bool = True, need_broker: bool = False
-) -> Iterator[Services]:
+) -> Iterator[Servers]:
     """For commands beside `ieum serve`: its servers if it runs, else our own for a while."""
     if (settings.database_url or not need_database) and (
         settings.kafka_bootstrap or not need_broker
     ):
-        yield Services(settings.database_url, settings.kafka_bootstrap)
+        yield Servers(settings.database_url, settings.kafka_bootstrap)
         return
     stack = ExitStack()
     try:
-        services = stack.enter_context(
+        servers = stack.enter_context(
             own_data_dir(settings, command, need_database=need_database, need_broker=need_broker)
         )
     except DataDirBusy:
         owner = read_owner(settings.data_dir.resolve())
         if owner is None:
             raise
-        services = Services(
+        servers = Servers(
             settings.database_url or owner.database_url,
             settings.kafka_bootstrap or owner.kafka_bootstrap,
             owner.database_label,
             owner.broker_label,
         )
-        _require(services, owner, need_database=need_database, need_broker=need_broker)
+        _require(servers, owner, need_database=need_database, need_broker=need_broker)
     with stack:
-        yield services
+        yield servers
 
 
-def _require(services: Services, owner: Owner, *, need_database: bool, need_broker: bool) -> None:
-    if need_database and not services.database_url:
+def _require(servers: Servers, owner: Owner, *, need_database: bool, need_broker: bool) -> None:
+    if need_database and not servers.database_url:
         raise DataDirBusy(f"`ieum {owner.command}` (pid {owner.pid}) runs without a database")
-    if need_broker and not services.kafka_bootstrap:
+    if need_broker and not servers.kafka_bootstrap:
         raise DataDirBusy(f"`ieum {owner.command}` (pid {owner.pid}) runs without a broker")
 
 

@@ -5,37 +5,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import signal
 from collections.abc import AsyncIterator, Coroutine, Sequence
 
 import uvicorn
 from starlette.applications import Starlette
 
-from hub import demo as demo_data
-from hub import gc_tuning, simulate, workers
+from adapters import registry as adapter_registry
+from auth import demo as demo_data
+from hub import domains as installed
+from hub import processes
 from hub.bootstrap import prepare_database
-from hub.core import db
+from hub.core import db, gc_tuning
+from hub.core.domain import DemoEnv, Domain
+from hub.core.servers import Servers
 from hub.core.settings import Settings
 from hub.embedded.ports import free_port
-from hub.ingest import IngestWorker, ensure_topics
-from hub.runtime import Services, own_data_dir
+from hub.runtime import own_data_dir
 
 log = logging.getLogger(__name__)
 
-DEMO_VEHICLES = 40
 
-
-def serve(
-    settings: Settings, domains: Sequence[str], subgraph: str | None, *, demo: bool = True
-) -> None:
+def serve(settings: Settings, subgraph: str | None, *, demo: bool = True) -> None:
     settings.check_issuer()
+    adapter_registry.load_all()  # a plugin that cannot load stops the start, with the reason
     # SIGTERM unwinds like Ctrl-C while starting up, so embedded servers are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     url = f"http://{settings.host}:{settings.port}/graphql"
     try:
-        with own_data_dir(settings, "serve", graphql_url=url) as services:
-            asyncio.run(_serve(settings, services, domains, subgraph, url, demo))
+        with own_data_dir(settings, "serve", graphql_url=url) as servers:
+            asyncio.run(_serve(settings, servers, installed.select(subgraph), subgraph, url, demo))
     except KeyboardInterrupt:
         pass
     log.info("serve.stopped")
@@ -43,23 +42,22 @@ def serve(
 
 async def _serve(
     settings: Settings,
-    services: Services,
-    domains: Sequence[str],
+    servers: Servers,
+    domains: Sequence[Domain],
     subgraph: str | None,
     url: str,
     demo: bool,
 ) -> None:
-    assert services.database_url
-    await prepare_database(services.database_url, settings)
-    credentials = await _demo_credentials(services.database_url, settings) if demo else None
+    await prepare_database(servers.database, settings)
+    names = [domain.name for domain in domains]
     try:
-        sock, *others = workers.listening_sockets(settings.host, settings.port, settings.workers)
+        sock, *others = processes.listening_sockets(settings.host, settings.port, settings.workers)
     except OSError as exc:
         log.error("serve.cannot_listen host=%s port=%s error=%s", settings.host, settings.port, exc)
         raise SystemExit(1) from None
     # uvicorn re-raises the signals it caught once it has stopped; we stop servers first.
-    server = workers.Server(workers.server_config(settings, services, domains))
-    extra = workers.start(settings, services, domains, others)
+    server = processes.Server(processes.server_config(settings, servers, names))
+    extra = processes.start(settings, servers, names, others)
 
     def stop() -> None:
         if server.should_exit:  # a second Ctrl-C: don't wait for requests
@@ -69,19 +67,20 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop)
-    background = _background(settings, services, domains, credentials)
+    background = _background(settings, servers, domains)
+    demo_lines = await _demo(settings, servers, domains, background) if demo else []
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     # uvicorn exposes no event for this; poll its flag.
     while not server.started and not serving.done():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     if server.started:
         gc_tuning.settle_after_startup()
-        print(_banner(settings, services, domains, subgraph, url, credentials), flush=True)
+        print(_banner(settings, servers, names, subgraph, url, demo_lines), flush=True)
     try:
         await serving
     finally:
         await background.stop()
-        await asyncio.to_thread(workers.stop, extra, settings.shutdown_grace_seconds + 5)
+        await asyncio.to_thread(processes.stop, extra, settings.shutdown_grace_seconds + 5)
         sock.close()
     if not server.started:
         raise SystemExit(1)
@@ -114,91 +113,73 @@ def _log_failure(task: asyncio.Task[object]) -> None:
         log.error("serve.background_failed task=%s", task.get_name(), exc_info=task.exception())
 
 
-def _background(
-    settings: Settings,
-    services: Services,
-    domains: Sequence[str],
-    credentials: demo_data.DemoCredentials | None,
-) -> Background:
-    """The in-process ingest worker (single-process mode) and the demo fleet."""
+def _background(settings: Settings, servers: Servers, domains: Sequence[Domain]) -> Background:
+    """The domains' workers that run inside `ieum serve` (single-process mode)."""
     background = Background()
-    if "sensors" not in domains:
-        return background
-    assert services.database_url and services.kafka_bootstrap
-    if settings.ingest:
-        # Its readings reach this hub's subscriptions through the live feed, as those of
-        # any other `ieum ingest` worker do.
-        worker = IngestWorker(settings, services.database_url, services.kafka_bootstrap)
-        background.start(worker.run(background.stopping), "ingest")
-    if credentials is not None:
-        background.start(
-            _demo_fleet(settings, services.database_url, services.kafka_bootstrap, background),
-            "demo-fleet",
-        )
+    for domain in domains:
+        for worker in domain.workers:
+            if worker.in_serve(settings):
+                background.start(
+                    worker.run(settings, servers, background.stopping),
+                    f"{domain.name}.{worker.name}",
+                )
     return background
 
 
-async def _demo_fleet(
-    settings: Settings, database_url: str, bootstrap: str, background: Background
-) -> None:
-    """40 simulated taxis, one message every 2 s each, until the hub stops."""
-    vehicles = simulate.fleet(DEMO_VEHICLES)
-    pool = await db.create_pool(database_url, settings)
+async def _demo(
+    settings: Settings, servers: Servers, domains: Sequence[Domain], background: Background
+) -> list[str]:
+    """The demo partner and citizen, then each domain's demo data; the banner's lines."""
+    pool = await db.create_pool(servers.database, settings)
     try:
-        await simulate.register(pool, demo_data.CLIENT_ID, vehicles)
-    finally:
-        await pool.close()
-    await ensure_topics(bootstrap, settings.telemetry_partitions)
-    fleet = asyncio.create_task(
-        simulate.run(bootstrap, vehicles, rate=0.5, duration=math.inf, bad_share=0.01)
-    )
-    await background.stopping.wait()
-    fleet.cancel()
-    await asyncio.gather(fleet, return_exceptions=True)
-
-
-async def _demo_credentials(url: str, settings: Settings) -> demo_data.DemoCredentials:
-    pool = await db.create_pool(url, settings)
-    try:
-        return await demo_data.load(pool)
+        credentials = await demo_data.load(pool)
+        base = f"http://{settings.host}:{settings.port}"
+        lines = [
+            f"Demo      partner client {credentials.client_id} / {credentials.client_secret}"
+            " (every scope; client_credentials)",
+            f"          citizen {credentials.citizen} / {credentials.citizen_password}"
+            " (signs in on the consent page)",
+            f"          token: curl -su {credentials.client_id}:{credentials.client_secret}"
+            f" -d grant_type=client_credentials {base}/oauth/token",
+        ]
+        env = DemoEnv(
+            pool=pool,
+            settings=settings,
+            servers=servers,
+            client_id=credentials.client_id,
+            stopping=background.stopping,
+            background=background.start,
+        )
+        for domain in domains:
+            if domain.demo is not None:
+                lines += await domain.demo(env)
+        return lines
     finally:
         await pool.close()
 
 
 def _banner(
     settings: Settings,
-    services: Services,
-    domains: Sequence[str],
+    servers: Servers,
+    names: Sequence[str],
     subgraph: str | None,
     url: str,
-    credentials: demo_data.DemoCredentials | None,
+    demo_lines: Sequence[str],
 ) -> str:
     base = url.removesuffix("/graphql")
     serving = f"subgraph '{subgraph}'" if subgraph else "all domains"
-    demo = (
-        [
-            f"  Demo      partner client {credentials.client_id} / {credentials.client_secret}"
-            " (every scope; client_credentials)",
-            f"            citizen {credentials.citizen} / {credentials.citizen_password}"
-            " (signs in on the consent page)",
-            f"            token: curl -su {credentials.client_id}:{credentials.client_secret}"
-            f" -d grant_type=client_credentials {base}/oauth/token",
-        ]
-        if credentials
-        else []
-    )
     return "\n".join(
         [
             "",
             "  Ieum hub is running",
             f"  GraphQL   {url}  (GraphiQL in a browser; WebSocket on the same path)",
             f"  Health    {base}/healthz  {base}/readyz  {base}/metrics",
-            f"  Schema    {serving}: {', '.join(domains)}",
-            f"  Database  {services.database_label}",
-            f"  Broker    {services.broker_label}",
+            f"  Schema    {serving}: {', '.join(names)}",
+            f"  Database  {servers.database_label}",
+            f"  Broker    {servers.broker_label}",
             f"  Data dir  {settings.data_dir.resolve()}",
             f"  Processes {settings.workers} answering HTTP (IEUM_WORKERS)",
-            *demo,
+            *(f"  {line}" for line in demo_lines),
             "  Press Ctrl-C to stop.",
             "",
         ]
@@ -210,7 +191,7 @@ async def serving(app: Starlette, port: int | None = None) -> AsyncIterator[str]
     """Serve `app` in this event loop on a loopback port (a free one by default); yield
     its base URL. For tests and benchmarks, which need the real HTTP stack in-process."""
     port = port or free_port()
-    server = workers.Server(
+    server = processes.Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
         )

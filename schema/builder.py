@@ -10,7 +10,6 @@ from strawberry.tools import merge_types
 
 from auth.graphql import guard_declared_scopes
 from hub.core.domain import Domain
-from schema import platform, sensors
 from schema.execution import PlainFieldsExecution
 from schema.extensions import (
     DOCUMENT_CACHE_SIZE,
@@ -23,20 +22,9 @@ from schema.extensions import (
 # A version @theguild/federation-composition understands, and >= 2.5 for @requiresScopes.
 FEDERATION_VERSION = "2.7"
 
-DOMAINS: dict[str, Domain] = {d.name: d for d in (platform.domain, sensors.domain)}
 
-
-def domain_names(subgraph: str | None) -> list[str]:
-    """The domains of a subgraph (None: all of them); unknown names are refused."""
-    if subgraph is None:
-        return list(DOMAINS)
-    if subgraph not in DOMAINS:
-        raise ValueError(f"unknown subgraph {subgraph!r}; choose one of: {', '.join(DOMAINS)}")
-    return [subgraph]
-
-
-def build_schema(names: Sequence[str] | None = None) -> strawberry.federation.Schema:
-    domains = [DOMAINS[name] for name in (names or DOMAINS)]
+def build_schema(domains: Sequence[Domain]) -> strawberry.federation.Schema:
+    """One Apollo Federation v2 subgraph schema of the given domains' types."""
 
     def merged(kind: str) -> type | None:
         parts = tuple(part for d in domains if (part := getattr(d, kind)) is not None)

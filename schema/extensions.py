@@ -12,7 +12,7 @@ from typing import Any
 from graphql import DocumentNode, GraphQLError, OperationType, parse
 from strawberry.extensions import SchemaExtension
 
-from hub.core import metrics
+from hub.core import monitoring
 from hub.core.errors import IeumError
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,14 @@ class OperationMetrics(SchemaExtension):
         started = time.perf_counter()
         yield
         context = self.execution_context
-        name = metrics.operation_label(context.operation_name)
+        name = monitoring.operation_label(context.operation_name)
         try:
             kind = context.operation_type.value
         except RuntimeError:  # the document did not parse
             kind = OperationType.QUERY.value
-        metrics.GRAPHQL_REQUESTS.labels(name, kind).inc()
-        metrics.GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
+        monitoring.GRAPHQL_REQUESTS.labels(name, kind).inc()
+        monitoring.GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
         errors = context.result.errors if context.result else context.pre_execution_errors
         for error in errors or ():
             code = (error.extensions or {}).get("code", "INTERNAL_SERVER_ERROR")
-            metrics.GRAPHQL_ERRORS.labels(name, str(code)).inc()
+            monitoring.GRAPHQL_ERRORS.labels(name, str(code)).inc()

@@ -6,17 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
+import asyncpg
 import h3
 import strawberry
 from strawberry.scalars import JSON
 
 from auth import store as auth_store
-from auth.scopes import Scope
+from auth.scopes import PROFILE
 from hub.core.context import Info
 from hub.core.domain import Domain
 from hub.core.errors import BadUserInput
 from resolvers.platform import districts
-from schema.sensors import AirQuality, district_air_quality
+from schema.sensors.air_quality import AirQuality, district_air_quality
 
 H3_RESOLUTIONS = range(4, 10)
 
@@ -105,7 +106,7 @@ class Viewer:
         return row["name"] if row else self.client_id
 
     @strawberry.federation.field(
-        requires_scopes=[[Scope.PROFILE.value]],
+        requires_scopes=[[PROFILE.name]],
         description="The citizen who approved the app; null for an app acting for itself.",
     )
     async def citizen(self, info: Info) -> Citizen | None:
@@ -156,4 +157,14 @@ class PlatformQuery:
         return from_row(await info.context.loader(districts.district_loader).load(code))
 
 
-domain = Domain(name="platform", query=PlatformQuery, types=(District,))
+async def _reference_data(conn: asyncpg.Connection) -> None:
+    await districts.load_reference_data(conn)
+
+
+domain = Domain(
+    name="platform",
+    description="districts, the caller and the other entities every domain shares",
+    query=PlatformQuery,
+    types=(District,),
+    reference_data=_reference_data,
+)

@@ -18,15 +18,19 @@ import asyncpg
 import httpx
 import pytest
 
+from hub import domains
 from hub.app import create_app
 from hub.bootstrap import prepare_database
 from hub.core import db
+from hub.core.servers import Servers
 from hub.core.settings import Settings
 from hub.embedded import broker, postgres
 from hub.embedded.ports import free_port
-from hub.runtime import Services
 from hub.serve import serving
 from tests.oauth import Hub
+
+# The installed domains register their settings sections and scopes, as `ieum` does first.
+domains.installed()
 
 
 def with_database(url: str, name: str) -> str:
@@ -94,7 +98,7 @@ def local_settings(**overrides: object) -> Settings:
 async def hub_url(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[str]:
     """The whole hub (all domains) on this module's database, over real HTTP."""
     settings = local_settings()
-    app = create_app(settings, Services(migrated_url, kafka_bootstrap))
+    app = create_app(settings, Servers(migrated_url, kafka_bootstrap))
     async with serving(app, settings.port) as url:
         yield url
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -11,16 +11,15 @@ import strawberry
 from starlette.requests import HTTPConnection
 from strawberry.dataloader import DataLoader
 
-from auth.caller import ANONYMOUS, Caller
-from auth.tokens import InvalidToken, TokenChecksUnavailable
-from hub.core.errors import UpstreamUnavailable
-from hub.core.result_cache import ResultCache
+from hub.core.caller import ANONYMOUS, Caller
 from hub.core.settings import Settings
-from resolvers.sensors.segments import RollupStore
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 LoaderFactory = Callable[[asyncpg.Pool], DataLoader[K, V]]
+# Takes the caller from a bearer token again (auth's verifier, given by the runtime).
+Recheck = Callable[[str], Caller | None]
 
 
 @dataclass
@@ -29,8 +28,9 @@ class Context:
     db: asyncpg.Pool
     caller: Caller
     settings: Settings = field(default_factory=Settings)
-    aggregates: ResultCache = field(default_factory=lambda: ResultCache(0))
-    rollups: RollupStore = field(default_factory=lambda: RollupStore(0))
+    # Each domain's per-process state (what its lifespan yielded), by type.
+    states: Mapping[type, object] = field(default_factory=dict)
+    verify: Recheck | None = None
     # graphql-transport-ws: the connection_init payload (strawberry fills it in), and the
     # bearer token from it, checked again for every operation on the socket.
     connection_params: dict[str, Any] | None = None
@@ -40,15 +40,20 @@ class Context:
     def recheck(self) -> None:
         """On a WebSocket, the token may have expired or been revoked since connection_init:
         take the caller from it again; without a valid token, anonymous."""
-        if self.token is None:
+        if self.token is None or self.verify is None:
             return
-        try:
-            self.caller = self.connection.app.state.tokens.verify(self.token)
-        except InvalidToken:
-            self.caller = ANONYMOUS
-            self.token = None
-        except TokenChecksUnavailable as exc:
-            raise UpstreamUnavailable(str(exc)) from None
+        caller = self.verify(self.token)
+        if caller is None:
+            self.caller, self.token = ANONYMOUS, None
+        else:
+            self.caller = caller
+
+    def state(self, kind: type[T]) -> T:
+        """The state of the domain whose lifespan yielded a `kind` in this process."""
+        found = self.states.get(kind)
+        if not isinstance(found, kind):
+            raise LookupError(f"no {kind.__name__} in this hub: is its domain installed?")
+        return found
 
     def loader(self, factory: LoaderFactory[K, V]) -> DataLoader[K, V]:
         """This request's loader from `factory`: made on first use, never shared."""
@@ -70,6 +75,6 @@ def build_context(connection: HTTPConnection) -> Context:
         db=state.db,
         caller=caller,
         settings=state.settings,
-        aggregates=state.aggregates,
-        rollups=state.rollups,
+        states=state.domain_states,
+        verify=state.recheck,
     )

@@ -14,14 +14,19 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
-from hub.core import metrics
+from prometheus_client import Counter
 
 T = TypeVar("T")
 
 
 class ResultCache:
-    def __init__(self, seconds: float, max_entries: int = 4096) -> None:
+    def __init__(
+        self, seconds: float, max_entries: int = 4096, lookups: Counter | None = None
+    ) -> None:
+        """`lookups`, a counter with a `result` label, counts hits and misses on /metrics."""
         self.seconds = seconds
+        self._hit = lookups.labels("hit") if lookups else None
+        self._miss = lookups.labels("miss") if lookups else None
         self.max_entries = max_entries
         self._entries: dict[Hashable, tuple[float, asyncio.Future[Any]]] = {}
         self.hits = 0
@@ -34,11 +39,13 @@ class ResultCache:
         entry = self._entries.get(key)
         if entry is not None and entry[0] > now:
             self.hits += 1
-            metrics.AGGREGATE_CACHE.labels("hit").inc()
+            if self._hit:
+                self._hit.inc()
             # shield: a caller that goes away must not cancel the others' result
             return await asyncio.shield(entry[1])
         self.misses += 1
-        metrics.AGGREGATE_CACHE.labels("miss").inc()
+        if self._miss:
+            self._miss.inc()
         self._evict(now)  # also drops this key's expired entry: the new one goes last
         task = asyncio.ensure_future(compute())
         self._entries[key] = (now + self.seconds, task)

@@ -1,18 +1,30 @@
 """The one settings object, read from `IEUM_*` environment variables once at start.
 
+The hub's own fields live here; each domain declares a section (a `BaseSettings` of its
+own, also read from `IEUM_*`), registered when the domain is installed. All of them are
+read and validated together, and every bad variable is reported at once.
 Every field is documented in `docs/operating.md`; keep the two in step.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from authlib.common.security import is_secure_transport
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+S = TypeVar("S", bound=BaseSettings)
+
+_SECTIONS: list[type[BaseSettings]] = []
+
+
+def register_section(section: type[BaseSettings]) -> None:
+    """Read `section` with the hub's settings from now on (the domain registry calls this)."""
+    if section not in _SECTIONS:
+        _SECTIONS.append(section)
 
 
 class SettingsError(Exception):
@@ -21,6 +33,7 @@ class SettingsError(Exception):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IEUM_", frozen=True, extra="ignore")
+    _sections: dict[type[BaseSettings], BaseSettings] = PrivateAttr(default_factory=dict)
 
     # Where things live
     data_dir: Path = Field(
@@ -57,36 +70,12 @@ class Settings(BaseSettings):
         default=30 * 24 * 3600, ge=600, description="Lifetime of refresh tokens."
     )
 
-    # Sensors
-    ingest: bool = Field(
-        default=True, description="Run an ingest worker inside `ieum serve` (single process)."
-    )
-    telemetry_partitions: int = Field(
-        default=4, ge=1, le=256, description="Partitions of ieum.telemetry.v1 when created."
-    )
-    raw_retention_days: int = Field(
-        default=30, ge=9, description="Days raw readings are kept; rollups are kept longer."
-    )
-    k_anonymity: int = Field(
-        default=3, ge=1, le=16, description="Distinct vehicles a cell needs before it is shown."
-    )
-    aggregate_cache_seconds: float = Field(
-        default=2.0,
-        ge=0,
-        le=300,
-        description="How long an aggregate answer is handed out again; 0 turns it off.",
-    )
+    # HTTP processes
     workers: int = Field(
         default=1,
         ge=1,
         le=64,
         description="Processes answering HTTP on the hub's port (about one per core).",
-    )
-    rollup_memory_mb: int = Field(
-        default=256,
-        ge=0,
-        description="Memory for sensor rollups a hub keeps to aggregate without"
-        " PostgreSQL (resolvers/sensors/segments.py); 0 aggregates every query in SQL.",
     )
 
     # PostgreSQL pool
@@ -140,14 +129,37 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port…], got {server.strip()!r}")
         return value
 
+    def section(self, kind: type[S]) -> S:
+        """A domain's section, as read at start (or its defaults and environment now,
+        for settings made without `from_env`)."""
+        found = self._sections.get(kind)
+        if found is None:
+            found = self._sections[kind] = kind()
+        assert isinstance(found, kind)
+        return found
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Read the environment; raise SettingsError naming each bad variable."""
-        try:
-            return cls(**overrides)  # type: ignore[arg-type]
-        except ValidationError as exc:
-            problems = [
-                f"IEUM_{str(error['loc'][0]).upper()}: {error['msg']} (got {error.get('input')!r})"
-                for error in exc.errors()
-            ]
-            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+        """Read the environment, for the hub and every registered section; an override
+        goes to whichever of them has that field. Raise SettingsError naming each bad
+        variable."""
+        problems: list[str] = []
+        read: dict[type[BaseSettings], BaseSettings] = {}
+        for kind in (cls, *_SECTIONS):
+            mine = {k: v for k, v in overrides.items() if k in kind.model_fields}
+            try:
+                read[kind] = kind(**mine)
+            except ValidationError as exc:
+                problems += [
+                    f"IEUM_{str(e['loc'][0]).upper()}: {e['msg']} (got {e.get('input')!r})"
+                    for e in exc.errors()
+                ]
+        unknown = set(overrides) - {f for kind in (cls, *_SECTIONS) for f in kind.model_fields}
+        if unknown:
+            raise TypeError(f"no such setting: {', '.join(sorted(unknown))}")
+        if problems:
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+        settings = read.pop(cls)
+        assert isinstance(settings, Settings)
+        settings._sections.update(read)
+        return settings

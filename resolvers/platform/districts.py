@@ -93,6 +93,15 @@ def boundary_loader(pool: asyncpg.Pool) -> DataLoader[str, dict[str, Any]]:
     return DataLoader(load_fn=load)
 
 
+async def boundary(pool: asyncpg.Pool, code: str) -> dict[str, Any] | None:
+    """A district's GeoJSON boundary by its current or a legacy code; None if unknown.
+    Other domains ask this instead of reading the districts table."""
+    found: dict[str, Any] | None = await pool.fetchval(
+        "SELECT boundary FROM districts WHERE code = $1 OR $1 = ANY(legacy_codes)", code
+    )
+    return found
+
+
 async def load_reference_data(conn: asyncpg.Connection) -> int:
     """Bring the districts table up to the bundled source; return how many rows changed."""
     current = await conn.fetchval(

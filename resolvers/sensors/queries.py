@@ -2,7 +2,7 @@
 
 Aggregates come from the per-minute rollups: from the blocks the hub keeps in memory
 (`segments`) or, for questions too wide for them, aggregated in PostgreSQL; both give the
-same answer (tests/test_sensors_segments.py). Raw readings come from the partitioned
+same answer (tests/sensors/test_rollup_cache.py). Raw readings come from the partitioned
 table. Every aggregate carries the number of distinct vehicles behind it, so callers can
 apply k-anonymity.
 """
@@ -22,7 +22,8 @@ import numpy as np
 from h3.api import basic_int as h3
 
 from hub.core.errors import BadUserInput
-from resolvers.sensors import segments
+from resolvers.platform import districts
+from resolvers.sensors import rollup_cache
 from resolvers.sensors.catalog import Metric, by_name
 from resolvers.sensors.message import H3_RESOLUTION, unpack
 
@@ -108,9 +109,7 @@ async def district_cells(pool: asyncpg.Pool, code: str) -> list[int] | None:
     """A district's resolution-9 cells (by current or legacy code), worked out once per
     process: boundaries change only with the reference data, which loads at start."""
     if code not in _DISTRICT_CELLS:
-        boundary = await pool.fetchval(
-            "SELECT boundary FROM districts WHERE code = $1 OR $1 = ANY(legacy_codes)", code
-        )
+        boundary = await districts.boundary(pool, code)
         if boundary is None:
             return None
         _DISTRICT_CELLS[code] = checked(cells_of_geometry(boundary))
@@ -156,7 +155,7 @@ def checked(cells: frozenset[int]) -> list[int]:
 
 async def series(
     pool: asyncpg.Pool,
-    store: segments.RollupStore,
+    store: rollup_cache.RollupCache,
     cells: list[int],
     m: Metric,
     start: datetime,
@@ -168,11 +167,11 @@ async def series(
     rows = await store.rows(pool, cells, m.id + 1, start, end)
     if rows is None:
         return await _series_in_sql(pool, cells, m, start, end, bucket, k)
-    origin = segments.minutes(BUCKET_ORIGIN)
+    origin = rollup_cache.minutes(BUCKET_ORIGIN)
     width = bucket // timedelta(minutes=1)
-    groups = segments.group(rows, origin + (rows.minute - origin) // width * width, k)
+    groups = rollup_cache.group(rows, origin + (rows.minute - origin) // width * width, k)
     return [
-        (segments.at(key), stats)
+        (rollup_cache.at(key), stats)
         for key, stats in zip(groups.keys.tolist(), _all_stats(groups), strict=True)
     ]
 
@@ -245,7 +244,7 @@ def union(groups: list[Vehicles]) -> Vehicles:
 
 async def per_cell(
     pool: asyncpg.Pool,
-    store: segments.RollupStore,
+    store: rollup_cache.RollupCache,
     cells: list[int],
     m: Metric,
     start: datetime,
@@ -258,7 +257,7 @@ async def per_cell(
     rows = await store.rows(pool, cells, m.id + 1, start, end)
     if rows is None:
         return await _per_cell_in_sql(pool, cells, m, start, end, k, resolution)
-    groups = segments.group(rows, segments.parent(rows.cell, resolution), k)
+    groups = rollup_cache.group(rows, rollup_cache.parent(rows.cell, resolution), k)
     result = {}
     for g, (key, stats) in enumerate(zip(groups.keys.tolist(), _all_stats(groups), strict=True)):
         known = groups.sets.get(g)
@@ -320,7 +319,7 @@ _PARENT = (
 
 async def window(
     pool: asyncpg.Pool,
-    store: segments.RollupStore,
+    store: rollup_cache.RollupCache,
     cells: list[int],
     m: Metric,
     start: datetime,
@@ -332,7 +331,7 @@ async def window(
     rows = await store.rows(pool, cells, m.id + 1, start, end)
     if rows is None:
         return await _window_in_sql(pool, cells, m, start, end, k)
-    groups = segments.group(rows, np.zeros(len(rows), dtype=np.int64), k)
+    groups = rollup_cache.group(rows, np.zeros(len(rows), dtype=np.int64), k)
     return _all_stats(groups)[0] if len(groups.keys) else None
 
 
@@ -362,7 +361,7 @@ def _stats(row: asyncpg.Record, vehicles: int | None = None) -> Stats:
     return Stats(row["n"], row["s"], row["ss"], row["lo"], row["hi"], count)
 
 
-def _all_stats(groups: segments.Groups) -> list[Stats]:
+def _all_stats(groups: rollup_cache.Groups) -> list[Stats]:
     """Each group's Stats (converted column by column: numpy scalars one by one cost more
     than the aggregation)."""
     columns = (groups.n, groups.total, groups.total_sq, groups.low, groups.high, groups.floor)

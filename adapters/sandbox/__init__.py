@@ -1,0 +1,1 @@
+"""Sandboxes: servers that emulate the outside systems we cannot reach from here."""

@@ -1,0 +1,51 @@
+"""Auth's part of a hub process: the authorization server, sessions, accounts and the
+token verifier, kept on the app's state for the OAuth routes and the GraphQL endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+from starlette.datastructures import State
+
+from auth.identity import LocalAccounts
+from auth.oauth import AuthorizationServer
+from auth.session import Sessions
+from auth.tokens import AccessTokenVerifier
+from hub.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(state: State, pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[None]:
+    """Sets `state.oauth`, `.sessions`, `.identity` and `.tokens`; keeps the verifier's
+    keys and revocations fresh while the process serves."""
+    lifetime = timedelta(seconds=settings.access_token_seconds)
+    state.oauth = AuthorizationServer(
+        pool,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        access_token_lifetime=lifetime,
+        refresh_token_lifetime=timedelta(seconds=settings.refresh_token_seconds),
+    )
+    state.sessions = Sessions(pool, secure=settings.issuer.startswith("https://"))
+    state.identity = LocalAccounts(pool)
+    tokens = state.tokens = AccessTokenVerifier(
+        pool, issuer=settings.issuer, audience=settings.audience, token_lifetime=lifetime
+    )
+    try:
+        await tokens.refresh()
+    except asyncpg.PostgresError as exc:  # e.g. migrations pending: /readyz says so
+        log.warning("auth.tokens.not_loaded error=%r", exc)
+    refresher = asyncio.create_task(tokens.run())
+    try:
+        yield
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher

@@ -1,0 +1,15 @@
+"""The installed domains, in the order the hub loads them.
+
+Adding a domain to the hub is adding its line here; everything else it brings is in its
+own places (see `hub/core/domain.py`).
+"""
+
+from __future__ import annotations
+
+from hub.core.domain import Domain
+from schema import platform, sensors
+
+DOMAINS: tuple[Domain, ...] = (
+    platform.domain,
+    sensors.domain,
+)

@@ -1,0 +1,34 @@
+"""sensors: taxi-roof sensor data as metrics, series, heat maps, raw readings and live feeds.
+
+This module is the domain's manifest; the parts live beside it (GraphQL) and in
+`resolvers/sensors/` (logic, SQL, ingest), `adapters/mqtt/` and `adapters/sandbox/`.
+"""
+
+from __future__ import annotations
+
+from strawberry.tools import merge_types
+
+from hub.core.domain import Domain
+from resolvers.sensors import scopes
+from resolvers.sensors.settings import SensorsSettings
+from resolvers.sensors.state import lifespan
+from schema.sensors.derived import SensorServicesQuery
+from schema.sensors.devices import SensorsMutation
+from schema.sensors.live import SensorsSubscription
+from schema.sensors.queries import SensorsQuery
+from schema.sensors.runtime import COMMANDS, INGEST_WORKER, demo
+
+domain = Domain(
+    name="sensors",
+    description="taxi-roof sensor readings, aggregates and live feeds",
+    requires=("platform",),
+    query=merge_types("SensorsQueries", (SensorsQuery, SensorServicesQuery)),
+    mutation=SensorsMutation,
+    subscription=SensorsSubscription,
+    settings=SensorsSettings,
+    scopes=scopes.ALL,
+    lifespan=lifespan,
+    workers=(INGEST_WORKER,),
+    commands=COMMANDS,
+    demo=demo,
+)

@@ -1,0 +1,66 @@
+"""Fine dust per district, for the District entity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import strawberry
+
+from hub.core.context import Info
+from resolvers.sensors import queries, rollup_cache, scopes
+from resolvers.sensors.state import SensorsState
+
+READ = [[scopes.READ.name]]
+INGEST = [[scopes.INGEST.name]]
+MAX_PAGE = 1000
+
+
+@strawberry.type(description="A fine-dust value with its grade (좋음/보통/나쁨/매우나쁨).")
+class DustLevel:
+    value: float = strawberry.field(description="µg/m³, mean of the last hour.")
+    grade: str = strawberry.field(
+        description="환경부 grade: PM10 ≤30 좋음, ≤80 보통, ≤150 나쁨; PM2.5 ≤15, ≤35, ≤75."
+    )
+    readings: int
+
+
+@strawberry.type(description="Fine dust in a district over the last hour, from taxi sensors.")
+class AirQuality:
+    pm25: DustLevel | None = strawberry.field(description="PM2.5; null without enough data.")
+    pm10: DustLevel | None = strawberry.field(description="PM10; null without enough data.")
+    since: datetime
+    until: datetime
+
+
+async def district_air_quality(info: Info, code: str) -> AirQuality | None:
+    """The latest hour of PM2.5 and PM10 over a district's cells (open data, k-anonymous)."""
+    k = info.context.state(SensorsState).k_anonymity
+    return await info.context.state(SensorsState).aggregates.get(
+        ("air_quality", code, k),
+        lambda: _air_quality(info.context.db, info.context.state(SensorsState).rollups, code, k),
+    )
+
+
+async def _air_quality(
+    pool: asyncpg.Pool, store: rollup_cache.RollupCache, code: str, k: int
+) -> AirQuality | None:
+    cells = await queries.district_cells(pool, code)
+    if cells is None:
+        return None
+    until = datetime.now(UTC)
+    since = until - queries.AIR_QUALITY_WINDOW
+    levels: dict[str, DustLevel | None] = {}
+    for name in ("pm2_5", "pm10"):
+        stats = await queries.window(pool, store, cells, queries.metric(name), since, until, k)
+        if stats is None or stats.vehicles < k:
+            levels[name] = None
+        else:
+            levels[name] = DustLevel(
+                value=round(stats.mean, 1),
+                grade=queries.grade(name, stats.mean),
+                readings=stats.count,
+            )
+    if levels["pm2_5"] is None and levels["pm10"] is None:
+        return None
+    return AirQuality(pm25=levels["pm2_5"], pm10=levels["pm10"], since=since, until=until)

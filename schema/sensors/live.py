@@ -1,0 +1,98 @@
+"""Live readings and alerts over WebSocket: stored readings first, then live ones."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime, timedelta
+
+import strawberry
+from h3.api import basic_int as h3
+from strawberry.federation.schema_directives import RequiresScopes
+
+from hub.core.context import Info
+from hub.core.errors import Unauthenticated
+from resolvers.sensors import catalog, queries, scopes
+from resolvers.sensors.message import Reading
+from resolvers.sensors.state import SensorsState
+from schema.sensors.queries import area_cells, utc
+from schema.sensors.types import AreaInput, LiveReading, MetricAlert, MetricValue, reading_of
+
+READ = [[scopes.READ.name]]
+INGEST = [[scopes.INGEST.name]]
+MAX_PAGE = 1000
+
+
+async def _stored_then_live(
+    info: Info, cells: frozenset[int], since: datetime | None
+) -> AsyncGenerator[queries.RawReading | Reading, None]:
+    """Readings stored after `since`, then live ones, each once: subscribe first, replay
+    from storage, then skip live readings the replay already gave."""
+    live = info.context.state(SensorsState).live
+    async with live.subscribe(cells) as subscriber:
+        last: dict[str, datetime] = {}
+        if since is not None:
+            start, cursor = utc(since) + timedelta(microseconds=1), None  # strictly after
+            while True:
+                page, more = await queries.readings(
+                    info.context.db, sorted(cells), start, datetime.now(UTC), 1000, cursor
+                )
+                for reading in page:
+                    last[reading.device_id] = reading.ts
+                    yield reading
+                if not more:
+                    break
+                cursor = (page[-1].ts, page[-1].device_id)
+        async for reading in subscriber.readings():
+            info.context.recheck()  # a revoked or expired token ends the subscription
+            if scopes.READ.name not in info.context.caller.scopes:
+                raise Unauthenticated("the access token expired or was revoked")
+            if reading.ts > last.get(reading.device_id, reading.ts - timedelta(seconds=1)):
+                yield reading
+
+
+@strawberry.type
+class SensorsSubscription:
+    @strawberry.subscription(
+        directives=[RequiresScopes(scopes=READ)],
+        description="Readings in an area as they are stored; `since` replays the ones "
+        "stored after that time first, so a client that reconnects misses nothing.",
+    )
+    async def live_readings(
+        self,
+        info: Info,
+        area: AreaInput,
+        metrics: list[str],
+        since: datetime | None = None,
+    ) -> AsyncGenerator[LiveReading, None]:
+        wanted = [queries.metric(name) for name in metrics]
+        cells = frozenset(await area_cells(info, area))
+        precise = scopes.PRECISE.name in info.context.caller.scopes
+        async for r in _stored_then_live(info, cells, since):
+            full = reading_of(r, precise, [m.name for m in catalog.metrics()])  # type: ignore[arg-type]
+            yield LiveReading(
+                ts=full.ts,
+                cell=full.cell,
+                position=full.position,
+                vehicle_id=full.vehicle_id,
+                values=[
+                    MetricValue(metric=m.name, value=r.values[m.id])
+                    for m in wanted
+                    if r.values[m.id] == r.values[m.id]
+                ],
+            )
+
+    @strawberry.subscription(
+        directives=[RequiresScopes(scopes=READ)],
+        description="Each reading in the area whose metric is above the threshold.",
+    )
+    async def metric_alerts(
+        self, info: Info, area: AreaInput, metric: str, above: float
+    ) -> AsyncGenerator[MetricAlert, None]:
+        m = queries.metric(metric)
+        cells = frozenset(await area_cells(info, area))
+        async for r in _stored_then_live(info, cells, None):
+            value = r.values[m.id]
+            if value == value and value > above:
+                yield MetricAlert(
+                    ts=r.ts, cell=h3.int_to_str(r.cell), metric=m.name, value=value, threshold=above
+                )

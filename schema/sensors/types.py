@@ -1,0 +1,256 @@
+"""GraphQL types of the sensors domain, and the conversions from resolver results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from functools import lru_cache
+
+import strawberry
+from h3.api import basic_int as h3
+from strawberry.scalars import JSON
+
+from resolvers.sensors import derived, devices, queries, scopes
+
+READ = [[scopes.READ.name]]
+INGEST = [[scopes.INGEST.name]]
+MAX_PAGE = 1000
+
+
+@strawberry.type(description="A quantity the sensor units measure.")
+class Metric:
+    name: str
+    unit: str
+    min: float = strawberry.field(description="Lowest valid value; lower values are rejected.")
+    max: float = strawberry.field(description="Highest valid value.")
+    description: str
+    description_ko: str
+
+
+@strawberry.type(description="A sensor unit on a vehicle, registered by its partner.")
+class SensorDevice:
+    device_id: str
+    vehicle_id: str
+    description: str
+    created_at: datetime
+    disabled: bool
+
+
+@strawberry.enum(description="Width of the time buckets of a series.")
+class Bucket(Enum):
+    MINUTE = "MINUTE"
+    FIVE_MINUTES = "FIVE_MINUTES"
+    HOUR = "HOUR"
+    DAY = "DAY"
+
+
+@strawberry.input(description="A bounding box in WGS 84 degrees.")
+class BBoxInput:
+    south: float
+    west: float
+    north: float
+    east: float
+
+
+@strawberry.input(description="Exactly one of: a district, a bounding box, or H3 cells.")
+class AreaInput:
+    district: str | None = strawberry.UNSET
+    bbox: BBoxInput | None = strawberry.UNSET
+    cells: list[str] | None = strawberry.UNSET
+
+
+@strawberry.type(description="Statistics of one metric over a set of readings.")
+class Aggregate:
+    count: int = strawberry.field(description="Readings behind the values.")
+    mean: float
+    min: float
+    max: float
+    stddev: float
+
+
+@strawberry.type
+class SeriesPoint:
+    bucket: datetime = strawberry.field(description="Start of the bucket.")
+    value: Aggregate | None = strawberry.field(
+        description="Null when fewer vehicles than the privacy threshold contributed."
+    )
+
+
+@strawberry.type
+class HeatCell:
+    cell: str = strawberry.field(description="H3 cell index.")
+    boundary: JSON = strawberry.field(description="The cell as a GeoJSON Polygon.")
+    value: Aggregate
+
+
+@strawberry.type
+class Position:
+    lat: float
+    lng: float
+    precise: bool = strawberry.field(
+        description="False: the centre of the H3 cell (sensors:precise gives exact positions)."
+    )
+
+
+@strawberry.type
+class MetricValue:
+    metric: str
+    value: float
+
+
+@strawberry.type
+class SensorReading:
+    ts: datetime
+    cell: str
+    position: Position
+    vehicle_id: str | None = strawberry.field(description="Only with sensors:precise.")
+    speed_kmh: float | None
+    heading_deg: float | None
+    values: list[MetricValue]
+
+
+@strawberry.type
+class SensorReadingPage:
+    readings: list[SensorReading]
+    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+    has_next_page: bool
+
+
+@strawberry.input(description="A point in WGS 84 degrees.")
+class PointInput:
+    lat: float
+    lng: float
+
+
+@strawberry.type
+class RouteSegment:
+    start: Position
+    end: Position
+    length_m: float
+    cells: list[str] = strawberry.field(description="H3 cells the segment passes through.")
+    value: Aggregate | None = strawberry.field(
+        description="The metric over those cells; null without (enough) data."
+    )
+
+
+@strawberry.type(description="A metric along a path: per segment, on average, and worst.")
+class RouteExposure:
+    metric: str
+    unit: str
+    segments: list[RouteSegment]
+    average: float | None = strawberry.field(
+        description="Length-weighted mean over the segments that have a value."
+    )
+    worst: RouteSegment | None
+    coverage: float = strawberry.field(description="Share of the path length with a value.")
+
+
+@strawberry.type
+class CrowdCell:
+    cell: str
+    boundary: JSON
+    density: float = strawberry.field(description="Mean pedestrians per m².")
+    pedestrians: float | None = strawberry.field(description="Mean pedestrians in view.")
+    readings: int
+
+
+@strawberry.type(description="One named part of the safety index, with its inputs.")
+class SafetyFactor:
+    name: str
+    metric: str | None
+    value: float | None = strawberry.field(description="The measured mean; null: no data.")
+    weight: float
+    contribution: float = strawberry.field(description="Points taken off 100.")
+    explanation: str
+
+
+@strawberry.type(description="Safety index of a cell: 100 minus the factor contributions.")
+class SafetyCell:
+    cell: str
+    boundary: JSON
+    index: float
+    complete: bool = strawberry.field(description="False when some factor had no data.")
+    factors: list[SafetyFactor]
+
+
+@strawberry.input
+class RegisterSensorDeviceInput:
+    device_id: str
+    vehicle_id: str
+    description: str = ""
+
+
+def aggregate_of(stats: queries.Stats) -> Aggregate:
+    return Aggregate(
+        count=stats.count, mean=stats.mean, min=stats.low, max=stats.high, stddev=stats.stddev
+    )
+
+
+def device_of(device: devices.Device) -> SensorDevice:
+    return SensorDevice(
+        device_id=device.device_id,
+        vehicle_id=device.vehicle_id,
+        description=device.description,
+        created_at=device.created_at,
+        disabled=device.disabled_at is not None,
+    )
+
+
+def point_of(lat: float, lng: float) -> Position:
+    return Position(lat=lat, lng=lng, precise=True)
+
+
+def route_segment(segment: derived.Segment) -> RouteSegment:
+    return RouteSegment(
+        start=point_of(*segment.start),
+        end=point_of(*segment.end),
+        length_m=round(segment.length_m, 1),
+        cells=[h3.int_to_str(c) for c in segment.cells],
+        value=aggregate_of(segment.stats) if segment.stats else None,
+    )
+
+
+def reading_of(r: queries.RawReading, precise: bool, names: list[str]) -> SensorReading:
+    if precise:
+        position = Position(lat=r.lat, lng=r.lng, precise=True)
+    else:
+        lat, lng = h3.cell_to_latlng(r.cell)
+        position = Position(lat=lat, lng=lng, precise=False)
+    return SensorReading(
+        ts=r.ts,
+        cell=h3.int_to_str(r.cell),
+        position=position,
+        vehicle_id=r.vehicle_id if precise else None,
+        speed_kmh=r.speed_kmh,
+        heading_deg=r.heading_deg,
+        values=[
+            MetricValue(metric=name, value=value)
+            for name, value in zip(names, r.values, strict=True)
+            if value == value  # not NaN
+        ],
+    )
+
+
+@lru_cache(maxsize=65_536)
+def cell_polygon(cell: int) -> JSON:
+    """GeoJSON of a cell; cells repeat across requests (never mutate the result)."""
+    ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(cell)]
+    return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+
+
+@strawberry.type
+class LiveReading:
+    ts: datetime
+    cell: str
+    position: Position
+    vehicle_id: str | None = strawberry.field(description="Only with sensors:precise.")
+    values: list[MetricValue] = strawberry.field(description="The metrics asked for.")
+
+
+@strawberry.type(description="A reading above the threshold in the area.")
+class MetricAlert:
+    ts: datetime
+    cell: str
+    metric: str
+    value: float
+    threshold: float

@@ -1,0 +1,310 @@
+"""`ieum serve` as a user runs it: a real process with its embedded PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub import processes
+from hub.embedded import postgres
+from hub.embedded.ports import free_port
+
+pytestmark = pytest.mark.slow
+
+IEUM = str(Path(sys.executable).parent / "ieum")
+SEOUL_QUERY = '{ districts(province: "서울특별시") { code name } }'
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+class Hub:
+    """One `ieum serve` process on a data directory, with its output collected."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("IEUM_DATABASE_URL", "IEUM_KAFKA_BOOTSTRAP")
+        } | {"IEUM_DATA_DIR": str(data_dir), "IEUM_PORT": str(self.port), **(env or {})}
+        self.output: list[str] = []
+        self.ready = threading.Event()
+        self.process = subprocess.Popen(
+            [IEUM, "serve", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if not self.ready.wait(60):
+            self.process.kill()
+            raise AssertionError("ieum serve did not start:\n" + "".join(self.output))
+
+    def _read(self) -> None:
+        assert self.process.stdout
+        for line in self.process.stdout:
+            self.output.append(line)
+            if "Press Ctrl-C to stop." in line:
+                self.ready.set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def pids(self) -> tuple[int, int]:
+        """The embedded broker's and PostgreSQL's process ids."""
+        state = json.loads((self.data_dir / "hub.json").read_text())
+        pg = postgres.running_pid(self.data_dir / "postgres")
+        assert pg is not None
+        return state["broker_pid"], pg
+
+    def stop(self, signum: signal.Signals) -> int:
+        self.process.send_signal(signum)
+        code = self.process.wait(30)
+        self.reader.join(10)
+        assert self.process.stdout
+        if not self.reader.is_alive():  # a child left behind would keep the pipe open
+            self.process.stdout.close()
+        return code
+
+    def workers(self) -> list[int]:
+        """Process ids of the extra HTTP workers (IEUM_WORKERS) this hub started."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().split(")")[-1].split()[1])
+                command = (stat.parent / "cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if parent == self.process.pid and b"spawn_main" in command:
+                found.append(int(stat.parent.name))
+        return found
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [IEUM, *args], env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    running = Hub(tmp_path_factory.mktemp("serve") / "data")
+    yield running
+    if running.process.poll() is None:
+        running.stop(signal.SIGINT)
+
+
+def test_serves_seoul_districts_with_no_configuration(hub: Hub) -> None:
+    response = httpx.post(f"{hub.url}/graphql", json={"query": SEOUL_QUERY}, timeout=10)
+    assert len(response.json()["data"]["districts"]) == 25
+    banner = "".join(hub.output)
+    assert f"http://127.0.0.1:{hub.port}/graphql" in banner
+    assert "embedded PostgreSQL 18" in banner
+    assert "embedded Tansu" in banner
+    assert str(hub.data_dir) in banner
+
+
+def test_demo_partner_credentials_in_the_banner_work(hub: Hub) -> None:
+    banner = "".join(hub.output)
+    line = next(line for line in banner.splitlines() if "partner client demo-partner" in line)
+    secret = line.split("demo-partner / ")[1].split()[0]
+    token = httpx.post(
+        f"{hub.url}/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "sensors:read"},
+        auth=("demo-partner", secret),
+        timeout=10,
+    )
+    assert token.status_code == 200, token.text
+    viewer = httpx.post(
+        f"{hub.url}/graphql",
+        json={"query": "{ viewer { clientId } }"},
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        timeout=10,
+    )
+    assert viewer.json() == {"data": {"viewer": {"clientId": "demo-partner"}}}
+
+
+def test_no_demo_loads_no_demo_data(tmp_path: Path) -> None:
+    bare = Hub(tmp_path / "data", "--no-demo")
+    try:
+        assert "demo-partner" not in "".join(bare.output)
+        listed = json.loads(bare.run("clients", "list", "--json").stdout)
+        assert listed == []
+    finally:
+        assert bare.stop(signal.SIGINT) == 0
+
+
+def test_second_serve_on_the_same_data_dir_is_refused(hub: Hub) -> None:
+    second = hub.run("serve", "--port", str(free_port()))
+    assert second.returncode == 1
+    assert f"`ieum serve` (pid {hub.process.pid}) is already running" in second.stderr
+    assert hub.process.poll() is None
+
+
+def test_migrate_runs_beside_the_hub_on_its_database(hub: Hub) -> None:
+    status = hub.run("migrate", "--status")
+    assert status.returncode == 0, status.stderr
+    assert "0001_platform.sql" in status.stdout
+    assert "applied" in status.stdout
+    assert hub.run("migrate").stdout.strip() == "the database is up to date"
+
+
+def test_schema_print_runs_beside_the_hub(hub: Hub) -> None:
+    printed = hub.run("schema", "print", "--subgraph", "platform")
+    assert 'type District @key(fields: "code")' in printed.stdout
+
+
+def test_ctrl_c_stops_everything_and_keeps_the_data(hub: Hub) -> None:
+    broker_pid, pg_pid = hub.pids()
+    assert alive(broker_pid) and alive(pg_pid)
+    assert hub.stop(signal.SIGINT) == 0
+    assert not alive(broker_pid)
+    assert not alive(pg_pid)
+    assert (hub.data_dir / "postgres" / "PG_VERSION").exists()
+    assert not (hub.data_dir / "hub.json").exists()
+
+
+def test_sigterm_after_restart_stops_everything(hub: Hub) -> None:
+    again = Hub(hub.data_dir)
+    broker_pid, pg_pid = again.pids()
+    response = httpx.post(f"{again.url}/graphql", json={"query": SEOUL_QUERY}, timeout=10)
+    assert len(response.json()["data"]["districts"]) == 25
+    assert "platform.districts.loaded" not in "".join(again.output)  # kept from the first run
+    assert again.stop(signal.SIGTERM) == 0
+    assert not alive(broker_pid) and not alive(pg_pid)
+
+
+def test_servers_orphaned_by_a_killed_hub_are_stopped_on_next_start(hub: Hub) -> None:
+    killed = Hub(hub.data_dir)
+    broker_pid, pg_pid = killed.pids()
+    killed.stop(signal.SIGKILL)
+    assert alive(broker_pid) and alive(pg_pid)  # orphans, until the next start
+
+    fresh = Hub(hub.data_dir)
+    try:
+        assert not alive(broker_pid) and not alive(pg_pid)
+        response = httpx.post(f"{fresh.url}/graphql", json={"query": SEOUL_QUERY}, timeout=10)
+        assert len(response.json()["data"]["districts"]) == 25
+    finally:
+        assert fresh.stop(signal.SIGINT) == 0
+
+
+def test_unknown_subgraph_is_refused(hub: Hub) -> None:
+    result = hub.run("serve", "--subgraph", "nonsense")
+    assert result.returncode == 2
+    assert "unknown subgraph 'nonsense'" in result.stderr
+
+
+def test_invalid_setting_fails_at_start_naming_it(hub: Hub) -> None:
+    env = hub.env | {"IEUM_PORT": "eighty"}
+    result = subprocess.run(
+        [IEUM, "serve"], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 2
+    assert "IEUM_PORT" in result.stderr
+
+
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (refused: the point of the test)
+
+
+def test_a_hub_that_would_issue_tokens_over_plain_http_refuses_to_start(hub: Hub) -> None:
+    """Listening on all interfaces without an https public URL: OAuth would fail on every
+    request, so `ieum serve` says so before starting anything."""
+    result = hub.run("serve", "--host", ALL_INTERFACES, "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "IEUM_PUBLIC_URL" in result.stderr and "https://" in result.stderr
+
+
+def test_new_connections_are_spread_over_the_processes_sockets() -> None:
+    """One shared socket let whichever process woke first accept a whole burst."""
+    sockets = processes.listening_sockets("127.0.0.1", 0, 2)
+    port = sockets[0].getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        accepted = []
+        for sock in sockets:
+            sock.settimeout(0.5)
+            count = 0
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    sock.accept()[0].close()
+                    count += 1
+            accepted.append(count)
+        assert sum(accepted) == 40
+        assert min(accepted) > 0  # all 40 on one socket: 2 chances in 2**40
+    finally:
+        for sock in [*clients, *sockets]:
+            sock.close()
+
+
+@pytest.fixture(scope="module")
+def own_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory for tests that start hubs of their own settings."""
+    return tmp_path_factory.mktemp("workers") / "data"
+
+
+def test_workers_answer_on_the_port_and_stop_with_the_hub(own_dir: Path) -> None:
+    served = Hub(own_dir, "--no-demo", env={"IEUM_WORKERS": "2"})
+    try:
+        deadline = time.monotonic() + 60
+        while len(served.workers()) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (worker,) = served.workers()
+        httpx.get(f"{served.url}/healthz", timeout=10)
+        # With the first process stopped, only the worker can answer. Each process has a
+        # socket of its own on the port and the kernel picks one per new connection, so
+        # some connections wait for the stopped process: new ones until one is answered.
+        served.process.send_signal(signal.SIGSTOP)
+        try:
+            answered = []
+            for _ in range(40):
+                with contextlib.suppress(httpx.TimeoutException):
+                    response = httpx.post(
+                        f"{served.url}/graphql", json={"query": SEOUL_QUERY}, timeout=2
+                    )
+                    answered.append(len(response.json()["data"]["districts"]))
+                if len(answered) == 3:
+                    break
+            assert answered == [25, 25, 25]
+        finally:
+            served.process.send_signal(signal.SIGCONT)
+    finally:
+        assert served.stop(signal.SIGINT) == 0
+    assert not alive(worker)
+
+
+def test_workers_of_a_killed_hub_stop_by_themselves(own_dir: Path) -> None:
+    killed = Hub(own_dir, "--no-demo", env={"IEUM_WORKERS": "2"})
+    deadline = time.monotonic() + 60
+    while not killed.workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (worker,) = killed.workers()
+    killed.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(worker)
+    Hub(own_dir, "--no-demo").stop(signal.SIGINT)  # stops the orphaned servers
