@@ -16,13 +16,13 @@ CREATE INDEX sensor_stations_cell_idx ON sensor_stations (cell);
 CREATE TABLE sensor_station_readings (
     station_id  text NOT NULL REFERENCES sensor_stations ON DELETE CASCADE,
     measured_at timestamptz NOT NULL,      -- the end of the hour the values average
-    pm10        real,
-    pm25        real,
-    o3          real,
-    no2         real,
-    co          real,
-    so2         real,
-    khai        real,
+    pm10        double precision,
+    pm25        double precision,
+    o3          double precision,
+    no2         double precision,
+    co          double precision,
+    so2         double precision,
+    khai        double precision,
     flags       jsonb NOT NULL DEFAULT '{}',
     PRIMARY KEY (station_id, measured_at)
 );

@@ -39,3 +39,10 @@ class SensorsSettings(BaseSettings):
         description="Memory for sensor rollups a hub keeps to aggregate without"
         " PostgreSQL (resolvers/sensors/rollup_cache.py); 0 aggregates every query in SQL.",
     )
+    station_poll_seconds: float = Field(
+        default=900,
+        ge=10,
+        le=3600,
+        description="How often fixed air-quality stations are read from their adapters"
+        " (AirKorea publishes hourly values 15-30 minutes after the hour).",
+    )

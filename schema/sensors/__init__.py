@@ -17,18 +17,20 @@ from schema.sensors.devices import SensorsMutation
 from schema.sensors.live import SensorsSubscription
 from schema.sensors.queries import SensorsQuery
 from schema.sensors.runtime import COMMANDS, INGEST_WORKER, demo
+from schema.sensors.station_poller import POLL_COMMAND, POLLER
+from schema.sensors.stations import StationsQuery
 
 domain = Domain(
     name="sensors",
     description="taxi-roof sensor readings, aggregates and live feeds",
     requires=("platform",),
-    query=merge_types("SensorsQueries", (SensorsQuery, SensorServicesQuery)),
+    query=merge_types("SensorsQueries", (SensorsQuery, SensorServicesQuery, StationsQuery)),
     mutation=SensorsMutation,
     subscription=SensorsSubscription,
     settings=SensorsSettings,
     scopes=scopes.ALL,
     lifespan=lifespan,
-    workers=(INGEST_WORKER,),
-    commands=COMMANDS,
+    workers=(INGEST_WORKER, POLLER),
+    commands=(*COMMANDS, POLL_COMMAND),
     demo=demo,
 )
