@@ -70,6 +70,17 @@ def poll(site: Path, database_url: str, env: dict[str, str]) -> subprocess.Compl
     )
 
 
+def poll_while_failing(
+    site: Path, database_url: str, env: dict[str, str], url: str
+) -> subprocess.CompletedProcess[str]:
+    """A round while the sandbox answers 503 to everything."""
+    httpx.post(f"{url}/_faults", json={"error": "5xx", "status": 503}).raise_for_status()
+    try:
+        return poll(site, database_url, env)
+    finally:
+        httpx.delete(f"{url}/_faults").raise_for_status()
+
+
 def realtime(url: str, env: dict[str, str], station: str) -> dict[str, str]:
     """The station's newest hour, as AirKorea's API itself answers."""
     answer = httpx.get(
@@ -140,11 +151,7 @@ async def test_a_failing_upstream_is_reported_and_keeps_the_last_values(
     url, env = sandbox
     assert poll(site, migrated_url, env).returncode == 0
     before = await stations_of(auth_hub, "11110")
-    httpx.post(f"{url}/_faults", json={"error": "5xx", "status": 503}).raise_for_status()
-    try:
-        failed = poll(site, migrated_url, env)
-    finally:
-        httpx.delete(f"{url}/_faults").raise_for_status()
+    failed = poll_while_failing(site, migrated_url, env, url)
     assert failed.returncode == 1
     assert "airkorea: failed" in failed.stdout
     assert "HTTP 503" in failed.stderr
