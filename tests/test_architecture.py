@@ -130,3 +130,22 @@ def test_import_contracts_hold() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "0 broken" in result.stdout
+
+
+def test_every_domain_has_its_places() -> None:
+    """The same name everywhere: schema/<d>, resolvers/<d>/, tests/<d>/, docs/<d>.md and
+    at least one migration NNNN_<d>*.sql, so a reader finds a feature by its name."""
+    missing = []
+    for name in domains.installed():
+        places = [
+            ROOT / "schema" / f"{name}.py",
+            ROOT / "schema" / name / "__init__.py",
+        ]
+        if not any(place.exists() for place in places):
+            missing.append(f"schema/{name}")
+        for place in (f"resolvers/{name}/__init__.py", f"tests/{name}", f"docs/{name}.md"):
+            if not (ROOT / place).exists():
+                missing.append(place)
+        if not list((ROOT / "migrations").glob(f"[0-9][0-9][0-9][0-9]_{name}*.sql")):
+            missing.append(f"migrations/NNNN_{name}_*.sql")
+    assert missing == []
