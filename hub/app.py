@@ -10,12 +10,14 @@ from contextlib import asynccontextmanager
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from auth import http as bearer
@@ -55,6 +57,20 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             scope.setdefault("state", {})["caller"] = caller
         await super().__call__(scope, receive, send)
 
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        """503 with Retry-After when nothing could be answered because PostgreSQL is away,
+        so clients and load balancers back off as for any unavailable service; a request
+        that got part of its answer stays 200 with the failed fields' errors."""
+        response = super().create_response(response_data, sub_response)
+        if isinstance(response_data, dict) and _database_down(response_data):
+            response.status_code = 503
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
     def encode_json(self, data: object) -> str:
         """orjson: a heat map's 30 polygons took 0.38 ms with json.dumps, 0.02 ms here (and
         NaN becomes null, not invalid JSON). Text, not bytes: strawberry sends bytes over
@@ -74,6 +90,20 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             raise ConnectionRejectionError({"reason": str(exc)}) from exc
         if not context.caller.anonymous:
             context.token = str(header).partition(" ")[2].strip()
+
+
+RETRY_AFTER_SECONDS = 5  # as for token checks that cannot run (auth.http.unavailable)
+
+
+def _database_down(response: GraphQLHTTPResponse) -> bool:
+    """Every root field is null and every error is PostgreSQL being unavailable."""
+    errors = response.get("errors") or []
+    data = response.get("data")
+    return (
+        bool(errors)
+        and (data is None or all(value is None for value in data.values()))
+        and all((error.get("extensions") or {}).get("upstream") == "postgresql" for error in errors)
+    )
 
 
 def create_app(

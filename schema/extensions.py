@@ -12,8 +12,8 @@ from typing import Any
 from graphql import DocumentNode, GraphQLError, OperationType, parse
 from strawberry.extensions import SchemaExtension
 
-from hub.core import monitoring
-from hub.core.errors import IeumError
+from hub.core import db, monitoring
+from hub.core.errors import IeumError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,15 @@ class CurrentCaller(SchemaExtension):
         yield
 
 
+DATABASE_UNAVAILABLE = "PostgreSQL, the hub's database, is not answering; retry in a few seconds."
+
+
 class PublicErrors(SchemaExtension):
-    """Every error gets `extensions.code`; unexpected ones are masked and logged."""
+    """Every error gets `extensions.code`; unexpected ones are masked and logged.
+
+    PostgreSQL being away is not a bug: those fields answer UPSTREAM_UNAVAILABLE, and the
+    outage is logged once by the pool's watch rather than as a traceback per request.
+    """
 
     def on_operation(self) -> Iterator[None]:
         yield
@@ -70,6 +77,20 @@ class PublicErrors(SchemaExtension):
         if original is None:  # syntax, validation or variable errors: the client's to fix
             error.extensions = {"code": "GRAPHQL_VALIDATION_FAILED", **(error.extensions or {})}
             return error
+        if db.unavailable(original):
+            pool = getattr(self.execution_context.context, "db", None)
+            if isinstance(pool, db.Pool):
+                pool.outage.failed(original)
+            public = UpstreamUnavailable(DATABASE_UNAVAILABLE, upstream="postgresql")
+            return GraphQLError(
+                DATABASE_UNAVAILABLE,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                original_error=public,
+                extensions=public.extensions,
+            )
         log.error("graphql.unexpected_error path=%s", error.path, exc_info=original)
         return GraphQLError(
             "Unexpected error.",

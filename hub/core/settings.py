@@ -82,7 +82,16 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(default=1, ge=0, description="Connections kept open.")
     db_pool_max: int = Field(default=10, ge=1, description="Most connections opened at once.")
     db_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="Time limit for connecting and for health checks."
+        default=5.0,
+        gt=0,
+        description="Time limit for connecting, for taking a connection from the pool and for "
+        "health checks.",
+    )
+    db_statement_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time limit for one statement of the hub's pool (PostgreSQL's "
+        "statement_timeout, and the client's own wait a second longer).",
     )
 
     @property
