@@ -5,8 +5,16 @@ a staging table, then INSERT … ON CONFLICT DO NOTHING), their per-cell rollups
 consumer offsets the batch reaches. On (re)assignment a worker seeks to the offsets stored
 in PostgreSQL, not Kafka's, so a worker killed at any point and restarted re-reads exactly
 what was not committed, and readings already stored are not counted twice. Rejected
-messages go to the dead-letter topic, with the reason and source, before the commit
-(at-least-once there: a crash between the two can repeat a dead letter, never lose one).
+messages go to the dead-letter topic, with the reason and source, before the commit:
+at-least-once there, but keyed by their source (`topic:partition:offset`), so a consumer
+of dead letters drops a repeat by its key; and a batch whose offsets are already stored
+(its COMMIT went through but the answer was lost) is recognised and skipped whole.
+
+Offsets beyond a partition's end (the topic was recreated, e.g. by an embedded broker
+that keeps topics in memory, or truncated) are an error that is logged and counted, and
+resolved by one rule: read the partition again from its beginning. Re-reading is safe: a
+reading already stored with the same content is a redelivery, neither stored again nor a
+dead letter. On a clean stop the worker first drains what the broker holds.
 """
 
 from __future__ import annotations
@@ -22,12 +30,18 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.structs import ConsumerRecord
 
 from hub.core import db
 from hub.core.settings import Settings
 from resolvers.sensors import ingest_store, live_feed, monitoring
+from resolvers.sensors.ingest_db import OUTAGE, Backoff, IngestDatabase, sleep_unless
 from resolvers.sensors.message import Reading, Rejected, parse
 from resolvers.sensors.rollup import rollups
 from resolvers.sensors.settings import SensorsSettings
@@ -38,7 +52,6 @@ TOPIC = "ieum.telemetry.v1"
 DLQ_TOPIC = "ieum.telemetry.dlq"
 GROUP_ID = "ieum-ingest"
 MAX_BATCH = 20_000  # larger batches fold more readings into each rollup row
-RETRY_SECONDS = 1.0
 
 OnCommit = Callable[[Sequence[Reading]], Awaitable[None]]
 
@@ -89,10 +102,20 @@ class IngestWorker:
         self.on_commit = on_commit  # in-process, after the live feed is sent
         self.lock = asyncio.Lock()  # held while a batch is written; rebalances wait for it
         self.consumer: AIOKafkaConsumer | None = None
-        self.conn: asyncpg.Connection | None = None
+        self.db = IngestDatabase(database_url, settings, self._prepare)
+        self.stop = asyncio.Event()
         self._partitions_checked: float | None = None  # monotonic time; None: never
 
+    @property
+    def conn(self) -> asyncpg.Connection | None:
+        return self.db.conn
+
+    @conn.setter
+    def conn(self, value: asyncpg.Connection | None) -> None:
+        self.db.conn = value
+
     async def run(self, stop: asyncio.Event) -> None:
+        self.stop = stop
         await ensure_topics(self.bootstrap, self.sensors.telemetry_partitions, self.topic)
         await live_feed.ensure_topic(self.bootstrap, self.live_topic)
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
@@ -100,7 +123,9 @@ class IngestWorker:
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            # Positions come from PostgreSQL; one beyond a partition's end must reach us
+            # (OffsetOutOfRangeError), not be reset silently.
+            auto_offset_reset="none",
             max_poll_records=MAX_BATCH,
             # Fewer, larger fetches: a batch of 20,000 messages is about 25 MB.
             max_partition_fetch_bytes=16 * 1024 * 1024,
@@ -109,44 +134,118 @@ class IngestWorker:
         self.consumer = consumer
         await producer.start()
         try:
-            self.conn = await self._connect()
+            if await self.db.connection(stop) is None:
+                return  # told to stop while waiting for the database
             consumer.subscribe([self.topic], listener=_Rebalance(self))
             await consumer.start()
-            # Two batches in flight: while batch N is written (PostgreSQL works, this
-            # process waits), batch N+1 is fetched and parsed. Writes stay in order.
-            writing: asyncio.Task[None] | None = None
             try:
-                while not stop.is_set():
-                    batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
-                    if writing is not None and writing.done():
-                        writing, done = None, writing
-                        await done  # a failed write stops the worker here
-                    if not batch:
-                        if writing is None:
-                            await self._maintain_when_idle()
-                        continue
-                    parsed = await _parse_batch(batch)
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.create_task(
-                        self._process_with_retry(consumer, producer, parsed, stop)
-                    )
-                if writing is not None:
-                    await writing
+                await self._consume(consumer, producer, stop)
             finally:
-                if writing is not None and not writing.done():
-                    writing.cancel()  # the worker is dying: no COMMIT, nothing half-written
+                await _bounded(consumer.stop(), "consumer")
+        finally:
+            await _bounded(producer.stop(), "producer")
+            await self.db.close()
+
+    async def _consume(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, stop: asyncio.Event
+    ) -> None:
+        """Until stopped, then until drained: everything the broker held when the stop came
+        (each assigned partition read to its end), within `ingest_drain_seconds`."""
+        # Two batches in flight: while batch N is written (PostgreSQL works, this
+        # process waits), batch N+1 is fetched and parsed. Writes stay in order.
+        writing: asyncio.Task[bool] | None = None
+        drain_until: float | None = None
+        try:
+            while True:
+                if stop.is_set() and drain_until is None:
+                    drain_until = time.monotonic() + self.sensors.ingest_drain_seconds
+                    log.info("ingest.draining within_seconds=%s", self.sensors.ingest_drain_seconds)
+                if drain_until is not None and time.monotonic() >= drain_until:
+                    log.warning("ingest.drain.incomplete partition_ends=%s", _ends(consumer))
+                    return
+                try:
+                    batch = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+                except OffsetOutOfRangeError as exc:  # Kafka's answer to a stale offset
+                    writing = await _finish(writing)
+                    for tp, offset in exc.args[0].items():
+                        await self._restart_partition(consumer, tp, offset, None)
+                    continue
+                except NoOffsetForPartitionError:  # the listener could not seek (stopping)
+                    if stop.is_set():
+                        return
+                    await _Rebalance(self).on_partitions_assigned(consumer.assignment())
+                    continue
+                if writing is not None and writing.done():
+                    writing = await _finish(writing)  # a failed write stops the worker here
+                if stale := await _beyond_end(consumer, set(consumer.assignment()) - set(batch)):
+                    writing = await _finish(writing)  # its offsets are stored before ours
+                    for tp, (position, end) in stale.items():
+                        await self._restart_partition(consumer, tp, position, end)
+                if not batch:
+                    if writing is None:
+                        if drain_until is not None and await _caught_up(consumer):
+                            log.info("ingest.drained")
+                            return
+                        await self._maintain_when_idle()
+                    continue
+                parsed = await _parse_batch(batch)
+                writing = await _finish(writing)
+                writing = asyncio.create_task(self._process_with_retry(consumer, producer, parsed))
+        finally:
+            if writing is not None and not writing.done():
+                if drain_until is not None:  # the last batch may finish within the bound
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            asyncio.shield(writing), max(0.0, drain_until - time.monotonic())
+                        )
+                if not writing.done():
+                    writing.cancel()  # no COMMIT, nothing half-written: it is read again
                     with contextlib.suppress(asyncio.CancelledError):
                         await writing
-                await consumer.stop()
-        finally:
-            await producer.stop()
-            if self.conn is not None:
-                await self.conn.close()
+
+    async def _restart_partition(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, stored: int, end: int | None
+    ) -> None:
+        """The documented rule for an offset beyond the end: read the partition again from
+        its beginning; what is already stored is recognised as a redelivery."""
+        beginning = (await consumer.beginning_offsets([tp]))[tp]
+        if end is None:
+            end = (await consumer.end_offsets([tp]))[tp]
+        log.error(
+            "ingest.offset_beyond_end topic=%s partition=%d stored_offset=%d partition_end=%d"
+            " restart_from=%d (the topic was recreated or truncated; reading it again from"
+            " its beginning)",
+            tp.topic,
+            tp.partition,
+            stored,
+            end,
+            beginning,
+        )
+        monitoring.INGEST_OFFSET_RESETS.labels(tp.topic, str(tp.partition)).inc()
+        while True:
+            conn = await self.db.connection(self.stop)
+            if conn is None:
+                return  # stopping: the next start finds the same stale offset
+            try:
+                async with self.lock, self._write_bound():
+                    await ingest_store.rewind_offset(
+                        conn, self.group_id, self.topic, tp.partition, beginning
+                    )
+                break
+            except OUTAGE as exc:
+                self.db.lost(exc)
+        consumer.seek(tp, beginning)
+
+    def _write_bound(self) -> asyncio.Timeout:
+        return asyncio.timeout(self.sensors.ingest_write_timeout_seconds)
+
+    async def _prepare(self, conn: asyncpg.Connection) -> None:
+        await ingest_store.prepare_connection(conn, self.sensors.ingest_write_timeout_seconds)
 
     async def _connect(self) -> asyncpg.Connection:
+        """A connection set up for ingest (tests use it for maintenance alone)."""
         conn = await db.connect(self.database_url, self.settings)
-        await ingest_store.prepare_connection(conn)
+        await self._prepare(conn)
         return conn
 
     async def _maintain(self) -> None:
@@ -165,37 +264,40 @@ class IngestWorker:
         self._partitions_checked = time.monotonic()
 
     async def _maintain_when_idle(self) -> None:
+        if self.conn is None or self.conn.is_closed():
+            return  # the next batch waits for the database
         try:
-            async with self.lock:  # the rebalance listener uses the connection too
+            async with self.lock, self._write_bound():  # the listener uses the connection too
                 await self._maintain()
-        except (asyncpg.PostgresError, OSError) as exc:  # retried with the next batch
+        except OUTAGE as exc:  # retried with the next batch
             log.warning("ingest.maintenance.failed error=%r", exc)
+            self.db.lost(exc)
 
     async def _process_with_retry(
-        self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        parsed: ParsedBatch,
-        stop: asyncio.Event,
-    ) -> None:
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, parsed: ParsedBatch
+    ) -> bool:
+        """Write the batch, retrying through outages; False if the worker was told to stop
+        first (nothing of the batch was committed, so it is read again on the next start)."""
         batch = parsed.batch
+        backoff = Backoff()
         while True:
+            if await self.db.connection(self.stop) is None:
+                return False
             try:
-                async with self.lock:
+                async with self.lock, self._write_bound():
                     await self._maintain()
                     await self._process(producer, parsed)
                 break
-            except (asyncpg.PostgresError, OSError, KafkaError, TimeoutError) as exc:
+            except (*OUTAGE, KafkaError) as exc:
                 log.warning("ingest.batch.failed error=%r; retrying", exc)
                 monitoring.INGEST_FAILURES.inc()
-                if stop.is_set():
-                    raise
-                await asyncio.sleep(RETRY_SECONDS)
-                if self.conn is None or self.conn.is_closed():
-                    try:
-                        self.conn = await self._connect()
-                    except (OSError, asyncpg.PostgresError) as again:
-                        log.warning("ingest.db.reconnect_failed error=%r", again)
+                if isinstance(exc, KafkaError):
+                    await self._ensure_side_topics()
+                else:
+                    self.db.lost(exc)
+                if self.stop.is_set():
+                    return False
+                await sleep_unless(self.stop, backoff.wait())
         try:
             await consumer.commit({tp: records[-1].offset + 1 for tp, records in batch.items()})
         except KafkaError as exc:  # only lag metrics read Kafka's offsets; ours are in PG
@@ -206,43 +308,72 @@ class IngestWorker:
                 monitoring.INGEST_LAG.labels(str(tp.partition)).set(
                     highwater - batch[tp][-1].offset - 1
                 )
+        return True
+
+    async def _ensure_side_topics(self) -> None:
+        """A broker that lost its topics (restarted in memory) gets them back."""
+        try:
+            async with asyncio.timeout(10):
+                await ensure_topics(self.bootstrap, self.sensors.telemetry_partitions, self.topic)
+                await live_feed.ensure_topic(self.bootstrap, self.live_topic)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.info("ingest.topics.unavailable error=%r", exc)
 
     async def _process(self, producer: AIOKafkaProducer, parsed: ParsedBatch) -> None:
         started = time.perf_counter()
         batch = parsed.batch
-        candidates = parsed.candidates
-        rejects = list(parsed.rejects)  # a retried batch starts again from the parse result
         assert self.conn is not None
         conn = self.conn
-        devices = await ingest_store.device_states(conn, (r.device_id for _, r in candidates))
-        accepted: list[tuple[ConsumerRecord, Reading]] = []
-        seen: set[tuple[str, datetime]] = set()
-        for record, reading in candidates:
-            state = devices.get(reading.device_id)
-            key = (reading.device_id, reading.ts)
-            if state is None:
-                rejects.append((record, "unknown_device", f"{reading.device_id} is not registered"))
-            elif state[1]:
-                rejects.append((record, "disabled_device", f"{reading.device_id} is disabled"))
-            elif state[0] != reading.vehicle_id:
-                rejects.append(
-                    (record, "vehicle_mismatch", f"{reading.device_id} is on {state[0]}")
-                )
-            elif key in seen:
-                rejects.append((record, "duplicate", "same device and timestamp earlier in batch"))
-            else:
-                seen.add(key)
-                accepted.append((record, reading))
-
         async with conn.transaction():
+            done = await ingest_store.lock_offsets(
+                conn, self.group_id, self.topic, (tp.partition for tp in batch)
+            )
+            candidates, rejects, skipped = _not_yet_stored(parsed, done)
+            if skipped:
+                log.info("ingest.batch.already_stored messages=%d", skipped)
+            devices = await ingest_store.device_states(conn, (r.device_id for _, r in candidates))
+            accepted: list[tuple[ConsumerRecord, Reading]] = []
+            seen: dict[tuple[str, datetime], Reading] = {}
+            redelivered = 0
+            for record, reading in candidates:
+                state = devices.get(reading.device_id)
+                key = (reading.device_id, reading.ts)
+                if state is None:
+                    rejects.append(
+                        (record, "unknown_device", f"{reading.device_id} is not registered")
+                    )
+                elif state[1]:
+                    rejects.append((record, "disabled_device", f"{reading.device_id} is disabled"))
+                elif state[0] != reading.vehicle_id:
+                    rejects.append(
+                        (record, "vehicle_mismatch", f"{reading.device_id} is on {state[0]}")
+                    )
+                elif key in seen:
+                    if _content(seen[key]) == _content(reading):
+                        redelivered += 1  # the same message twice: a producer's retry
+                    else:
+                        rejects.append(
+                            (record, "duplicate", "same device and timestamp earlier in batch")
+                        )
+                else:
+                    seen[key] = reading
+                    accepted.append((record, reading))
+
             known = await ingest_store.insert_readings(conn, [r for _, r in accepted])
             stored = [r for _, r in accepted]
             if known:
                 stored = [r for r in stored if (r.device_id, r.ts) not in known]
                 for record, reading in accepted:
-                    if (reading.device_id, reading.ts) in known:
+                    same = known.get((reading.device_id, reading.ts))
+                    if same:
+                        redelivered += 1
+                    elif same is not None:
                         rejects.append(
-                            (record, "duplicate", "this device and timestamp are stored")
+                            (
+                                record,
+                                "duplicate",
+                                "this device and timestamp are stored with other values",
+                            )
                         )
             rows = rollups(stored)
             await ingest_store.upsert_rollups(conn, rows)
@@ -256,6 +387,7 @@ class IngestWorker:
 
         monitoring.INGEST_ACCEPTED.inc(len(stored))
         monitoring.INGEST_VALUES.inc(sum(sum(row.n) for row in rows))
+        monitoring.INGEST_REDELIVERED.inc(redelivered)
         for _, reason, _ in rejects:
             monitoring.INGEST_REJECTED.labels(reason).inc()
         monitoring.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started + parsed.seconds)
@@ -263,6 +395,77 @@ class IngestWorker:
             await live_feed.publish(producer, self.live_topic, stored)
         if self.on_commit is not None and stored:
             await self.on_commit(stored)
+
+
+def _content(reading: Reading) -> tuple[object, ...]:
+    """What a message says beside its key (the values packed, since NaN != NaN)."""
+    r = reading
+    return (r.vehicle_id, r.lat, r.lng, r.cell, r.speed_kmh, r.heading_deg, r.packed)
+
+
+def _not_yet_stored(
+    parsed: ParsedBatch, done: dict[int, int]
+) -> tuple[list[tuple[ConsumerRecord, Reading]], list[tuple[ConsumerRecord, str, str]], int]:
+    """The batch without the messages below the stored offsets (already committed)."""
+    candidates = [
+        (rec, r) for rec, r in parsed.candidates if rec.offset >= done.get(rec.partition, 0)
+    ]
+    rejects = [x for x in parsed.rejects if x[0].offset >= done.get(x[0].partition, 0)]
+    skipped = len(parsed.candidates) + len(parsed.rejects) - len(candidates) - len(rejects)
+    return candidates, rejects, skipped
+
+
+async def _finish(writing: asyncio.Task[bool] | None) -> None:
+    """Wait for the batch being written; its failure is the worker's."""
+    if writing is not None:
+        await writing
+    return None
+
+
+async def _bounded(stopping: Awaitable[object], what: str, seconds: float = 10) -> None:
+    """A Kafka client's stop flushes and leaves the group: with the broker gone it would
+    wait forever, and the process would ignore SIGTERM."""
+    try:
+        await asyncio.wait_for(stopping, seconds)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        log.warning("ingest.%s.stop_incomplete error=%r", what, exc)
+    except asyncio.CancelledError:
+        # aiokafka's fetcher lets the cancellation of its own retry task escape its close()
+        # when the broker is gone; only a cancellation aimed at us goes on.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("ingest.%s.stop_incomplete error=CancelledError", what)
+
+
+async def _beyond_end(
+    consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Positions beyond the partition's end as the last fetch reported it. Some brokers
+    (Tansu) answer a fetch there with nothing instead of an error; a worker waiting there
+    would skip every message of the new topic below the old offset."""
+    found = {}
+    for tp in partitions:
+        end = consumer.highwater(tp)
+        if end is not None and (position := await consumer.position(tp)) > end:
+            found[tp] = (position, end)
+    return found
+
+
+async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
+    """Every assigned partition read to the end its last fetch reported (not before the
+    group gave this worker its partitions)."""
+    if not consumer.assignment():
+        return False
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is None or await consumer.position(tp) < end:
+            return False
+    return True
+
+
+def _ends(consumer: AIOKafkaConsumer) -> dict[int, int | None]:
+    return {tp.partition: consumer.highwater(tp) for tp in sorted(consumer.assignment())}
 
 
 @dataclass(frozen=True)
@@ -300,23 +503,30 @@ async def _parse_batch(batch: dict[TopicPartition, list[ConsumerRecord]]) -> Par
 async def _dead_letters(
     producer: AIOKafkaProducer, topic: str, rejects: list[tuple[ConsumerRecord, str, str]]
 ) -> None:
-    """The original bytes, the reason and where they came from; all acknowledged."""
+    """The original bytes, the reason and where they came from; all acknowledged. Keyed by
+    the source (`topic:partition:offset`): a batch written again after a lost COMMIT sends
+    the same letters under the same keys, so their consumer keeps one of each."""
     sends = [
         await producer.send(
             topic,
             value=record.value,
-            key=record.key,
+            key=dead_letter_key(record),
             headers=[
                 ("reason", reason.encode()),
                 ("detail", detail.encode()),
                 ("source_topic", record.topic.encode()),
                 ("source_partition", str(record.partition).encode()),
                 ("source_offset", str(record.offset).encode()),
+                ("source_key", record.key or b""),
             ],
         )
         for record, reason, detail in rejects
     ]
     await asyncio.gather(*sends)
+
+
+def dead_letter_key(record: ConsumerRecord) -> bytes:
+    return f"{record.topic}:{record.partition}:{record.offset}".encode()
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -328,13 +538,22 @@ class _Rebalance(ConsumerRebalanceListener):
             pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Resume from the offsets PostgreSQL holds: they match the data exactly."""
-        consumer = self.worker.consumer
-        assert consumer is not None and self.worker.conn is not None
-        async with self.worker.lock:  # the connection is the batch writer's too
-            stored = await ingest_store.stored_offsets(
-                self.worker.conn, self.worker.group_id, self.worker.topic
-            )
+        """Resume from the offsets PostgreSQL holds: they match the data exactly. While
+        the database is away this waits (the fetches wait with it); a worker told to stop
+        meanwhile leaves the partitions without a position and reads nothing more."""
+        worker = self.worker
+        consumer = worker.consumer
+        assert consumer is not None
+        while True:
+            conn = await worker.db.connection(worker.stop)
+            if conn is None:
+                return
+            try:
+                async with worker.lock, worker._write_bound():
+                    stored = await ingest_store.stored_offsets(conn, worker.group_id, worker.topic)
+                break
+            except OUTAGE as exc:
+                worker.db.lost(exc)
         fresh = [tp for tp in assigned if tp.partition not in stored]
         # An explicit position: seek_to_beginning() resets lazily, after records already
         # fetched, which would hand the first batch over twice.

@@ -79,23 +79,29 @@ async def stored_offsets(
     return {row["partition"]: row["next_offset"] for row in rows}
 
 
-async def prepare_connection(conn: asyncpg.Connection) -> None:
-    """Session-local staging tables of this worker's connection."""
+async def prepare_connection(
+    conn: asyncpg.Connection, statement_timeout: float | None = None
+) -> None:
+    """Session-local staging tables of this worker's connection, and a server-side limit
+    on each statement (the worker's own limit covers a network that drops packets)."""
     await conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS ingest_readings"
         " (LIKE sensor_readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
         "CREATE TEMP TABLE IF NOT EXISTS ingest_rollups"
         " (LIKE sensor_rollups INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
+    if statement_timeout is not None:
+        await conn.execute(f"SET statement_timeout = {int(statement_timeout * 1000)}")
 
 
 async def insert_readings(
     conn: asyncpg.Connection, readings: Sequence[Reading]
-) -> set[tuple[str, datetime]]:
-    """Store readings not stored before; return the (device, ts) of those that were
-    already stored (usually none, so only they cross the wire, not every new key)."""
+) -> dict[tuple[str, datetime], bool]:
+    """Store readings not stored before. For those that were already stored (usually
+    none, so only they cross the wire): (device, ts) → whether the stored row has the
+    same content, i.e. the same message delivered again rather than a conflicting one."""
     if not readings:
-        return set()
+        return {}
     await conn.copy_records_to_table(
         "ingest_readings",
         columns=READING_COLUMNS,
@@ -114,17 +120,25 @@ async def insert_readings(
             for r in readings
         ],
     )
+    content = ", ".join(c for c in READING_COLUMNS if c not in ("device_id", "ts"))
     stored_before = await conn.fetch(
         "WITH inserted AS ("
         f" INSERT INTO sensor_readings ({', '.join(READING_COLUMNS)})"
         f" SELECT {', '.join(READING_COLUMNS)} FROM ingest_readings"
         # A stable lock order: two workers overlapping in a rebalance cannot deadlock.
         " ORDER BY device_id, ts ON CONFLICT (device_id, ts) DO NOTHING"
-        " RETURNING device_id, ts)"
-        " SELECT device_id, ts FROM ingest_readings"
-        " EXCEPT ALL SELECT device_id, ts FROM inserted"
+        " RETURNING device_id, ts),"
+        " known AS (SELECT device_id, ts FROM ingest_readings"
+        " EXCEPT SELECT device_id, ts FROM inserted)"
+        # The statement's snapshot predates its own inserts: it sees only older rows.
+        " SELECT k.device_id, k.ts, EXISTS ("
+        " SELECT 1 FROM sensor_readings s JOIN ingest_readings i USING (device_id, ts)"
+        " WHERE s.device_id = k.device_id AND s.ts = k.ts"
+        f" AND ({', '.join('s.' + c for c in content.split(', '))})"
+        f" IS NOT DISTINCT FROM ({', '.join('i.' + c for c in content.split(', '))})"
+        " ) AS same FROM known k"
     )
-    return {(row["device_id"], row["ts"]) for row in stored_before}
+    return {(row["device_id"], row["ts"]): row["same"] for row in stored_before}
 
 
 async def upsert_rollups(conn: asyncpg.Connection, rows: Sequence[RollupRow]) -> None:
@@ -164,4 +178,36 @@ async def store_offsets(
         " SET next_offset = greatest(ingest_offsets.next_offset, EXCLUDED.next_offset),"
         " updated_at = now()",
         [(group_id, topic, partition, offset) for partition, offset in next_offsets.items()],
+    )
+
+
+async def lock_offsets(
+    conn: asyncpg.Connection, group_id: str, topic: str, partitions: Iterable[int]
+) -> dict[int, int]:
+    """The stored next offsets of these partitions, locked until the transaction ends, so
+    a batch already committed (by us before a lost answer, or by another worker during a
+    rebalance) is recognised and not written or dead-lettered twice."""
+    rows = await conn.fetch(
+        "SELECT partition, next_offset FROM ingest_offsets"
+        " WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])"
+        " ORDER BY partition FOR UPDATE",
+        group_id,
+        topic,
+        sorted(set(partitions)),
+    )
+    return {row["partition"]: row["next_offset"] for row in rows}
+
+
+async def rewind_offset(
+    conn: asyncpg.Connection, group_id: str, topic: str, partition: int, next_offset: int
+) -> None:
+    """Set a partition's stored offset back: only after its topic was recreated or
+    truncated, when the stored one points beyond the partition's end."""
+    await conn.execute(
+        "UPDATE ingest_offsets SET next_offset = $4, updated_at = now()"
+        " WHERE group_id = $1 AND topic = $2 AND partition = $3",
+        group_id,
+        topic,
+        partition,
+        next_offset,
     )

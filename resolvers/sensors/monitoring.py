@@ -45,3 +45,26 @@ ROLLUP_BLOCKS = Counter(
     ["source"],
     registry=REGISTRY,
 )
+INGEST_REDELIVERED = Counter(
+    "ieum_ingest_redelivered_messages",
+    "Device messages whose reading is already stored with the same content (a producer's"
+    " or the broker's redelivery): neither stored again nor dead-lettered.",
+    registry=REGISTRY,
+)
+INGEST_OFFSET_RESETS = Counter(
+    "ieum_ingest_offset_resets",
+    "Times a partition's stored offset was beyond its end (the topic was recreated or"
+    " truncated) and ingest restarted from the partition's beginning.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+INGEST_DB_CONNECTED = Gauge(
+    "ieum_ingest_database_connected",
+    "1 while the ingest worker holds a PostgreSQL connection, 0 while it waits for one.",
+    registry=REGISTRY,
+)
+INGEST_DB_STATE_SINCE = Gauge(
+    "ieum_ingest_database_state_since_seconds",
+    "Unix time the ingest worker's database state (connected or waiting) last changed.",
+    registry=REGISTRY,
+)

@@ -46,3 +46,16 @@ class SensorsSettings(BaseSettings):
         description="How often fixed air-quality stations are read from their adapters"
         " (AirKorea publishes hourly values 15-30 minutes after the hour).",
     )
+    ingest_drain_seconds: float = Field(
+        default=10,
+        ge=0,
+        le=300,
+        description="On a clean stop, how long an ingest worker goes on reading what the"
+        " broker already holds (up to each partition's end) before it stops.",
+    )
+    ingest_write_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="Time limit for writing one batch to PostgreSQL (also its"
+        " statement_timeout); past it the connection is dropped and the batch retried.",
+    )

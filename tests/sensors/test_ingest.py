@@ -148,7 +148,7 @@ async def test_each_reject_reason_lands_in_the_dead_letter_topic(
         "unknown_device": message("nobody", "car-0", ts, lat, lng, {"pm10": 1}),
         "disabled_device": message(*off, ts, lat, lng, {"pm10": 1}),
         "vehicle_mismatch": message(other[0], "someone-else", ts, lat, lng, {"pm10": 1}),
-        "duplicate": ok,
+        "duplicate": message(*good, ts, lat, lng, {"pm10": 99}),  # same key, other values
         "too_large": b" " * 70_000,
     }
     topic, group = new_topic(), f"g-{tag}"
@@ -446,9 +446,13 @@ async def test_rollup_arrays_merge_element_wise_across_catalog_growth(auth_hub: 
     assert row["hi"] == [3, 5, None]
 
 
-async def test_a_reading_sent_again_later_is_a_duplicate_not_a_second_count(
+async def test_a_reading_sent_again_is_a_redelivery_and_a_conflicting_one_a_duplicate(
     auth_hub: Hub, migrated_url: str, kafka_bootstrap: str
 ) -> None:
+    """A producer that resends (at-least-once) is not sending bad input: the same message
+    again is counted once and not dead-lettered; other values under a stored key are."""
+    from resolvers.sensors import monitoring
+
     tag = uuid.uuid4().hex[:6]
     owner = await partner(auth_hub.pool)
     device = (f"again-{tag}", f"car-{tag}")
@@ -456,16 +460,20 @@ async def test_a_reading_sent_again_later_is_a_duplicate_not_a_second_count(
     ts = recent_minute(40)
     first = message(*device, ts, *SEOUL_CITY_HALL, {"co2": 410})
     second = message(*device, ts + timedelta(seconds=1), *SEOUL_CITY_HALL, {"co2": 420})
+    conflicting = message(*device, ts, *SEOUL_CITY_HALL, {"co2": 999})
     topic, group = new_topic(), f"g-{tag}"
     await produce(kafka_bootstrap, topic, [(b"k", first)])
+    redelivered = monitoring.INGEST_REDELIVERED._value.get()
     async with workers(migrated_url, kafka_bootstrap, topic, group):
         await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
-        await produce(kafka_bootstrap, topic, [(b"k", first), (b"k", second)])  # a resend
+        await produce(kafka_bootstrap, topic, [(b"k", first), (b"k", second), (b"k", conflicting)])
         await wait_ingested(auth_hub.pool, kafka_bootstrap, topic, group)
-    [letter] = await dead_letters(kafka_bootstrap, topic, 1)
-    headers = {k: v.decode() for k, v in letter.headers}
-    assert (headers["reason"], letter.value) == ("duplicate", first)
-    assert "stored" in headers["detail"]
+    assert monitoring.INGEST_REDELIVERED._value.get() - redelivered == 1
+    letters = await dead_letters(kafka_bootstrap, topic, 2)  # waits for a second one
+    assert len(letters) == 1
+    headers = {k: v.decode() for k, v in letters[0].headers}
+    assert (headers["reason"], letters[0].value) == ("duplicate", conflicting)
+    assert "timestamp" in headers["detail"]
     n, total = await auth_hub.pool.fetchrow(
         "SELECT sum(n[$1]), sum(sum[$1]) FROM sensor_rollups WHERE cell = $2 AND bucket = $3",
         _metric_index("co2"),
