@@ -97,7 +97,9 @@ def own_data_dir(
             stack.callback(embedded.stop)
             kafka_bootstrap, broker_pid = embedded.bootstrap, embedded.pid
             broker_label = (
-                f"embedded {broker.version()} at {kafka_bootstrap} (topics kept in memory)"
+                f"embedded {broker.version()} at {kafka_bootstrap}: topics in memory. A stop"
+                " drains ingest first; a broker crash loses what ingest had not stored"
+                " (docs/operating.md)"
             )
 
         owner = Owner(

@@ -86,6 +86,9 @@ async def _serve(
         raise SystemExit(1)
 
 
+STOP_SECONDS = 30  # past the ingest drain bound (IEUM_INGEST_DRAIN_SECONDS, 10 s by default)
+
+
 class Background:
     """Tasks that run beside the HTTP server and stop with it."""
 
@@ -99,10 +102,12 @@ class Background:
         self.tasks.append(task)
 
     async def stop(self) -> None:
+        """Workers bound their own stop (ingest drains the broker for up to
+        IEUM_INGEST_DRAIN_SECONDS, then stops its clients); this is the last resort."""
         self.stopping.set()
         if not self.tasks:
             return
-        _, pending = await asyncio.wait(self.tasks, timeout=10)
+        _, pending = await asyncio.wait(self.tasks, timeout=STOP_SECONDS)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
