@@ -47,6 +47,12 @@ def select(subgraph: str | None) -> list[Domain]:
 
 
 def by_names(names: Sequence[str] | None) -> list[Domain]:
-    """The named domains (None: all of them), for processes handed a list of names."""
+    """The named domains (None: all of them) in installed order, for processes handed a
+    list of names: the order decides which domain owns a shared entity."""
     domains = installed()
-    return list(domains.values()) if names is None else [domains[name] for name in names]
+    if names is None:
+        return list(domains.values())
+    unknown = set(names) - set(domains)
+    if unknown:
+        raise ValueError(f"unknown domains: {', '.join(sorted(unknown))}")
+    return [domain for name, domain in domains.items() if name in names]

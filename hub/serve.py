@@ -9,7 +9,7 @@ import signal
 from collections.abc import AsyncIterator, Coroutine, Sequence
 
 import uvicorn
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from adapters import registry as adapter_registry
 from auth import demo as demo_data
@@ -192,7 +192,7 @@ def _banner(
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Starlette, port: int | None = None) -> AsyncIterator[str]:
+async def serving(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
     """Serve `app` in this event loop on a loopback port (a free one by default); yield
     its base URL. For tests and benchmarks, which need the real HTTP stack in-process."""
     port = port or free_port()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import strawberry
 from strawberry.extensions import ValidationCache
+from strawberry.federation.schema_directives import Key
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
+from strawberry.types import get_object_definition
+from strawberry.types.base import StrawberryObjectDefinition
+from strawberry.types.field import StrawberryField
 
 from auth.graphql import guard_declared_scopes
 from hub.core.domain import Domain
@@ -23,8 +30,81 @@ from schema.extensions import (
 FEDERATION_VERSION = "2.7"
 
 
+class EntityError(ValueError):
+    """Two domains declare the same field of a shared entity."""
+
+
+def shared_entities(
+    types: Iterable[type], config: StrawberryConfig
+) -> tuple[list[type], dict[type, list[StrawberryField]]]:
+    """An entity (a type with @key) that several domains declare under one GraphQL name is
+    one type in a build, as it is one entity across subgraphs: the first declaration (the
+    domain registered first) owns it, the later ones add their fields; only key fields may
+    be declared twice. Returns the types to give the schema (owners only) and the fields
+    of each owner that others extend."""
+    kept: list[type] = []
+    parts: dict[str, list[StrawberryObjectDefinition]] = {}
+    for cls in types:
+        definition = get_object_definition(cls)
+        if definition is None or not _keys(definition):
+            kept.append(cls)
+            continue
+        declared = parts.setdefault(definition.name, [])
+        if not declared:
+            kept.append(cls)
+        declared.append(definition)
+    named = config.name_converter.from_field
+    fields_of: dict[type, list[StrawberryField]] = {}
+    for owner, *extensions in parts.values():
+        if not extensions:
+            continue
+        fields = list(owner.fields)
+        seen = {named(field) for field in fields}
+        for extension in extensions:
+            keys = _keys(extension)
+            for field in extension.fields:
+                name = named(field)
+                if name in seen and name in keys:
+                    continue  # a key field, declared by every part
+                if name in seen:
+                    raise EntityError(
+                        f"{owner.name}.{name} is declared by both {owner.origin.__module__} "
+                        f"and {extension.origin.__module__}"
+                    )
+                seen.add(name)
+                fields.append(field)
+        fields_of[owner.origin] = fields
+    return kept, fields_of
+
+
+def _keys(definition: StrawberryObjectDefinition) -> set[str]:
+    """The top-level fields named by the type's @key directives."""
+    return {
+        name
+        for d in definition.directives
+        if isinstance(d, Key)
+        for name in re.sub(r"\{[^{}]*\}", " ", str(d.fields)).split()
+    }
+
+
+class HubSchema(strawberry.federation.Schema):
+    """A federation schema in which a shared entity has the fields of every domain in the
+    build. `get_fields` is strawberry's hook for the fields a schema shows of a type
+    (strawberry 0.218); the composed field lists live on the schema, never on the domains'
+    classes, so builds of different domains in one process stay apart."""
+
+    def __init__(self, *, fields_of: Mapping[type, list[StrawberryField]], **kwargs: Any):
+        self._fields_of = fields_of  # read while super().__init__ converts the types
+        super().__init__(**kwargs)
+
+    def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
+        return self._fields_of.get(type_definition.origin) or super().get_fields(type_definition)
+
+
 def build_schema(domains: Sequence[Domain]) -> strawberry.federation.Schema:
-    """One Apollo Federation v2 subgraph schema of the given domains' types."""
+    """One Apollo Federation v2 subgraph schema of the given domains' types, in the order
+    they are installed: the first domain declaring a shared entity owns it (its
+    resolvers and resolve_reference serve the whole hub), later ones add fields."""
 
     def merged(kind: str) -> type | None:
         parts = tuple(part for d in domains if (part := getattr(d, kind)) is not None)
@@ -33,9 +113,13 @@ def build_schema(domains: Sequence[Domain]) -> strawberry.federation.Schema:
     query = merged("query")
     assert query is not None, "every subgraph has at least one query field"
     mutation, subscription = merged("mutation"), merged("subscription")
-    types = [t for d in domains for t in d.types]
-    guard_declared_scopes([r for r in (query, mutation, subscription) if r] + types)
-    return strawberry.federation.Schema(
+    declared = [t for d in domains for t in d.types]
+    guard_declared_scopes([r for r in (query, mutation, subscription) if r] + declared)
+    config = StrawberryConfig()
+    types, fields_of = shared_entities(declared, config)
+    return HubSchema(
+        fields_of=fields_of,
+        config=config,
         query=query,
         mutation=mutation,
         subscription=subscription,

@@ -17,7 +17,6 @@ from hub.core.context import Info
 from hub.core.domain import Domain
 from hub.core.errors import BadUserInput
 from resolvers.platform import districts
-from schema.sensors.air_quality import AirQuality, district_air_quality
 
 H3_RESOLUTIONS = range(4, 10)
 
@@ -58,13 +57,6 @@ class District:
             )
         boundary = await info.context.loader(districts.boundary_loader).load(self.code)
         return sorted(h3.geo_to_cells(boundary, resolution))
-
-    @strawberry.field(
-        description="Fine dust over the last hour from taxi sensors (open data); null "
-        "without enough readings."
-    )
-    async def air_quality(self, info: Info) -> AirQuality | None:
-        return await district_air_quality(info, self.code)
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: str) -> District | None:

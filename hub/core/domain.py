@@ -94,10 +94,10 @@ class Domain:
     query: type | None = None
     mutation: type | None = None
     subscription: type | None = None
+    # Extra types, and this domain's part of a shared entity: a class with the entity's
+    # GraphQL name and @key holding the key and the fields the domain adds (its own
+    # subgraph resolves it through `_entities`; the builder merges the parts per build).
     types: tuple[type, ...] = ()
-    # Shared entities this domain adds fields to in its own subgraph: GraphQL type name →
-    # a class whose strawberry fields the builder adds to that entity.
-    entity_fields: Mapping[str, type] = field(default_factory=dict)
     # Runtime
     settings: type[BaseSettings] | None = None  # a section of the one Settings object
     scopes: tuple[ScopeInfo, ...] = ()

@@ -12,6 +12,7 @@ from hub.core.domain import Domain
 from resolvers.sensors import scopes
 from resolvers.sensors.settings import SensorsSettings
 from resolvers.sensors.state import lifespan
+from schema.sensors.air_quality import District
 from schema.sensors.derived import SensorServicesQuery
 from schema.sensors.devices import SensorsMutation
 from schema.sensors.live import SensorsSubscription
@@ -27,6 +28,7 @@ domain = Domain(
     query=merge_types("SensorsQueries", (SensorsQuery, SensorServicesQuery, StationsQuery)),
     mutation=SensorsMutation,
     subscription=SensorsSubscription,
+    types=(District,),  # extends platform's District with airQuality
     settings=SensorsSettings,
     scopes=scopes.ALL,
     lifespan=lifespan,

@@ -64,3 +64,25 @@ async def _air_quality(
     if levels["pm2_5"] is None and levels["pm10"] is None:
         return None
     return AirQuality(pm25=levels["pm2_5"], pm10=levels["pm10"], since=since, until=until)
+
+
+@strawberry.federation.type(keys=["code"])
+class District:
+    """The platform's District as the sensors subgraph extends it: its key and the fields
+    sensors adds. A build has one District (schema/builder.py), so in the whole hub these
+    resolvers are handed platform's District: they read only the key, `code`."""
+
+    code: str = strawberry.field(description="5-digit administrative code, e.g. '11110'.")
+
+    @strawberry.field(
+        description="Fine dust over the last hour from taxi sensors (open data); null "
+        "without enough readings."
+    )
+    async def air_quality(self, info: Info) -> AirQuality | None:
+        return await district_air_quality(info, self.code)
+
+    @classmethod
+    def resolve_reference(cls, code: str) -> District:
+        # No query: platform decides which codes exist; an unknown code has no cells, so
+        # its airQuality is null.
+        return cls(code=code)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,23 @@ def test_each_domain_subgraph_composes_with_the_others(compose: Path, tmp_path: 
     assert "errors" not in result, result
 
 
+SUPERGRAPH = ROOT / "docs" / "supergraph.graphql"
+
+
+def test_the_published_supergraph_is_current(compose: Path, tmp_path: Path) -> None:
+    """docs/supergraph.graphql is what the installed domains' subgraphs compose into
+    (`IEUM_UPDATE_SUPERGRAPH=1 pytest tests/schema/test_federation.py -k published`
+    writes it anew)."""
+    subgraphs = {name: printed_sdl(tmp_path, name) for name in installed()}
+    result = composed(compose, subgraphs)
+    assert "errors" not in result, result
+    current = str(result["supergraphSdl"]).rstrip() + "\n"
+    if os.environ.get("IEUM_UPDATE_SUPERGRAPH") == "1":
+        SUPERGRAPH.write_text(current)
+    assert SUPERGRAPH.read_text() == current, "run with IEUM_UPDATE_SUPERGRAPH=1 to publish"
+    assert "@join__type(graph: SENSORS, key: \"code\")" in current
+
+
 def test_a_broken_subgraph_is_reported(compose: Path, tmp_path: Path) -> None:
     # The check itself must be able to fail: two subgraphs disagreeing on a key field's type.
     good = printed_sdl(tmp_path, "platform")
@@ -123,11 +141,34 @@ FLEET = [(f"fed-{TAG}-{i}", f"fed-car-{TAG}-{i}") for i in range(4)]
 JUNG_GU = [(37.5665, 126.9780), (37.5640, 126.9850), (37.5600, 126.9920)]  # 중구 (11140)
 
 
+class Recorder:
+    """ASGI wrapper keeping the GraphQL requests a subgraph receives (from the gateway)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.requests: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/graphql":
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+
+        async def receiving() -> Any:
+            message = await receive()
+            body.extend(message.get("body", b""))
+            return message
+
+        await self.app(scope, receiving, send)
+        self.requests.append(json.loads(body))
+
+
 @dataclass
 class Federation:
     hub: str  # the whole hub in one process
     gateway: str  # Hive Gateway in front of one process per domain
     tokens: Hub
+    subgraphs: dict[str, Recorder]
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +186,12 @@ async def federation(
     tmp = tmp_path_factory.mktemp("gateway")
     async with contextlib.AsyncExitStack() as stack:
         servers = Servers(migrated_url, kafka_bootstrap)
-        subgraphs = {}
+        subgraphs, recorders = {}, {}
         for name in installed():
             # The same issuer as the whole hub, so its tokens are good everywhere.
             settings = Settings.from_env(port=free_port(), public_url=hub_url)
-            app = create_app(settings, servers, [name])
-            url = await stack.enter_async_context(serving(app, settings.port))
+            recorders[name] = Recorder(create_app(settings, servers, [name]))
+            url = await stack.enter_async_context(serving(recorders[name], settings.port))
             sdl = await served_sdl(url)
             (tmp / f"{name}.graphql").write_text(sdl)
             subgraphs[name] = f"{tmp / name}.graphql={url}/graphql"
@@ -178,7 +219,7 @@ async def federation(
         assert gateway.stdout is not None
         line = await asyncio.wait_for(gateway.stdout.readline(), 60)
         assert line.strip() == b"listening", line
-        yield Federation(hub_url, f"http://127.0.0.1:{port}", auth_hub)
+        yield Federation(hub_url, f"http://127.0.0.1:{port}", auth_hub, recorders)
 
 
 async def ingest_readings(pool: asyncpg.Pool, database_url: str, bootstrap: str) -> None:
@@ -267,6 +308,38 @@ async def test_open_data_from_both_subgraphs_matches_the_hub(federation: Federat
     assert hub["data"]["district"]["airQuality"]["pm25"]["readings"] == 12 * len(FLEET)
     assert len(hub["data"]["metrics"]) >= 50
     assert gateway == hub
+
+
+SEOUL = """{
+  districts(province: "11") {
+    code name
+    airQuality { pm25 { value grade readings } pm10 { value } }
+  }
+}"""
+
+
+@pytest.mark.db
+async def test_a_list_of_districts_is_joined_with_one_entities_request(
+    federation: Federation,
+) -> None:
+    """Platform answers the districts, sensors their airQuality through `_entities`: one
+    request per subgraph for Seoul's 25 districts, not one per district."""
+    for recorder in federation.subgraphs.values():
+        recorder.requests.clear()
+    hub, gateway = await both(federation, SEOUL)
+    assert "errors" not in hub, hub
+    assert len(hub["data"]["districts"]) == 25
+    jung = next(d for d in hub["data"]["districts"] if d["code"] == "11140")
+    assert jung["airQuality"]["pm25"]["readings"] == 12 * len(FLEET)
+    assert gateway == hub
+    (platform,) = federation.subgraphs["platform"].requests
+    assert "districts" in platform["query"] and "_entities" not in platform["query"]
+    (sensors,) = federation.subgraphs["sensors"].requests
+    assert "_entities" in sensors["query"]
+    representations = next(iter(sensors["variables"].values()))
+    assert sorted(r["code"] for r in representations) == sorted(
+        d["code"] for d in hub["data"]["districts"]
+    )
 
 
 @pytest.mark.db
