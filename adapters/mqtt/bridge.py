@@ -1,9 +1,19 @@
 """MQTT bridge: units that speak MQTT publish to `ieum/telemetry/{device}`; the bridge
 forwards each message to the Kafka topic, keyed by vehicle id, under the same contract.
 
-A message is acknowledged to the MQTT broker only after Kafka has acknowledged it, so a
-bridge stopped or killed in between gets it again from its session (QoS 1, at least
-once; ingest drops the repeat as a duplicate of device and timestamp).
+Nothing the MQTT broker acknowledged to a unit is lost when a bridge dies:
+- the session is persistent (MQTT 5, clean start off, a session expiry), so the broker
+  keeps QoS 1 messages while the bridge is away and resends unacknowledged ones;
+- a message is acknowledged to the broker only after Kafka acknowledged its write, so a
+  bridge killed in between gets it again (at least once: a repeat carries the same device
+  id and timestamp, which ingest recognises as a redelivery and stores once);
+- each bridge has its own client id (two bridges with one id take over each other's
+  session) and they share the subscription (`$share/GROUP/ieum/telemetry/+`), so the
+  broker spreads the units' messages over however many bridges run.
+
+Throughput comes from batches: every message that has arrived is handed to the Kafka
+producer without waiting, the batch's writes are awaited together, then acknowledged in
+the order received. Waiting for each write alone made about 165 msg/s.
 
 Messages are checked with the same parser as ingest, so a unit gets the same reject
 reasons whichever way it sends: bad ones go to the dead-letter topic with the reason and
@@ -15,17 +25,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass
 
 import aiomqtt
 from aiokafka import AIOKafkaProducer
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from resolvers.sensors.ingest import DLQ_TOPIC, TOPIC
 from resolvers.sensors.message import Rejected, parse
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTION = "ieum/telemetry/+"
+TELEMETRY = "ieum/telemetry/+"
+DEFAULT_GROUP = "ieum-bridges"
+# Messages the broker may send before the bridge acknowledges any: the batch's upper
+# bound. Mosquitto's default for MQTT 3 clients is 20, which held a bridge to 20 messages
+# per Kafka round trip; MQTT 5 lets the client say.
+RECEIVE_MAXIMUM = 2000
+SESSION_EXPIRY_SECONDS = 7 * 24 * 3600  # how long the broker keeps messages for a bridge
+
+
+def default_client_id() -> str:
+    """Stable across restarts (the session is found again), different per machine."""
+    return f"ieum-mqtt-bridge-{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
@@ -34,7 +58,12 @@ class MqttSettings:
     port: int = 1883
     username: str | None = None
     password: str | None = None
-    client_id: str = "ieum-mqtt-bridge"
+    client_id: str = ""  # empty: default_client_id()
+    share_group: str | None = DEFAULT_GROUP  # None: a plain subscription
+
+    @property
+    def subscription(self) -> str:
+        return f"$share/{self.share_group}/{TELEMETRY}" if self.share_group else TELEMETRY
 
 
 class MqttBridge:
@@ -53,40 +82,66 @@ class MqttBridge:
         self.forwarded = 0
         self.rejected = 0
 
-    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-        await producer.start()
+    def client(self) -> aiomqtt.Client:
+        connect = Properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
+        connect.ReceiveMaximum = RECEIVE_MAXIMUM
         client = aiomqtt.Client(
             self.mqtt.host,
             self.mqtt.port,
             username=self.mqtt.username,
             password=self.mqtt.password,
-            identifier=self.mqtt.client_id,
-            clean_session=False,  # the broker keeps QoS 1 messages while we are away
+            identifier=self.mqtt.client_id or default_client_id(),
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,  # resume the session: what the broker kept while we were away
+            properties=connect,
         )
-        # Acknowledge a message only once Kafka has it: paho's default acknowledges on
-        # receipt, so a bridge stopped in between lost the message. aiomqtt has no option
-        # for this; its paho client does (set before connecting: a resumed session
-        # redelivers at once).
-        paho = client._client
-        paho.manual_ack_set(True)
+        # Acknowledge only once Kafka has the message: paho's default acknowledges on
+        # receipt, so a bridge stopped in between lost it. aiomqtt has no option for this;
+        # its paho client does (set before connecting: a resumed session redelivers at once).
+        client._client.manual_ack_set(True)
+        return client
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=2)
+        await producer.start()
+        client = self.client()
         try:
             async with client:
-                await client.subscribe(SUBSCRIPTION, qos=1)
+                await client.subscribe(self.mqtt.subscription, qos=1)
                 if ready is not None:
                     ready.set()
-                messages = aiter(client.messages)
+                messages = client.messages
                 while not stop.is_set():
                     try:
-                        message = await asyncio.wait_for(anext(messages), 0.5)
+                        first = await asyncio.wait_for(anext(messages), 0.5)
                     except TimeoutError:
                         continue
-                    await self.forward(producer, str(message.topic), bytes(message.payload))
-                    paho.ack(message.mid, message.qos)
+                    batch = [first]
+                    while len(messages) and len(batch) < RECEIVE_MAXIMUM:
+                        batch.append(await anext(messages))
+                    await self.forward_batch(producer, batch)
+                    for message in batch:
+                        client._client.ack(message.mid, message.qos)
         finally:
             await producer.stop()
 
-    async def forward(self, producer: AIOKafkaProducer, mqtt_topic: str, payload: bytes) -> None:
+    async def forward_batch(self, producer: AIOKafkaProducer, batch: list[aiomqtt.Message]) -> None:
+        """Hand every message to the producer, then wait for all of Kafka's answers."""
+        sent = [
+            await self.forward(producer, str(message.topic), bytes(message.payload))
+            for message in batch
+        ]
+        await asyncio.gather(*(pending for pending, _ in sent))
+        rejected = sum(dead_letter for _, dead_letter in sent)
+        self.rejected += rejected
+        self.forwarded += len(sent) - rejected
+
+    async def forward(
+        self, producer: AIOKafkaProducer, mqtt_topic: str, payload: bytes
+    ) -> tuple[asyncio.Future[object], bool]:
+        """The pending Kafka write of one message, and whether it is a dead letter (to the
+        dead-letter topic, with the reason) rather than telemetry."""
         device = mqtt_topic.rsplit("/", 1)[-1]
         try:
             reading = parse(payload)
@@ -96,8 +151,7 @@ class MqttBridge:
                     f"published on {mqtt_topic} but device_id is {reading.device_id}",
                 )
         except Rejected as exc:
-            self.rejected += 1
-            await producer.send_and_wait(
+            pending = await producer.send(
                 self.dlq_topic,
                 value=payload,
                 key=device.encode(),
@@ -107,6 +161,6 @@ class MqttBridge:
                     ("source_topic", mqtt_topic.encode()),
                 ],
             )
-            return
-        await producer.send_and_wait(self.topic, value=payload, key=reading.vehicle_id.encode())
-        self.forwarded += 1
+            return pending, True
+        pending = await producer.send(self.topic, value=payload, key=reading.vehicle_id.encode())
+        return pending, False

@@ -13,13 +13,13 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 
-from adapters.mqtt.bridge import MqttBridge, MqttSettings
+from adapters.mqtt.bridge import DEFAULT_GROUP, MqttBridge, MqttSettings, default_client_id
 from adapters.sandbox import taxi_fleet
 from hub.core import db, gc_tuning
 from hub.core.domain import Command, DemoEnv, Worker
 from hub.core.servers import Servers
 from hub.core.settings import Settings
-from resolvers.sensors.ingest import IngestWorker, ensure_topics
+from resolvers.sensors.ingest import IngestWorker, dlq_for, ensure_topics
 from resolvers.sensors.settings import SensorsSettings
 
 DEMO_VEHICLES = 40
@@ -74,6 +74,21 @@ def _bridge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mqtt-port", type=int, default=1883)
     parser.add_argument("--mqtt-username")
     parser.add_argument("--mqtt-password-env", metavar="VAR", help="environment variable")
+    parser.add_argument(
+        "--client-id",
+        default=os.environ.get("IEUM_MQTT_CLIENT_ID") or default_client_id(),
+        help="MQTT client id, one per bridge: its session keeps messages while it is away "
+        "(IEUM_MQTT_CLIENT_ID; default %(default)s)",
+    )
+    parser.add_argument(
+        "--share-group",
+        default=DEFAULT_GROUP,
+        help="bridges in one group share the subscription; '' subscribes alone "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--topic", help="telemetry topic (IEUM_TELEMETRY_TOPIC, default ieum.telemetry.v1)"
+    )
 
 
 def _run_bridge(settings: Settings, servers: Servers, args: argparse.Namespace) -> int:
@@ -82,12 +97,20 @@ def _run_bridge(settings: Settings, servers: Servers, args: argparse.Namespace) 
         port=args.mqtt_port,
         username=args.mqtt_username,
         password=os.environ.get(args.mqtt_password_env) if args.mqtt_password_env else None,
+        client_id=args.client_id,
+        share_group=args.share_group or None,
     )
-    bridge = MqttBridge(mqtt, servers.broker)
+    topic = args.topic or settings.section(SensorsSettings).telemetry_topic
+    bridge = MqttBridge(mqtt, servers.broker, topic=topic, dlq_topic=dlq_for(topic))
 
     async def run(stop: asyncio.Event) -> None:
-        await ensure_topics(servers.broker, settings.section(SensorsSettings).telemetry_partitions)
-        print(f"bridging mqtt://{mqtt.host}:{mqtt.port}/ieum/telemetry/+ to Kafka", flush=True)
+        sensors = settings.section(SensorsSettings)
+        await ensure_topics(servers.broker, sensors.telemetry_partitions, topic)
+        print(
+            f"bridging mqtt://{mqtt.host}:{mqtt.port}/{mqtt.subscription} to Kafka {topic} "
+            f"as {mqtt.client_id}",
+            flush=True,
+        )
         await bridge.run(stop)
 
     _until_signalled(run)
