@@ -61,7 +61,8 @@ class AirQualityStations(Connection, Protocol):
         ...
 
 
-PROTOCOLS: dict[Kind, type[Connection]] = {
+# Protocol classes (for isinstance checks): mypy takes a protocol type as abstract.
+PROTOCOLS: dict[Kind, type] = {
     Kind.DEVICE_STREAM: Connection,
     Kind.REFERENCE_DATA: Connection,
     Kind.UPSTREAM: Connection,

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import asyncpg
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+
+if TYPE_CHECKING:
+    from joserfc.jwk import KeySetSerialization
 
 from auth import scopes, store
 
@@ -49,7 +53,7 @@ async def create(
     *,
     name: str,
     scope_names: str | list[str],
-    redirect_uris: list[str] = (),  # type: ignore[assignment]
+    redirect_uris: Sequence[str] = (),
     public: bool = False,
     jwks: dict[str, Any] | None = None,
     client_id: str | None = None,
@@ -68,7 +72,7 @@ async def create(
         raise ClientError("a public client signs citizens in: give at least one --redirect-uri")
     if jwks is not None:
         try:
-            KeySet.import_key_set(jwks)
+            KeySet.import_key_set(cast("KeySetSerialization", jwks))
         except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise ClientError(f"--jwks is not a valid public JWK set: {exc}") from None
     auth_method = "none" if public else ("private_key_jwt" if jwks else "client_secret")

@@ -17,10 +17,10 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio.from_thread
 import asyncpg
@@ -46,6 +46,9 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+if TYPE_CHECKING:
+    from joserfc.jwk import KeySetSerialization
+
 from auth import keys, scopes, store
 from auth.models import AuthorizationCode, Citizen, Client, StoredToken
 
@@ -54,7 +57,7 @@ CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post", "private_ke
 ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
 
 
-def on_loop(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+def on_loop(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
     """Run an async function on the event loop from authlib's worker thread."""
     return anyio.from_thread.run(fn, *args)
 
@@ -203,7 +206,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return [self.server.issuer, self.server.issuer + "/oauth/token"]
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
-        return KeySet.import_key_set(client.jwks or {"keys": []})
+        return KeySet.import_key_set(cast("KeySetSerialization", client.jwks or {"keys": []}))
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         expires = datetime.fromtimestamp(int(claims["exp"]), UTC) + timedelta(seconds=60)

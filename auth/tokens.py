@@ -110,7 +110,7 @@ class AccessTokenVerifier:
             client_id=client_id,
             user_id=subject if subject != client_id else None,
             scopes=frozenset(str(claims.get("scope", "")).split()),
-            expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+            expires_at=datetime.fromtimestamp(int(str(claims["exp"])), UTC),
         )
 
     def _signed_claims(self, token: str) -> dict[str, object]:

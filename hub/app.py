@@ -95,6 +95,12 @@ class GraphQLEndpoint(GraphQL[Context, None]):
 RETRY_AFTER_SECONDS = 5  # as for token checks that cannot run (auth.http.unavailable)
 
 
+def _upstream(error: object) -> object:
+    """The upstream a GraphQL error names in its extensions, if any."""
+    extensions = error.get("extensions") if isinstance(error, dict) else None
+    return extensions.get("upstream") if isinstance(extensions, dict) else None
+
+
 def _database_down(response: GraphQLHTTPResponse) -> bool:
     """Every root field is null and every error is PostgreSQL being unavailable."""
     errors = response.get("errors") or []
@@ -102,7 +108,7 @@ def _database_down(response: GraphQLHTTPResponse) -> bool:
     return (
         bool(errors)
         and (data is None or all(value is None for value in data.values()))
-        and all((error.get("extensions") or {}).get("upstream") == "postgresql" for error in errors)
+        and all(_upstream(error) == "postgresql" for error in errors)
     )
 
 

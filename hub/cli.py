@@ -52,10 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         print(f"ieum: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SettingsError | ValueError) else 1
-    except (clients.ClientError, AdapterError) as exc:
+    except clients.ClientError as exc:
         print(f"ieum: {exc}", file=sys.stderr)
         return 2
-    except (EmbeddedPostgresError, EmbeddedBrokerError, ConnectionError, OSError) as exc:
+    except (
+        AdapterError,
+        EmbeddedPostgresError,
+        EmbeddedBrokerError,
+        ConnectionError,
+        OSError,
+    ) as exc:
         print(f"ieum: {exc}", file=sys.stderr)
         return 1
 
@@ -157,10 +163,9 @@ async def _migrate_async(url: str, settings: Settings, *, show: bool) -> int:
 def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     """Run `work` on a pool of the hub's database (the running hub's, or our own)."""
     with find_servers(settings, "admin") as servers:
-        assert servers.database_url
 
         async def run() -> T:
-            pool = await db.create_pool(servers.database_url, settings)
+            pool = await db.create_pool(servers.database, settings)
             try:
                 return await work(pool)
             finally:

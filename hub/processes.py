@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing.process import BaseProcess
 
 import uvicorn
@@ -76,7 +76,7 @@ class Server(uvicorn.Server):
     the signal once stopped: the caller decides how a signal ends the process."""
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
+    def capture_signals(self) -> Iterator[None]:
         yield
 
 
@@ -105,7 +105,7 @@ def start(
     its socket out of the port's group and new connections go to the others.
     """
     context = multiprocessing.get_context("spawn")
-    processes = []
+    processes: list[BaseProcess] = []
     for number, sock in enumerate(sockets):
         process = context.Process(
             target=_serve,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import strawberry
 from strawberry.extensions import ValidationCache
@@ -27,7 +27,7 @@ from schema.extensions import (
 )
 
 # A version @theguild/federation-composition understands, and >= 2.5 for @requiresScopes.
-FEDERATION_VERSION = "2.7"
+FEDERATION_VERSION: Literal["2.7"] = "2.7"
 
 
 class EntityError(ValueError):
@@ -81,7 +81,7 @@ def _keys(definition: StrawberryObjectDefinition) -> set[str]:
     """The top-level fields named by the type's @key directives."""
     return {
         name
-        for d in definition.directives
+        for d in definition.directives or ()
         if isinstance(d, Key)
         for name in re.sub(r"\{[^{}]*\}", " ", str(d.fields)).split()
     }
@@ -124,7 +124,7 @@ def build_schema(domains: Sequence[Domain]) -> strawberry.federation.Schema:
         mutation=mutation,
         subscription=subscription,
         types=types,
-        federation_version=FEDERATION_VERSION,  # type: ignore[arg-type]
+        federation_version=FEDERATION_VERSION,
         execution_context_class=PlainFieldsExecution,
         extensions=[
             PublicErrors,

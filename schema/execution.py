@@ -111,10 +111,11 @@ class PlainFieldsExecution(StrawberryGraphQLCoreExecutionContext):
         # Resolvers still running in the background (siblings of a null that bubbled up
         # to the root) may yet use the helpers: then the collector frees the request.
         if isinstance(response, ExecutionResult) and not self.background_futures:
+            # graphql-core types the helpers as always there; dropping them is the point.
             self.async_helpers = None  # type: ignore[assignment]
         return response
 
-    def execute_field(  # type: ignore[override]
+    def execute_field(
         self,
         parent_type: Any,
         source: Any,
@@ -137,7 +138,7 @@ class PlainFieldsExecution(StrawberryGraphQLCoreExecutionContext):
             parent_type, source, field_details_list, path, position_context
         )
 
-    def complete_list_value(  # type: ignore[override]
+    def complete_list_value(
         self,
         return_type: GraphQLList[Any],
         field_details_list: Any,
@@ -165,7 +166,7 @@ class PlainFieldsExecution(StrawberryGraphQLCoreExecutionContext):
             return_type, field_details_list, info, path, result, position_context
         )
 
-    def complete_object_value(  # type: ignore[override]
+    def complete_object_value(
         self,
         return_type: GraphQLObjectType,
         field_details_list: Any,
@@ -247,6 +248,8 @@ def _leaf(plain: PlainField, source: Any) -> Any:
             return None if plain.nullable else UNDECIDED
         if _error_or_awaitable(value):
             return UNDECIDED
+        # A leaf plan always has `serialize` (only objects have None): not checked
+        # again here, on the hottest path.
         serialized = plain.serialize(value)  # type: ignore[misc]
     except Exception:
         return UNDECIDED

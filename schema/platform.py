@@ -39,7 +39,7 @@ class District:
 
     @strawberry.field(description="Boundary as a GeoJSON geometry (WGS 84).")
     async def boundary(self, info: Info) -> JSON:
-        return await info.context.loader(districts.boundary_loader).load(self.code)
+        return JSON(await info.context.loader(districts.boundary_loader).load(self.code))
 
     @strawberry.field(description="H3 cells whose centres lie inside the boundary.")
     async def h3_cells(

@@ -6,13 +6,13 @@ Run from an adapter package: pytest --pyargs adapters.testing.contract --ieum-ad
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from adapters.registry import Adapter
 from adapters.testing import checks
 
-Check = Callable[[Adapter[Any]], Awaitable[None]]
+Check = Callable[[Adapter[Any]], Coroutine[Any, Any, None]]
 
 
 def _run(check: Check, adapter: Adapter[Any]) -> None:

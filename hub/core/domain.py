@@ -44,7 +44,7 @@ class Worker:
 
     name: str
     help: str
-    run: Callable[[Settings, Servers, asyncio.Event], Awaitable[None]]
+    run: Callable[[Settings, Servers, asyncio.Event], Coroutine[Any, Any, None]]
     in_serve: Callable[[Settings], bool] = lambda settings: False
 
 

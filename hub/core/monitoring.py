@@ -6,10 +6,11 @@ GraphQL operations and the PostgreSQL pool."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry()
@@ -59,7 +60,7 @@ class PoolCollector(Collector):
     def __init__(self) -> None:
         self.pool: asyncpg.Pool | None = None
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "ieum_db_pool_connections", "PostgreSQL pool connections by state.", labels=["state"]
         )

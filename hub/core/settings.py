@@ -9,7 +9,7 @@ Every field is documented in `docs/operating.md`; keep the two in step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from authlib.common.security import is_secure_transport
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
         problems: list[str] = []
         read: dict[type[BaseSettings], BaseSettings] = {}
         for kind in (cls, *_SECTIONS):
-            mine = {k: v for k, v in overrides.items() if k in kind.model_fields}
+            mine: dict[str, Any] = {k: v for k, v in overrides.items() if k in kind.model_fields}
             try:
                 read[kind] = kind(**mine)
             except ValidationError as exc:

@@ -18,6 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hub.embedded.ports import free_port
 
@@ -181,7 +182,7 @@ def _pg_ctl(data_dir: Path, args: list[str], user: str | None) -> None:
 
 def _run(command: list[str], user: str | None) -> None:
     # A new session keeps the terminal's Ctrl-C away from the server: the hub stops it.
-    as_user = {"user": user, "group": user, "extra_groups": []} if user else {}
+    as_user: dict[str, Any] = {"user": user, "group": user, "extra_groups": []} if user else {}
     result = subprocess.run(
         command,
         **as_user,

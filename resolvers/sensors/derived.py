@@ -103,15 +103,11 @@ async def exposure(
         if stats is not None and stats.vehicles < k:
             stats = None
         segments.append(Segment(a, b, metres(a, b), cells, stats))
-    with_value = [s for s in segments if s.stats is not None and s.length_m > 0]
-    covered = sum(s.length_m for s in with_value)
+    valued = [(s, s.stats.mean) for s in segments if s.stats is not None and s.length_m > 0]
+    covered = sum(s.length_m for s, _ in valued)
     total = sum(s.length_m for s in segments)
-    average = (
-        sum(s.stats.mean * s.length_m for s in with_value) / covered  # type: ignore[union-attr]
-        if covered
-        else None
-    )
-    worst = max(with_value, key=lambda s: s.stats.mean, default=None)  # type: ignore[union-attr]
+    average = sum(mean * s.length_m for s, mean in valued) / covered if covered else None
+    worst = max(valued, key=lambda pair: pair[1], default=(None, 0.0))[0]
     return Exposure(segments, average, worst, covered / total if total else 0.0)
 
 

@@ -415,8 +415,9 @@ def _not_yet_stored(
     return candidates, rejects, skipped
 
 
-async def _finish(writing: asyncio.Task[bool] | None) -> None:
-    """Wait for the batch being written; its failure is the worker's."""
+async def _finish(writing: asyncio.Task[bool] | None) -> asyncio.Task[bool] | None:
+    """Wait for the batch being written; its failure is the worker's. None: nothing is
+    being written any more (callers keep it as their `writing`)."""
     if writing is not None:
         await writing
     return None

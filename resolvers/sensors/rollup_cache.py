@@ -297,8 +297,9 @@ class RollupCache:
             return None
         reader = self._versions.get(pool) or self._versions.setdefault(pool, SlotVersions())
         versions = await reader.get(pool, slots)
-        views = {slot: self._held((metric_index, slot, area), versions[slot]) for slot in slots}
-        missing = [slot for slot, view in views.items() if view is None]
+        held = {slot: self._held((metric_index, slot, area), versions[slot]) for slot in slots}
+        views = {slot: view for slot, view in held.items() if view is not None}
+        missing = [slot for slot, view in held.items() if view is None]
         if missing:
             wanted = [
                 ((metric_index, slot, region), versions[slot])
@@ -312,12 +313,12 @@ class RollupCache:
                     view = compacted(view, _inside(view.cell, area.cells))
                 self._keep((metric_index, slot, area), versions[slot], view)
                 views[slot] = view
-        parts = list(views.values())
+        parts = [views[slot] for slot in slots]
         for at_edge in {0, len(parts) - 1}:
             view = parts[at_edge]
             if len(view) and (slots[at_edge] < first or slots[at_edge] + SLOT_MINUTES > stop):
                 parts[at_edge] = chosen(view, (view.minute >= first) & (view.minute < stop))
-        return joined(parts)  # type: ignore[arg-type]
+        return joined(parts)
 
     def _held(self, key: Key, version: int) -> Columns | None:
         held = self._blocks.get(key)

@@ -36,9 +36,9 @@ async def _stored_then_live(
                 page, more = await queries.readings(
                     info.context.db, sorted(cells), start, datetime.now(UTC), 1000, cursor
                 )
-                for reading in page:
-                    last[reading.device_id] = reading.ts
-                    yield reading
+                for stored in page:
+                    last[stored.device_id] = stored.ts
+                    yield stored
                 if not more:
                     break
                 cursor = (page[-1].ts, page[-1].device_id)
@@ -68,7 +68,7 @@ class SensorsSubscription:
         cells = frozenset(await area_cells(info, area))
         precise = scopes.PRECISE.name in info.context.caller.scopes
         async for r in _stored_then_live(info, cells, since):
-            full = reading_of(r, precise, [m.name for m in catalog.metrics()])  # type: ignore[arg-type]
+            full = reading_of(r, precise, [m.name for m in catalog.metrics()])
             yield LiveReading(
                 ts=full.ts,
                 cell=full.cell,

@@ -11,6 +11,7 @@ from h3.api import basic_int as h3
 from strawberry.scalars import JSON
 
 from resolvers.sensors import derived, devices, queries, scopes
+from resolvers.sensors.message import Reading
 
 READ = [[scopes.READ.name]]
 INGEST = [[scopes.INGEST.name]]
@@ -210,7 +211,7 @@ def route_segment(segment: derived.Segment) -> RouteSegment:
     )
 
 
-def reading_of(r: queries.RawReading, precise: bool, names: list[str]) -> SensorReading:
+def reading_of(r: queries.RawReading | Reading, precise: bool, names: list[str]) -> SensorReading:
     if precise:
         position = Position(lat=r.lat, lng=r.lng, precise=True)
     else:
@@ -235,7 +236,7 @@ def reading_of(r: queries.RawReading, precise: bool, names: list[str]) -> Sensor
 def cell_polygon(cell: int) -> JSON:
     """GeoJSON of a cell; cells repeat across requests (never mutate the result)."""
     ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(cell)]
-    return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
+    return JSON({"type": "Polygon", "coordinates": [[*ring, ring[0]]]})
 
 
 @strawberry.type

@@ -99,7 +99,7 @@ def test_private_key_jwt_client_from_a_jwks_file(migrated_url: str, tmp_path: Pa
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
     created = ieum(
-        migrated_url, "clients", "create", "--name", "택시 센서 협력사", "--scopes", "sensors:ingest",
+        migrated_url, "clients", "create", "--name", "센서 협력사", "--scopes", "sensors:ingest",
         "--jwks", str(jwks), "--json",
     )  # fmt: skip
     client = json.loads(created.stdout)
