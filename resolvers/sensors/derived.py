@@ -165,3 +165,45 @@ def night_share(start: datetime, end: datetime) -> float:
         night += hour >= 22 or hour < 5
         counted += 1
     return night / counted
+
+
+@dataclass(frozen=True)
+class FactorScore:
+    factor: Factor
+    value: float | None  # the measured mean (or the night share); None: no data
+    contribution: float  # points taken off 100
+
+
+@dataclass(frozen=True)
+class SafetyScore:
+    cell: int
+    index: float
+    complete: bool  # every factor had data
+    factors: list[FactorScore]
+
+
+def safety_scores(
+    by_factor: dict[str, dict[int, tuple[queries.Stats, queries.Vehicles]]],
+    night: float,
+    k: int,
+) -> list[SafetyScore]:
+    """The index of every cell some factor has data for, if enough distinct vehicles
+    (k-anonymity) contributed across its factors; cells in index order of their ids."""
+    scores = []
+    for cell in sorted({c for found in by_factor.values() for c in found}):
+        vehicles = queries.union([f[cell][1] for f in by_factor.values() if cell in f])
+        if vehicles.floor < k:
+            continue
+        factors = []
+        for factor in FACTORS:
+            if factor.metric is None:
+                value: float | None = night
+            else:
+                entry = by_factor[factor.name].get(cell)
+                value = entry[0].mean if entry else None
+            points = contribution(factor, value) if value is not None else 0
+            factors.append(FactorScore(factor, value, points))
+        index = round(100 - sum(f.contribution for f in factors), 2)
+        complete = all(f.value is not None for f in factors)
+        scores.append(SafetyScore(cell, index, complete, factors))
+    return scores

@@ -116,38 +116,23 @@ class SensorServicesQuery:
             if f.metric
         }
         night = derived.night_share(start, end)
-        seen = sorted({c for found in by_factor.values() for c in found})
-        result = []
-        for cell in seen:
-            vehicles = queries.union([f[cell][1] for f in by_factor.values() if cell in f])
-            if vehicles.floor < k:
-                continue
-            factors = []
-            for factor in derived.FACTORS:
-                if factor.metric is None:
-                    value: float | None = night
-                else:
-                    entry = by_factor[factor.name].get(cell)
-                    value = entry[0].mean if entry else None
-                factors.append(
+        return [
+            SafetyCell(
+                cell=h3.int_to_str(score.cell),
+                boundary=cell_polygon(score.cell),
+                index=score.index,
+                complete=score.complete,
+                factors=[
                     SafetyFactor(
-                        name=factor.name,
-                        metric=factor.metric,
-                        value=value,
-                        weight=factor.weight,
-                        contribution=derived.contribution(factor, value)
-                        if value is not None
-                        else 0,
-                        explanation=factor.explanation,
+                        name=f.factor.name,
+                        metric=f.factor.metric,
+                        value=f.value,
+                        weight=f.factor.weight,
+                        contribution=f.contribution,
+                        explanation=f.factor.explanation,
                     )
-                )
-            result.append(
-                SafetyCell(
-                    cell=h3.int_to_str(cell),
-                    boundary=cell_polygon(cell),
-                    index=round(100 - sum(f.contribution for f in factors), 2),
-                    complete=all(f.value is not None for f in factors),
-                    factors=factors,
-                )
+                    for f in score.factors
+                ],
             )
-        return result
+            for score in derived.safety_scores(by_factor, night, k)
+        ]
