@@ -22,8 +22,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from harness import servers
 
+from adapters.sandbox import taxi_fleet as simulate
 from auth import clients
-from hub import simulate
 from hub.bootstrap import prepare_database
 from hub.core import db, gc_tuning
 from hub.core.settings import Settings
