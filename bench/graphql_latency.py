@@ -29,6 +29,7 @@ from hub.bootstrap import prepare_database
 from hub.core import gc_tuning
 from hub.core.servers import Servers
 from hub.core.settings import Settings
+from hub.domains import installed
 from hub.serve import serving
 
 WORKLOADS = {
@@ -40,6 +41,8 @@ WORKLOADS = {
         " { ... on District { name } } }"
     ),
 }
+
+installed()  # the domains' settings sections, as `ieum` loads them
 
 
 async def run(clients: int, seconds: float) -> None:

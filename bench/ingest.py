@@ -27,10 +27,13 @@ from auth import clients
 from hub.bootstrap import prepare_database
 from hub.core import db, gc_tuning
 from hub.core.settings import Settings
+from hub.domains import installed
 from resolvers.sensors import ingest_store
 from resolvers.sensors.catalog import metrics
 from resolvers.sensors.ingest import IngestWorker, ensure_topics
 from resolvers.sensors.message import parse
+
+installed()  # the domains' settings sections, as `ieum` loads them
 
 
 def make_messages(count: int, vehicles: int) -> list[tuple[bytes, bytes]]:

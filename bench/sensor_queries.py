@@ -51,6 +51,7 @@ from hub.bootstrap import prepare_database
 from hub.core import db
 from hub.core.servers import Servers
 from hub.core.settings import Settings
+from hub.domains import installed
 from resolvers.sensors import ingest_store
 from resolvers.sensors.message import H3_RESOLUTION, pack
 from resolvers.sensors.rollup import RollupRow
@@ -58,6 +59,8 @@ from resolvers.sensors.rollup import RollupRow
 CENTRE = (37.5665, 126.9780)
 VEHICLES = 1000
 ROUTE = [(37.5705 - i * 0.002, 126.9769 + (i % 3) * 0.001) for i in range(10)]
+
+installed()  # the domains' settings sections, as `ieum` loads them
 
 
 async def load(url: str, readings: int, settings: Settings) -> datetime:
