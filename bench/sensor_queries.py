@@ -160,7 +160,11 @@ async def run(readings: int, clients_: int, seconds: float, processes: int) -> N
         print(f"{clients_} concurrent clients, {seconds:.0f} s per workload")
         for title, changes, names in configurations:
             print(f"\n{title}")
-            hub_settings = settings.model_copy(update={"workers": processes, **changes})
+            # from_env, not model_copy: a domain's fields (rollup_memory_mb) live in its
+            # settings section, which model_copy would not reach.
+            hub_settings = Settings.from_env(
+                **{"ingest": False, "log_level": "warning", "workers": processes, **changes}
+            )
             with hub(hub_settings, found) as base:
                 await measure_hub(url, base, reader, start, names, clients_, seconds)
 
