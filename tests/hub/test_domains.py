@@ -99,6 +99,7 @@ def notes_installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(schema.installed, "DOMAINS", (*schema.installed.DOMAINS, NOTES))
     domains.installed.cache_clear()
     yield
+    monkeypatch.undo()  # before loading again, or the test domain registers itself anew
     domains.installed.cache_clear()
     scopes.CATALOG.clear()
     scopes.CATALOG.update(catalog)
