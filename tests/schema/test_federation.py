@@ -118,7 +118,7 @@ def test_the_published_supergraph_is_current(compose: Path, tmp_path: Path) -> N
     if os.environ.get("IEUM_UPDATE_SUPERGRAPH") == "1":
         SUPERGRAPH.write_text(current)
     assert SUPERGRAPH.read_text() == current, "run with IEUM_UPDATE_SUPERGRAPH=1 to publish"
-    assert "@join__type(graph: SENSORS, key: \"code\")" in current
+    assert '@join__type(graph: SENSORS, key: "code")' in current
 
 
 def test_a_broken_subgraph_is_reported(compose: Path, tmp_path: Path) -> None:
