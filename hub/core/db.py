@@ -30,9 +30,9 @@ PROBE_SECONDS = 1.0  # during an outage, how often a fresh connection checks whe
 CLIENT_GRACE_SECONDS = 1.0
 
 # asyncpg prepares every statement. After five runs PostgreSQL may switch to a generic
-# plan, which cannot see how many cells an area array holds or how narrow a time range is,
-# and picks a plan ten times slower for the sensor aggregates. A startup setting (not SET)
-# so the pool's RESET ALL between uses keeps it.
+# plan, which cannot see how large an array argument is or how narrow a time range is, and
+# for aggregates over arrays of ids it picked plans ten times slower (docs/architecture.md).
+# One choice for every domain, as a startup setting (not SET) so the pool's RESET ALL keeps it.
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
