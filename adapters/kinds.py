@@ -6,9 +6,10 @@ A kind adds the calls its consumer needs; the contract kit (`adapters.testing`) 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
+from datetime import date, datetime
+from enum import IntEnum, StrEnum
 from typing import Protocol, runtime_checkable
 
 
@@ -17,6 +18,8 @@ class Kind(StrEnum):
     REFERENCE_DATA = "reference_data"  # slow-changing lists (codes, stations, stops)
     UPSTREAM = "upstream"  # a service a domain calls on a client's behalf
     AIR_QUALITY_STATIONS = "air_quality_stations"  # fixed public measuring stations
+    TAX_BILLS = "tax_bills"  # a local tax / non-tax revenue system's bills and receipts
+    PAYMENT_GATEWAY = "payment_gateway"  # card payments: confirm, look up, cancel, settle
 
 
 @runtime_checkable
@@ -61,10 +64,189 @@ class AirQualityStations(Connection, Protocol):
         ...
 
 
+class TaxKind(IntEnum):
+    """TAX_GB of the payment message formats."""
+
+    LOCAL_TAX = 1  # 지방세
+    NON_TAX = 2  # 세외수입 (fines, fees)
+    WATER = 3  # 상하수도
+
+
+@dataclass(frozen=True, slots=True)
+class TaxBill:
+    """One bill (고지서) as the tax system holds it. Amounts are integer won.
+
+    `payer_name` is the full name the tax system keeps: the hub masks it wherever it is
+    shown and audits every read of it.
+    """
+
+    epay_no: str  # 전자납부번호, 19 characters, opaque (no check digit is published)
+    tax_kind: TaxKind
+    tax_no: str  # 납세번호 (up to 31 characters)
+    district_code: str  # 5-digit 시군구 code of the collecting district
+    payer_id: str  # the tax system's payer identifier (bills are listed per payer)
+    payer_name: str
+    item_code: str  # 세목 code, e.g. "51"
+    item: str  # 세목 name, e.g. "주정차위반 과태료"
+    amount: int  # 본세: due on or before `due_date`
+    late_fee: int  # 가산금: added after `due_date`
+    due_date: date
+    paid: bool  # paid (through any channel) as far as the tax system knows
+
+    def amount_due(self, on: date) -> int:
+        """What the payer owes on `on` (Korean local date): the late fee after the due date."""
+        return self.amount + (self.late_fee if on > self.due_date else 0)
+
+
+class NoticeOutcome(StrEnum):
+    ACCEPTED = "accepted"  # recorded now, or recorded before under the same receipt number
+    ALREADY_PAID = "already_paid"  # the bill was paid through another channel meanwhile
+    REJECTED = "rejected"  # unknown bill, amount differs …: `detail` says why
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptNotice:
+    """수납 통지: the hub tells the tax system it collected (or gave back) a bill's money.
+
+    The receipt number makes the notice idempotent: the tax system answers a notice it has
+    recorded before as accepted, so the hub can send it until it is acknowledged.
+    """
+
+    receipt_no: str
+    epay_no: str
+    amount: int
+    occurred_at: datetime  # paid (or cancelled) at, timezone-aware
+    approval_no: str  # the card approval number (승인번호)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeAck:
+    outcome: NoticeOutcome
+    detail: str = ""
+
+
+@runtime_checkable
+class TaxBills(Connection, Protocol):
+    async def bill(self, epay_no: str) -> TaxBill | None:
+        """The bill with this 전자납부번호, None if the tax system has none."""
+        ...
+
+    async def bills_of(self, payer_id: str) -> list[TaxBill]:
+        """A payer's bills, unpaid first."""
+        ...
+
+    async def notify_receipt(self, notice: ReceiptNotice) -> NoticeAck:
+        """수납 통지. Safe to repeat with the same receipt number."""
+        ...
+
+    async def notify_cancel(self, notice: ReceiptNotice) -> NoticeAck:
+        """수납 취소 통지 for a refund of `notice.amount`. Safe to repeat."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayCancel:
+    transaction_key: str
+    amount: int
+    reason: str
+    canceled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPayment:
+    """The gateway's payment object (Toss Payments' shape, the fields the hub uses)."""
+
+    payment_key: str
+    order_id: str
+    status: str  # READY, IN_PROGRESS, DONE, CANCELED, PARTIAL_CANCELED, ABORTED, EXPIRED
+    total_amount: int
+    balance_amount: int  # what is left after cancels
+    method: str  # "카드" …
+    card_number: str  # masked by the gateway, e.g. "40000000****109*"; "" if not a card
+    approve_no: str  # card approval number; "" until approved
+    requested_at: datetime
+    approved_at: datetime | None
+    cancels: tuple[GatewayCancel, ...] = ()
+
+
+class Declined(Exception):
+    """The gateway refused the operation for a business reason (card rejected, amount
+    differs, already cancelled …): its `{code, message}`. Not an outage: never retried."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRow:
+    """One line of the gateway's daily settlement file: a payment or a cancel it settles."""
+
+    settlement_date: date
+    payment_key: str
+    order_id: str
+    transaction_key: str
+    kind: str  # "PAYMENT" or "CANCEL"
+    amount: int  # positive for a payment, negative for a cancel
+    fee: int  # the gateway's fee (negative for a fee given back)
+    payout: int  # amount - fee: what the gateway pays out for this line
+    transacted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A verified webhook: `event_id` is unique per event (redeliveries repeat it)."""
+
+    event_id: str
+    event_type: str  # "PAYMENT_STATUS_CHANGED"
+    created_at: datetime
+    payment: GatewayPayment
+
+
+class WebhookRejected(Exception):
+    """A webhook that is not the gateway's (bad signature) or is stale (replayed)."""
+
+
+@runtime_checkable
+class PaymentGateway(Connection, Protocol):
+    async def confirm(
+        self, payment_key: str, order_id: str, amount: int, *, idempotency_key: str
+    ) -> GatewayPayment:
+        """Approve a payment the card reader started. Raises Declined, or UpstreamError
+        when the outcome is unknown (timeout, 5xx): resend with the same key to find out."""
+        ...
+
+    async def payment(self, payment_key: str) -> GatewayPayment | None:
+        """The payment by its key, None if the gateway has none."""
+        ...
+
+    async def payment_by_order(self, order_id: str) -> GatewayPayment | None:
+        """The payment by the hub's order id, None if the gateway has none."""
+        ...
+
+    async def cancel(
+        self, payment_key: str, amount: int, reason: str, *, idempotency_key: str
+    ) -> GatewayPayment:
+        """Cancel `amount` won of a payment (all of it or part). Raises Declined or
+        UpstreamError; resend with the same key after an unknown outcome."""
+        ...
+
+    async def settlements(self, day: date) -> list[SettlementRow]:
+        """The settlement file for one day (Korean local date)."""
+        ...
+
+    def verify_webhook(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        """The event in a webhook request, or WebhookRejected."""
+        ...
+
+
 # Protocol classes (for isinstance checks): mypy takes a protocol type as abstract.
 PROTOCOLS: dict[Kind, type] = {
     Kind.DEVICE_STREAM: Connection,
     Kind.REFERENCE_DATA: Connection,
     Kind.UPSTREAM: Connection,
     Kind.AIR_QUALITY_STATIONS: AirQualityStations,
+    Kind.TAX_BILLS: TaxBills,
+    Kind.PAYMENT_GATEWAY: PaymentGateway,
 }
