@@ -1,0 +1,1 @@
+"""The payments domain: bills, terminals, card payments, refunds, ledger and reconciliation."""
