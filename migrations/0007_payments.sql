@@ -67,6 +67,9 @@ CREATE INDEX payments_unsettled_idx ON payments (updated_at)
     WHERE status IN ('requested', 'confirming', 'unknown');
 CREATE INDEX payments_confirmed_day_idx ON payments (((confirmed_at AT TIME ZONE 'Asia/Seoul')::date));
 
+-- Receipt numbers: <district>-<KST date>-<number>, the number from this sequence.
+CREATE SEQUENCE payment_receipt_seq;
+
 CREATE TABLE payment_refunds (
     refund_id       uuid PRIMARY KEY,
     payment_id      uuid NOT NULL REFERENCES payments,
