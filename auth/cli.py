@@ -1,20 +1,21 @@
-"""`ieum clients`, `ieum users` and `ieum keys`: OAuth clients, citizens' accounts and
-token signing keys, administered from the command line."""
+"""`ieum clients`, `ieum users`, `ieum keys` and `ieum audit`: OAuth clients, citizens'
+accounts, token signing keys and the audit log, administered from the command line."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 
-from auth import clients, keys, store
+from auth import audit, clients, keys, store
 from auth.identity import LocalAccounts
 from auth.routes import JWKS_MAX_AGE
 from hub.core.settings import Settings
@@ -79,6 +80,19 @@ def add_commands(commands: argparse._SubParsersAction[Any], with_pool: WithPool)
         "new tokens until their cache expires",
     )
     key_rotate.set_defaults(run=_keys_rotate)
+
+    audit_cmd = commands.add_parser("audit", help="the log of reads of citizens' personal data")
+    audit_actions = audit_cmd.add_subparsers(required=True, metavar="ACTION")
+    export = audit_actions.add_parser("export", help="write the log of a period, oldest first")
+    moment = "a date or ISO time; KST unless it says its offset"
+    export.add_argument("--since", required=True, type=_moment, help=f"from (included): {moment}")
+    export.add_argument("--until", type=_moment, help=f"to (excluded; default now): {moment}")
+    export.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    export.add_argument("--output", type=Path, help="file to write (default standard output)")
+    export.set_defaults(run=_audit_export)
+    prune = audit_actions.add_parser("prune", help="delete rows older than a date (2 years kept)")
+    prune.add_argument("--before", required=True, type=_moment, help=moment)
+    prune.set_defaults(run=_audit_prune)
 
 
 def _clients_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -183,4 +197,37 @@ def _keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
         )
     key = _with_pool(settings, lambda pool: keys.add(pool, timedelta(seconds=args.signs_in)))
     print(f"added key {key.kid}: published now, signs from {key.signs_from:%Y-%m-%d %H:%M:%S %Z}")
+    return 0
+
+
+def _moment(text: str) -> datetime:
+    """`2026-11-01` (midnight) or `2026-11-01T09:30[+09:00]`; in KST without an offset."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date or ISO time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=audit.KST)
+
+
+def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
+    output = (
+        args.output.open("w", encoding="utf-8", newline="")
+        if args.output
+        else contextlib.nullcontext(sys.stdout)
+    )
+    with output as out:
+        count = _with_pool(
+            settings, lambda pool: audit.export(pool, args.since, args.until, args.format, out)
+        )
+    print(f"exported {count} rows", file=sys.stderr)
+    return 0
+
+
+def _audit_prune(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        deleted = _with_pool(settings, lambda pool: audit.prune(pool, args.before))
+    except asyncpg.InvalidParameterValueError as exc:
+        print(f"ieum: {exc}", file=sys.stderr)
+        return 2
+    print(f"deleted {deleted} audit rows logged before {args.before:%Y-%m-%d %H:%M %Z}")
     return 0
