@@ -1,0 +1,154 @@
+"""Idempotency keys for the payments mutations a client may retry (Stripe's semantics).
+
+The first answer to a key, success or refusal, is stored and every retry with the same key
+gets it again, however often and however concurrently it is sent; the same key with a
+different request is refused with IDEMPOTENCY_KEY_REUSED; keys are kept for
+`IEUM_PAYMENTS_IDEMPOTENCY_KEY_HOURS` (24 h by default) and per client.
+
+Concurrent requests with one key queue on a PostgreSQL advisory lock held by the first
+for the whole operation, on the connection the operation itself uses. The lock goes with
+its connection, so a hub killed mid-operation leaves no stale claim: the retry after the
+restart runs the operation again, which is safe because every operation resumes from the
+payment's stored state (a confirm in flight is looked up, never sent anew with a new key).
+A failure that is not an answer (the database or the process gave out) stores nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+
+from hub.core.errors import BadUserInput, IeumError
+from resolvers.payments import errors
+
+Answer = dict[str, Any]
+Operation = Callable[[asyncpg.Connection], Awaitable[Answer]]
+MAX_KEY_LENGTH = 255
+
+
+def _lock_id(owner: str, key: str) -> int:
+    digest = hashlib.blake2b(f"{owner}\0{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def request_hash(operation: str, request: Mapping[str, Any]) -> str:
+    body = orjson.dumps({"operation": operation, "request": request}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(body).hexdigest()
+
+
+def check_key(key: str) -> None:
+    if not 1 <= len(key) <= MAX_KEY_LENGTH:
+        raise BadUserInput(
+            f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} characters (a UUID v4 is ideal)",
+            argument="idempotencyKey",
+        )
+
+
+async def once(
+    pool: asyncpg.Pool,
+    *,
+    owner: str,
+    key: str,
+    operation: str,
+    request: Mapping[str, Any],
+    keep: timedelta,
+    run: Operation,
+) -> Answer:
+    """`run(conn)`'s answer for the first request with this key; the stored one after."""
+    check_key(key)
+    digest = request_hash(operation, request)
+    lock = _lock_id(owner, key)
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", lock)
+        try:
+            stored = await _claim(conn, owner, key, operation, digest, keep)
+            if stored is not None:
+                return _replay(stored)
+            try:
+                answer = await run(conn)
+            except IeumError as exc:
+                await _store(conn, owner, key, {"error": _error_json(exc)})
+                raise
+            await _store(conn, owner, key, {"ok": answer})
+            return answer
+        finally:
+            with contextlib.suppress(asyncpg.PostgresError, OSError):
+                await conn.execute("SELECT pg_advisory_unlock($1)", lock)
+
+
+async def _claim(
+    conn: asyncpg.Connection,
+    owner: str,
+    key: str,
+    operation: str,
+    digest: str,
+    keep: timedelta,
+) -> dict[str, Any] | None:
+    """The stored answer of this key, or None after claiming it for this request."""
+    row = await conn.fetchrow(
+        "SELECT operation, request_hash, response, expires_at > now() AS live"
+        " FROM payment_idempotency_keys WHERE owner = $1 AND key = $2",
+        owner,
+        key,
+    )
+    if row is not None and row["live"]:
+        if row["request_hash"] != digest:
+            raise errors.IdempotencyKeyReused(
+                f"this idempotencyKey was used for another {row['operation']} request; "
+                "use a new key for a new request",
+            )
+        if row["response"] is not None:
+            return dict(row["response"])
+        return None  # claimed by a run that died with its process: run again
+    await conn.execute(
+        "INSERT INTO payment_idempotency_keys (owner, key, operation, request_hash, expires_at)"
+        " VALUES ($1, $2, $3, $4, now() + $5)"
+        " ON CONFLICT (owner, key) DO UPDATE SET operation = excluded.operation,"
+        " request_hash = excluded.request_hash, response = NULL,"
+        " created_at = now(), expires_at = excluded.expires_at",
+        owner,
+        key,
+        operation,
+        digest,
+        keep,
+    )
+    return None
+
+
+async def _store(conn: asyncpg.Connection, owner: str, key: str, response: Answer) -> None:
+    await conn.execute(
+        "UPDATE payment_idempotency_keys SET response = $3 WHERE owner = $1 AND key = $2",
+        owner,
+        key,
+        response,
+    )
+
+
+def _error_json(exc: IeumError) -> dict[str, Any]:
+    return {"message": str(exc), "extensions": exc.extensions}
+
+
+def _replay(stored: Mapping[str, Any]) -> Answer:
+    if "error" in stored:
+        raise Replayed(stored["error"]["message"], stored["error"]["extensions"])
+    return dict(stored["ok"])
+
+
+class Replayed(IeumError):
+    """A refusal given before to the same key, given again with its original code."""
+
+    def __init__(self, message: str, extensions: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.extensions = {**extensions, "replayed": True}
+
+
+async def prune(pool: asyncpg.Pool) -> int:
+    """Forget expired keys; returns how many."""
+    status = await pool.execute("DELETE FROM payment_idempotency_keys WHERE expires_at < now()")
+    return int(status.split()[-1])

@@ -1,0 +1,641 @@
+"""Payments, refunds, receipt notices and webhooks in PostgreSQL: every state change of a
+payment is one transaction with its ledger postings and its outbox event.
+
+The callers (schema/payments/flow.py) make the outside calls between these steps; each
+step is written so that running it twice, or after another process ran it, does nothing
+more (conditional updates on the current status, ledger postings unique per reference).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import msgspec
+
+from resolvers.payments import ledger, outbox
+
+KST = ZoneInfo("Asia/Seoul")
+LIVE = ("requested", "confirming", "unknown", "confirmed", "partially_refunded")
+IN_FLIGHT = ("requested", "confirming", "unknown")
+PAID = ("confirmed", "partially_refunded", "refunded")
+BeforeCommit = Callable[[], None]
+
+
+class Payment(msgspec.Struct, frozen=True, kw_only=True):
+    payment_id: uuid.UUID
+    order_id: str
+    epay_no: str
+    tax_kind: int
+    tax_no: str
+    district_code: str
+    item_code: str
+    item: str
+    payer_masked: str
+    due_date: date
+    base_amount: int
+    late_fee: int
+    amount: int
+    channel: str
+    client_id: str
+    user_id: uuid.UUID | None
+    terminal_id: str | None
+    collect_day: date
+    status: str
+    payment_key: str | None
+    method: str | None
+    card_number: str | None
+    approve_no: str | None
+    failure_code: str | None
+    failure_message: str | None
+    refunded_amount: int
+    receipt_no: str | None
+    requested_at: datetime
+    confirmed_at: datetime | None
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(msgspec.to_builtins(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Payment:
+        return msgspec.convert(data, cls)
+
+
+class Refund(msgspec.Struct, frozen=True, kw_only=True):
+    refund_id: uuid.UUID
+    payment_id: uuid.UUID
+    amount: int
+    reason: str
+    status: str
+    requested_by: str
+    automatic: bool
+    transaction_key: str | None
+    failure_code: str | None
+    failure_message: str | None
+    requested_at: datetime
+    done_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(msgspec.to_builtins(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Refund:
+        return msgspec.convert(data, cls)
+
+
+class NewPayment(msgspec.Struct, frozen=True, kw_only=True):
+    epay_no: str
+    tax_kind: int
+    tax_no: str
+    district_code: str
+    item_code: str
+    item: str
+    payer_masked: str
+    due_date: date
+    base_amount: int
+    channel: str
+    client_id: str
+    user_id: uuid.UUID | None
+    terminal_id: str | None
+
+
+class LiveBillPayment(Exception):
+    """The bill already has a payment that holds or may hold its money."""
+
+    def __init__(self, existing: Payment | None) -> None:
+        super().__init__("the bill has an open or completed payment")
+        self.existing = existing
+
+
+def korea_today() -> date:
+    return datetime.now(KST).date()
+
+
+def _payment(row: asyncpg.Record | None) -> Payment | None:
+    return None if row is None else Payment(**dict(row))
+
+
+def _refund(row: asyncpg.Record | None) -> Refund | None:
+    return None if row is None else Refund(**dict(row))
+
+
+async def _event(conn: asyncpg.Connection, event: str, payment: Payment) -> None:
+    await outbox.add(
+        conn,
+        f"payment.{event}",
+        str(payment.payment_id),
+        {
+            "payment_id": str(payment.payment_id),
+            "order_id": payment.order_id,
+            "epay_no": payment.epay_no,
+            "status": payment.status,
+            "amount": payment.amount,
+            "refunded_amount": payment.refunded_amount,
+            "tax_kind": payment.tax_kind,
+            "district_code": payment.district_code,
+            "client_id": payment.client_id,
+            "terminal_id": payment.terminal_id,
+            "receipt_no": payment.receipt_no,
+            "failure_code": payment.failure_code,
+        },
+    )
+
+
+# Reading
+
+
+async def by_id(conn: asyncpg.Connection | asyncpg.Pool, payment_id: uuid.UUID) -> Payment | None:
+    return _payment(await conn.fetchrow("SELECT * FROM payments WHERE payment_id = $1", payment_id))
+
+
+async def by_order(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> Payment | None:
+    return _payment(await conn.fetchrow("SELECT * FROM payments WHERE order_id = $1", order_id))
+
+
+async def by_receipt(conn: asyncpg.Connection | asyncpg.Pool, receipt_no: str) -> Payment | None:
+    row = await conn.fetchrow("SELECT * FROM payments WHERE receipt_no = $1", receipt_no)
+    return _payment(row)
+
+
+async def live_of_bill(conn: asyncpg.Connection, epay_no: str) -> Payment | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM payments WHERE epay_no = $1 AND status = ANY($2)", epay_no, list(LIVE)
+    )
+    return _payment(row)
+
+
+async def listing(
+    pool: asyncpg.Pool,
+    *,
+    client_id: str | None = None,
+    terminal_id: str | None = None,
+    district_code: str | None = None,
+    status: str | None = None,
+    day: date | None = None,
+    limit: int = 100,
+) -> list[Payment]:
+    """Payments newest first, filtered by whichever arguments are given."""
+    rows = await pool.fetch(
+        "SELECT * FROM payments"
+        " WHERE ($1::text IS NULL OR client_id = $1)"
+        " AND ($2::text IS NULL OR terminal_id = $2)"
+        " AND ($3::text IS NULL OR district_code = $3)"
+        " AND ($4::text IS NULL OR status = $4)"
+        " AND ($5::date IS NULL OR collect_day = $5)"
+        " ORDER BY requested_at DESC LIMIT $6",
+        client_id,
+        terminal_id,
+        district_code,
+        status,
+        day,
+        limit,
+    )
+    return [Payment(**dict(row)) for row in rows]
+
+
+async def refunds_of(
+    conn: asyncpg.Connection | asyncpg.Pool, payment_id: uuid.UUID
+) -> list[Refund]:
+    rows = await conn.fetch(
+        "SELECT * FROM payment_refunds WHERE payment_id = $1 ORDER BY requested_at", payment_id
+    )
+    return [Refund(**dict(row)) for row in rows]
+
+
+async def refund_by_id(
+    conn: asyncpg.Connection | asyncpg.Pool, refund_id: uuid.UUID
+) -> Refund | None:
+    return _refund(
+        await conn.fetchrow("SELECT * FROM payment_refunds WHERE refund_id = $1", refund_id)
+    )
+
+
+async def terminal_day_total(conn: asyncpg.Connection, terminal_id: str, day: date) -> int:
+    """What a terminal collected or is collecting on a day, refunds not deducted."""
+    total = await conn.fetchval(
+        "SELECT coalesce(sum(amount), 0) FROM payments"
+        " WHERE terminal_id = $1 AND collect_day = $2 AND status <> ALL($3)",
+        terminal_id,
+        day,
+        ["failed", "expired"],
+    )
+    return int(total)
+
+
+# Collecting
+
+
+async def expire_requests(
+    conn: asyncpg.Connection, window: timedelta, epay_no: str | None = None
+) -> list[Payment]:
+    """Requested payments never confirmed within the gateway's window: expired, the bill
+    free again. Only requests never sent to the gateway expire (a confirm in flight is
+    resolved by the recovery job instead)."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "UPDATE payments SET status = 'expired', updated_at = now()"
+            " WHERE status = 'requested' AND requested_at < now() - $1::interval"
+            " AND ($2::text IS NULL OR epay_no = $2) RETURNING *",
+            window,
+            epay_no,
+        )
+        expired = [Payment(**dict(row)) for row in rows]
+        for payment in expired:
+            await _event(conn, "expired", payment)
+    return expired
+
+
+async def open_payment(conn: asyncpg.Connection, new: NewPayment, amount: int) -> Payment:
+    """Store the requested payment (in the caller's transaction); LiveBillPayment if the
+    bill has one already."""
+    order_id = f"ieum-{uuid.uuid4().hex}"
+    try:
+        async with conn.transaction():  # a savepoint: the caller's transaction goes on
+            row = await conn.fetchrow(
+                "INSERT INTO payments (payment_id, order_id, epay_no, tax_kind, tax_no,"
+                " district_code, item_code, item, payer_masked, due_date, base_amount,"
+                " late_fee, amount, channel, client_id, user_id, terminal_id, collect_day,"
+                " status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+                " $14, $15, $16, $17, $18, 'requested') RETURNING *",
+                uuid.uuid4(),
+                order_id,
+                new.epay_no,
+                new.tax_kind,
+                new.tax_no,
+                new.district_code,
+                new.item_code,
+                new.item,
+                new.payer_masked,
+                new.due_date,
+                new.base_amount,
+                amount - new.base_amount,
+                amount,
+                new.channel,
+                new.client_id,
+                new.user_id,
+                new.terminal_id,
+                korea_today(),
+            )
+    except asyncpg.UniqueViolationError:
+        raise LiveBillPayment(await live_of_bill(conn, new.epay_no)) from None
+    payment = Payment(**dict(row))
+    await _event(conn, "requested", payment)
+    return payment
+
+
+# Confirming
+
+
+async def begin_confirm(
+    conn: asyncpg.Connection, payment_id: uuid.UUID, payment_key: str
+) -> Payment | None:
+    """requested → confirming with the gateway's payment key, stored before the call.
+    None if the payment was not in `requested` (another request got there first)."""
+    row = await conn.fetchrow(
+        "UPDATE payments SET status = 'confirming', payment_key = $2, updated_at = now()"
+        " WHERE payment_id = $1 AND status = 'requested' RETURNING *",
+        payment_id,
+        payment_key,
+    )
+    return _payment(row)
+
+
+async def mark_unknown(conn: asyncpg.Connection, payment_id: uuid.UUID) -> Payment | None:
+    """The confirm's answer was lost: the outcome is unknown until resolved."""
+    async with conn.transaction():
+        payment = _payment(
+            await conn.fetchrow(
+                "UPDATE payments SET status = 'unknown', updated_at = now()"
+                " WHERE payment_id = $1 AND status = 'confirming' RETURNING *",
+                payment_id,
+            )
+        )
+        if payment is not None:
+            await _event(conn, "unknown", payment)
+    return payment
+
+
+async def finish_confirmed(
+    conn: asyncpg.Connection,
+    payment_id: uuid.UUID,
+    *,
+    payment_key: str,
+    method: str,
+    card_number: str,
+    approve_no: str,
+    approved_at: datetime,
+    before_commit: BeforeCommit | None = None,
+) -> Payment:
+    """The gateway approved: confirmed, booked, receipted and owed a receipt notice, in one
+    transaction. Whoever learns it first (the answer, a lookup, the webhook) books it; the
+    others find it done."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "UPDATE payments SET status = 'confirmed', payment_key = $2, method = $3,"
+            " card_number = $4, approve_no = $5, confirmed_at = $6, updated_at = now(),"
+            " failure_code = NULL, failure_message = NULL,"
+            " receipt_no = district_code || '-' || to_char($6 AT TIME ZONE 'Asia/Seoul',"
+            " 'YYYYMMDD') || '-' || lpad(nextval('payment_receipt_seq')::text, 8, '0')"
+            " WHERE payment_id = $1 AND status IN ('requested', 'confirming', 'unknown',"
+            " 'failed', 'expired') RETURNING *",
+            payment_id,
+            payment_key,
+            method,
+            card_number,
+            approve_no,
+            approved_at,
+        )
+        if row is None:  # booked already
+            found = await by_id(conn, payment_id)
+            assert found is not None
+            return found
+        payment = Payment(**dict(row))
+        await ledger.payment_confirmed(
+            conn, payment.payment_id, payment.tax_kind, payment.district_code, payment.amount
+        )
+        await _event(conn, "confirmed", payment)
+        assert payment.receipt_no is not None
+        await conn.execute(
+            "INSERT INTO payment_tax_notices (notice_id, payment_id, kind, receipt_no, amount)"
+            " VALUES ($1, $2, 'receipt', $3, $4)",
+            uuid.uuid4(),
+            payment.payment_id,
+            payment.receipt_no,
+            payment.amount,
+        )
+        if before_commit is not None:
+            before_commit()
+    return payment
+
+
+async def finish_failed(
+    conn: asyncpg.Connection, payment_id: uuid.UUID, code: str, message: str
+) -> Payment | None:
+    """The gateway refused (or has no such payment): failed, the bill free again."""
+    async with conn.transaction():
+        payment = _payment(
+            await conn.fetchrow(
+                "UPDATE payments SET status = 'failed', failure_code = $2, failure_message = $3,"
+                " updated_at = now() WHERE payment_id = $1"
+                " AND status IN ('requested', 'confirming', 'unknown') RETURNING *",
+                payment_id,
+                code,
+                message,
+            )
+        )
+        if payment is not None:
+            await _event(conn, "failed", payment)
+    return payment
+
+
+async def unsettled(conn: asyncpg.Connection, stale: timedelta, limit: int = 100) -> list[Payment]:
+    """Payments whose confirm outcome is unknown, or in flight for longer than `stale`."""
+    rows = await conn.fetch(
+        "SELECT * FROM payments WHERE status = 'unknown'"
+        " OR (status = 'confirming' AND updated_at < now() - $1::interval)"
+        " ORDER BY updated_at LIMIT $2",
+        stale,
+        limit,
+    )
+    return [Payment(**dict(row)) for row in rows]
+
+
+# Refunds
+
+
+class RefundRefused(Exception):
+    def __init__(self, reason: str, refundable: int) -> None:
+        super().__init__(reason)
+        self.refundable = refundable
+
+
+async def open_refund(
+    conn: asyncpg.Connection,
+    payment_id: uuid.UUID,
+    amount: int | None,
+    reason: str,
+    requested_by: str,
+    *,
+    automatic: bool = False,
+) -> tuple[Payment, Refund]:
+    """Store a requested refund of `amount` (all that is left when None), checked against
+    what is refundable with refunds in flight counted. RefundRefused says why not."""
+    async with conn.transaction():
+        payment = _payment(
+            await conn.fetchrow(
+                "SELECT * FROM payments WHERE payment_id = $1 FOR UPDATE", payment_id
+            )
+        )
+        if payment is None or payment.status not in ("confirmed", "partially_refunded"):
+            status = payment.status if payment else "missing"
+            raise RefundRefused(f"a {status} payment cannot be refunded", 0)
+        in_flight = await conn.fetchval(
+            "SELECT coalesce(sum(amount), 0) FROM payment_refunds"
+            " WHERE payment_id = $1 AND status IN ('requested', 'unknown')",
+            payment_id,
+        )
+        refundable = payment.amount - payment.refunded_amount - int(in_flight)
+        wanted = refundable if amount is None else amount
+        if wanted <= 0 or wanted > refundable:
+            raise RefundRefused(f"{wanted:,} won asked, {refundable:,} won refundable", refundable)
+        row = await conn.fetchrow(
+            "INSERT INTO payment_refunds (refund_id, payment_id, amount, reason, status,"
+            " requested_by, automatic) VALUES ($1, $2, $3, $4, 'requested', $5, $6) RETURNING *",
+            uuid.uuid4(),
+            payment_id,
+            wanted,
+            reason,
+            requested_by,
+            automatic,
+        )
+    return payment, Refund(**dict(row))
+
+
+async def mark_refund_unknown(conn: asyncpg.Connection, refund_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE payment_refunds SET status = 'unknown' WHERE refund_id = $1"
+        " AND status = 'requested'",
+        refund_id,
+    )
+
+
+async def fail_refund(
+    conn: asyncpg.Connection, refund_id: uuid.UUID, code: str, message: str
+) -> Refund | None:
+    row = await conn.fetchrow(
+        "UPDATE payment_refunds SET status = 'failed', failure_code = $2, failure_message = $3,"
+        " done_at = now() WHERE refund_id = $1 AND status IN ('requested', 'unknown')"
+        " RETURNING *",
+        refund_id,
+        code,
+        message,
+    )
+    return _refund(row)
+
+
+async def finish_refund(
+    conn: asyncpg.Connection, refund_id: uuid.UUID, transaction_key: str
+) -> tuple[Payment, Refund]:
+    """The gateway cancelled: the refund done, the payment's refunded amount raised, the
+    reversal booked, the event written and (unless the tax system never took the receipt)
+    a cancel notice owed, in one transaction. Idempotent."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "UPDATE payment_refunds SET status = 'done', transaction_key = $2, done_at = now()"
+            " WHERE refund_id = $1 AND status IN ('requested', 'unknown') RETURNING *",
+            refund_id,
+            transaction_key,
+        )
+        if row is None:
+            refund = await refund_by_id(conn, refund_id)
+            assert refund is not None
+            payment = await by_id(conn, refund.payment_id)
+            assert payment is not None
+            return payment, refund
+        refund = Refund(**dict(row))
+        payment_row = await conn.fetchrow(
+            "UPDATE payments SET refunded_amount = refunded_amount + $2,"
+            " status = CASE WHEN refunded_amount + $2 = amount THEN 'refunded'"
+            " ELSE 'partially_refunded' END, updated_at = now()"
+            " WHERE payment_id = $1 RETURNING *",
+            refund.payment_id,
+            refund.amount,
+        )
+        payment = Payment(**dict(payment_row))
+        await ledger.refund_done(
+            conn,
+            refund.refund_id,
+            payment.payment_id,
+            payment.tax_kind,
+            payment.district_code,
+            refund.amount,
+        )
+        await _event(conn, "refunded", payment)
+        if not refund.automatic:
+            assert payment.receipt_no is not None
+            await conn.execute(
+                "INSERT INTO payment_tax_notices (notice_id, payment_id, refund_id, kind,"
+                " receipt_no, amount) VALUES ($1, $2, $3, 'cancel', $4, $5)",
+                uuid.uuid4(),
+                payment.payment_id,
+                refund.refund_id,
+                f"{payment.receipt_no}-C{refund.refund_id.hex[:8]}",
+                refund.amount,
+            )
+    return payment, refund
+
+
+async def unsettled_refunds(
+    conn: asyncpg.Connection, stale: timedelta, limit: int = 100
+) -> list[Refund]:
+    rows = await conn.fetch(
+        "SELECT * FROM payment_refunds WHERE status = 'unknown'"
+        " OR (status = 'requested' AND requested_at < now() - $1::interval)"
+        " ORDER BY requested_at LIMIT $2",
+        stale,
+        limit,
+    )
+    return [Refund(**dict(row)) for row in rows]
+
+
+# Receipt notices to the tax system
+
+
+class Notice(msgspec.Struct, frozen=True, kw_only=True):
+    notice_id: uuid.UUID
+    payment_id: uuid.UUID
+    refund_id: uuid.UUID | None
+    kind: str
+    receipt_no: str
+    amount: int
+    attempts: int
+    epay_no: str
+    approve_no: str | None
+    occurred_at: datetime
+
+
+async def claim_notices(
+    conn: asyncpg.Connection, lease: timedelta, limit: int = 20
+) -> list[Notice]:
+    """Pending notices that are due, leased to this worker for `lease` (another worker
+    takes them over if this one dies before answering)."""
+    rows = await conn.fetch(
+        "WITH due AS (SELECT notice_id FROM payment_tax_notices"
+        "  WHERE status = 'pending' AND next_attempt_at <= now()"
+        "  ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " UPDATE payment_tax_notices n SET next_attempt_at = now() + $1::interval,"
+        " attempts = n.attempts + 1 FROM due, payments p"
+        " WHERE n.notice_id = due.notice_id AND p.payment_id = n.payment_id"
+        " RETURNING n.notice_id, n.payment_id, n.refund_id, n.kind, n.receipt_no, n.amount,"
+        " n.attempts, p.epay_no, p.approve_no,"
+        " coalesce((SELECT r.done_at FROM payment_refunds r WHERE r.refund_id = n.refund_id),"
+        " p.confirmed_at) AS occurred_at",
+        lease,
+        limit,
+    )
+    return [Notice(**dict(row)) for row in rows]
+
+
+async def answer_notice(
+    conn: asyncpg.Connection, notice_id: uuid.UUID, status: str, detail: str = ""
+) -> None:
+    await conn.execute(
+        "UPDATE payment_tax_notices SET status = $2, last_error = nullif($3, ''),"
+        " answered_at = now() WHERE notice_id = $1 AND status = 'pending'",
+        notice_id,
+        status,
+        detail,
+    )
+
+
+async def retry_notice(
+    conn: asyncpg.Connection, notice_id: uuid.UUID, after: timedelta, error: str
+) -> None:
+    await conn.execute(
+        "UPDATE payment_tax_notices SET next_attempt_at = now() + $2::interval, last_error = $3"
+        " WHERE notice_id = $1 AND status = 'pending'",
+        notice_id,
+        after,
+        error,
+    )
+
+
+async def notices_of(
+    conn: asyncpg.Connection | asyncpg.Pool, payment_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(
+            "SELECT kind, receipt_no, amount, status, attempts, last_error, answered_at"
+            " FROM payment_tax_notices WHERE payment_id = $1 ORDER BY created_at",
+            payment_id,
+        )
+    )
+
+
+# Webhooks
+
+
+async def first_delivery(
+    conn: asyncpg.Connection, event_id: str, event_type: str, payment_key: str, status: str
+) -> bool:
+    """Record a webhook event; False if it was seen before (a redelivery)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO payment_webhook_events (event_id, event_type, payment_key, status, outcome)"
+        " VALUES ($1, $2, $3, $4, 'received') ON CONFLICT DO NOTHING RETURNING true",
+        event_id,
+        event_type,
+        payment_key,
+        status,
+    )
+    return bool(inserted)
+
+
+async def webhook_outcome(conn: asyncpg.Connection, event_id: str, outcome: str) -> None:
+    await conn.execute(
+        "UPDATE payment_webhook_events SET outcome = $2 WHERE event_id = $1", event_id, outcome
+    )
