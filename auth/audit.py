@@ -34,7 +34,7 @@ from hub.core.context import Info
 # Times are read and written in Korea's time, the city's: it has no daylight saving.
 KST = timezone(timedelta(hours=9), "KST")
 COLUMNS = (
-    "id", "at", "client_id", "user_id", "action", "subject_type", "subject", "fields",
+    "id", "at", "client_id", "user_id", "client_ip", "action", "subject_type", "subject", "fields",
     "operation", "request_id",
 )  # fmt: skip
 REQUEST_ID_MAX = 200  # the header comes from the client: keep what a log line needs
@@ -43,10 +43,11 @@ PRUNE_BATCH = 10_000  # rows per DELETE, well within the pool's statement time l
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One row to write: who read which fields of whose data, and in what request."""
+    """One row to write: who read which fields of whose data, from where, in what request."""
 
     client_id: str | None
     user_id: str | None
+    client_ip: str | None
     action: str
     subject_type: str
     subject: str
@@ -64,6 +65,7 @@ async def record(
     subjects: Sequence[str],
     fields: Sequence[str],
     operation: str | None,
+    client_ip: str | None = None,
     request_id: str | None = None,
 ) -> None:
     """Log that `caller` was shown `fields` of each of `subjects`: one row each, one INSERT."""
@@ -73,6 +75,7 @@ async def record(
             AuditEntry(
                 caller.client_id,
                 caller.user_id,
+                client_ip,
                 action,
                 subject_type,
                 subject,
@@ -110,11 +113,13 @@ async def read(
     the rows are written, and raises if they could not be."""
     context = info.context
     name = info.operation.name
+    client = context.connection.client
     request_id = context.connection.headers.get("x-request-id")
     entries = [
         AuditEntry(
             context.caller.client_id,
             context.caller.user_id,
+            client.host if client else None,
             action,
             subject_type,
             subject,
@@ -133,10 +138,10 @@ async def _insert(conn: asyncpg.Connection | asyncpg.Pool, entries: list[AuditEn
     if not entries:
         return
     await conn.execute(
-        "INSERT INTO audit_log (client_id, user_id, action, subject_type, subject, fields,"
-        " operation, request_id) SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS e("
-        "client_id text, user_id uuid, action text, subject_type text, subject text,"
-        " fields text[], operation text, request_id text)",
+        "INSERT INTO audit_log (client_id, user_id, client_ip, action, subject_type, subject,"
+        " fields, operation, request_id) SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS e("
+        "client_id text, user_id uuid, client_ip text, action text, subject_type text,"
+        " subject text, fields text[], operation text, request_id text)",
         json.dumps([asdict(entry) for entry in entries], ensure_ascii=False),
     )
 

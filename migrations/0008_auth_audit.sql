@@ -6,6 +6,7 @@ CREATE TABLE audit_log (
     at           timestamptz NOT NULL DEFAULT now(),
     client_id    text,               -- the app or terminal that read (NULL: no token)
     user_id      uuid,               -- the citizen or official it acted for, if any
+    client_ip    text,               -- where the request came from (접속지 정보)
     action       text NOT NULL,      -- what was done: 'payer.read'
     subject_type text NOT NULL,      -- whose data, by kind: 'tax_bill'
     subject      text NOT NULL,      -- and by id: the bill's 전자납부번호

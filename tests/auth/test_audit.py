@@ -80,6 +80,7 @@ async def test_record_writes_one_row_per_subject(pool: asyncpg.Pool) -> None:
         subjects=subjects,
         fields=["name", "address"],
         operation="ieum receipts print",
+        client_ip="203.0.113.7",
         request_id="req-1",
     )
     rows = await pool.fetch(
@@ -93,6 +94,7 @@ async def test_record_writes_one_row_per_subject(pool: asyncpg.Pool) -> None:
     assert (row["action"], row["subject_type"]) == ("payer.read", "tax_bill")
     assert row["fields"] == ["name", "address"]
     assert (row["operation"], row["request_id"]) == ("ieum receipts print", "req-1")
+    assert row["client_ip"] == "203.0.113.7"
 
 
 @pytest.mark.parametrize("format", ["csv", "jsonl"])
@@ -155,7 +157,11 @@ SCHEMA = strawberry.Schema(query=Query)
 
 
 def context(pool: asyncpg.Pool, request_id: str) -> Context:
-    scope = {"type": "http", "headers": [(b"x-request-id", request_id.encode())]}
+    scope = {
+        "type": "http",
+        "headers": [(b"x-request-id", request_id.encode())],
+        "client": ("198.51.100.20", 50123),
+    }
     return Context(connection=HTTPConnection(scope), db=pool, caller=TERMINAL)
 
 
@@ -166,12 +172,12 @@ async def test_a_list_of_bills_is_logged_with_one_insert(pool: asyncpg.Pool) -> 
     assert result.errors is None
     assert result.data and len(result.data["bills"]) == 100
     rows = await pool.fetch(
-        "SELECT subject, operation, request_id, client_id, xmin::text AS tx FROM audit_log"
-        " WHERE subject LIKE 'desk%'"
+        "SELECT subject, operation, request_id, client_id, client_ip, xmin::text AS tx"
+        " FROM audit_log WHERE subject LIKE 'desk%'"
     )
     assert sorted(row["subject"] for row in rows) == [f"desk{n:04d}" for n in range(100)]
-    assert {(r["operation"], r["request_id"], r["client_id"]) for r in rows} == {
-        ("DeskBills", "req-desk", "terminal-7")
+    assert {(r["operation"], r["request_id"], r["client_id"], r["client_ip"]) for r in rows} == {
+        ("DeskBills", "req-desk", "terminal-7", "198.51.100.20")
     }
     assert len({row["tx"] for row in rows}) == 1
 
