@@ -13,6 +13,9 @@ Every outbound call goes through an `Upstream`, one per system an adapter talks 
 - metrics on the hub's registry: calls, errors by kind, retries, latency, breaker state.
 
 Failures leave as `adapters.errors.UpstreamError` subclasses, all UPSTREAM_UNAVAILABLE.
+An upstream that refuses for a business reason (a card declined) answers 4xx with a body
+saying why: a caller's `refuse` hook turns that answer into its own exception, which is
+an answer, not an outage — never retried and never counted by the breaker.
 """
 
 from __future__ import annotations
@@ -103,6 +106,8 @@ class Policy:
 
 
 Parse = Callable[[httpx.Response], T]
+# For a 4xx answer: the exception to raise instead of UpstreamRejected, or None to keep it.
+Refuse = Callable[[httpx.Response], Exception | None]
 
 
 class Upstream:
@@ -135,10 +140,15 @@ class Upstream:
             ERRORS.labels(name, kind)
 
     async def get(
-        self, path: str, parse: Parse[T], *, params: Mapping[str, Any] | None = None
+        self,
+        path: str,
+        parse: Parse[T],
+        *,
+        params: Mapping[str, Any] | None = None,
+        refuse: Refuse | None = None,
     ) -> T:
         """A read: idempotent, so retried."""
-        return await self.call("GET", path, parse, params=params, idempotent=True)
+        return await self.call("GET", path, parse, params=params, idempotent=True, refuse=refuse)
 
     async def call(
         self,
@@ -150,11 +160,14 @@ class Upstream:
         json: Any = None,
         idempotent: bool = False,
         idempotency_key: str | None = None,
+        refuse: Refuse | None = None,
     ) -> T:
         """Make one call; `parse` turns the 2xx response into the result.
 
         `parse` may raise MalformedResponse (or KeyError, ValueError, TypeError: counted as
-        malformed) or another UpstreamError for an error the body reports.
+        malformed) or another UpstreamError for an error the body reports. `refuse` reads a
+        4xx answer (other than 429) the same way and returns the exception to raise, or
+        None for UpstreamRejected.
         """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         retried = idempotent or idempotency_key is not None
@@ -184,7 +197,9 @@ class Upstream:
                     wait_jitter=self.policy.wait_jitter,
                 ):
                     with attempt:
-                        return await self._attempt(method, path, parse, params, json, headers)
+                        return await self._attempt(
+                            method, path, parse, refuse, params, json, headers
+                        )
         except TimeoutError:
             ERRORS.labels(self.name, UpstreamTimeout.kind).inc()
             raise UpstreamTimeout(
@@ -200,6 +215,7 @@ class Upstream:
         method: str,
         path: str,
         parse: Parse[T],
+        refuse: Refuse | None,
         params: Mapping[str, Any] | None,
         json: Any,
         headers: Mapping[str, str] | None,
@@ -209,7 +225,10 @@ class Upstream:
                 breaker = await self._breakers.get_breaker(self.name)
                 async with breaker:
                     response = await self._send(method, path, params, json, headers)
-                    return self._read(response, parse)
+                    refusal = self._refusal(response, refuse)
+                    if refusal is None:
+                        return self._read(response, parse)
+                raise refusal  # outside the breaker: the upstream answered, it is healthy
             except OpenedState:
                 error: UpstreamError = BreakerOpen(
                     self.name,
@@ -243,6 +262,19 @@ class Upstream:
             raise UpstreamRefused(self.name, f"connection failed ({type(exc).__name__})") from exc
         finally:
             LATENCY.labels(self.name).observe(time.perf_counter() - started)
+
+    def _refusal(self, response: httpx.Response, refuse: Refuse | None) -> Exception | None:
+        if refuse is None or not 400 <= response.status_code < 500 or response.status_code == 429:
+            return None
+        try:
+            return refuse(response)
+        except UpstreamError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedResponse(
+                self.name,
+                f"unreadable HTTP {response.status_code} answer ({type(exc).__name__}: {exc})",
+            ) from exc
 
     def _read(self, response: httpx.Response, parse: Parse[T]) -> T:
         status = response.status_code

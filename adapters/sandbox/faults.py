@@ -1,13 +1,21 @@
 """Faults a sandbox injects on request, so tests see what a real system does on a bad day.
 
 A plan is posted as JSON to `POST /_faults` and applies to the sandbox's other paths until
-`DELETE /_faults` (or until `count` requests have met it). `GET /_faults` shows it.
+`DELETE /_faults` (or until `count` requests have met it). `GET /_faults` shows it. Paths
+that start with `/_` are a sandbox's control API (its own settings, for tests): no plan
+touches them and `served` does not count them.
 
     {"error": "5xx", "status": 503}                  every request answers 503
     {"error": "rate_limited", "retry_after": 1}      429 with Retry-After: 1
     {"error": "malformed", "count": 1}               the next answer is cut in half
     {"error": "hang"}                                no answer until the client gives up
+    {"error": "hang_after"}                          the request is carried out (money moves),
+                                                     then no answer until the client gives up
+    {"error": "5xx_after", "status": 503}            carried out, then answered 503
     {"latency_seconds": 0.5, "path": "getMsrstnList"}  slow answers on matching paths
+
+The `…_after` faults are the ones a payment must survive: the upstream did the work and
+the caller cannot tell.
 """
 
 from __future__ import annotations
@@ -21,12 +29,13 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ADMIN_PATH = "/_faults"
+Error = Literal["5xx", "rate_limited", "malformed", "hang", "hang_after", "5xx_after"]
 
 
 class FaultPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    error: Literal["5xx", "rate_limited", "malformed", "hang"] | None = None
+    error: Error | None = None
     status: int = Field(default=503, ge=500, le=599, description="status of a 5xx fault")
     retry_after: int = Field(default=1, ge=0, description="Retry-After of a 429, seconds")
     latency_seconds: float = Field(default=0.0, ge=0, le=60)
@@ -49,6 +58,9 @@ class FaultInjector:
         if scope["path"] == ADMIN_PATH:
             await admin(self, scope, receive, send)
             return
+        if scope["path"].startswith("/_"):
+            await self.app(scope, receive, send)
+            return
         self.served += 1
         plan = self._take(scope["path"])
         if plan is None:
@@ -56,8 +68,13 @@ class FaultInjector:
             return
         await asyncio.sleep(plan.latency_seconds)
         if plan.error == "hang":
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            await _until_disconnect(receive)
+        elif plan.error == "hang_after":
+            await self.app(scope, receive, _discard)
+            await _until_disconnect(receive)
+        elif plan.error == "5xx_after":
+            await self.app(scope, receive, _discard)
+            await _answer(send, plan.status, b"Internal Server Error", {})
         elif plan.error == "5xx":
             await _answer(send, plan.status, b"Internal Server Error", {})
         elif plan.error == "rate_limited":
@@ -76,6 +93,15 @@ class FaultInjector:
             left = plan.count - 1
             self.plan = plan.model_copy(update={"count": left}) if left else None
         return plan
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _discard(message: Message) -> None:
+    """The app's answer, lost on the way back."""
 
 
 async def _answer(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
