@@ -7,9 +7,10 @@ own places (see `hub/core/domain.py`).
 from __future__ import annotations
 
 from hub.core.domain import Domain
-from schema import platform, sensors
+from schema import payments, platform, sensors
 
 DOMAINS: tuple[Domain, ...] = (
     platform.domain,
     sensors.domain,
+    payments.domain,
 )

@@ -23,7 +23,7 @@ class PaymentsSettings(BaseSettings):
         " hub (demo mode; single HTTP process only). Set false in production so a missing"
         " setting stops the payment instead.",
     )
-    workers: bool = Field(
+    in_serve: bool = Field(
         default=True,
         description="Run the recovery, tax-notice and outbox workers inside `ieum serve`.",
     )

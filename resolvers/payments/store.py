@@ -565,8 +565,11 @@ async def claim_notices(
     """Pending notices that are due, leased to this worker for `lease` (another worker
     takes them over if this one dies before answering)."""
     rows = await conn.fetch(
-        "WITH due AS (SELECT notice_id FROM payment_tax_notices"
+        "WITH due AS (SELECT notice_id FROM payment_tax_notices c"
         "  WHERE status = 'pending' AND next_attempt_at <= now()"
+        "  AND (kind = 'receipt' OR EXISTS (SELECT FROM payment_tax_notices r"
+        "   WHERE r.payment_id = c.payment_id AND r.kind = 'receipt'"
+        "   AND r.status = 'accepted'))"  # a cancel only once the receipt is recorded
         "  ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
         " UPDATE payment_tax_notices n SET next_attempt_at = now() + $1::interval,"
         " attempts = n.attempts + 1 FROM due, payments p"

@@ -1,6 +1,6 @@
 """The payments domain's worker and commands.
 
-`ieum worker payments` (and `ieum serve`, unless IEUM_PAYMENTS_WORKERS=false) runs four
+`ieum worker payments` (and `ieum serve`, unless IEUM_PAYMENTS_IN_SERVE=false) runs four
 loops: the recovery job (unknown payments and refunds resolved, abandoned requests
 expired), receipt notices to the tax system, the outbox relay to Kafka, and the daily
 reconciliation of yesterday once the gateway's settlement file is out (01:00 KST).
@@ -112,7 +112,7 @@ WORKER = Worker(
     name="payments",
     help="payment recovery, tax receipt notices, event outbox relay, daily reconciliation",
     run=run_worker,
-    in_serve=lambda settings: settings.section(PaymentsSettings).workers,
+    in_serve=lambda settings: settings.section(PaymentsSettings).in_serve,
 )
 
 
