@@ -79,7 +79,7 @@ class Line:
             )
 
 
-def signed(account: str, amount: int) -> Line:
+def _signed(account: str, amount: int) -> Line:
     """A debit for a positive amount, a credit for a negative one."""
     return Line(account, debit=amount) if amount > 0 else Line(account, credit=-amount)
 
@@ -213,7 +213,7 @@ def settlement(
     return Posting(
         kind="settlement",
         reference=f"settlement:{transaction_key}",
-        lines=tuple(signed(account, value) for account, value in movements if value != 0),
+        lines=tuple(_signed(account, value) for account, value in movements if value != 0),
         payment_id=payment_id,
     )
 
