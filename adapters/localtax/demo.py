@@ -34,20 +34,20 @@ class Item:
     kind: TaxKind
     code: str
     name: str
-    amounts: tuple[int, int]  # the range of 본세, won
+    amounts: tuple[int, int, int]  # 본세 from, to and in steps of, won
     late_rate: float  # 가산금 as a share of 본세
 
 
 # The sandbox's 세목 table (illustrative codes; 41/51/61 follow the parking-fine numbers).
 ITEMS = {
-    "10": Item(TaxKind.LOCAL_TAX, "10", "재산세", (30_000, 900_000), 0.03),
-    "11": Item(TaxKind.LOCAL_TAX, "11", "자동차세", (60_000, 520_000), 0.03),
-    "12": Item(TaxKind.LOCAL_TAX, "12", "주민세(개인분)", (10_000, 10_000), 0.03),
-    "41": Item(TaxKind.NON_TAX, "41", "주정차위반 과태료", (40_000, 40_000), 0.05),
-    "51": Item(TaxKind.NON_TAX, "51", "버스전용차로위반 과태료", (50_000, 60_000), 0.05),
-    "61": Item(TaxKind.NON_TAX, "61", "주정차위반 과태료(CCTV)", (40_000, 50_000), 0.05),
-    "71": Item(TaxKind.NON_TAX, "71", "도로점용료", (20_000, 300_000), 0.03),
-    "90": Item(TaxKind.WATER, "90", "상하수도요금", (8_000, 120_000), 0.05),
+    "10": Item(TaxKind.LOCAL_TAX, "10", "재산세", (30_000, 900_000, 10), 0.03),
+    "11": Item(TaxKind.LOCAL_TAX, "11", "자동차세", (60_000, 520_000, 10), 0.03),
+    "12": Item(TaxKind.LOCAL_TAX, "12", "주민세(개인분)", (10_000, 10_000, 1), 0.03),
+    "41": Item(TaxKind.NON_TAX, "41", "주정차위반 과태료", (40_000, 40_000, 1), 0.05),
+    "51": Item(TaxKind.NON_TAX, "51", "버스전용차로위반 과태료", (50_000, 60_000, 10_000), 0.05),
+    "61": Item(TaxKind.NON_TAX, "61", "주정차위반 과태료(CCTV)", (40_000, 50_000, 10_000), 0.05),
+    "71": Item(TaxKind.NON_TAX, "71", "도로점용료", (20_000, 300_000, 10), 0.03),
+    "90": Item(TaxKind.WATER, "90", "상하수도요금", (8_000, 120_000, 10), 0.05),
 }
 _SURNAMES = "김이박최정강조윤장임한오서신권황안송류홍"
 _GIVEN = ("민준", "서연", "도윤", "지우", "하준", "서윤", "은우", "지민", "시우", "수아")
@@ -82,8 +82,8 @@ def _bills(books: Books, rng: random.Random, today: date) -> Iterator[tuple[Bill
         name = rng.choice(_SURNAMES) + rng.choice(_GIVEN)
         for _ in range(rng.randint(1, 4)):
             item = ITEMS[rng.choice(sorted(ITEMS))]
-            low, high = item.amounts
-            amount = rng.randint(low // 10, high // 10) * 10
+            low, high, step = item.amounts
+            amount = rng.randrange(low, high + 1, step)
             due = today + timedelta(days=rng.randint(-60, 45))
             epay_no = books.new_epay_no(district, item.kind, due.year, item.code)
             bill = Bill(

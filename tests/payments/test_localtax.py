@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +26,8 @@ from adapters.localtax.sandbox import SANDBOX, create_app
 from adapters.localtax.wire import KST
 from adapters.sandbox.server import RunningSandbox, running
 
-TODAY = date(2026, 5, 12)
+WIRE_DOC = Path(__file__).parents[2] / "docs" / "upstreams" / "localtax.md"
+TODAY = date(2026, 5, 12)  # the day the documented exchanges were taken on
 FIXED = dataclasses.replace(SANDBOX, app=lambda: create_app(lambda: TODAY))
 BUDGET = 1.0
 
@@ -429,3 +433,21 @@ def test_ieum_sandbox_localtax_serves_what_the_adapter_checks() -> None:
         sandbox.wait(10)
         if sandbox.stdout:
             sandbox.stdout.close()
+
+
+EXCHANGE = re.compile(r"```http\n(?P<request>.*?)```\s*```json\n(?P<answer>.*?)```", re.DOTALL)
+
+
+async def test_the_documented_exchanges_are_what_the_sandbox_answers() -> None:
+    """docs/upstreams/localtax.md, replayed in order against a sandbox of that day."""
+    exchanges = list(EXCHANGE.finditer(WIRE_DOC.read_text()))
+    assert len(exchanges) >= 10
+    async with running(FIXED) as served, httpx.AsyncClient(base_url=served.url) as http:
+        for exchange in exchanges:
+            head, _, body = exchange["request"].partition("\n\n")
+            request_line, *header_lines = head.strip().splitlines()
+            method, path = request_line.split(" ")
+            headers = dict(line.split(": ", 1) for line in header_lines)
+            content = json.loads(body) if body.strip() else None
+            response = await http.request(method, path, headers=headers, json=content)
+            assert response.json() == json.loads(exchange["answer"]), request_line
