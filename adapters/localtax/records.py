@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from adapters.kinds import TaxKind
-from adapters.localtax.wire import EPAY_NO_LENGTH, KST, Result
+from adapters.localtax.wire import EPAY_NO_LENGTH, KST, TIME, Result
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Bill:
     late_fee: int
     due_date: date
     receipt_no: str | None = None  # the receipt that pays it now; None while unpaid
+    receipts: list[str] = field(default_factory=list)  # every receipt it ever had
 
     def amount_due(self, on: date) -> int:
         return self.amount + (self.late_fee if on > self.due_date else 0)
@@ -69,6 +70,7 @@ class Books:
         self.bills: dict[str, Bill] = {}
         self.receipts: dict[str, Receipt] = {}
         self.cancels: dict[str, Cancel] = {}
+        self._of_payer: dict[str, list[Bill]] = {}
         self._serial = itertools.count(1)
         self._other_receipts = itertools.count(1)
 
@@ -80,10 +82,11 @@ class Books:
 
     def add(self, bill: Bill) -> None:
         self.bills[bill.epay_no] = bill
+        self._of_payer.setdefault(bill.payer_id, []).append(bill)
 
     def of_payer(self, payer_id: str) -> list[Bill]:
         """Unpaid first, then by due date."""
-        found = [bill for bill in self.bills.values() if bill.payer_id == payer_id]
+        found = self._of_payer.get(payer_id, [])
         return sorted(found, key=lambda b: (b.receipt_no is not None, b.due_date, b.epay_no))
 
     def paid_elsewhere(self, epay_no: str, channel: str, paid_at: datetime) -> Receipt | None:
@@ -94,8 +97,7 @@ class Books:
         paid_at = paid_at.astimezone(KST)
         number = f"{channel.upper()}{next(self._other_receipts):09d}"
         receipt = Receipt(number, epay_no, bill.amount_due(paid_at.date()), paid_at, "", channel)
-        self.receipts[number] = receipt
-        bill.receipt_no = number
+        self._pay(bill, receipt)
         return receipt
 
     def receive(
@@ -110,19 +112,7 @@ class Books:
         """수납 통지."""
         known = self.receipts.get(receipt_no)
         if known is not None:
-            if (known.epay_no, known.amount, known.approval_no, known.channel) != (
-                epay_no,
-                amount,
-                approval_no,
-                channel,
-            ):
-                return Decision(
-                    Result.RECEIPT_NO_REUSED,
-                    f"RECEIPT_NO_REUSED: receipt {receipt_no} was recorded for bill "
-                    f"{known.epay_no}, {known.amount} won, approval {known.approval_no!r}",
-                )
-            known.deliveries += 1
-            return _recorded(receipt_no, epay_no, "DUP")
+            return _again("receipt", known, (epay_no, amount, approval_no, channel))
         bill = self.bills.get(epay_no)
         if bill is None:
             return Decision(Result.NO_DATA, f"NODATA_ERROR: no bill with EPAY_NO {epay_no}")
@@ -132,7 +122,7 @@ class Books:
                 Result.ALREADY_PAID,
                 f"ALREADY_PAID: paid through {paid.channel} at {paid.paid_at:%Y-%m-%d %H:%M:%S} "
                 f"KST (receipt {paid.receipt_no})",
-                {"PAID_CHNL": paid.channel, "PAID_DT": paid.paid_at.strftime("%Y%m%d%H%M%S")},
+                {"PAID_CHNL": paid.channel, "PAID_DT": paid.paid_at.strftime(TIME)},
             )
         day = paid_at.astimezone(KST).date()
         due = bill.amount_due(day)
@@ -144,10 +134,8 @@ class Books:
                 f"due date {bill.due_date}",
                 {"DUE_AMT": str(due)},
             )
-        self.receipts[receipt_no] = Receipt(
-            receipt_no, epay_no, amount, paid_at.astimezone(KST), approval_no, channel
-        )
-        bill.receipt_no = receipt_no
+        moment = paid_at.astimezone(KST)
+        self._pay(bill, Receipt(receipt_no, epay_no, amount, moment, approval_no, channel))
         return _recorded(receipt_no, epay_no, "NEW")
 
     def cancel(
@@ -162,27 +150,15 @@ class Books:
         """수납 취소 통지: cancels `amount` of the caller's receipt with that approval number."""
         known = self.cancels.get(cancel_no)
         if known is not None:
-            if (known.epay_no, known.amount, known.approval_no, known.channel) != (
-                epay_no,
-                amount,
-                approval_no,
-                channel,
-            ):
-                return Decision(
-                    Result.RECEIPT_NO_REUSED,
-                    f"RECEIPT_NO_REUSED: cancel {cancel_no} was recorded for bill "
-                    f"{known.epay_no}, {known.amount} won, approval {known.approval_no!r}",
-                )
-            known.deliveries += 1
-            return _recorded(cancel_no, epay_no, "DUP")
-        if epay_no not in self.bills:
+            return _again("cancel", known, (epay_no, amount, approval_no, channel))
+        bill = self.bills.get(epay_no)
+        if bill is None:
             return Decision(Result.NO_DATA, f"NODATA_ERROR: no bill with EPAY_NO {epay_no}")
         receipt = next(
             (
                 found
-                for found in self.receipts.values()
-                if (found.epay_no, found.approval_no, found.channel)
-                == (epay_no, approval_no, channel)
+                for found in (self.receipts[number] for number in bill.receipts)
+                if (found.approval_no, found.channel) == (approval_no, channel)
                 and found.cancelled < found.amount
             ),
             None,
@@ -211,15 +187,29 @@ class Books:
             channel,
         )
         receipt.cancelled += amount
-        bill = self.bills[epay_no]
         if receipt.cancelled == receipt.amount and bill.receipt_no == receipt.receipt_no:
             bill.receipt_no = None  # fully cancelled: the bill is owed again
-        answer = _recorded(cancel_no, epay_no, "NEW")
-        answer.body["REMAIN_AMT"] = str(receipt.amount - receipt.cancelled)
-        return answer
+        return _recorded(cancel_no, epay_no, "NEW", REMAIN_AMT=str(left - amount))
+
+    def _pay(self, bill: Bill, receipt: Receipt) -> None:
+        self.receipts[receipt.receipt_no] = receipt
+        bill.receipts.append(receipt.receipt_no)
+        bill.receipt_no = receipt.receipt_no
 
 
-def _recorded(number: str, epay_no: str, how: str) -> Decision:
-    return Decision(
-        Result.NORMAL, "NORMAL SERVICE", {"RCPT_NO": number, "EPAY_NO": epay_no, "PROC_GB": how}
-    )
+def _again(what: str, known: Receipt | Cancel, sent: tuple[str, int, str, str]) -> Decision:
+    """A notice whose number was recorded: the same one is acknowledged again."""
+    number = known.receipt_no if isinstance(known, Receipt) else known.cancel_no
+    if (known.epay_no, known.amount, known.approval_no, known.channel) != sent:
+        return Decision(
+            Result.RECEIPT_NO_REUSED,
+            f"RECEIPT_NO_REUSED: {what} {number} was recorded for bill {known.epay_no}, "
+            f"{known.amount} won, approval {known.approval_no!r}",
+        )
+    known.deliveries += 1
+    return _recorded(number, known.epay_no, "DUP")
+
+
+def _recorded(number: str, epay_no: str, how: str, **extra: str) -> Decision:
+    body = {"RCPT_NO": number, "EPAY_NO": epay_no, "PROC_GB": how, **extra}
+    return Decision(Result.NORMAL, "NORMAL SERVICE", body)
