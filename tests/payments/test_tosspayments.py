@@ -8,10 +8,12 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +29,9 @@ from adapters.resilience import REGISTRY
 from adapters.sandbox.server import RunningSandbox, Sandbox, running
 from adapters.tosspayments import TossPayments, TossPaymentsSettings, adapter
 from adapters.tosspayments.sandbox import SANDBOX, SECRET_KEY, WEBHOOK_SECRET
-from adapters.tosspayments.wire import KST, basic_auth
+from adapters.tosspayments.sandbox.app import Config
+from adapters.tosspayments.sandbox.gateway import DECLINES
+from adapters.tosspayments.wire import KST, SETTLEMENT_COLUMNS, basic_auth
 
 BUDGET = 1.0
 
@@ -427,3 +431,13 @@ async def test_the_sandboxs_own_requests_need_the_secret_key(served: RunningSand
     assert (bare.status_code, bare.json()["code"]) == (401, "UNAUTHORIZED_KEY")
     assert (no_colon.status_code, no_colon.json()["code"]) == (403, "INCORRECT_BASIC_AUTH_FORMAT")
     assert (right.status_code, right.json()["code"]) == (404, "NOT_FOUND_PAYMENT")
+
+
+def test_the_wire_format_page_matches_the_sandbox() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "upstreams" / "tosspayments.md").read_text()
+    cards = dict(re.findall(r"^\| `(\d{4})` \| \d{3} `([A-Z_]+)`", page, re.MULTILINE))
+    assert cards == {digits: code for digits, (_, code, _) in DECLINES.items()}
+    assert ",".join(SETTLEMENT_COLUMNS) in page
+    assert SECRET_KEY in page and WEBHOOK_SECRET in page
+    for name in Config.model_fields:
+        assert f"| `{name}` |" in page, f"/_sandbox/config field {name} is not documented"
