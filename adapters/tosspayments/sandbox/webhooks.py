@@ -11,6 +11,7 @@ import asyncio
 import json
 import ssl
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,7 @@ from adapters.tosspayments import wire
 
 ATTEMPTS = 8  # the first delivery and 7 redeliveries, as Toss does (on a shorter schedule)
 ATTEMPT_TIMEOUT = 10.0  # seconds Toss waits for a receiver's answer
+LOGGED = 10_000  # deliveries kept for GET /_sandbox/webhooks, newest last
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def _tls() -> ssl.SSLContext:
 class Webhooks:
     def __init__(self, now: Callable[[], datetime]) -> None:
         self.now = now
-        self.deliveries: list[Delivery] = []
+        self.deliveries: deque[Delivery] = deque(maxlen=LOGGED)
         self._held: dict[str, Delivery] = {}  # an event waiting for its payment's next one
         self._tasks: set[asyncio.Task[None]] = set()
 
