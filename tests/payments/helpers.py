@@ -182,11 +182,15 @@ class World:
         )
 
     async def pay(self, token: str, epay_no: str, card: str | None = None) -> dict[str, Any]:
-        """Collect, read the card, confirm: the whole counter flow; the confirmed payment."""
-        collected = (await self.collect(token, epay_no))["data"]["collectBill"]
+        """Collect, read the card, confirm: the whole counter flow; the payment as confirmed
+        (or the refusal: the answer with its `errors`)."""
+        answer = await self.collect(token, epay_no)
+        if answer.get("errors"):
+            return answer
+        collected = answer["data"]["collectBill"]
         payment_key = await self.card_present(collected["orderId"], collected["amount"], card)
         answer = await self.confirm(token, collected["orderId"], payment_key, collected["amount"])
-        return dict(answer["data"]["confirmPayment"])
+        return dict((answer.get("data") or {}).get("confirmPayment") or answer)
 
     @asynccontextmanager
     async def flow(self) -> AsyncIterator[flow.Payments]:
