@@ -147,7 +147,8 @@ async def test_a_disabled_terminal_stops_at_once(world: World) -> None:
     [epay_no] = await world.bills(district_code="11110")
     disabled = await world.gql(
         world.supervisor,
-        'mutation($t: String!) { disableTerminal(terminalId: $t, reason: "phone lost") { disabledAt } }',
+        'mutation($t: String!) { disableTerminal(terminalId: $t, reason: "phone lost")'
+        " { disabledAt } }",
         {"t": terminal.client_id},
     )
     assert disabled["data"]["disableTerminal"]["disabledAt"]
