@@ -21,6 +21,7 @@ from resolvers.payments import ledger
 from resolvers.payments.store import KST
 from schema.payments import flow
 from schema.payments.upstreams import WEBHOOK_PATH
+from tests.oauth import REDIRECT, code_for
 from tests.payments.helpers import World, payments_world
 
 pytestmark = pytest.mark.db
@@ -305,3 +306,31 @@ async def test_a_bill_paid_elsewhere_meanwhile_is_refunded_automatically(world: 
     gateway = await world.gateway_payment(paid["orderId"])
     assert gateway is not None and gateway["status"] == "CANCELED"
     assert await ledger.unbalanced_transactions(world.pool) == 0
+
+
+async def test_a_citizen_pays_their_own_bill_from_a_private_app(world: World) -> None:
+    app = await world.clients.client(scope_names="payments:pay", redirect_uris=[REDIRECT])
+    grant, verifier = await code_for(world.clients, app.client_id, scope="payments:pay")
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        tokens = await http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": grant,
+                "redirect_uri": REDIRECT,
+                "code_verifier": verifier,
+            },
+            auth=(app.client_id, app.client_secret or ""),
+        )
+    citizen = tokens.json()["access_token"]
+    [epay_no] = await world.bills(district_code="11680", amount=15_000)  # any district online
+
+    paid = await world.pay(citizen, epay_no)
+
+    assert paid["status"] == "CONFIRMED" and paid["terminalId"] is None
+    channel = await world.pool.fetchrow(
+        "SELECT channel, user_id FROM payments WHERE payment_id = $1", uuid.UUID(paid["id"])
+    )
+    assert channel["channel"] == "online" and channel["user_id"] is not None
+    app_token = await world.clients.token("payments:pay")  # the app alone, no citizen
+    assert code(await world.collect(app_token, epay_no)) == "FORBIDDEN"
