@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import websockets
 
 from resolvers.payments import ledger
 from resolvers.payments.store import KST
@@ -334,3 +336,55 @@ async def test_a_citizen_pays_their_own_bill_from_a_private_app(world: World) ->
     assert channel["channel"] == "online" and channel["user_id"] is not None
     app_token = await world.clients.token("payments:pay")  # the app alone, no citizen
     assert code(await world.collect(app_token, epay_no)) == "FORBIDDEN"
+
+
+async def test_a_terminal_follows_its_payment_status_until_final(world: World) -> None:
+    terminal = await world.terminal("11110")
+    [epay_no] = await world.bills(district_code="11110", amount=9_900)
+    collected = (await world.collect(terminal.token, epay_no))["data"]["collectBill"]
+    url = world.url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        init = {"Authorization": f"Bearer {terminal.token}"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": init}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = "subscription($o: String!) { paymentStatus(orderId: $o) { status } }"
+        payload = {"query": query, "variables": {"o": collected["orderId"]}}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert first["payload"]["data"]["paymentStatus"]["status"] == "REQUESTED"
+        payment_key = await world.card_present(collected["orderId"], 9_900)
+        await world.confirm(terminal.token, collected["orderId"], payment_key, 9_900)
+        seen = []
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if message["type"] == "complete":
+                break
+            seen.append(message["payload"]["data"]["paymentStatus"]["status"])
+    assert seen[-1] == "CONFIRMED"  # and the stream ended there
+
+
+async def test_finance_sees_balances_and_reconciles_a_day(world: World) -> None:
+    terminal = await world.terminal("11110")
+    [epay_no] = await world.bills(district_code="11110", amount=61_000)
+    paid = await world.pay(terminal.token, epay_no)
+    balances = await world.gql(
+        world.supervisor, '{ ledgerBalances(prefix: "revenue") { account balance } }'
+    )
+    revenue = {b["account"]: b["balance"] for b in balances["data"]["ledgerBalances"]}
+    kind = await _kind(world, paid["id"])
+    assert revenue[f"revenue:{kind}:11110"] >= 61_000
+    day = datetime.now(KST).date().isoformat()
+    report = await world.gql(
+        world.supervisor,
+        "mutation($d: Date!) { reconcile(day: $d) { day matched missingInHub"
+        " missingAtGateway amountMismatch gatewayFees items { kind orderId explanation } } }",
+        {"d": day},
+    )
+    found = report["data"]["reconcile"]
+    assert found["matched"] >= 1 and found["gatewayFees"] > 0
+    stored = await world.gql(
+        world.supervisor, "query($d: Date!) { reconciliation(day: $d) { matched } }", {"d": day}
+    )
+    assert stored["data"]["reconciliation"]["matched"] == found["matched"]
+    denied = await world.gql(terminal.token, "{ ledgerBalances { account } }")
+    assert code(denied) == "FORBIDDEN"
