@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import functools
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -92,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     print_cmd.add_argument("--subgraph", metavar="DOMAIN", help="one domain's subgraph")
     print_cmd.set_defaults(run=_print_schema)
 
+    workers = sorted(w.name for d in domains.installed().values() for w in d.workers)
+    worker = commands.add_parser(
+        "worker", help="run one domain worker alone, beside `ieum serve` or on another machine"
+    )
+    worker.add_argument("name", choices=workers, metavar="NAME", help=", ".join(workers))
+    worker.set_defaults(run=_worker)
+
     auth_cli.add_commands(commands, _with_pool)
     adapters_cli.register(commands)
     for domain in domains.installed().values():
@@ -123,6 +131,25 @@ def _run_command(command: Command, settings: Settings, args: argparse.Namespace)
         need_broker=command.needs_broker,
     ) as servers:
         return command.run(settings, servers, args)
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    """A domain's worker in this process until Ctrl-C or SIGTERM (then it stops cleanly)."""
+    found = {w.name: w for d in domains.installed().values() for w in d.workers}[args.name]
+    with find_servers(
+        settings, f"worker {args.name}", need_database=True, need_broker=True
+    ) as servers:
+
+        async def run() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            print(f"worker {args.name}: {found.help}; Ctrl-C stops", flush=True)
+            await found.run(settings, servers, stop)
+
+        asyncio.run(run())
+    return 0
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

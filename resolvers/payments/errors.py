@@ -49,12 +49,6 @@ class PaymentClosed(IeumError):
     code = "PAYMENT_CLOSED"
 
 
-class PaymentDeclined(IeumError):
-    """The gateway refused the card; `reason` carries its code."""
-
-    code = "PAYMENT_DECLINED"
-
-
 class RefundExceedsBalance(BadUserInput):
     code = "REFUND_EXCEEDS_BALANCE"
 

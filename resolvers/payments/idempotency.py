@@ -10,7 +10,8 @@ for the whole operation, on the connection the operation itself uses. The lock g
 its connection, so a hub killed mid-operation leaves no stale claim: the retry after the
 restart runs the operation again, which is safe because every operation resumes from the
 payment's stored state (a confirm in flight is looked up, never sent anew with a new key).
-A failure that is not an answer (the database or the process gave out) stores nothing.
+A failure that is not an answer (the database or the process gave out, or an upstream
+did not answer: UPSTREAM_UNAVAILABLE) stores nothing, so the retry runs again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from hub.core.errors import BadUserInput, IeumError
+from hub.core.errors import BadUserInput, IeumError, UpstreamUnavailable
 from resolvers.payments import errors
 
 Answer = dict[str, Any]
@@ -72,6 +73,8 @@ async def once(
                 return _replay(stored)
             try:
                 answer = await run(conn)
+            except UpstreamUnavailable:
+                raise  # not an answer: the retry with this key tries the upstream again
             except IeumError as exc:
                 await _store(conn, owner, key, {"error": _error_json(exc)})
                 raise

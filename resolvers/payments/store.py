@@ -173,6 +173,7 @@ async def listing(
     pool: asyncpg.Pool,
     *,
     client_id: str | None = None,
+    user_id: uuid.UUID | None = None,
     terminal_id: str | None = None,
     district_code: str | None = None,
     status: str | None = None,
@@ -187,6 +188,7 @@ async def listing(
         " AND ($3::text IS NULL OR district_code = $3)"
         " AND ($4::text IS NULL OR status = $4)"
         " AND ($5::date IS NULL OR collect_day = $5)"
+        " AND ($7::uuid IS NULL OR user_id = $7)"
         " ORDER BY requested_at DESC LIMIT $6",
         client_id,
         terminal_id,
@@ -194,6 +196,7 @@ async def listing(
         status,
         day,
         limit,
+        user_id,
     )
     return [Payment(**dict(row)) for row in rows]
 

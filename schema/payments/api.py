@@ -53,8 +53,17 @@ def _staff(info: Info) -> bool:
     return scopes.SUPERVISE.name in held or scopes.FINANCE.name in held
 
 
+def _own(info: Info, record: PaymentRecord) -> bool:
+    """Made by this client, and by this citizen when the token is a citizen's."""
+    caller = info.context.caller
+    citizen = caller.user_id
+    return record.client_id == caller.client_id and (
+        citizen is None or str(record.user_id) == citizen
+    )
+
+
 def _visible(info: Info, record: PaymentRecord | None) -> PaymentRecord:
-    if record is None or not (_staff(info) or record.client_id == info.context.caller.client_id):
+    if record is None or not (_staff(info) or _own(info, record)):
         raise errors.PaymentNotFound("no such payment of yours")
     return record
 
@@ -209,9 +218,11 @@ class PaymentsQuery:
     ) -> list[Payment]:
         if not 1 <= first <= 500:
             raise BadUserInput("first must be between 1 and 500", argument="first")
+        caller, staff = info.context.caller, _staff(info)
         records = await store.listing(
             info.context.db,
-            client_id=None if _staff(info) else info.context.caller.client_id,
+            client_id=None if staff else caller.client_id,
+            user_id=None if staff or caller.user_id is None else uuid.UUID(caller.user_id),
             terminal_id=terminal_id,
             district_code=district_code,
             status=status.value if status else None,

@@ -44,7 +44,10 @@ async def receipt_page(request: Request) -> Response:
     db = request.app.state.db
     payment = await store.by_receipt(db, request.path_params["number"])
     staff = caller.scopes & {scopes.SUPERVISE.name, scopes.FINANCE.name}
-    if payment is None or not (staff or payment.client_id == caller.client_id):
+    own = payment is not None and payment.client_id == caller.client_id
+    if own and caller.user_id is not None and payment is not None:
+        own = str(payment.user_id) == caller.user_id
+    if payment is None or not (staff or own):
         return PlainTextResponse("no such receipt of yours", status_code=404)
     receipt = receipt_of(payment)
     if receipt is None:

@@ -334,6 +334,27 @@ async def test_a_citizen_pays_their_own_bill_from_a_private_app(world: World) ->
         "SELECT channel, user_id FROM payments WHERE payment_id = $1", uuid.UUID(paid["id"])
     )
     assert channel["channel"] == "online" and channel["user_id"] is not None
+    grant, verifier = await code_for(world.clients, app.client_id, scope="payments:pay")
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        other = await http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": grant,
+                "redirect_uri": REDIRECT,
+                "code_verifier": verifier,
+            },
+            auth=(app.client_id, app.client_secret or ""),
+        )
+    neighbour = other.json()["access_token"]  # another citizen, the same app
+    listed = await world.gql(neighbour, "{ payments { id } }")
+    assert listed["data"]["payments"] == []
+    peek = await world.gql(
+        neighbour, "query($i: UUID!) { payment(id: $i) { id } }", {"i": paid["id"]}
+    )
+    assert code(peek) == "PAYMENT_NOT_FOUND"
+    mine = await world.gql(citizen, "{ payments { id } }")
+    assert [p["id"] for p in mine["data"]["payments"]] == [paid["id"]]
     app_token = await world.clients.token("payments:pay")  # the app alone, no citizen
     assert code(await world.collect(app_token, epay_no)) == "FORBIDDEN"
 
