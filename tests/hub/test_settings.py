@@ -51,8 +51,10 @@ def test_every_setting_is_documented() -> None:
     sections = [d.settings for d in domains.installed().values() if d.settings is not None]
     assert sections, "the installed domains declare settings sections"
     for kind in (Settings, *sections):
+        prefix = kind.model_config.get("env_prefix", "IEUM_")
         for name in kind.model_fields:
-            assert f"IEUM_{name.upper()}" in operating, f"IEUM_{name.upper()} is not in docs"
+            variable = f"{prefix}{name}".upper()
+            assert variable in operating, f"{variable} is not in docs"
 
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (refused: the point of the test)
