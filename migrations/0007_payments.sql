@@ -24,7 +24,11 @@ CREATE TABLE payment_terminals (
 CREATE TABLE payments (
     payment_id      uuid PRIMARY KEY,
     order_id        text NOT NULL UNIQUE CHECK (length(order_id) BETWEEN 6 AND 64),
-    epay_no         text NOT NULL CHECK (length(epay_no) = 19),
+    -- What is paid: a tax system's bill (its 전자납부번호), or another domain's charge
+    -- (`source` is the domain, `reference` its own id, e.g. a waste pickup).
+    source          text NOT NULL DEFAULT 'tax_bill' CHECK (source ~ '^[a-z_]{2,40}$'),
+    reference       text,
+    epay_no         text CHECK (length(epay_no) = 19),
     tax_kind        smallint NOT NULL CHECK (tax_kind IN (1, 2, 3)),
     tax_no          text NOT NULL,
     district_code   text NOT NULL CHECK (district_code ~ '^[0-9]{5}$'),
@@ -56,11 +60,15 @@ CREATE TABLE payments (
     confirmed_at    timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now(),
     CHECK ((channel = 'terminal') = (terminal_id IS NOT NULL)),
+    CHECK ((source = 'tax_bill') = (epay_no IS NOT NULL)),
+    CHECK ((source = 'tax_bill') = (reference IS NULL)),
     CHECK (status NOT IN ('confirmed', 'partially_refunded', 'refunded')
            OR (receipt_no IS NOT NULL AND confirmed_at IS NOT NULL))
 );
 -- A bill has at most one payment that holds, or may yet hold, its money.
 CREATE UNIQUE INDEX payments_one_live_per_bill ON payments (epay_no)
+    WHERE status IN ('requested', 'confirming', 'unknown', 'confirmed', 'partially_refunded');
+CREATE UNIQUE INDEX payments_one_live_per_charge ON payments (source, reference)
     WHERE status IN ('requested', 'confirming', 'unknown', 'confirmed', 'partially_refunded');
 CREATE INDEX payments_terminal_day_idx ON payments (terminal_id, collect_day);
 CREATE INDEX payments_unsettled_idx ON payments (updated_at)

@@ -29,7 +29,9 @@ BeforeCommit = Callable[[], None]
 class Payment(msgspec.Struct, frozen=True, kw_only=True):
     payment_id: uuid.UUID
     order_id: str
-    epay_no: str
+    source: str
+    reference: str | None
+    epay_no: str | None
     tax_kind: int
     tax_no: str
     district_code: str
@@ -89,7 +91,7 @@ class Refund(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class NewPayment(msgspec.Struct, frozen=True, kw_only=True):
-    epay_no: str
+    epay_no: str | None
     tax_kind: int
     tax_no: str
     district_code: str
@@ -102,6 +104,8 @@ class NewPayment(msgspec.Struct, frozen=True, kw_only=True):
     client_id: str
     user_id: uuid.UUID | None
     terminal_id: str | None
+    source: str = "tax_bill"
+    reference: str | None = None
 
 
 class LiveBillPayment(Exception):
@@ -132,6 +136,8 @@ async def _event(conn: asyncpg.Connection, event: str, payment: Payment) -> None
         {
             "payment_id": str(payment.payment_id),
             "order_id": payment.order_id,
+            "source": payment.source,
+            "reference": payment.reference,
             "epay_no": payment.epay_no,
             "status": payment.status,
             "amount": payment.amount,
@@ -162,9 +168,15 @@ async def by_receipt(conn: asyncpg.Connection | asyncpg.Pool, receipt_no: str) -
     return _payment(row)
 
 
-async def live_of_bill(conn: asyncpg.Connection, epay_no: str) -> Payment | None:
+async def live_of(conn: asyncpg.Connection, new: NewPayment) -> Payment | None:
+    """The payment that holds (or may yet hold) the money of what `new` would pay."""
     row = await conn.fetchrow(
-        "SELECT * FROM payments WHERE epay_no = $1 AND status = ANY($2)", epay_no, list(LIVE)
+        "SELECT * FROM payments WHERE status = ANY($1) AND (epay_no = $2"
+        " OR (source = $3 AND reference = $4))",
+        list(LIVE),
+        new.epay_no,
+        new.source,
+        new.reference,
     )
     return _payment(row)
 
@@ -263,8 +275,9 @@ async def open_payment(conn: asyncpg.Connection, new: NewPayment, amount: int) -
                 "INSERT INTO payments (payment_id, order_id, epay_no, tax_kind, tax_no,"
                 " district_code, item_code, item, payer_masked, due_date, base_amount,"
                 " late_fee, amount, channel, client_id, user_id, terminal_id, collect_day,"
-                " status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-                " $14, $15, $16, $17, $18, 'requested') RETURNING *",
+                " source, reference, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+                " $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, 'requested')"
+                " RETURNING *",
                 uuid.uuid4(),
                 order_id,
                 new.epay_no,
@@ -283,9 +296,11 @@ async def open_payment(conn: asyncpg.Connection, new: NewPayment, amount: int) -
                 new.user_id,
                 new.terminal_id,
                 korea_today(),
+                new.source,
+                new.reference,
             )
     except asyncpg.UniqueViolationError:
-        raise LiveBillPayment(await live_of_bill(conn, new.epay_no)) from None
+        raise LiveBillPayment(await live_of(conn, new)) from None
     payment = Payment(**dict(row))
     await _event(conn, "requested", payment)
     return payment
@@ -363,14 +378,15 @@ async def finish_confirmed(
         )
         await _event(conn, "confirmed", payment)
         assert payment.receipt_no is not None
-        await conn.execute(
-            "INSERT INTO payment_tax_notices (notice_id, payment_id, kind, receipt_no, amount)"
-            " VALUES ($1, $2, 'receipt', $3, $4)",
-            uuid.uuid4(),
-            payment.payment_id,
-            payment.receipt_no,
-            payment.amount,
-        )
+        if payment.source == "tax_bill":  # the tax system knows only its own bills
+            await conn.execute(
+                "INSERT INTO payment_tax_notices (notice_id, payment_id, kind, receipt_no,"
+                " amount) VALUES ($1, $2, 'receipt', $3, $4)",
+                uuid.uuid4(),
+                payment.payment_id,
+                payment.receipt_no,
+                payment.amount,
+            )
         if before_commit is not None:
             before_commit()
     return payment
@@ -519,7 +535,7 @@ async def finish_refund(
             refund.amount,
         )
         await _event(conn, "refunded", payment)
-        if not refund.automatic:
+        if not refund.automatic and payment.source == "tax_bill":
             assert payment.receipt_no is not None
             await conn.execute(
                 "INSERT INTO payment_tax_notices (notice_id, payment_id, refund_id, kind,"

@@ -183,6 +183,67 @@ async def _collect(
             ) from None
 
 
+# Charges of other domains
+
+
+async def charge(
+    hub: Payments,
+    who: Collector,
+    *,
+    source: str,
+    reference: str,
+    district_code: str,
+    item: str,
+    amount: int,
+    payer_name: str,
+    key: str,
+) -> Payment:
+    """Open a payment of another domain's charge (a waste pickup's fee …): no tax bill,
+    booked as non-tax revenue of the district. The payer confirms it like any payment
+    (`confirm`, the GraphQL `confirmPayment`); one live payment per (source, reference).
+    Raises BillAlreadyPaid / BillInPayment as for a bill."""
+    if amount <= 0:
+        raise BadUserInput("a charge needs a positive amount in won")
+
+    async def run(conn: asyncpg.Connection) -> dict[str, object]:
+        new = store.NewPayment(
+            epay_no=None,
+            tax_kind=2,  # 세외수입: fees the district charges
+            tax_no=reference,
+            district_code=district_code,
+            item_code=source,
+            item=item,
+            payer_masked=mask_name(payer_name),
+            due_date=store.korea_today(),
+            base_amount=amount,
+            channel="terminal" if who.terminal else "online",
+            client_id=who.client_id,
+            user_id=who.user_id,
+            terminal_id=who.terminal.terminal_id if who.terminal else None,
+            source=source,
+            reference=reference,
+        )
+        await store.expire_requests(conn, timedelta(minutes=hub.settings.order_minutes))
+        try:
+            async with conn.transaction():
+                return (await store.open_payment(conn, new, amount)).to_json()
+        except store.LiveBillPayment as exc:
+            if exc.existing is not None and exc.existing.status in store.PAID:
+                raise errors.BillAlreadyPaid(f"{source} {reference} is paid already") from None
+            raise errors.BillInPayment(f"{source} {reference} has a payment open") from None
+
+    answer = await idempotency.once(
+        hub.pool,
+        owner=who.client_id,
+        key=key,
+        operation=f"charge:{source}",
+        request={"reference": reference, "amount": amount, "district": district_code},
+        keep=hub.keep_keys,
+        run=run,
+    )
+    return Payment.from_json(answer)
+
+
 async def _within_limit(
     conn: asyncpg.Connection, terminal_id: str, amount: int, today: date
 ) -> None:

@@ -78,7 +78,7 @@ td{{padding:.2rem 0}}.n{{text-align:right}}table{{width:100%}}
 <h1>영수증</h1>
 <table>
 <tr><td>영수증 번호</td><td class=n>{html.escape(receipt.number)}</td></tr>
-<tr><td>전자납부번호</td><td class=n>{html.escape(receipt.epay_no)}</td></tr>
+<tr><td>전자납부번호</td><td class=n>{html.escape(receipt.epay_no or "-")}</td></tr>
 <tr><td>납부자</td><td class=n>{html.escape(receipt.payer_name)}</td></tr>
 <tr><td>수납기관</td><td class=n>{html.escape(receipt.district_code)}</td></tr>
 {lines}{refunded}

@@ -94,7 +94,7 @@ class Receipt:
     method: str
     payer_name: str = strawberry.field(description="Masked.")
     district_code: str
-    epay_no: str
+    epay_no: str | None
     items: list[ReceiptItem]
     amount: int
     refunded_amount: int
@@ -139,7 +139,12 @@ class Payment:
         description="The order id the card reader and the gateway know the payment by."
     )
     status: PaymentStatus
-    epay_no: str
+    source: str = strawberry.field(
+        description="What is paid: tax_bill (a tax system's bill) or the domain that charged"
+        " (e.g. waste)."
+    )
+    reference: str | None = strawberry.field(description="That domain's own id of the charge.")
+    epay_no: str | None = strawberry.field(description="전자납부번호 of a tax bill.")
     tax_kind: TaxKind
     district_code: str
     item: str
@@ -172,6 +177,8 @@ def payment_of(record: PaymentRecord) -> Payment:
         id=record.payment_id,
         order_id=record.order_id,
         status=PaymentStatus(record.status),
+        source=record.source,
+        reference=record.reference,
         epay_no=record.epay_no,
         tax_kind=TaxKind(record.tax_kind),
         district_code=record.district_code,

@@ -19,7 +19,8 @@ import orjson
 import pytest
 import websockets
 
-from resolvers.payments import ledger
+from hub.core.caller import Caller
+from resolvers.payments import errors, ledger
 from resolvers.payments.store import KST
 from schema.payments import flow
 from schema.payments.upstreams import WEBHOOK_PATH
@@ -409,3 +410,49 @@ async def test_finance_sees_balances_and_reconciles_a_day(world: World) -> None:
     assert stored["data"]["reconciliation"]["matched"] == found["matched"]
     denied = await world.gql(terminal.token, "{ ledgerBalances { account } }")
     assert code(denied) == "FORBIDDEN"
+
+
+async def test_another_domain_charges_through_the_python_api(world: World) -> None:
+    """A domain's charge (a waste pickup's fee): paid like a bill, booked as non-tax
+    revenue of the district, never notified to the tax system, one live payment per
+    reference."""
+    terminal = await world.terminal("11440")
+    reference = str(uuid.uuid4())
+    async with world.flow() as hub:
+        who = await flow.collector(world.pool, _caller_of(terminal))
+        opened = await flow.charge(
+            hub,
+            who,
+            source="waste",
+            reference=reference,
+            district_code="11440",
+            item="음식물류 폐기물 수거 수수료",
+            amount=3_600,
+            payer_name="한식당",
+            key=str(uuid.uuid4()),
+        )
+        payment_key = await world.card_present(opened.order_id, 3_600)
+        paid = await world.confirm(terminal.token, opened.order_id, payment_key, 3_600)
+        assert paid["data"]["confirmPayment"]["status"] == "CONFIRMED"
+        with pytest.raises(errors.BillAlreadyPaid):
+            await flow.charge(
+                hub,
+                who,
+                source="waste",
+                reference=reference,
+                district_code="11440",
+                item="음식물류 폐기물 수거 수수료",
+                amount=3_600,
+                payer_name="한식당",
+                key=str(uuid.uuid4()),
+            )
+    entries = await ledger_of(world, str(opened.payment_id))
+    assert entries == [("gateway_receivable", 3_600, 0), ("revenue:2:11440", 0, 3_600)]
+    notices = await world.pool.fetchval(
+        "SELECT count(*) FROM payment_tax_notices WHERE payment_id = $1", opened.payment_id
+    )
+    assert notices == 0
+
+
+def _caller_of(terminal: Any) -> Caller:
+    return Caller(client_id=terminal.client_id, scopes=frozenset({"payments:collect"}))
