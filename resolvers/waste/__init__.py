@@ -1,0 +1,1 @@
+"""The waste domain: generators, sites, bins, tags, tariffs, pickups, scans and volumes."""

@@ -1,0 +1,26 @@
+"""The waste section of the hub's settings (`IEUM_WASTE_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WasteSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IEUM_WASTE_", frozen=True, extra="ignore")
+
+    scan_max_distance_m: float = Field(
+        default=150,
+        gt=0,
+        description="A scan farther than this from the bin's site is flagged SCAN_TOO_FAR.",
+    )
+    rfid_adapter: str = Field(
+        default="rfidwaste",
+        description="Adapter of the national RFID volume-rate system (apartment volumes).",
+    )
+    payment_sync_seconds: float = Field(
+        default=2,
+        gt=0,
+        le=300,
+        description="How often pickups waiting on a payment are checked against payments.",
+    )
