@@ -75,3 +75,21 @@ class PickupNotPaid(IeumError):
     """The scanned bin has no paid pickup today: do not collect it."""
 
     code = "PICKUP_NOT_PAID"
+
+
+class BusinessAlreadyRegistered(IeumError):
+    """The 사업자등록번호 is registered by another account (app and citizen)."""
+
+    code = "BUSINESS_ALREADY_REGISTERED"
+
+
+class OverlappingTariff(BadUserInput):
+    """A new tariff would overlap another of the same district and bin size."""
+
+    code = "OVERLAPPING_TARIFF"
+
+
+class PickupAlreadyRequested(IeumError):
+    """The bin has a paid pickup that day already."""
+
+    code = "PICKUP_ALREADY_REQUESTED"
