@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from enum import IntEnum, StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -20,6 +21,7 @@ class Kind(StrEnum):
     AIR_QUALITY_STATIONS = "air_quality_stations"  # fixed public measuring stations
     TAX_BILLS = "tax_bills"  # a local tax / non-tax revenue system's bills and receipts
     PAYMENT_GATEWAY = "payment_gateway"  # card payments: confirm, look up, cancel, settle
+    RFID_VOLUMES = "rfid_volumes"  # food waste weighed by apartments' RFID bins, per day
 
 
 @runtime_checkable
@@ -241,6 +243,41 @@ class PaymentGateway(Connection, Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class RfidCity:
+    """A city (시군구) of the national RFID volume-rate system, under the agency's own code."""
+
+    city_code: str  # the agency's code (e.g. "W01"), not a 5-digit district code
+    sido: str  # 시도 name as the agency writes it, e.g. "서울특별시"
+    sigungu: str  # 시군구 name as the agency writes it, e.g. "중구"
+
+
+@dataclass(frozen=True, slots=True)
+class RfidDailyVolume:
+    """Food waste weighed on one Korean day by the RFID bins of a city's apartment
+    complexes together (`apt_code` "") or of one complex."""
+
+    city_code: str
+    apt_code: str
+    day: date
+    quantity_kg: Decimal  # exact: converted from the agency's unit without rounding
+    disposals: int  # disCount: taps of a household's card or tag on a bin
+
+
+@runtime_checkable
+class RfidVolumes(Connection, Protocol):
+    async def cities(self) -> list[RfidCity]:
+        """Every city the system covers."""
+        ...
+
+    async def daily(
+        self, city_code: str, year: int, month: int, apt_code: str = ""
+    ) -> list[RfidDailyVolume]:
+        """The days of a month that have data, in order: the city's complexes together
+        (`apt_code` ""), or the one complex `apt_code`. Empty for a month without data."""
+        ...
+
+
 # Protocol classes (for isinstance checks): mypy takes a protocol type as abstract.
 PROTOCOLS: dict[Kind, type] = {
     Kind.DEVICE_STREAM: Connection,
@@ -249,4 +286,5 @@ PROTOCOLS: dict[Kind, type] = {
     Kind.AIR_QUALITY_STATIONS: AirQualityStations,
     Kind.TAX_BILLS: TaxBills,
     Kind.PAYMENT_GATEWAY: PaymentGateway,
+    Kind.RFID_VOLUMES: RfidVolumes,
 }
