@@ -93,3 +93,9 @@ class PickupAlreadyRequested(IeumError):
     """The bin has a paid pickup that day already."""
 
     code = "PICKUP_ALREADY_REQUESTED"
+
+
+class PickupCancelled(IeumError):
+    """The pickup was cancelled: its fee can no longer be paid."""
+
+    code = "PICKUP_CANCELLED"

@@ -52,18 +52,17 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     estimated_kg: Decimal | None
 
 
-def won(amount: Decimal) -> int:
-    """Whole won, halves up."""
-    return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def price(tariff: Tariff, volume_litres: int, weight_kg: Decimal | None = None) -> int:
-    """The fee of a bin under `tariff`: its volume priced per litre, or the weight (the
-    estimate when not weighed) per kilogram."""
+def price(tariff: Tariff, volume_litres: int) -> int:
+    """What a pickup of a bin costs when requested: its volume priced per litre, or the
+    estimated weight of a full bin per kilogram."""
     if tariff.basis == "litre":
         return tariff.unit_price * volume_litres
-    kg = weight_kg if weight_kg is not None else estimated_kg(volume_litres)
-    return won(kg * tariff.unit_price)
+    return kg_fee(tariff.unit_price, estimated_kg(volume_litres))
+
+
+def kg_fee(unit_price: int, kg: Decimal) -> int:
+    """The fee of `kg` kilograms, in whole won (halves up)."""
+    return int((kg * unit_price).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def estimated_kg(volume_litres: int) -> Decimal:
@@ -137,13 +136,22 @@ def _check(new: NewTariff) -> None:
 
 
 async def set_tariff(conn: asyncpg.Connection, new: NewTariff) -> Tariff:
-    """Store a tariff, ending the open-ended one it follows; OverlappingTariff otherwise."""
+    """Store a tariff, ending the open-ended one it follows; OverlappingTariff otherwise.
+    Setting the same tariff again (a retry) returns the stored one."""
     _check(new)
     async with conn.transaction():
         # One writer per district at a time: two new tariffs cannot both pass the check.
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtext('waste_tariffs:' || $1))", new.district_code
         )
+        same = await conn.fetchrow(
+            "SELECT * FROM waste_tariffs WHERE district_code = $1 AND basis = $2"
+            " AND unit_price = $3 AND bin_volume_litres IS NOT DISTINCT FROM $4"
+            " AND effective_from = $5 AND effective_to IS NOT DISTINCT FROM $6",
+            *msgspec.structs.astuple(new),
+        )
+        if same is not None:
+            return Tariff(**dict(same))
         await conn.execute(
             "UPDATE waste_tariffs SET effective_to = $3 WHERE district_code = $1"
             " AND bin_volume_litres IS NOT DISTINCT FROM $2 AND effective_to IS NULL"

@@ -1,0 +1,191 @@
+"""Pickups kept in step with their money in the payments domain (its Python API only).
+
+    a confirmed fee        → the pickup paid, then scheduled on its day
+    a cancelled pickup     → its confirmed fee refunded (also one confirmed after the cancel)
+    a weighed kg pickup    → settled: the difference charged as a top-up, or refunded
+
+Every call into payments carries a key derived from the pickup (`cancel-<pickup id>` …),
+so running a step again, after a crash or from another worker, charges or refunds once.
+The waste worker (`PAYMENT_SYNC`) runs `sync_payments` every
+IEUM_WASTE_PAYMENT_SYNC_SECONDS for what the request that started it could not finish
+(a confirm whose answer was lost and resolved later, a webhook, a crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from adapters.errors import UpstreamError
+from hub.core import db
+from hub.core.domain import Worker
+from hub.core.errors import IeumError
+from hub.core.servers import Servers
+from hub.core.settings import Settings
+from resolvers.payments import store
+from resolvers.payments.settings import PaymentsSettings
+from resolvers.waste import pickups, registry, tariffs
+from resolvers.waste.pickups import Pickup
+from resolvers.waste.settings import WasteSettings
+from schema.payments import flow, upstreams
+
+log = logging.getLogger(__name__)
+
+SOURCE = "waste"
+ITEM = "음식물류 폐기물 수거 수수료"
+TOP_UP_ITEM = "음식물류 폐기물 수거 수수료 (계량 정산)"
+REFUNDER = "waste"  # who asks payments for the refunds: the same for every retry
+CONFIRMED = ("confirmed", "partially_refunded")  # the money is in, not all of it refunded
+# A cancelled pickup's payment is watched this long for a late confirm: payments resolves
+# a lost answer within minutes and drops an unconfirmed order after IEUM_PAYMENTS_ORDER_
+# MINUTES; a day is far beyond both.
+CANCEL_WATCH = timedelta(hours=24)
+
+
+async def payer_name(conn: asyncpg.Connection | asyncpg.Pool, pickup: Pickup) -> str:
+    """The business's name, as the payments' payer (payments keeps it masked)."""
+    site = await registry.site_by_id(conn, pickup.site_id)
+    assert site is not None
+    generator = await registry.generator_by_id(conn, site.generator_id)
+    assert generator is not None
+    return generator.name
+
+
+async def apply_payment(
+    conn: asyncpg.Connection, pickup: Pickup, payment: store.Payment
+) -> Pickup | None:
+    """A requested pickup whose fee is confirmed → paid → scheduled. None: no change."""
+    if payment.status not in CONFIRMED or pickup.payment_id != payment.payment_id:
+        return None
+    async with conn.transaction():
+        paid = await pickups.mark_paid(
+            conn, pickup.pickup_id, payment.payment_id, payment.confirmed_at or datetime.now(UTC)
+        )
+        if paid is None:
+            return None
+        return await pickups.schedule(conn, paid.pickup_id, pickups.korea_today()) or paid
+
+
+async def refund_cancelled(hub: flow.Payments, pickup: Pickup) -> bool:
+    """Refund what a cancelled pickup's fee still holds; True if a refund was asked."""
+    if pickup.status != "cancelled" or pickup.payment_id is None:
+        return False
+    payment = await store.by_id(hub.pool, pickup.payment_id)
+    if payment is None or payment.status not in CONFIRMED:
+        return False
+    try:
+        await flow.refund(
+            hub,
+            REFUNDER,
+            pickup.payment_id,
+            None,
+            f"수거 취소 (pickup cancelled): {pickup.cancel_reason or ''}".strip(),
+            f"cancel-{pickup.pickup_id}",
+        )
+    except IeumError as exc:  # refunded already through another way: nothing left to do
+        log.warning("waste.cancel_refund_refused pickup=%s error=%s", pickup.pickup_id, exc)
+        return False
+    return True
+
+
+async def settle_after_weighing(
+    pool: asyncpg.Pool, hub: flow.Payments, pickup_id: uuid.UUID
+) -> Pickup | None:
+    """Settle a collected kg pickup against its weight: a top-up charge for the business
+    to pay (`topUp`), or a partial refund of its fee. Without a weight (no scale where it
+    was collected) the estimate stands. None if there was nothing to settle."""
+    pickup = await pickups.by_id(pool, pickup_id)
+    if (
+        pickup is None
+        or pickup.status != "collected"
+        or pickup.basis != "kg"
+        or pickup.settled_amount is not None
+    ):
+        return None
+    amount = (
+        pickup.quoted_amount
+        if pickup.weight_kg is None
+        else tariffs.kg_fee(pickup.unit_price, pickup.weight_kg)
+    )
+    difference = amount - pickup.quoted_amount
+    top_up: uuid.UUID | None = None
+    if difference > 0:
+        who = flow.Collector(pickup.requested_by, pickup.requested_user, None)
+        charged = await flow.charge(
+            hub,
+            who,
+            source=SOURCE,
+            reference=f"{pickup.pickup_id}:top-up",
+            district_code=pickup.district_code,
+            item=TOP_UP_ITEM,
+            amount=difference,
+            payer_name=await payer_name(pool, pickup),
+            key=f"top-up-{pickup.pickup_id}",
+        )
+        top_up = charged.payment_id
+    elif difference < 0 and pickup.payment_id is not None:
+        try:
+            await flow.refund(
+                hub,
+                REFUNDER,
+                pickup.payment_id,
+                -difference,
+                f"계량 정산 환불 (weighed {pickup.weight_kg} kg)",
+                f"settle-{pickup.pickup_id}",
+            )
+        except IeumError as exc:  # kept for finance: settling again would not change it
+            log.error("waste.settle_refund_refused pickup=%s error=%s", pickup.pickup_id, exc)
+    return await pickups.settle(pool, pickup.pickup_id, amount, top_up)
+
+
+async def sync_payments(pool: asyncpg.Pool, payments_hub: flow.Payments) -> int:
+    """One round: pickups paid meanwhile scheduled, late-confirmed fees of cancelled
+    pickups refunded, weighed pickups settled, unvisited past pickups marked missed.
+    Returns how many pickups it changed."""
+    changed = 0
+    async with pool.acquire() as conn:
+        for pickup in await pickups.awaiting_payment(conn):
+            assert pickup.payment_id is not None
+            payment = await store.by_id(conn, pickup.payment_id)
+            if payment is not None and await apply_payment(conn, pickup, payment):
+                changed += 1
+        since = datetime.now(pickups.KST) - CANCEL_WATCH
+        for pickup in await pickups.cancelled_since(conn, since):
+            changed += await refund_cancelled(payments_hub, pickup)
+        for pickup in await pickups.unsettled(conn):
+            changed += await settle_after_weighing(pool, payments_hub, pickup.pickup_id) is not None
+        missed = await pickups.mark_missed(conn, pickups.korea_today())
+    for pickup in missed:
+        log.info("waste.pickup_missed pickup=%s day=%s", pickup.pickup_id, pickup.pickup_day)
+    return changed + len(missed)
+
+
+async def _run(settings: Settings, servers: Servers, stop: asyncio.Event) -> None:
+    every = settings.section(WasteSettings).payment_sync_seconds
+    pool = await db.create_pool(servers.database, settings)
+    try:
+        async with upstreams.shared(settings.section(PaymentsSettings), settings.issuer) as up:
+            hub = flow.Payments(pool, up, settings.section(PaymentsSettings))
+            while not stop.is_set():
+                try:
+                    await sync_payments(pool, hub)
+                except (UpstreamError, asyncpg.PostgresError, OSError, TimeoutError) as exc:
+                    log.warning("waste.payment_sync_failed error=%r", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), every)
+    finally:
+        await pool.close()
+
+
+PAYMENT_SYNC = Worker(
+    name="waste-payments",
+    help="waste pickups kept in step with their payments (paid, refunded, settled, missed)",
+    run=_run,
+    # Where payments runs its own worker in the hub's process, this one runs beside it.
+    in_serve=lambda settings: settings.section(PaymentsSettings).in_serve,
+)
