@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,4 +23,11 @@ class WasteSettings(BaseSettings):
         gt=0,
         le=300,
         description="How often pickups waiting on a payment are checked against payments.",
+    )
+    tag_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Seals the tag keys in the database (QR signing keys, NFC master keys): "
+        "32 or more random characters, the same on every hub process. Unset: one is made and "
+        "kept in IEUM_DATA_DIR/waste-tag-secret (a single machine only).",
     )
