@@ -8,6 +8,10 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -40,6 +44,7 @@ from hub.serve import serving
 from resolvers.waste import rfid
 from schema.waste import rfid_sync
 
+WIRE_DOC = Path(__file__).parents[2] / "docs" / "upstreams" / "rfidwaste.md"
 BUDGET = 1.0
 TODAY = date(2026, 5, 12)  # the sandbox's today in the documented and dated tests
 FIXED = dataclasses.replace(SANDBOX, app=lambda: create_app(lambda: TODAY))
@@ -223,6 +228,63 @@ async def test_one_5xx_or_429_in_a_paged_read_is_retried(served: RunningSandbox)
     finally:
         await connection.aclose()
     assert len(first) == 29
+
+
+def test_ieum_sandbox_rfidwaste_serves_what_the_adapter_checks() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IEUM_")}
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli", "sandbox", "rfidwaste"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sandbox.stdout is not None
+        first = sandbox.stdout.readline()
+        assert first.startswith("sandbox rfidwaste"), first
+        url = first.rsplit(" ", 1)[1].strip()
+        lines = [sandbox.stdout.readline() for _ in range(3)]
+        settings = dict(line.strip().split("=", 1) for line in lines if line.startswith("IEUM_"))
+        assert settings == {
+            "IEUM_RFIDWASTE_BASE_URL": url + "/B552584/RfidFoodWasteServiceNew",
+            "IEUM_RFIDWASTE_SERVICE_KEY": "sandbox-rfidwaste-key",
+        }
+        check = [sys.executable, "-m", "adapters.cli", "adapters", "check", "rfidwaste"]
+        healthy = subprocess.run(check, env=env | settings, capture_output=True, text=True)
+        assert healthy.returncode == 0, healthy.stderr
+        assert healthy.stdout.strip() == "rfidwaste: healthy"
+        wrong = env | settings | {"IEUM_RFIDWASTE_SERVICE_KEY": "encoded%2Bkey"}
+        refused = subprocess.run(check, env=wrong, capture_output=True, text=True)
+        assert refused.returncode == 1
+        assert "SERVICE_KEY_IS_NOT_REGISTERED_ERROR" in refused.stderr
+    finally:
+        sandbox.terminate()
+        sandbox.wait(10)
+        if sandbox.stdout:
+            sandbox.stdout.close()
+
+
+EXCHANGE = re.compile(
+    r"```http\n(?P<request>.*?)```\s*```(?P<kind>json|xml)\n(?P<answer>.*?)```", re.DOTALL
+)
+
+
+async def test_the_documented_exchanges_are_what_the_sandbox_answers() -> None:
+    """docs/upstreams/rfidwaste.md, replayed in order against a sandbox of that day."""
+    exchanges = list(EXCHANGE.finditer(WIRE_DOC.read_text()))
+    assert len(exchanges) == 9
+    async with running(FIXED) as served, httpx.AsyncClient(base_url=served.url) as http:
+        for exchange in exchanges:
+            request_line, _, body = exchange["request"].strip().partition("\n\n")
+            method, path = request_line.split(" ")
+            content = json.loads(body) if body else None
+            response = await http.request(method, path, json=content)
+            if exchange["kind"] == "xml":
+                assert response.text == exchange["answer"].strip(), request_line
+            else:
+                assert response.json() == json.loads(exchange["answer"]), request_line
+            gateway = "OpenAPI_ServiceResponse" in response.text
+            assert response.status_code == (403 if gateway else 200), request_line
 
 
 def ignoring_page() -> Starlette:
