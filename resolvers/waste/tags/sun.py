@@ -100,14 +100,13 @@ def mac_matches(file_key: bytes, picc: PiccData, mac: bytes) -> bool:
     return hmac.compare_digest(sdm_mac(file_key, picc.uid, picc.counter), mac)
 
 
-def tap(master: bytes, uid: bytes, counter: int) -> tuple[str, str]:
-    """What a tag personalised from `master` mirrors on its read number `counter`:
-    (picc_data, cmac) in hex. The tag's side, for tests, benchmarks and demo data."""
+def tap(meta_key: bytes, file_key: bytes, uid: bytes, counter: int) -> tuple[str, str]:
+    """What a tag with these keys mirrors on its read number `counter`: (picc_data, cmac)
+    in hex. The tag's side, for tests, benchmarks and demo data."""
     plain = bytes([PICC_DATA_TAG]) + uid + counter.to_bytes(3, "little") + secrets.token_bytes(5)
-    encryptor = Cipher(algorithms.AES(meta_read_key(master)), modes.CBC(_ZERO_IV)).encryptor()
+    encryptor = Cipher(algorithms.AES(meta_key), modes.CBC(_ZERO_IV)).encryptor()
     picc_data = encryptor.update(plain) + encryptor.finalize()
-    mac = sdm_mac(tag_key(master, uid, FILE_READ_KEY), uid, counter)
-    return picc_data.hex().upper(), mac.hex().upper()
+    return picc_data.hex().upper(), sdm_mac(file_key, uid, counter).hex().upper()
 
 
 def from_url(url: str) -> tuple[str, str]:
