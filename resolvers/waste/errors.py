@@ -99,3 +99,9 @@ class PickupCancelled(IeumError):
     """The pickup was cancelled: its fee can no longer be paid."""
 
     code = "PICKUP_CANCELLED"
+
+
+class PickupAlreadyCollected(IeumError):
+    """The scanned bin's pickup of that day was collected already (by another scan)."""
+
+    code = "PICKUP_ALREADY_COLLECTED"

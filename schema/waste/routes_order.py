@@ -1,5 +1,6 @@
 """The order in which a collector's truck visits the day's sites: an open path from the
-depot, as short as OR-Tools' routing solver finds it within a time bound.
+depot (without one, from whichever site makes it shortest), as short as OR-Tools' routing
+solver finds it within a time bound.
 
 Distances are great-circle metres between positions (no road network). The solver starts
 from the nearest-neighbour path and improves it with guided local search, so its answer is
@@ -46,9 +47,9 @@ def metres(a: Point, b: Point) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
 
 
-def length(start: Point, stops: Sequence[Point], order: Sequence[int]) -> float:
-    """Metres from `start` through the stops in `order`."""
-    path = [start, *(stops[i] for i in order)]
+def length(start: Point | None, stops: Sequence[Point], order: Sequence[int]) -> float:
+    """Metres from `start` (None: from the first stop) through the stops in `order`."""
+    path = [*([start] if start else []), *(stops[i] for i in order)]
     return sum(metres(a, b) for a, b in itertools.pairwise(path))
 
 
@@ -67,15 +68,20 @@ def solve_seconds(stops: int) -> float:
     return min(SOLVE_SECONDS_MAX, SOLVE_SECONDS_BASE + SOLVE_SECONDS_PER_STOP * stops)
 
 
-async def order(start: Point, stops: Sequence[Point]) -> list[int]:
-    """Indices of `stops` in visiting order, starting from `start`, ending anywhere."""
-    first = nearest_neighbour(start, stops)
+async def order(start: Point | None, stops: Sequence[Point]) -> list[int]:
+    """Indices of `stops` in visiting order, from `start` (None: from whichever stop makes
+    the path shortest), ending anywhere."""
+    if start is None:  # first guess: from the first stop
+        first = [0, *(i + 1 for i in nearest_neighbour(stops[0], stops[1:]))] if stops else []
+    else:
+        first = nearest_neighbour(start, stops)
     if len(stops) < 3:
-        return first  # nothing to improve: with two stops the closer one goes first
-    points = [start, *stops]
+        return first  # nothing to improve
     seconds = solve_seconds(len(stops))
+    # Row 0: from the depot (free where there is none); column 0: back to it, never taken.
+    depot = [0 if start is None else round(metres(start, b)) for b in stops]
     problem = {
-        "matrix": [[round(metres(a, b)) for b in points] for a in points],
+        "matrix": [[0, *depot], *([0, *(round(metres(a, b)) for b in stops)] for a in stops)],
         "seed": first,
         "seconds": seconds,
     }

@@ -1,0 +1,271 @@
+"""A collector's scan of a bin's tag at pickup: checked, stored once, and the collection
+it records, in one transaction.
+
+A scan is refused when its tag does not verify (each tag error its own code), when the bin
+lies outside the company's districts (OUTSIDE_COLLECTOR_DISTRICTS), when the bin has no
+paid pickup on the scan's Korean day (PICKUP_NOT_PAID), or when that pickup was collected
+by another scan (PICKUP_ALREADY_COLLECTED). A scan farther than the setting from the bin's
+site is accepted, the bin being collected all the same, and flagged SCAN_TOO_FAR for the
+city to look at: the truck is at the bin, only the phone's position may be off.
+
+The phone makes the scan id, so a scan uploaded again (offline, then once more) is stored
+once and answers as it did the first time, collection or refusal, with its own scan time;
+refusals by the tag itself are not stored (nothing is known of the bin), and a retried
+NFC tap, whose counter the first try used, finds the stored scan. Statements per scan: the
+tag's (none for QR, one for NFC), then a transaction of three: the bin and its pickup of
+the day (locked), the scan (with NOTIFY to live subscribers), the pickup's collection.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import asyncpg
+import msgspec
+
+from hub.core.errors import BadUserInput, IeumError
+from resolvers.waste import errors, live, pickups
+from resolvers.waste.collectors import Collector
+from resolvers.waste.pickups import KST, Pickup
+from resolvers.waste.tags.verify import NfcTap, QrTag, TagInput, VerifiedTag, Verifier
+
+COLLECTED = "collected"
+TOO_FAR = "SCAN_TOO_FAR"
+EARTH_RADIUS_M = 6_371_008.8
+CLOCK_SKEW = timedelta(minutes=5)  # a phone's clock ahead of ours by up to this is fine
+MAX_WEIGHT_KG = Decimal(10_000)
+GRAMS_10 = Decimal("0.01")  # weights are kept to 10 g, as the column holds them
+# A bin's pickup that day, the one a scan collects first: waiting, then missed (a scan
+# made offline that day and uploaded after the day was closed), then already collected.
+PICKUP_OF_THE_DAY = """
+SELECT b.volume_litres, b.site_id, s.lat, s.lng, s.district_code, p.pickup_id, p.status
+FROM waste_bins b JOIN waste_sites s USING (site_id)
+LEFT JOIN LATERAL (
+    SELECT pickup_id, status FROM waste_pickups
+    WHERE bin_id = b.bin_id AND pickup_day = $2
+      AND status IN ('paid', 'scheduled', 'missed', 'collected')
+    ORDER BY status = 'collected', status = 'missed', collected_at DESC
+    LIMIT 1 FOR UPDATE
+) p ON true
+WHERE b.bin_id = $1
+"""
+STORE = """
+WITH stored AS (
+    INSERT INTO waste_scans (scan_id, collector_id, bin_id, pickup_id, tag_kind, scanned_at,
+                             lat, lng, distance_m, weight_kg, outcome, flagged)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    ON CONFLICT (scan_id) DO NOTHING RETURNING *
+)
+SELECT stored.*, CASE WHEN $13::text IS NOT NULL THEN pg_notify($14, $13) END AS notified
+FROM stored
+"""
+REFUSALS: dict[str, type[IeumError]] = {
+    cls.code: cls
+    for cls in (
+        errors.OutsideCollectorDistricts,
+        errors.PickupNotPaid,
+        errors.PickupAlreadyCollected,
+    )
+}
+
+
+class NewScan(msgspec.Struct, frozen=True, kw_only=True):
+    scan_id: uuid.UUID
+    tag: str  # what the phone read: a QR label's text, or an NFC tag's SUN URL
+    scanned_at: datetime
+    lat: float
+    lng: float
+    weight_kg: Decimal | None
+
+
+class Scan(msgspec.Struct, frozen=True, kw_only=True):
+    scan_id: uuid.UUID
+    collector_id: str
+    bin_id: uuid.UUID | None
+    pickup_id: uuid.UUID | None
+    tag_kind: str
+    scanned_at: datetime
+    received_at: datetime
+    lat: float | None
+    lng: float | None
+    distance_m: float | None
+    weight_kg: Decimal | None
+    outcome: str
+    flagged: bool
+
+    @property
+    def collected(self) -> bool:
+        return self.outcome in (COLLECTED, TOO_FAR)
+
+
+class Collected(msgspec.Struct, frozen=True, kw_only=True):
+    """A scan that collected its bin; `duplicate`: stored before, nothing changed now."""
+
+    scan: Scan
+    pickup: Pickup
+    duplicate: bool
+
+
+def tag_of(text: str) -> TagInput:
+    """A QR label's text (IEUM1.…) or an NFC tag's URL (…?picc_data=…&cmac=…)."""
+    text = text.strip()
+    if "picc_data=" in text:
+        return NfcTap.from_url(text)
+    return QrTag(text)
+
+
+def metres(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Great-circle (haversine) distance."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi, dlam = phi2 - phi1, math.radians(lng2 - lng1)
+    h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlam / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
+
+
+def check(new: NewScan, now: datetime) -> None:
+    if new.scanned_at.tzinfo is None:
+        raise BadUserInput("scannedAt needs its UTC offset", argument="scannedAt")
+    if new.scanned_at > now + CLOCK_SKEW:
+        raise BadUserInput("scannedAt is in the future: check the phone's clock")
+    if not (-90 <= new.lat <= 90 and -180 <= new.lng <= 180):
+        raise BadUserInput("lat is -90..90 and lng -180..180", argument="lat")
+    if new.weight_kg is not None and not 0 <= new.weight_kg <= MAX_WEIGHT_KG:
+        raise BadUserInput(f"weightKg is 0 to {MAX_WEIGHT_KG}", argument="weightKg")
+
+
+async def stored(conn: asyncpg.Connection | asyncpg.Pool, scan_id: uuid.UUID) -> Scan | None:
+    row = await conn.fetchrow("SELECT * FROM waste_scans WHERE scan_id = $1", scan_id)
+    return None if row is None else Scan(**dict(row))
+
+
+async def scan(
+    pool: asyncpg.Pool,
+    verifier: Verifier,
+    collector: Collector,
+    new: NewScan,
+    max_distance_m: float,
+) -> Collected:
+    """Record the scan, or find it stored; raises the refusal (stored or not)."""
+    check(new, datetime.now(KST))
+    try:
+        tag = await verifier.verify(tag_of(new.tag))
+    except IeumError:
+        before = await stored(pool, new.scan_id)
+        if before is None:
+            raise
+        return await _answer(pool, collector, before)
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            found, pickup = await _record(conn, collector, new, tag, max_distance_m)
+        if found is None:  # the same scan id, stored by an earlier upload
+            before = await stored(conn, new.scan_id)
+            assert before is not None
+            return await _answer(conn, collector, before)
+    if pickup is None:
+        raise REFUSALS[found.outcome](_refusal_text(found.outcome))
+    return Collected(scan=found, pickup=pickup, duplicate=False)
+
+
+async def _record(
+    conn: asyncpg.Connection,
+    collector: Collector,
+    new: NewScan,
+    tag: VerifiedTag,
+    max_distance_m: float,
+) -> tuple[Scan | None, Pickup | None]:
+    """The scan as stored now (None: stored before) and the pickup it collected."""
+    day = new.scanned_at.astimezone(KST).date()
+    context = await conn.fetchrow(PICKUP_OF_THE_DAY, tag.bin_id, day)
+    if context is None:
+        raise errors.BinNotFound(f"the tag names bin {tag.bin_id}, which the city does not have")
+    distance = metres(new.lat, new.lng, context["lat"], context["lng"])
+    weight = None if new.weight_kg is None else new.weight_kg.quantize(GRAMS_10, ROUND_HALF_UP)
+    pickup_id: uuid.UUID | None = context["pickup_id"]
+    if context["district_code"] not in collector.districts:
+        outcome, pickup_id = errors.OutsideCollectorDistricts.code, None
+    elif pickup_id is None:
+        outcome = errors.PickupNotPaid.code
+    elif context["status"] == "collected":
+        outcome = errors.PickupAlreadyCollected.code
+    else:
+        outcome = TOO_FAR if distance > max_distance_m else COLLECTED
+    collects = outcome in (COLLECTED, TOO_FAR)
+    announced = None
+    if collects:
+        assert pickup_id is not None
+        announced = live.payload(
+            live.Collection(
+                scan_id=new.scan_id,
+                pickup_id=pickup_id,
+                bin_id=tag.bin_id,
+                site_id=context["site_id"],
+                district_code=context["district_code"],
+                collector_id=collector.collector_id,
+                collected_at=new.scanned_at,
+                weight_kg=weight,
+                volume_litres=context["volume_litres"],
+                flagged=outcome == TOO_FAR,
+                outcome=outcome,
+            )
+        )
+    row = await conn.fetchrow(
+        STORE,
+        new.scan_id,
+        collector.collector_id,
+        tag.bin_id,
+        pickup_id,
+        tag.kind,
+        new.scanned_at,
+        new.lat,
+        new.lng,
+        distance,
+        weight,
+        outcome,
+        outcome == TOO_FAR,
+        announced,
+        live.CHANNEL,
+    )
+    if row is None:
+        return None, None
+    fields = dict(row)
+    del fields["notified"]
+    found = Scan(**fields)
+    if not collects:
+        return found, None
+    assert pickup_id is not None
+    pickup = await pickups.record_collection(
+        conn,
+        pickup_id,
+        collector.collector_id,
+        weight,
+        context["volume_litres"],
+        new.scanned_at,
+    )
+    assert pickup is not None  # locked above in a state it collects from
+    return found, pickup
+
+
+async def _answer(
+    conn: asyncpg.Connection | asyncpg.Pool, collector: Collector, before: Scan
+) -> Collected:
+    """What a stored scan answered, answered again."""
+    if before.collector_id != collector.collector_id:
+        raise BadUserInput("this scanId belongs to another collector's scan", argument="scanId")
+    if not before.collected:
+        raise REFUSALS[before.outcome](_refusal_text(before.outcome))
+    assert before.pickup_id is not None
+    pickup = await pickups.by_id(conn, before.pickup_id)
+    assert pickup is not None
+    return Collected(scan=before, pickup=pickup, duplicate=True)
+
+
+def _refusal_text(code: str) -> str:
+    return {
+        errors.OutsideCollectorDistricts.code: "the bin lies outside your company's districts:"
+        " do not collect it",
+        errors.PickupNotPaid.code: "the bin has no paid pickup that day: do not collect it",
+        errors.PickupAlreadyCollected.code: "the bin's pickup of that day was collected already",
+    }[code]
