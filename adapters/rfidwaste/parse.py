@@ -50,7 +50,9 @@ def items(response: httpx.Response) -> Items:
     if "data" not in answer:
         return _standard(answer)
     data = answer["data"]
-    found = data.get("list") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise MalformedResponse(UPSTREAM, f"data is a {type(data).__name__}, not an object")
+    found = data.get("list")
     if found is None or found == "":
         return []
     if isinstance(found, dict):

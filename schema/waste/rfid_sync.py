@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from adapters import registry
-from adapters.errors import AdapterError, UpstreamError
+from adapters.errors import AdapterError, BreakerOpen, UpstreamError
 from adapters.kinds import Kind, RfidDailyVolume, RfidVolumes
 from adapters.rfidwaste import wire
 from adapters.sandbox.server import running
@@ -80,11 +80,13 @@ async def import_month(
         for apt_code in ("", *city.apartments)
     ]
     answers = await asyncio.gather(*calls, return_exceptions=True)
-    volumes: list[RfidDailyVolume] = []
-    for answer in answers:
-        if isinstance(answer, BaseException):
-            raise answer
-        volumes += answer
+    failures = [answer for answer in answers if isinstance(answer, BaseException)]
+    if failures:
+        # the upstream's own failure says more than the breaker it opened for the others
+        raise next((e for e in failures if not isinstance(e, BreakerOpen)), failures[0])
+    volumes: list[RfidDailyVolume] = [
+        found for answer in answers if not isinstance(answer, BaseException) for found in answer
+    ]
     changed = await rfid.upsert(pool, volumes)
     report = ImportReport(
         year=year,

@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from adapters.errors import (
     MalformedResponse,
+    UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamServerError,
@@ -441,7 +442,7 @@ async def test_an_upstream_failure_imports_nothing(
     clean: asyncpg.Pool, served: RunningSandbox, volumes: RfidVolumes
 ) -> None:
     await served.inject(error="5xx", path="getCityAptDateList")
-    with pytest.raises(UpstreamServerError):
+    with pytest.raises(UpstreamError, match="rfidwaste"):
         await rfid_sync.import_month(clean, volumes, *FEBRUARY)
     assert await stored(clean) == []
 
