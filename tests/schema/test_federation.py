@@ -14,8 +14,10 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -378,3 +380,68 @@ async def test_refusals_through_the_gateway_match_the_hub(federation: Federation
     assert len(hub["errors"]) == 2
     assert gateway["data"] == hub["data"]
     assert comparable(gateway["errors"]) == comparable(hub["errors"])
+
+
+JOINED = """query($from: Date!, $to: Date!) {
+  district(code: "11140") {
+    code name
+    airQuality { pm25 { readings } }
+    wasteVolumes(from: $from, to: $to) { day collections litres kilograms totalKilograms }
+  }
+}"""
+
+
+async def collected_waste(pool: asyncpg.Pool, district: str, kilograms: list[float]) -> None:
+    """Bins of a 중구 restaurant collected today, as a collector's scans would leave them."""
+    generator, site = uuid.uuid4(), uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO waste_generators (generator_id, business_no, name, representative, phone,"
+        " owner_client) VALUES ($1, $2, '명동식당', '김대표', '010-0000-0000', 'test')",
+        generator,
+        f"{uuid.uuid4().int % 10**10:010d}",
+    )
+    await pool.execute(
+        "INSERT INTO waste_sites (site_id, generator_id, name, address, lat, lng, district_code)"
+        " VALUES ($1, $2, '본점', '서울 중구 명동길 1', 37.5636, 126.9850, $3)",
+        site,
+        generator,
+        district,
+    )
+    for kg in kilograms:
+        bin_id = uuid.uuid4()
+        await pool.execute(
+            "INSERT INTO waste_bins (bin_id, site_id, volume_litres) VALUES ($1, $2, 120)",
+            bin_id,
+            site,
+        )
+        await pool.execute(
+            "INSERT INTO waste_pickups (pickup_id, bin_id, site_id, district_code, status, basis,"
+            " unit_price, quoted_amount, pickup_day, requested_by, collected_at, weight_kg,"
+            " volume_litres) VALUES ($1, $2, $3, $4, 'collected', 'kg', 100, 1000,"
+            " (now() AT TIME ZONE 'Asia/Seoul')::date, 'test', now(), $5, 120)",
+            uuid.uuid4(),
+            bin_id,
+            site,
+            district,
+            Decimal(str(kg)),
+        )
+
+
+@pytest.mark.db
+async def test_the_gateway_joins_air_quality_and_waste_volumes(federation: Federation) -> None:
+    """One query, three subgraphs: platform's district, sensors' airQuality and waste's
+    wasteVolumes, each subgraph asked once."""
+    await collected_waste(federation.tokens.pool, "11140", [12.5, 30.0])
+    today = datetime.now(ZoneInfo("Asia/Seoul")).date().isoformat()
+    for recorder in federation.subgraphs.values():
+        recorder.requests.clear()
+    hub, gateway = await both(federation, JOINED, **{"from": today, "to": today})
+    assert "errors" not in hub, hub
+    district = hub["data"]["district"]
+    assert district["airQuality"]["pm25"]["readings"] == 12 * len(FLEET)
+    (day,) = district["wasteVolumes"]
+    assert day["collections"] == 2 and day["litres"] == 240
+    assert day["kilograms"] == pytest.approx(42.5)
+    assert gateway == hub
+    assert len(federation.subgraphs["waste"].requests) == 1
+    assert len(federation.subgraphs["sensors"].requests) == 1
