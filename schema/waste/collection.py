@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
@@ -48,23 +49,39 @@ CITY = [[scopes.CITY.name]]
 COLLECT = [[scopes.COLLECT.name]]
 CITY_OR_BUSINESS = [[scopes.CITY.name], [scopes.BUSINESS.name]]
 MAX_UPLOAD = 500  # scans in one offline upload
+COLLECTORS_SECONDS = 5.0
 
 
 @dataclass
 class CollectionState:
     """What a hub process keeps for collection: the tag verifier (keys in memory), the
-    live feed's listening connection, and settlements running after their scans."""
+    collector companies it has seen (a scan needs no query for them), the live feed's
+    listening connection, and settlements running after their scans."""
 
     settings: WasteSettings
     live: live.LiveCollections
     tag_secret: bytes
     _verifier: Verifier | None = None
+    _collectors: dict[str, tuple[float, CollectorRecord]] = field(default_factory=dict)
     _settling: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def verifier(self, pool: asyncpg.Pool) -> Verifier:
         if self._verifier is None:
             self._verifier = Verifier(pool, self.tag_secret)
         return self._verifier
+
+    async def collector(self, pool: asyncpg.Pool, client_id: str | None) -> CollectorRecord:
+        """The caller's company as read at most COLLECTORS_SECONDS ago: the city's change
+        of its districts reaches every process within that time (this one at once)."""
+        kept = self._collectors.get(client_id or "")
+        if kept is not None and time.monotonic() - kept[0] < COLLECTORS_SECONDS:
+            return kept[1]
+        found = await collectors.of_client(pool, client_id)
+        self._collectors[found.collector_id] = (time.monotonic(), found)
+        return found
+
+    def forget(self, collector_id: str) -> None:
+        self._collectors.pop(collector_id, None)
 
     def in_background(self, work: Coroutine[Any, Any, object]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -353,7 +370,7 @@ class WasteCollectionQuery:
         ] = None,
         start: PositionInput | None = None,
     ) -> CollectionRoute:
-        collector = await collectors.of_client(info.context.db, info.context.caller.client_id)
+        collector = await _state(info).collector(info.context.db, info.context.caller.client_id)
         return await _route(info, collector, day or pickups.korea_today(), start)
 
     @strawberry.federation.field(
@@ -407,7 +424,9 @@ class WasteCollectionMutation:
     async def register_collector(
         self, info: Info, client_id: str, name: str, districts: list[str]
     ) -> Collector:
-        return collector_of(await collectors.register(info.context.db, client_id, name, districts))
+        registered = await collectors.register(info.context.db, client_id, name, districts)
+        _state(info).forget(registered.collector_id)
+        return collector_of(registered)
 
     @strawberry.federation.field(
         requires_scopes=COLLECT,
@@ -418,7 +437,7 @@ class WasteCollectionMutation:
         " OUTSIDE_COLLECTOR_DISTRICTS, PICKUP_NOT_PAID, PICKUP_ALREADY_COLLECTED.",
     )
     async def scan_bin(self, info: Info, input: ScanInput) -> ScanResult:
-        collector = await collectors.of_client(info.context.db, info.context.caller.client_id)
+        collector = await _state(info).collector(info.context.db, info.context.caller.client_id)
         return await _scan(info, collector, input)
 
     @strawberry.federation.field(
@@ -430,7 +449,7 @@ class WasteCollectionMutation:
     async def upload_scans(self, info: Info, scans: list[ScanInput]) -> list[UploadedScan]:
         if len(scans) > MAX_UPLOAD:
             raise BadUserInput(f"at most {MAX_UPLOAD} scans at once", argument="scans")
-        collector = await collectors.of_client(info.context.db, info.context.caller.client_id)
+        collector = await _state(info).collector(info.context.db, info.context.caller.client_id)
         outcomes: dict[uuid.UUID, UploadedScan] = {}
         # NFC read counters only grow: the taps are checked in the order they were made.
         for scan in sorted(scans, key=lambda s: s.scanned_at):
