@@ -34,7 +34,7 @@ PLATFORM_FIELDS = [
     "code", "name", "nameEn", "province", "provinceCode", "provinceEn", "legacyCodes",
     "source", "boundary", "h3Cells",
 ]  # fmt: skip
-HUB_FIELDS = [*PLATFORM_FIELDS, "airQuality"]
+HUB_FIELDS = [*PLATFORM_FIELDS, "airQuality", "wasteVolumes"]
 
 
 def district_fields(schema: strawberry.federation.Schema) -> list[str]:
@@ -53,8 +53,12 @@ def test_each_build_has_one_district_of_its_domains_fields() -> None:
         assert district_fields(build_schema(domains.select(None))) == HUB_FIELDS
         assert district_fields(build_schema(domains.select("platform"))) == PLATFORM_FIELDS
         assert district_fields(build_schema(domains.select("sensors"))) == ["code", "airQuality"]
+        assert district_fields(build_schema(domains.select("waste"))) == ["code", "wasteVolumes"]
     # The order asked for does not change who owns the entity.
-    assert district_fields(build_schema(domains.by_names(["sensors", "platform"]))) == HUB_FIELDS
+    assert district_fields(build_schema(domains.by_names(["sensors", "platform"]))) == [
+        *PLATFORM_FIELDS,
+        "airQuality",
+    ]
 
 
 def test_the_subgraph_sdls_declare_district_as_an_entity() -> None:
@@ -67,7 +71,8 @@ def test_the_subgraph_sdls_declare_district_as_an_entity() -> None:
     assert "airQuality" not in build_schema(domains.select("platform")).as_str()
     assert "type AirQuality" not in build_schema(domains.select("platform")).as_str()
     hub = district_sdl(build_schema(domains.select(None)))
-    assert "  name: String!" in hub and "  airQuality: AirQuality\n}" in hub
+    assert "  name: String!" in hub and "  airQuality: AirQuality\n" in hub
+    assert "wasteVolumes(from: Date!, to: Date!): [DailyWasteVolume!]!\n}" in hub
 
 
 def test_platform_does_not_import_sensors() -> None:
