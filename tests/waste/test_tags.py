@@ -446,7 +446,10 @@ async def test_keys_are_sealed_at_rest(pool: asyncpg.Pool) -> None:
         current.open(keys.derive_secret("another secret, of another hub process"))
 
 
-def test_without_a_secret_one_is_kept_in_the_data_folder(tmp_path: Path) -> None:
+def test_without_a_secret_one_is_kept_in_the_data_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IEUM_WASTE_TAG_SECRET", raising=False)
     settings = Settings.from_env(data_dir=tmp_path)
     made = keys.secret(settings)
     assert keys.secret(settings) == made
