@@ -1,0 +1,698 @@
+"""Collection scans through GraphQL with tag verification, and the live feed's delivery while
+scanning, against the hub's floor and the verification alone, in one run.
+
+    .venv/bin/python bench/waste.py [--scans 6000] [--collectors 20] [--qr-share 0.5]
+        [--workers 2] [--pool 20] [--warmup 5] [--profile FILE]
+
+Starts embedded PostgreSQL and broker (or uses IEUM_DATABASE_URL / IEUM_KAFKA_BOOTSTRAP)
+with a fresh database, dropped at the end, and seeds it straight in SQL: one district's
+sites, a bin per scan, each bin tagged as `ieum waste tags-issue` tags it (a signed QR
+label, and an NTAG 424 DNA tag for the NFC share), and a pickup paid and scheduled for
+today on every bin (the payments are not the point here: bench/payments.py measures them).
+The hub runs as `ieum serve` runs it with IEUM_WORKERS, in processes of its own.
+
+Twenty collector companies (OAuth clients with waste:collect, registered for the district
+by city staff through GraphQL) each scan their share of the bins over a keep-alive
+connection, one scanBin after another, as a phone at the truck would: every scan has its
+own id and pickup, and an NFC scan carries a tap the tag would make (its AES-encrypted UID
+and read counter, and the CMAC of its own diversified key). City staff follow
+`wasteCollections` over a WebSocket (graphql-transport-ws) from another process, so its
+receive times are not delayed by the collectors' loop; a scan's delivery latency is its
+receive time minus the time its scanBin was sent (one monotonic clock for both processes),
+matched by scan id. The load client is the lean one of bench/harness.py: it shares the
+hub's cores.
+
+Baselines in the same run:
+- `{ __typename }`, as many requests from the same 20 connections with the same tokens:
+  HTTP, the token check and GraphQL with no resolver, the hub's floor for any request;
+- the tags' verification alone, in this process with the hub stopped: the Verifier the hub
+  uses (QR: an Ed25519 check against keys in memory; NFC: AES and two CMACs, then the one
+  UPDATE that moves the tag's read counter forward) and the NFC cryptography without it;
+- the scan resolver (`resolvers.waste.scans.scan`: verification and the scan's
+  transaction) called in this process, 20 at once, over a second paid pickup of every bin:
+  the scan path without HTTP and GraphQL, in one process.
+
+--profile FILE runs a single hub process under cProfile and writes its stats to FILE
+(figures are then lower: the profiler slows the hub down); the top entries are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import http.client
+import multiprocessing
+import pstats
+import random
+import secrets
+import signal
+import socket
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import orjson
+import websockets
+from harness import Connections, servers
+
+from auth import clients
+from hub import processes
+from hub.bootstrap import prepare_database
+from hub.core import gc_tuning
+from hub.core.servers import Servers
+from hub.core.settings import Settings
+from hub.domains import installed
+from resolvers.waste import scans
+from resolvers.waste.collectors import Collector
+from resolvers.waste.pickups import KST, korea_today
+from resolvers.waste.settings import WasteSettings
+from resolvers.waste.tags import issue, keys, sun
+from resolvers.waste.tags.verify import NfcTap, QrTag, Verifier
+
+installed()  # the domains' settings sections and scopes, as `ieum` loads them
+
+DISTRICT = "11110"
+HOME = (37.5700, 126.9800)  # sites spread within about a kilometre of it
+BINS_PER_SITE = 4
+LITRES = 120
+UNIT_PRICE = 10  # won per litre: a litre tariff, so no settlement after weighing
+SCAN = """mutation($i: ScanInput!) { scanBin(input: $i) {
+  scanId distanceM flagged duplicate pickup { id status collectedAt } } }"""
+FLOOR = "{ __typename }"
+FOLLOW = """subscription($d: String!) { wasteCollections(districtCode: $d) {
+  scanId pickupId binId districtCode collectorId collectedAt weightKg volumeLitres flagged } }"""
+ANSWER_SECONDS = 30  # a hung request fails the run instead of stalling it
+DELIVERY_WAIT_SECONDS = 10  # after the last scan, for the feed to catch up
+
+
+@dataclass(frozen=True)
+class Bin:
+    bin_id: uuid.UUID
+    lat: float
+    lng: float
+    label: str  # the QR label's text (every bin has one)
+    nfc: issue.NfcTag | None  # and an NFC tag, for the NFC share, which is scanned instead
+
+    def tag(self, counter: int) -> str:
+        """What the phone reads: the label, or the tag's SUN URL on its `counter`th read."""
+        if self.nfc is None:
+            return self.label
+        uid = bytes.fromhex(self.nfc.uid)
+        picc_data, cmac = sun.tap(self.nfc.keys[1], self.nfc.keys[2], uid, counter)
+        return f"https://ieum.example/w?picc_data={picc_data}&cmac={cmac}"
+
+
+@dataclass
+class Sample:
+    scan_id: str
+    kind: str
+    sent: float
+    answered: float
+
+
+@dataclass
+class Phone:
+    """A collector company's phone: its keep-alive connection to the hub and its scans."""
+
+    collector_id: str
+    connection: Connections
+    samples: list[Sample] = field(default_factory=list)
+    refused: dict[str, int] = field(default_factory=dict)
+
+    async def scan(self, bin_: Bin, tag: str) -> None:
+        scan_id = str(uuid.uuid4())
+        scan = {
+            "scanId": scan_id,
+            "tag": tag,
+            "scannedAt": datetime.now(KST).isoformat(),
+            "lat": bin_.lat,
+            "lng": bin_.lng + 0.0002,  # about 18 m east of the site
+            "weightKg": 31.5,
+        }
+        body = orjson.dumps({"query": SCAN, "variables": {"i": scan}})
+        sent = time.monotonic()
+        answer = await self.post(body)
+        answered = time.monotonic()
+        if answer.get("errors"):
+            code = str(answer["errors"][0].get("extensions", {}).get("code", "UNKNOWN"))
+            self.refused[code] = self.refused.get(code, 0) + 1
+            return
+        found = answer["data"]["scanBin"]
+        if found["duplicate"] or found["flagged"] or found["pickup"]["status"] != "COLLECTED":
+            self.refused["UNEXPECTED_ANSWER"] = self.refused.get("UNEXPECTED_ANSWER", 0) + 1
+            return
+        kind = "qr" if bin_.nfc is None else "nfc"
+        self.samples.append(Sample(scan_id, kind, sent, answered))
+
+    async def floor(self) -> float:
+        started = time.perf_counter()
+        answer = await self.post(orjson.dumps({"query": FLOOR}))
+        if answer.get("errors") or answer["data"]["__typename"] != "Query":
+            raise RuntimeError(f"the hub answered {answer}")
+        return time.perf_counter() - started
+
+    async def post(self, body: bytes) -> dict[str, Any]:
+        async with asyncio.timeout(ANSWER_SECONDS):
+            status, answer = await self.connection.post("/graphql", body)
+        if status != 200:
+            raise RuntimeError(f"the hub answered {status}: {answer!r}")
+        found: dict[str, Any] = orjson.loads(answer)
+        return found
+
+
+# The run
+
+
+async def run(args: argparse.Namespace) -> None:
+    tag_secret = secrets.token_urlsafe(32)
+    workers = 1 if args.profile else args.workers
+    settings = Settings.from_env(
+        ingest=False,
+        log_level="warning",
+        workers=workers,
+        db_pool_max=args.pool,
+        tag_secret=tag_secret,
+        sandbox=False,  # payments: no gateway is called here
+    )
+    secret = keys.derive_secret(tag_secret)
+    with servers(settings) as (server_url, bootstrap):
+        async with fresh_database(server_url) as url:
+            await prepare_database(url, settings)
+            pool = await asyncpg.create_pool(url, min_size=2, max_size=args.collectors)
+            try:
+                began = time.perf_counter()
+                warm = args.warmup * args.collectors
+                bins = await seed(pool, secret, args.scans + warm, args.qr_share)
+                city = await clients.create(pool, name="bench city staff", scope_names="waste:city")
+                crews = [
+                    await clients.create(
+                        pool, name=f"bench collector {n}", scope_names="waste:collect"
+                    )
+                    for n in range(args.collectors)
+                ]
+                nfc = sum(b.nfc is not None for b in bins)
+                print(
+                    f"seeded {len(bins)} bins ({len(bins) - nfc} QR, {nfc} NFC) with a paid"
+                    f" pickup each in {time.perf_counter() - began:.1f} s"
+                )
+                with hub(settings, Servers(url, bootstrap), args.profile) as base:
+                    await through_the_hub(args, base, city, crews, bins[:warm], bins[warm:])
+                print_profile(args.profile)
+                await verification_alone(pool, secret, bins, args.collectors)
+                await resolver_alone(pool, settings, bins[warm:], crews, args.collectors)
+            finally:
+                await pool.close()
+
+
+async def through_the_hub(
+    args: argparse.Namespace,
+    base: str,
+    city: clients.NewClient,
+    crews: Sequence[clients.NewClient],
+    warmup: Sequence[Bin],
+    measured: Sequence[Bin],
+) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        city_token = await token(http, city)
+        phones = []
+        for crew in crews:
+            registered = await http.post(
+                "/graphql",
+                headers={"Authorization": f"Bearer {city_token}"},
+                json={
+                    "query": """mutation($c: String!, $d: [String!]!) {
+                      registerCollector(clientId: $c, name: "벤치환경", districts: $d) { id } }""",
+                    "variables": {"c": crew.client_id, "d": [DISTRICT]},
+                },
+            )
+            if registered.json().get("errors"):
+                raise RuntimeError(f"registerCollector: {registered.json()}")
+            headers = {"Authorization": f"Bearer {await token(http, crew)}"}
+            phones.append(Phone(crew.client_id, Connections(base, headers)))
+    n = len(phones)
+    with following(base, city_token) as feed:
+        # Warm-up: every connection open, every process's caches filled, the feed live.
+        firsts = [list(warmup[i::n]) for i in range(n)]
+        await asyncio.gather(
+            *(scan_all(p, f, [b.tag(1) for b in f]) for p, f in zip(phones, firsts, strict=True))
+        )
+        for _ in range(args.warmup):
+            await asyncio.gather(*(p.floor() for p in phones))
+        warm_ids = [s.scan_id for p in phones for s in p.samples]
+        heard, feed_errors = feed.wait_for(warm_ids, DELIVERY_WAIT_SECONDS)
+        if len(heard) < len(warm_ids):
+            print(f"warm-up: the feed delivered {len(heard)} of {len(warm_ids)} scans")
+        for phone in phones:
+            phone.samples.clear()
+            phone.refused.clear()
+
+        shares = [list(measured[i::n]) for i in range(n)]
+        floor = await floor_rate(phones, [len(s) for s in shares])
+        # The tags are read (NFC taps made) before the clock starts: the tag's work, not the hub's.
+        tags = [[b.tag(1) for b in share] for share in shares]
+        started = time.monotonic()
+        await asyncio.gather(
+            *(scan_all(p, share, t) for p, share, t in zip(phones, shares, tags, strict=True))
+        )
+        elapsed = time.monotonic() - started
+        samples = [s for p in phones for s in p.samples]
+        heard, feed_errors = feed.wait_for([s.scan_id for s in samples], DELIVERY_WAIT_SECONDS)
+    for phone in phones:
+        await phone.connection.close()
+
+    refused: dict[str, int] = {}
+    for phone in phones:
+        for code, count in phone.refused.items():
+            refused[code] = refused.get(code, 0) + count
+    hub_mode = (
+        "1 hub process under cProfile"
+        if args.profile
+        else f"{args.workers} hub processes (IEUM_WORKERS)"
+    )
+    print(
+        f"{n} collectors, {hub_mode} with IEUM_DB_POOL_MAX={args.pool} each,"
+        f" {args.warmup} warm-up scans per collector"
+    )
+    print()
+    rate = len(samples) / elapsed
+    print(
+        f"scanBin: {len(samples)} scans collected in {elapsed:.2f} s: {rate:.0f} verified scans/s"
+        f" (target 1000){'' if not refused else f'; refused: {refused}'}"
+    )
+    quantiles("  scan latency, all", [s.answered - s.sent for s in samples])
+    for kind in ("qr", "nfc"):
+        quantiles(
+            f"  scan latency, {kind.upper()}",
+            [s.answered - s.sent for s in samples if s.kind == kind],
+        )
+    print(f"baseline {FLOOR}: {floor[0]:.0f} requests/s, same connections and tokens")
+    quantiles(f"  {FLOOR} latency", floor[1])
+    print(f"  ratio scans/s / {FLOOR} requests/s: {rate / floor[0]:.3f}")
+    print()
+    delivered = [heard[s.scan_id] - s.sent for s in samples if s.scan_id in heard]
+    print(
+        f"wasteCollections: {len(delivered)} of {len(samples)} collections delivered"
+        f"{'' if not feed_errors else f'; the feed ended: {feed_errors}'}"
+    )
+    if len(delivered) > 1:
+        quantiles("  delivery (received - scanBin sent)", delivered, target="p99 target 1000 ms")
+        quantiles(
+            "  after the answer (received - answered)",
+            [heard[s.scan_id] - s.answered for s in samples if s.scan_id in heard],
+        )
+    print()
+
+
+async def scan_all(phone: Phone, share: Sequence[Bin], tags: Sequence[str]) -> None:
+    for bin_, tag in zip(share, tags, strict=True):
+        await phone.scan(bin_, tag)
+
+
+async def floor_rate(phones: Sequence[Phone], counts: Sequence[int]) -> tuple[float, list[float]]:
+    """`{ __typename }` as many times from each phone as it will scan, all at once."""
+
+    async def loop(phone: Phone, count: int) -> list[float]:
+        return [await phone.floor() for _ in range(count)]
+
+    started = time.monotonic()
+    found = await asyncio.gather(*(loop(p, c) for p, c in zip(phones, counts, strict=True)))
+    elapsed = time.monotonic() - started
+    latencies = [latency for each in found for latency in each]
+    return len(latencies) / elapsed, latencies
+
+
+# Baselines in this process
+
+
+async def verification_alone(
+    pool: asyncpg.Pool, secret: bytes, bins: Sequence[Bin], concurrency: int
+) -> None:
+    """The Verifier the hub uses, on the same tags (NFC: their second read)."""
+    verifier = Verifier(pool, secret)
+    labels = [QrTag(b.label) for b in bins if b.nfc is None]
+    taps = [scans.tag_of(b.tag(2)) for b in bins if b.nfc is not None]
+    await verifier.verify(labels[0])  # the keys, read once
+    print("tag verification alone, in this process (the hub stopped):")
+    for name, tags in (("QR verify()", labels), ("NFC verify() (+ counter UPDATE)", taps)):
+        if not tags:
+            continue
+        started = time.perf_counter()
+        await in_parallel(concurrency, [verifier.verify(t) for t in tags])
+        elapsed = time.perf_counter() - started
+        print(f"  {name:34} {len(tags) / elapsed:9.0f} calls/s ({concurrency} at once)")
+    nfc = [(b.nfc, tap) for b, tap in zip([b for b in bins if b.nfc], taps, strict=True)]
+    if nfc:
+        master = (await keys.current(pool, secret, keys.NFC)).open(secret)
+        meta = sun.meta_read_key(master)
+        started = time.perf_counter()
+        for _, tap in nfc:
+            assert isinstance(tap, NfcTap)
+            picc = sun.decrypt_picc(meta, bytes.fromhex(tap.picc_data))
+            assert picc is not None
+            file_key = sun.tag_key(master, picc.uid, sun.FILE_READ_KEY)
+            assert sun.mac_matches(file_key, picc, bytes.fromhex(tap.cmac))
+        elapsed = time.perf_counter() - started
+        print(f"  {'NFC AES + CMACs only':34} {len(nfc) / elapsed:9.0f} calls/s (one core)")
+
+
+async def resolver_alone(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    bins: Sequence[Bin],
+    crews: Sequence[clients.NewClient],
+    concurrency: int,
+) -> None:
+    """scans.scan for a second paid pickup of each bin, as the hub's resolver calls it."""
+    await add_pickups(pool, [b.bin_id for b in bins])
+    verifier = Verifier(pool, keys.secret(settings))
+    max_distance = settings.section(WasteSettings).scan_max_distance_m
+    companies = [
+        Collector(
+            collector_id=c.client_id,
+            name="벤치환경",
+            districts=[DISTRICT],
+            created_at=datetime.now(KST),
+        )
+        for c in crews
+    ]
+    work = []
+    for n, bin_ in enumerate(bins):
+        new = scans.NewScan(
+            scan_id=uuid.uuid4(),
+            tag=bin_.tag(3),  # NFC: the third read (the hub's, then the verify() baseline's)
+            scanned_at=datetime.now(KST),
+            lat=bin_.lat,
+            lng=bin_.lng + 0.0002,
+            weight_kg=Decimal("31.5"),
+        )
+        work.append(scans.scan(pool, verifier, companies[n % len(companies)], new, max_distance))
+    started = time.perf_counter()
+    done = await in_parallel(concurrency, work)
+    elapsed = time.perf_counter() - started
+    collected = sum(not d.duplicate and d.pickup.status == "collected" for d in done)
+    print(
+        f"  {'scans.scan() (resolver + SQL)':34} {len(done) / elapsed:9.0f} scans/s"
+        f" ({concurrency} at once, {collected} of {len(done)} collected, one process)"
+    )
+
+
+async def in_parallel(concurrency: int, work: Sequence[Any]) -> list[Any]:
+    """Await `work` (coroutines) with at most `concurrency` running at once, in order."""
+    results: list[Any] = [None] * len(work)
+    queue = iter(enumerate(work))
+
+    async def worker() -> None:
+        for index, coroutine in queue:
+            results[index] = await coroutine
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+# The world: a fresh database, its bins and pickups, and the hub
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """A database of the bench's own, dropped whole at the end."""
+    name = f"ieum_bench_waste_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+        finally:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def seed(pool: asyncpg.Pool, secret: bytes, count: int, qr_share: float) -> list[Bin]:
+    """`count` bins in one district, tagged (the first `qr_share` scanned by QR, the rest
+    by NFC, shuffled), each with a pickup paid and scheduled for today."""
+    rng = random.Random(13)
+    generator = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO waste_generators (generator_id, business_no, name, representative, phone,"
+        " owner_client) VALUES ($1, '1234567890', '벤치식당', '김대표', '010-0000-0000', 'bench')",
+        generator,
+    )
+    site_count = -(-count // BINS_PER_SITE)
+    site_ids = [uuid.uuid4() for _ in range(site_count)]
+    places = [
+        (HOME[0] + rng.uniform(-0.01, 0.01), HOME[1] + rng.uniform(-0.01, 0.01)) for _ in site_ids
+    ]
+    await pool.execute(
+        "INSERT INTO waste_sites (site_id, generator_id, name, address, lat, lng, district_code)"
+        " SELECT s, $2, '본점', '서울 종로구 세종대로 1', lat, lng, $5"
+        " FROM unnest($1::uuid[], $3::float8[], $4::float8[]) AS t(s, lat, lng)",
+        site_ids,
+        generator,
+        [p[0] for p in places],
+        [p[1] for p in places],
+        DISTRICT,
+    )
+    bin_ids = [uuid.uuid4() for _ in range(count)]
+    await pool.execute(
+        "INSERT INTO waste_bins (bin_id, site_id, volume_litres)"
+        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[])",
+        bin_ids,
+        [site_ids[i // BINS_PER_SITE] for i in range(count)],
+        [LITRES] * count,
+    )
+    for algorithm in (keys.QR, keys.NFC):  # as `ieum waste tags-issue` makes them first
+        await keys.current(pool, secret, algorithm)
+    qr_count = round(count * qr_share)
+    by_nfc = set(rng.sample(bin_ids, count - qr_count))
+    uids = {b: "04" + secrets.token_hex(6).upper() for b in by_nfc}
+    issued = await issue.issue(pool, secret, await issue.bins(pool, bin_ids), uids)
+    labels = {label.bin_id: label.text for label in issued.labels}
+    tags = {tag.bin_id: tag for tag in issued.nfc}
+    await add_pickups(pool, bin_ids)
+    return [
+        Bin(b, *places[i // BINS_PER_SITE], labels[b], tags.get(b)) for i, b in enumerate(bin_ids)
+    ]
+
+
+async def add_pickups(pool: asyncpg.Pool, bin_ids: Sequence[uuid.UUID]) -> None:
+    """A pickup of each bin, paid and scheduled for today, as the pickups flow leaves it
+    once the payments domain confirmed its payment."""
+    today: date = korea_today()
+    await pool.execute(
+        "INSERT INTO waste_pickups (pickup_id, bin_id, site_id, district_code, status, basis,"
+        " unit_price, quoted_amount, payment_id, pickup_day, requested_by, paid_at)"
+        " SELECT gen_random_uuid(), b.bin_id, b.site_id, s.district_code, 'scheduled',"
+        " 'litre', $2, b.volume_litres * $2, gen_random_uuid(), $3, 'bench', now()"
+        " FROM waste_bins b JOIN waste_sites s USING (site_id) WHERE b.bin_id = ANY($1)"
+        " ON CONFLICT DO NOTHING",  # a bin whose first pickup a refused scan left open
+        list(bin_ids),
+        UNIT_PRICE,
+        today,
+    )
+
+
+@contextmanager
+def hub(settings: Settings, found: Servers, profile: str | None) -> Iterator[str]:
+    """The hub as `ieum serve` runs it with IEUM_WORKERS, in processes of its own; with
+    `profile`, one process under cProfile."""
+    sockets = processes.listening_sockets("127.0.0.1", 0, settings.workers)
+    port = sockets[0].getsockname()[1]
+    settings = settings.model_copy(update={"port": port, "public_url": f"http://127.0.0.1:{port}"})
+    if profile:
+        context = multiprocessing.get_context("spawn")
+        process = context.Process(target=_profiled, args=(settings, found, sockets[0], profile))
+        process.start()
+        sockets[0].close()
+        started: list[BaseProcess] = [process]
+    else:
+        started = processes.start(settings, found, None, sockets)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                answer = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                answer.request("GET", "/healthz")
+                if answer.getresponse().status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the hub did not start")
+            time.sleep(0.2)
+        time.sleep(2)  # every process is up, not just the first to answer
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        processes.stop(started, 30)
+
+
+def _profiled(settings: Settings, found: Servers, sock: socket.socket, path: str) -> None:
+    """One hub process as processes.start runs each, under cProfile until SIGTERM."""
+    server = processes.Server(processes.server_config(settings, found, None))
+    profiler = cProfile.Profile()
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, setattr, server, "should_exit", True)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        gc_tuning.settle_after_startup()
+        profiler.enable()
+        try:
+            await serving
+        finally:
+            profiler.disable()
+
+    asyncio.run(serve())
+    profiler.dump_stats(path)
+
+
+def print_profile(path: str | None) -> None:
+    if not path:
+        return
+    print(f"hub profile ({path}), by own time:")
+    stats = pstats.Stats(path)
+    stats.sort_stats("tottime").print_stats(30)
+    print("by cumulative time:")
+    stats.sort_stats("cumulative").print_stats(40)
+
+
+async def token(http: httpx.AsyncClient, client: clients.NewClient) -> str:
+    """A client-credentials token, as a collector's phone or a city desk gets one."""
+    answer = await http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client.client_id, client.client_secret or ""),
+    )
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
+
+
+# City staff following the live feed, in a process of their own
+
+
+class Feed:
+    """The following process, asked for the receive times of scans by id."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self.pipe = pipe
+
+    def wait_for(self, scan_ids: list[str], seconds: float) -> tuple[dict[str, float], list[str]]:
+        """Receive times of `scan_ids` (those heard within `seconds`), and any feed error."""
+        self.pipe.send((scan_ids, seconds))
+        heard, errors = self.pipe.recv()
+        return heard, errors
+
+
+@contextmanager
+def following(base: str, city_token: str) -> Iterator[Feed]:
+    parent, child = multiprocessing.Pipe()
+    ws_url = base.replace("http://", "ws://") + "/graphql"
+    process = multiprocessing.get_context("spawn").Process(
+        target=_follow, args=(ws_url, city_token, child), daemon=True
+    )
+    process.start()
+    try:
+        ready = parent.recv()
+        if ready != "ready":
+            raise RuntimeError(f"the feed did not start: {ready}")
+        yield Feed(parent)
+    finally:
+        parent.send(None)
+        process.join(10)
+
+
+def _follow(ws_url: str, city_token: str, pipe: Connection) -> None:
+    asyncio.run(_listen(ws_url, city_token, pipe))
+
+
+async def _listen(ws_url: str, city_token: str, pipe: Connection) -> None:
+    heard: dict[str, float] = {}
+    errors: list[str] = []
+    try:
+        ws = await websockets.connect(
+            ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")], max_queue=None
+        )
+    except OSError as exc:
+        pipe.send(repr(exc))
+        return
+    async with ws:
+        init = {"Authorization": f"Bearer {city_token}"}
+        await ws.send(orjson.dumps({"type": "connection_init", "payload": init}).decode())
+        ack = orjson.loads(await ws.recv())
+        if ack["type"] != "connection_ack":
+            pipe.send(f"no connection_ack: {ack}")
+            return
+        payload = {"query": FOLLOW, "variables": {"d": DISTRICT}}
+        await ws.send(orjson.dumps({"id": "1", "type": "subscribe", "payload": payload}).decode())
+
+        async def read() -> None:
+            async for raw in ws:
+                now = time.monotonic()
+                message = orjson.loads(raw)
+                if message["type"] == "next" and not message["payload"].get("errors"):
+                    heard[message["payload"]["data"]["wasteCollections"]["scanId"]] = now
+                elif message["type"] == "ping":
+                    await ws.send(orjson.dumps({"type": "pong"}).decode())
+                else:
+                    errors.append(str(message)[:300])
+
+        reading = asyncio.create_task(read())
+        await asyncio.sleep(0.5)  # the subscription starts listening (no message says so)
+        pipe.send("ready")
+        while (asked := await asyncio.to_thread(pipe.recv)) is not None:
+            wanted, seconds = asked
+            deadline = time.monotonic() + seconds
+            while any(s not in heard for s in wanted) and time.monotonic() < deadline:
+                if reading.done():
+                    errors.append(f"the WebSocket closed: {reading.exception()!r}")
+                    break
+                await asyncio.sleep(0.05)
+            pipe.send(({s: heard[s] for s in wanted if s in heard}, errors))
+        reading.cancel()
+
+
+# Figures
+
+
+def quantiles(name: str, values: list[float], target: str = "") -> None:
+    if len(values) < 2:
+        print(f"  {name:40} ({len(values)} values)")
+        return
+    q = statistics.quantiles(values, n=100)
+    print(
+        f"  {name:40} p50 {q[49] * 1000:7.2f} ms   p90 {q[89] * 1000:7.2f} ms"
+        f"   p99 {q[98] * 1000:7.2f} ms   max {max(values) * 1000:7.2f} ms"
+        f"{f'   ({target})' if target else ''}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scans", type=int, default=6000, help="measured, in all")
+    parser.add_argument("--collectors", type=int, default=20, help="concurrent phones")
+    parser.add_argument("--qr-share", type=float, default=0.5, help="scans of QR labels, 0..1")
+    parser.add_argument("--workers", type=int, default=2, help="hub processes (IEUM_WORKERS)")
+    parser.add_argument("--pool", type=int, default=20, help="IEUM_DB_POOL_MAX per process")
+    parser.add_argument("--warmup", type=int, default=5, help="scans per collector first")
+    parser.add_argument("--profile", metavar="FILE", help="one hub process under cProfile")
+    args = parser.parse_args()
+    if not 0 <= args.qr_share <= 1:
+        parser.error("--qr-share is 0 to 1")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the hub on the way out
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
