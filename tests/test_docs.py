@@ -1,15 +1,18 @@
 """Every example query in the docs and README returns exactly the response shown; the
-payments guide's run as one session, where ids and times differ from run to run."""
+payments and waste guides' run as sessions, where ids and times differ from run to run."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import csv
 import json
 import os
 import re
 import sys
 import uuid
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +22,16 @@ import websockets
 from joserfc.jwk import ECKey
 
 from auth.scopes import CATALOG
+from hub.core.errors import IeumError
 from resolvers.payments import errors as payment_errors
 from resolvers.payments import scopes as payment_scopes
 from resolvers.payments.store import KST
 from resolvers.sensors.catalog import metrics
+from resolvers.waste import errors as waste_errors
+from resolvers.waste import pickups
+from resolvers.waste import scopes as waste_scopes
+from resolvers.waste.tags import sun
+from schema.waste import domain as waste_domain
 from tests.oauth import REDIRECT, Hub, code_for
 from tests.payments.helpers import World, payments_world
 
@@ -30,9 +39,11 @@ pytestmark = pytest.mark.db
 
 ROOT = Path(__file__).parents[1]
 PAYMENTS_GUIDE = ROOT / "docs" / "payments.md"  # a terminal's session: test_payments_guide
+WASTE_GUIDE = ROOT / "docs" / "waste.md"  # a business's, a collector's: test_waste_guide
+SESSIONS = (PAYMENTS_GUIDE, WASTE_GUIDE)
 DOCUMENTS = [
     ROOT / "README.md",
-    *sorted(path for path in (ROOT / "docs").glob("*.md") if path != PAYMENTS_GUIDE),
+    *sorted(path for path in (ROOT / "docs").glob("*.md") if path not in SESSIONS),
 ]
 # A ```graphql block, and the ```json block right after it if that is its response.
 EXAMPLE = re.compile(
@@ -135,10 +146,20 @@ VARYING = frozenset({
 })  # fmt: skip
 
 
-def guide_operations() -> dict[str, tuple[str, Any]]:
-    """The payments guide's operations by name, each with the response it shows (or None)."""
+@pytest.fixture(scope="module")
+async def guide_world(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[World]:
+    """The hub with the tax system's and the gateway's sandboxes that the guides' sessions
+    run against. One for both: a process's payment adapters are built once and shared by
+    every hub in it while any runs (schema.payments.upstreams.shared), and this module's
+    other hub outlives a session's, so a second world's gateway would not be called."""
+    async with payments_world(migrated_url, kafka_bootstrap) as world:
+        yield world
+
+
+def guide_operations(guide: Path) -> dict[str, tuple[str, Any]]:
+    """A guide's operations by name, each with the response it shows (or None)."""
     found: dict[str, tuple[str, Any]] = {}
-    for match in EXAMPLE.finditer(PAYMENTS_GUIDE.read_text()):
+    for match in EXAMPLE.finditer(guide.read_text()):
         name = re.match(r"\s*(?:query|mutation|subscription) (\w+)", match["query"])
         assert name and name[1] not in found, f"name each example once: {match['query']}"
         shown = json.loads(match["response"]) if match["response"] else None
@@ -146,111 +167,111 @@ def guide_operations() -> dict[str, tuple[str, Any]]:
     return found
 
 
-def like(shown: Any, answer: Any, key: str | None = None) -> bool:
+def like(
+    shown: Any, answer: Any, key: str | None = None, varying: frozenset[str] = VARYING
+) -> bool:
     """`answer` has the shape of `shown` (keys, lengths, nulls) and its values, but for
-    the VARYING fields, which need only be of the same type."""
+    the `varying` fields, which need only be of the same type."""
     if isinstance(shown, dict):
         return (
             isinstance(answer, dict)
             and shown.keys() == answer.keys()
-            and all(like(value, answer[name], name) for name, value in shown.items())
+            and all(like(value, answer[name], name, varying) for name, value in shown.items())
         )
     if isinstance(shown, list):
         return (
             isinstance(answer, list)
             and len(shown) == len(answer)
-            and all(like(s, a, key) for s, a in zip(shown, answer, strict=True))
+            and all(like(s, a, key, varying) for s, a in zip(shown, answer, strict=True))
         )
-    if key in VARYING:
+    if key in varying:
         return type(shown) is type(answer)
     return bool(shown == answer)
 
 
-async def test_payments_guide(migrated_url: str, kafka_bootstrap: str) -> None:
-    operations = guide_operations()
+async def test_payments_guide(guide_world: World) -> None:
+    operations = guide_operations(PAYMENTS_GUIDE)
     ran: set[str] = set()
-    async with payments_world(migrated_url, kafka_bootstrap) as world:
+    world = guide_world
 
-        async def run(name: str, token: str, **variables: Any) -> dict[str, Any]:
-            query, shown = operations[name]
-            answer = await world.gql(token, query, variables)
-            assert like(shown, answer) if shown else "errors" not in answer, (name, answer)
-            ran.add(name)
-            return dict(answer["data"] or {})
+    async def run(name: str, token: str, **variables: Any) -> dict[str, Any]:
+        query, shown = operations[name]
+        answer = await world.gql(token, query, variables)
+        assert like(shown, answer) if shown else "errors" not in answer, (name, answer)
+        ran.add(name)
+        return dict(answer["data"] or {})
 
-        # A supervisor enrolls a phone; the phone signs in with its own key.
-        phone = ECKey.generate_key("P-256", parameters={"kid": "phone-1", "alg": "ES256"})
-        enrolled = await run(
-            "EnrollTerminal",
-            world.supervisor,
-            input={
-                "districtCode": "11110",
-                "department": "세무과",
-                "official": "김공무",
-                "dailyLimit": 3_000_000,
-                "jwks": {"keys": [phone.as_dict(private=False)]},
-            },
-        )
-        terminal = await world.sign_in(enrolled["enrollTerminal"]["id"], phone)
+    # A supervisor enrolls a phone; the phone signs in with its own key.
+    phone = ECKey.generate_key("P-256", parameters={"kid": "phone-1", "alg": "ES256"})
+    enrolled = await run(
+        "EnrollTerminal",
+        world.supervisor,
+        input={
+            "districtCode": "11110",
+            "department": "세무과",
+            "official": "김공무",
+            "dailyLimit": 3_000_000,
+            "jwks": {"keys": [phone.as_dict(private=False)]},
+        },
+    )
+    terminal = await world.sign_in(enrolled["enrollTerminal"]["id"], phone)
 
-        [epay_no] = await world.bills(district_code="11110", payer_name="홍길동")
-        [elsewhere] = await world.bills(district_code="11680")
-        await run("TaxBill", terminal, epayNo=epay_no)
-        collected = (
-            await run("CollectBill", terminal, epayNo=epay_no, idempotencyKey=str(uuid.uuid4()))
-        )["collectBill"]
-        await run("CollectElsewhere", terminal, epayNo=elsewhere, idempotencyKey=str(uuid.uuid4()))
-        order_id = collected["orderId"]
-        following = await _follow(world, terminal, operations["PaymentStatus"][0], order_id)
-        payment_key = await world.card_present(order_id, collected["amount"])  # the SDK
-        confirmed = await run(
-            "ConfirmPayment",
-            terminal,
-            orderId=order_id,
-            paymentKey=payment_key,
-            amount=collected["amount"],
-            idempotencyKey=str(uuid.uuid4()),
-        )
-        statuses = await following
-        assert statuses[0] == "REQUESTED" and statuses[-1] == "CONFIRMED", statuses
-        ran.add("PaymentStatus")
-        receipt = confirmed["confirmPayment"]["receipt"]
-        async with httpx.AsyncClient(base_url=world.url) as http:
-            page = await http.get(
-                receipt["printPath"], headers={"Authorization": f"Bearer {terminal}"}
-            )
-        assert page.status_code == 200 and receipt["number"] in page.text
-        await run("Payment", terminal, orderId=order_id)
+    [epay_no] = await world.bills(district_code="11110", payer_name="홍길동")
+    [elsewhere] = await world.bills(district_code="11680")
+    await run("TaxBill", terminal, epayNo=epay_no)
+    collected = (
+        await run("CollectBill", terminal, epayNo=epay_no, idempotencyKey=str(uuid.uuid4()))
+    )["collectBill"]
+    await run("CollectElsewhere", terminal, epayNo=elsewhere, idempotencyKey=str(uuid.uuid4()))
+    order_id = collected["orderId"]
+    following = await _follow(world, terminal, operations["PaymentStatus"][0], order_id)
+    payment_key = await world.card_present(order_id, collected["amount"])  # the SDK
+    confirmed = await run(
+        "ConfirmPayment",
+        terminal,
+        orderId=order_id,
+        paymentKey=payment_key,
+        amount=collected["amount"],
+        idempotencyKey=str(uuid.uuid4()),
+    )
+    statuses = await following
+    assert statuses[0] == "REQUESTED" and statuses[-1] == "CONFIRMED", statuses
+    ran.add("PaymentStatus")
+    receipt = confirmed["confirmPayment"]["receipt"]
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        page = await http.get(receipt["printPath"], headers={"Authorization": f"Bearer {terminal}"})
+    assert page.status_code == 200 and receipt["number"] in page.text
+    await run("Payment", terminal, orderId=order_id)
 
-        # A supervisor refunds part; finance staff read the ledger and reconcile the day
-        # against a settlement file that shows another amount for the payment.
-        await run(
-            "RefundPayment",
-            world.supervisor,
-            paymentId=collected["id"],
-            idempotencyKey=str(uuid.uuid4()),
-        )
-        finance = await world.clients.token("payments:finance")
-        await run("LedgerBalances", finance)
-        await world.gateway_config(settlementAlterAmounts={order_id: 39_000})
-        day = datetime.fromisoformat(receipt["paidAt"]).astimezone(KST).date()
-        await run("Reconcile", finance, day=day.isoformat())
+    # A supervisor refunds part; finance staff read the ledger and reconcile the day
+    # against a settlement file that shows another amount for the payment.
+    await run(
+        "RefundPayment",
+        world.supervisor,
+        paymentId=collected["id"],
+        idempotencyKey=str(uuid.uuid4()),
+    )
+    finance = await world.clients.token("payments:finance")
+    await run("LedgerBalances", finance)
+    await world.gateway_config(settlementAlterAmounts={order_id: 39_000})
+    day = datetime.fromisoformat(receipt["paidAt"]).astimezone(KST).date()
+    await run("Reconcile", finance, day=day.isoformat())
 
-        # A citizen pays a bill of any district from a private app, with the same operations.
-        citizen = await _citizen_token(world)
-        [own] = await world.bills(district_code="26110", payer_name="홍길동")
-        opened = await run("CollectBill", citizen, epayNo=own, idempotencyKey=str(uuid.uuid4()))
-        online = opened["collectBill"]
-        await run(
-            "ConfirmPayment",
-            citizen,
-            orderId=online["orderId"],
-            paymentKey=await world.card_present(online["orderId"], online["amount"]),
-            amount=online["amount"],
-            idempotencyKey=str(uuid.uuid4()),
-        )
-        mine = await world.gql(citizen, operations["Payment"][0], {"orderId": online["orderId"]})
-        assert mine["data"]["payment"]["channel"] == "online"
+    # A citizen pays a bill of any district from a private app, with the same operations.
+    citizen = await _citizen_token(world)
+    [own] = await world.bills(district_code="26110", payer_name="홍길동")
+    opened = await run("CollectBill", citizen, epayNo=own, idempotencyKey=str(uuid.uuid4()))
+    online = opened["collectBill"]
+    await run(
+        "ConfirmPayment",
+        citizen,
+        orderId=online["orderId"],
+        paymentKey=await world.card_present(online["orderId"], online["amount"]),
+        amount=online["amount"],
+        idempotencyKey=str(uuid.uuid4()),
+    )
+    mine = await world.gql(citizen, operations["Payment"][0], {"orderId": online["orderId"]})
+    assert mine["data"]["payment"]["channel"] == "online"
     assert ran == set(operations)
 
 
@@ -309,7 +330,256 @@ async def _citizen_token(world: World) -> str:
 def test_payments_guide_explains_every_error_code_and_scope() -> None:
     text = PAYMENTS_GUIDE.read_text()
     for error in vars(payment_errors).values():
-        if isinstance(error, type) and error.__module__ == payment_errors.__name__:
+        if (
+            isinstance(error, type)
+            and issubclass(error, IeumError)
+            and error.__module__ == payment_errors.__name__
+        ):
             assert f"| `{error.code}` |" in text, error.code
     for scope in payment_scopes.ALL:
+        assert f"| `{scope.name}` |" in text, scope.name
+
+
+# The waste guide: a business's app, city staff, a collector company's phone and anyone
+# reading open data, through the gateway's sandbox, the RFID system's and the commands.
+
+WASTE_VARYING = frozenset({
+    "id", "siteId", "pickupId", "scanId", "orderId", "collectorId", "day", "pickupDay",
+    "paidAt", "collectedAt", "start", "number", "printPath",
+})  # fmt: skip
+DEPOT = {"lat": 37.5600, "lng": 126.9980}  # where the collector's truck starts
+
+
+async def test_waste_guide(guide_world: World, tmp_path: Path) -> None:
+    operations = guide_operations(WASTE_GUIDE)
+    ran: set[str] = set()
+    world = guide_world
+
+    async def run(name: str, token: str | None, **variables: Any) -> dict[str, Any]:
+        query, shown = operations[name]
+        answer = await world.gql(token, query, variables)
+        ok = like(shown, answer, varying=WASTE_VARYING) if shown else "errors" not in answer
+        assert ok, (name, answer)
+        ran.add(name)
+        return dict(answer["data"] or {})
+
+    # A restaurant owner signs in to the business app and registers the business.
+    business = await _business_token(world)
+    generator = await run(
+        "RegisterWasteGenerator",
+        business,
+        input={
+            "businessNo": "220-88-13577",
+            "name": "이음식당",
+            "representative": "김이음",
+            "phone": "02-1234-5678",
+        },
+    )
+    site = await run(
+        "AddWasteSite",
+        business,
+        input={
+            "generatorId": generator["registerWasteGenerator"]["id"],
+            "name": "명동점",
+            "address": "서울특별시 중구 명동길 14",
+            "lat": 37.5636,
+            "lng": 126.9834,
+            "districtCode": "11140",
+        },
+        idempotencyKey=str(uuid.uuid4()),
+    )
+    site_id = site["addWasteSite"]["id"]
+    bin_id = (await run("AddWasteBin", business, siteId=site_id, idempotencyKey=str(uuid.uuid4())))[
+        "addWasteBin"
+    ]["id"]
+
+    # City staff set 중구's tariff, allow a collector company and tag the bin.
+    city = await world.clients.token("waste:city")
+    tariff = {
+        "districtCode": "11140",
+        "basis": "LITRE",
+        "unitPrice": 60,
+        "effectiveFrom": "2025-01-01",
+    }
+    await run("SetWasteTariff", city, input=tariff)
+    company = await world.clients.client(name="깨끗한중구환경", scope_names="waste:collect")
+    await run("RegisterCollector", city, clientId=company.client_id)
+    uid = "04A2C4E6F81234"
+    await _ieum_waste(
+        world,
+        *("tags-issue", "--site", site_id, "--out", str(tmp_path), "--nfc"),
+        *("--uid", f"{bin_id}={uid}"),
+    )
+    with (tmp_path / "labels.csv").open(encoding="utf-8") as file:
+        [label] = list(csv.DictReader(file))
+    nfc = json.loads((tmp_path / "nfc.json").read_text())
+    [tag] = nfc["tags"]
+    assert (label["bin_id"], tag["bin_id"], tag["uid"]) == (bin_id, bin_id, uid)
+
+    # The business asks what a pickup costs, requests one today and pays by card.
+    today = pickups.korea_today()
+    await run("WasteQuote", business, binId=bin_id, day=today.isoformat())
+    pickup, order_id = await _paid_pickup(world, run, business, bin_id, today)
+    await run("PickupReceipt", business, orderId=order_id)
+
+    # The collector's phone signs in, gets the day's route and taps the bin's NFC tag,
+    # while city staff follow the district's collections live.
+    collector = await _client_token(world, company.client_id, company.client_secret)
+    route = await run("WasteRoute", collector, start=DEPOT)
+    assert route["wasteRoute"]["stops"][0]["pickups"][0]["id"] == pickup
+    following = await _first_collection(world, city, operations["WasteCollections"][0])
+    picc_data, cmac = sun.tap(
+        bytes.fromhex(tag["keys"][1]), bytes.fromhex(tag["keys"][2]), bytes.fromhex(uid), 1
+    )
+    tap = nfc["sdm"]["url"].split("?")[0] + f"?picc_data={picc_data}&cmac={cmac}"
+    scan = {
+        "scanId": str(uuid.uuid4()),
+        "tag": tap,
+        "scannedAt": datetime.now(KST).isoformat(timespec="seconds"),
+        "lat": 37.5637,
+        "lng": 126.9836,
+        "weightKg": 31.5,
+    }
+    scanned = (await run("ScanBin", collector, input=scan))["scanBin"]
+    assert scanned["pickup"]["id"] == pickup
+    collection = await following
+    assert like(operations["WasteCollections"][1], collection, varying=WASTE_VARYING)
+    assert collection["data"]["wasteCollections"]["scanId"] == scan["scanId"]
+    ran.add("WasteCollections")
+
+    # A label altered by one character is refused; an offline upload sends the tap
+    # again (counted once) with the altered label (refused in its place).
+    text = label["qr_text"]
+    at = len(text) - 20  # a character of the signature
+    altered = text[:at] + ("A" if text[at] != "A" else "B") + text[at + 1 :]
+    forged = scan | {"scanId": str(uuid.uuid4()), "tag": altered}
+    await run("ScanAltered", collector, input=forged)
+    await run("UploadScans", collector, scans=[scan, forged])
+
+    # City staff read the day's figures; anyone reads a district's days, imported RFID
+    # volumes included.
+    await run("WasteVolumes", city, **{"from": today.isoformat(), "to": today.isoformat()})
+    await _ieum_waste(world, "rfid-import", "--sandbox", "--month", "2024-02")
+    await run("DistrictWasteVolumes", None, **{"from": "2024-02-01", "to": "2024-02-02"})
+    days = await world.gql(
+        None,
+        operations["DistrictWasteVolumes"][0],
+        {"from": today.isoformat(), "to": today.isoformat()},
+    )
+    [day] = days["data"]["district"]["wasteVolumes"]
+    assert (day["collections"], day["litres"], day["kilograms"]) == (1, 120, 31.5)
+
+    # The business pays tomorrow's pickup, then cancels it: the fee is refunded.
+    tomorrow, _ = await _paid_pickup(world, run, business, bin_id, today + timedelta(days=1))
+    await run("CancelPickup", business, pickupId=tomorrow)
+    assert ran == set(operations)
+
+
+async def _business_token(world: World) -> str:
+    """A restaurant owner's token for the business app (code flow, the owner's consent)."""
+    scope = "waste:business payments:pay"
+    app = await world.clients.client(name="사장님 앱", scope_names=scope, redirect_uris=[REDIRECT])
+    code, verifier = await code_for(world.clients, app.client_id, scope=scope)
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        response = await http.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT,
+                "code_verifier": verifier,
+            },
+            auth=(app.client_id, app.client_secret or ""),
+        )
+    return str(response.json()["access_token"])
+
+
+async def _client_token(world: World, client_id: str, secret: str | None) -> str:
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        response = await http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, secret or ""),
+        )
+    return str(response.json()["access_token"])
+
+
+async def _paid_pickup(
+    world: World, run: Callable[..., Awaitable[dict[str, Any]]], token: str, bin_id: str, day: date
+) -> tuple[str, str]:
+    """requestPickup, the card read by the gateway's SDK, confirmPickupPayment: the
+    pickup's id and its payment's order id."""
+    requested = (
+        await run(
+            "RequestPickup",
+            token,
+            binId=bin_id,
+            day=day.isoformat(),
+            idempotencyKey=str(uuid.uuid4()),
+        )
+    )["requestPickup"]
+    payment = requested["payment"]
+    await run(
+        "ConfirmPickupPayment",
+        token,
+        pickupId=requested["id"],
+        paymentKey=await world.card_present(payment["orderId"], payment["amount"]),
+        amount=payment["amount"],
+        idempotencyKey=str(uuid.uuid4()),
+    )
+    return str(requested["id"]), str(payment["orderId"])
+
+
+async def _ieum_waste(world: World, name: str, *argv: str) -> None:
+    """`ieum waste NAME ARGV…` as an operator runs it beside the hub (in a thread: it runs
+    its own event loop)."""
+    (command,) = [c for c in waste_domain.commands if c.name == name]
+    parser = argparse.ArgumentParser()
+    command.arguments(parser)
+    args = parser.parse_args(argv)
+    assert await asyncio.to_thread(command.run, world.settings, world.servers, args) == 0
+
+
+async def _first_collection(
+    world: World, token: str, subscription: str
+) -> asyncio.Task[dict[str, Any]]:
+    """The first value `subscription` delivers for 중구 over WebSocket; subscribed before
+    this returns."""
+    url = world.url.replace("http://", "ws://") + "/graphql"
+    ws = await websockets.connect(
+        url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+    )
+    init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+    await ws.send(json.dumps(init))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    payload = {"query": subscription, "variables": {"districtCode": "11140"}}
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+    await asyncio.sleep(0.5)  # the subscription starts listening
+
+    async def first() -> dict[str, Any]:
+        async with ws:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert message["type"] == "next", message
+        return dict(message["payload"])
+
+    return asyncio.create_task(first())
+
+
+def test_waste_guide_checks_every_response_it_shows() -> None:
+    """A response shown after prose rather than right after its operation goes unchecked."""
+    text = WASTE_GUIDE.read_text()
+    shown = [response for _, response in guide_operations(WASTE_GUIDE).values() if response]
+    assert len(shown) == len(re.findall(r'```json\n\{\s*"data"', text))
+
+
+def test_waste_guide_explains_every_error_code_and_scope() -> None:
+    text = WASTE_GUIDE.read_text()
+    for error in vars(waste_errors).values():
+        if (
+            isinstance(error, type)
+            and issubclass(error, IeumError)
+            and error.__module__ == waste_errors.__name__
+        ):
+            assert f"| `{error.code}` |" in text, error.code
+    for scope in waste_scopes.ALL:
         assert f"| `{scope.name}` |" in text, scope.name
