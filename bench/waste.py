@@ -32,8 +32,10 @@ Baselines in the same run:
   transaction) called in this process, 20 at once, over a second paid pickup of every bin:
   the scan path without HTTP and GraphQL, in one process.
 
---profile FILE runs a single hub process under cProfile and writes its stats to FILE
-(figures are then lower: the profiler slows the hub down); the top entries are printed.
+--profile FILE runs a single hub process with cProfile on while the measured scans run and
+writes its stats to FILE (figures are then lower: the profiler slows the hub down); the
+top entries are printed. Its times are wall times: a `send` that wakes PostgreSQL or the
+client on a busy machine is charged with however long the sender then waits for a core.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import contextlib
 import cProfile
 import http.client
 import multiprocessing
+import os
 import pstats
 import random
 import secrets
@@ -59,6 +62,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -71,7 +75,7 @@ from harness import Connections, servers
 from auth import clients
 from hub import processes
 from hub.bootstrap import prepare_database
-from hub.core import gc_tuning
+from hub.core import db, gc_tuning
 from hub.core.servers import Servers
 from hub.core.settings import Settings
 from hub.domains import installed
@@ -96,6 +100,7 @@ FOLLOW = """subscription($d: String!) { wasteCollections(districtCode: $d) {
   scanId pickupId binId districtCode collectorId collectedAt weightKg volumeLitres flagged } }"""
 ANSWER_SECONDS = 30  # a hung request fails the run instead of stalling it
 DELIVERY_WAIT_SECONDS = 10  # after the last scan, for the feed to catch up
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -191,7 +196,7 @@ async def run(args: argparse.Namespace) -> None:
     with servers(settings) as (server_url, bootstrap):
         async with fresh_database(server_url) as url:
             await prepare_database(url, settings)
-            pool = await asyncpg.create_pool(url, min_size=2, max_size=args.collectors)
+            pool = await db.create_pool(url, settings)  # as the hub's: its plans, its reset
             try:
                 began = time.perf_counter()
                 warm = args.warmup * args.collectors
@@ -208,8 +213,10 @@ async def run(args: argparse.Namespace) -> None:
                     f"seeded {len(bins)} bins ({len(bins) - nfc} QR, {nfc} NFC) with a paid"
                     f" pickup each in {time.perf_counter() - began:.1f} s"
                 )
-                with hub(settings, Servers(url, bootstrap), args.profile) as base:
-                    await through_the_hub(args, base, city, crews, bins[:warm], bins[warm:])
+                with hub(settings, Servers(url, bootstrap), args.profile) as (base, pids):
+                    await through_the_hub(
+                        args, pool, base, pids, city, crews, bins[:warm], bins[warm:]
+                    )
                 print_profile(args.profile)
                 await verification_alone(pool, secret, bins, args.collectors)
                 await resolver_alone(pool, settings, bins[warm:], crews, args.collectors)
@@ -219,7 +226,9 @@ async def run(args: argparse.Namespace) -> None:
 
 async def through_the_hub(
     args: argparse.Namespace,
+    pool: asyncpg.Pool,
     base: str,
+    hub_pids: list[int],
     city: clients.NewClient,
     crews: Sequence[clients.NewClient],
     warmup: Sequence[Bin],
@@ -244,6 +253,7 @@ async def through_the_hub(
             phones.append(Phone(crew.client_id, Connections(base, headers)))
     n = len(phones)
     with following(base, city_token) as feed:
+        pids = {"hub": hub_pids, "load client": [os.getpid()], "feed": [feed.pid]}
         # Warm-up: every connection open, every process's caches filled, the feed live.
         firsts = [list(warmup[i::n]) for i in range(n)]
         await asyncio.gather(
@@ -260,14 +270,20 @@ async def through_the_hub(
             phone.refused.clear()
 
         shares = [list(measured[i::n]) for i in range(n)]
+        before = await cpu(pool, pids)
         floor = await floor_rate(phones, [len(s) for s in shares])
+        floor_cpu = cpu_used(before, await cpu(pool, pids))
         # The tags are read (NFC taps made) before the clock starts: the tag's work, not the hub's.
         tags = [[b.tag(1) for b in share] for share in shares]
+        before = await cpu(pool, pids)
+        profiling(args.profile, hub_pids, signal.SIGUSR1)
         started = time.monotonic()
         await asyncio.gather(
             *(scan_all(p, share, t) for p, share, t in zip(phones, shares, tags, strict=True))
         )
         elapsed = time.monotonic() - started
+        profiling(args.profile, hub_pids, signal.SIGUSR2)
+        scan_cpu = cpu_used(before, await cpu(pool, pids))
         samples = [s for p in phones for s in p.samples]
         heard, feed_errors = feed.wait_for([s.scan_id for s in samples], DELIVERY_WAIT_SECONDS)
     for phone in phones:
@@ -298,8 +314,10 @@ async def through_the_hub(
             f"  scan latency, {kind.upper()}",
             [s.answered - s.sent for s in samples if s.kind == kind],
         )
+    print_cpu("scan", scan_cpu, len(samples))
     print(f"baseline {FLOOR}: {floor[0]:.0f} requests/s, same connections and tokens")
     quantiles(f"  {FLOOR} latency", floor[1])
+    print_cpu("request", floor_cpu, len(floor[1]))
     print(f"  ratio scans/s / {FLOOR} requests/s: {rate / floor[0]:.3f}")
     print()
     delivered = [heard[s.scan_id] - s.sent for s in samples if s.scan_id in heard]
@@ -399,14 +417,17 @@ async def resolver_alone(
             weight_kg=Decimal("31.5"),
         )
         work.append(scans.scan(pool, verifier, companies[n % len(companies)], new, max_distance))
+    before = await cpu(pool, {"this process": [os.getpid()]})
     started = time.perf_counter()
     done = await in_parallel(concurrency, work)
     elapsed = time.perf_counter() - started
+    used = cpu_used(before, await cpu(pool, {"this process": [os.getpid()]}))
     collected = sum(not d.duplicate and d.pickup.status == "collected" for d in done)
     print(
         f"  {'scans.scan() (resolver + SQL)':34} {len(done) / elapsed:9.0f} scans/s"
         f" ({concurrency} at once, {collected} of {len(done)} collected, one process)"
     )
+    print_cpu("scan", used, len(done), indent="    ")
 
 
 async def in_parallel(concurrency: int, work: Sequence[Any]) -> list[Any]:
@@ -505,7 +526,7 @@ async def add_pickups(pool: asyncpg.Pool, bin_ids: Sequence[uuid.UUID]) -> None:
 
 
 @contextmanager
-def hub(settings: Settings, found: Servers, profile: str | None) -> Iterator[str]:
+def hub(settings: Settings, found: Servers, profile: str | None) -> Iterator[tuple[str, list[int]]]:
     """The hub as `ieum serve` runs it with IEUM_WORKERS, in processes of its own; with
     `profile`, one process under cProfile."""
     sockets = processes.listening_sockets("127.0.0.1", 0, settings.workers)
@@ -531,13 +552,13 @@ def hub(settings: Settings, found: Servers, profile: str | None) -> Iterator[str
                 raise RuntimeError("the hub did not start")
             time.sleep(0.2)
         time.sleep(2)  # every process is up, not just the first to answer
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", [p.pid for p in started if p.pid is not None]
     finally:
         processes.stop(started, 30)
 
 
 def _profiled(settings: Settings, found: Servers, sock: socket.socket, path: str) -> None:
-    """One hub process as processes.start runs each, under cProfile until SIGTERM."""
+    """One hub process as processes.start runs each, profiled from SIGUSR1 to SIGUSR2."""
     server = processes.Server(processes.server_config(settings, found, None))
     profiler = cProfile.Profile()
 
@@ -548,14 +569,18 @@ def _profiled(settings: Settings, found: Servers, sock: socket.socket, path: str
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         gc_tuning.settle_after_startup()
-        profiler.enable()
-        try:
-            await serving
-        finally:
-            profiler.disable()
+        loop.add_signal_handler(signal.SIGUSR1, profiler.enable)
+        loop.add_signal_handler(signal.SIGUSR2, profiler.disable)
+        await serving
 
     asyncio.run(serve())
     profiler.dump_stats(path)
+
+
+def profiling(path: str | None, pids: list[int], start_or_stop: signal.Signals) -> None:
+    if path:
+        for pid in pids:
+            os.kill(pid, start_or_stop)
 
 
 def print_profile(path: str | None) -> None:
@@ -585,8 +610,9 @@ async def token(http: httpx.AsyncClient, client: clients.NewClient) -> str:
 class Feed:
     """The following process, asked for the receive times of scans by id."""
 
-    def __init__(self, pipe: Connection) -> None:
+    def __init__(self, pipe: Connection, pid: int) -> None:
         self.pipe = pipe
+        self.pid = pid
 
     def wait_for(self, scan_ids: list[str], seconds: float) -> tuple[dict[str, float], list[str]]:
         """Receive times of `scan_ids` (those heard within `seconds`), and any feed error."""
@@ -607,7 +633,8 @@ def following(base: str, city_token: str) -> Iterator[Feed]:
         ready = parent.recv()
         if ready != "ready":
             raise RuntimeError(f"the feed did not start: {ready}")
-        yield Feed(parent)
+        assert process.pid is not None
+        yield Feed(parent, process.pid)
     finally:
         parent.send(None)
         process.join(10)
@@ -664,6 +691,79 @@ async def _listen(ws_url: str, city_token: str, pipe: Connection) -> None:
 
 
 # Figures
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    """CPU seconds so far of each process by group, and the machine's busy and total
+    seconds (all cores), from /proc: Linux, with PostgreSQL on this machine (else those
+    figures are left out)."""
+
+    groups: dict[str, dict[int, float]]
+    busy: float
+    total: float
+
+
+async def cpu(pool: asyncpg.Pool, pids: dict[str, list[int]]) -> CpuReading:
+    """A reading of `pids` and of this database's PostgreSQL backends."""
+    rows = await pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    groups = {**pids, "PostgreSQL": [row["pid"] for row in rows]}
+    found = {
+        name: {pid: seconds for pid in group if (seconds := _cpu_seconds(pid)) is not None}
+        for name, group in groups.items()
+    }
+    return CpuReading(found, *_machine_seconds())
+
+
+def _machine_seconds() -> tuple[float, float]:
+    """Busy and total CPU seconds of the machine, all cores."""
+    try:
+        ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    except OSError:
+        return 0.0, 0.0
+    idle = ticks[3] + ticks[4]  # idle, iowait (guest time is already in user)
+    return (sum(ticks) - idle) / CLOCK_TICKS, sum(ticks) / CLOCK_TICKS
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command's name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+@dataclass(frozen=True)
+class CpuUsed:
+    groups: dict[str, float]  # CPU seconds of each group in the window
+    machine: float  # the whole machine's busy share of its cores meanwhile, 0..1 (0: unknown)
+
+
+def cpu_used(before: CpuReading, after: CpuReading) -> CpuUsed:
+    """What each group spent between the readings (a backend opened between them: all of
+    its own)."""
+    groups = {
+        name: sum(
+            seconds - before.groups.get(name, {}).get(pid, 0.0) for pid, seconds in now.items()
+        )
+        for name, now in after.groups.items()
+        if now
+    }
+    total = after.total - before.total
+    return CpuUsed(groups, (after.busy - before.busy) / total if total > 0 else 0.0)
+
+
+def print_cpu(what: str, used: CpuUsed, count: int, indent: str = "  ") -> None:
+    """CPU per `what` in each group, and how busy the machine was meanwhile."""
+    if not count:
+        return
+    ours = sum(used.groups.values())
+    parts = " + ".join(f"{name} {sec / count * 1000:.2f}" for name, sec in used.groups.items())
+    line = f"{indent}CPU per {what}: {parts} = {ours / count * 1000:.2f} ms"
+    if used.machine:
+        line += f"; the machine {used.machine:.0%} busy ({os.cpu_count()} cores)"
+    print(line)
 
 
 def quantiles(name: str, values: list[float], target: str = "") -> None:
