@@ -1,8 +1,8 @@
 """Collection scans through GraphQL with tag verification, and the live feed's delivery while
-scanning, against the hub's floor and the verification alone, in one run.
+scanning, against the hub's floor, the verification alone and the resolver alone, in one run.
 
-    .venv/bin/python bench/waste.py [--scans 6000] [--collectors 20] [--qr-share 0.5]
-        [--workers 2] [--pool 20] [--warmup 5] [--profile FILE]
+    .venv/bin/python bench/waste.py [--scans 4000] [--collectors 20] [--qr-share 0.5]
+        [--workers 2] [--pool 20] [--warmup 5] [--upload-batch 50] [--profile FILE]
 
 Starts embedded PostgreSQL and broker (or uses IEUM_DATABASE_URL / IEUM_KAFKA_BOOTSTRAP)
 with a fresh database, dropped at the end, and seeds it straight in SQL: one district's
@@ -20,7 +20,10 @@ and read counter, and the CMAC of its own diversified key). City staff follow
 receive times are not delayed by the collectors' loop; a scan's delivery latency is its
 receive time minus the time its scanBin was sent (one monotonic clock for both processes),
 matched by scan id. The load client is the lean one of bench/harness.py: it shares the
-hub's cores.
+hub's two cores, and so does PostgreSQL; the CPU each of them spent per scan is printed
+(from /proc), with how busy the whole machine was meanwhile. Then the phones scan every bin
+again, over a second pickup of the day, as offline phones do: uploadScans of
+--upload-batch scans a request.
 
 Baselines in the same run:
 - `{ __typename }`, as many requests from the same 20 connections with the same tokens:
@@ -29,10 +32,10 @@ Baselines in the same run:
   uses (QR: an Ed25519 check against keys in memory; NFC: AES and two CMACs, then the one
   UPDATE that moves the tag's read counter forward) and the NFC cryptography without it;
 - the scan resolver (`resolvers.waste.scans.scan`: verification and the scan's
-  transaction) called in this process, 20 at once, over a second paid pickup of every bin:
-  the scan path without HTTP and GraphQL, in one process.
+  transaction) called in this process, 20 at once, over a third paid pickup of every bin,
+  on a pool set up as the hub's: the scan path without HTTP and GraphQL, in one process.
 
---profile FILE runs a single hub process with cProfile on while the measured scans run and
+--profile FILE runs a single hub process with cProfile on while the scanBin load runs and
 writes its stats to FILE (figures are then lower: the profiler slows the hub down); the
 top entries are printed. Its times are wall times: a `send` that wakes PostgreSQL or the
 client on a busy machine is charged with however long the sender then waits for a core.
@@ -55,6 +58,7 @@ import socket
 import statistics
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -95,6 +99,10 @@ LITRES = 120
 UNIT_PRICE = 10  # won per litre: a litre tariff, so no settlement after weighing
 SCAN = """mutation($i: ScanInput!) { scanBin(input: $i) {
   scanId distanceM flagged duplicate pickup { id status collectedAt } } }"""
+UPLOAD = """mutation($s: [ScanInput!]!) { uploadScans(scans: $s) {
+  scanId collected code result { duplicate } } }"""
+REGISTER = """mutation($c: String!, $d: [String!]!) {
+  registerCollector(clientId: $c, name: "벤치환경", districts: $d) { id } }"""
 FLOOR = "{ __typename }"
 FOLLOW = """subscription($d: String!) { wasteCollections(districtCode: $d) {
   scanId pickupId binId districtCode collectorId collectedAt weightKg volumeLitres flagged } }"""
@@ -111,6 +119,10 @@ class Bin:
     label: str  # the QR label's text (every bin has one)
     nfc: issue.NfcTag | None  # and an NFC tag, for the NFC share, which is scanned instead
 
+    @property
+    def kind(self) -> str:
+        return "qr" if self.nfc is None else "nfc"
+
     def tag(self, counter: int) -> str:
         """What the phone reads: the label, or the tag's SUN URL on its `counter`th read."""
         if self.nfc is None:
@@ -124,7 +136,7 @@ class Bin:
 class Sample:
     scan_id: str
     kind: str
-    sent: float
+    sent: float  # when its request was sent (an upload's: the batch's)
     answered: float
 
 
@@ -132,35 +144,48 @@ class Sample:
 class Phone:
     """A collector company's phone: its keep-alive connection to the hub and its scans."""
 
-    collector_id: str
     connection: Connections
     samples: list[Sample] = field(default_factory=list)
-    refused: dict[str, int] = field(default_factory=dict)
+    refused: Counter[str] = field(default_factory=Counter)
+
+    async def scan_all(self, share: Sequence[Bin], tags: Sequence[str], batch: int) -> None:
+        """Scan `share`, one scanBin after another, or in uploads of `batch` (batch > 0)."""
+        if not batch:
+            for bin_, tag in zip(share, tags, strict=True):
+                await self.scan(bin_, tag)
+            return
+        for first in range(0, len(share), batch):
+            await self.upload(share[first : first + batch], tags[first : first + batch])
 
     async def scan(self, bin_: Bin, tag: str) -> None:
-        scan_id = str(uuid.uuid4())
-        scan = {
-            "scanId": scan_id,
-            "tag": tag,
-            "scannedAt": datetime.now(KST).isoformat(),
-            "lat": bin_.lat,
-            "lng": bin_.lng + 0.0002,  # about 18 m east of the site
-            "weightKg": 31.5,
-        }
+        scan = _scan_input(bin_, tag)
         body = orjson.dumps({"query": SCAN, "variables": {"i": scan}})
         sent = time.monotonic()
         answer = await self.post(body)
         answered = time.monotonic()
         if answer.get("errors"):
-            code = str(answer["errors"][0].get("extensions", {}).get("code", "UNKNOWN"))
-            self.refused[code] = self.refused.get(code, 0) + 1
+            self.refused[str(answer["errors"][0].get("extensions", {}).get("code"))] += 1
             return
         found = answer["data"]["scanBin"]
         if found["duplicate"] or found["flagged"] or found["pickup"]["status"] != "COLLECTED":
-            self.refused["UNEXPECTED_ANSWER"] = self.refused.get("UNEXPECTED_ANSWER", 0) + 1
+            self.refused["UNEXPECTED_ANSWER"] += 1
             return
-        kind = "qr" if bin_.nfc is None else "nfc"
-        self.samples.append(Sample(scan_id, kind, sent, answered))
+        self.samples.append(Sample(scan["scanId"], bin_.kind, sent, answered))
+
+    async def upload(self, bins: Sequence[Bin], tags: Sequence[str]) -> None:
+        scans_ = [_scan_input(b, t) for b, t in zip(bins, tags, strict=True)]
+        body = orjson.dumps({"query": UPLOAD, "variables": {"s": scans_}})
+        sent = time.monotonic()
+        answer = await self.post(body)
+        answered = time.monotonic()
+        if answer.get("errors"):
+            self.refused[str(answer["errors"][0].get("extensions", {}).get("code"))] += len(bins)
+            return
+        for bin_, outcome in zip(bins, answer["data"]["uploadScans"], strict=True):
+            if not outcome["collected"] or outcome["result"]["duplicate"]:
+                self.refused[outcome["code"] or "UNEXPECTED_ANSWER"] += 1
+                continue
+            self.samples.append(Sample(outcome["scanId"], bin_.kind, sent, answered))
 
     async def floor(self) -> float:
         started = time.perf_counter()
@@ -176,6 +201,28 @@ class Phone:
             raise RuntimeError(f"the hub answered {status}: {answer!r}")
         found: dict[str, Any] = orjson.loads(answer)
         return found
+
+
+def _scan_input(bin_: Bin, tag: str) -> dict[str, Any]:
+    """A scan as the phone sends it: its own id, made and timed as it scans."""
+    return {
+        "scanId": str(uuid.uuid4()),
+        "tag": tag,
+        "scannedAt": datetime.now(KST).isoformat(),
+        "lat": bin_.lat,
+        "lng": bin_.lng + 0.0002,  # about 18 m east of the site
+        "weightKg": 31.5,
+    }
+
+
+@dataclass(frozen=True)
+class Load:
+    """What one measured load did."""
+
+    elapsed: float
+    samples: list[Sample]
+    refused: Counter[str]
+    cpu: CpuUsed
 
 
 # The run
@@ -234,6 +281,81 @@ async def through_the_hub(
     warmup: Sequence[Bin],
     measured: Sequence[Bin],
 ) -> None:
+    city_token, phones = await sign_in(base, city, crews)
+    n = len(phones)
+    shares = [list(measured[i::n]) for i in range(n)]
+    hub_mode = "1 hub process under cProfile" if args.profile else f"{args.workers} hub processes"
+    print(
+        f"{n} collectors, {hub_mode} (IEUM_WORKERS) with IEUM_DB_POOL_MAX={args.pool} each,"
+        f" {args.warmup} warm-up scans per collector\n"
+    )
+    with following(base, city_token) as feed:
+        pids = {"hub": hub_pids, "load client": [os.getpid()], "feed": [feed.pid]}
+        # Warm-up: every connection open, every process's caches filled, the feed live.
+        firsts = [warmup[i::n] for i in range(n)]
+        await asyncio.gather(
+            *(p.scan_all(f, [b.tag(1) for b in f], 0) for p, f in zip(phones, firsts, strict=True))
+        )
+        for _ in range(args.warmup):
+            await asyncio.gather(*(p.floor() for p in phones))
+        warm_ids = [s.scan_id for p in phones for s in p.samples]
+        heard, _ = feed.wait_for(warm_ids, DELIVERY_WAIT_SECONDS)
+        if len(heard) < len(warm_ids):
+            print(f"warm-up: the feed delivered {len(heard)} of {len(warm_ids)} scans")
+
+        before = await cpu(pool, pids)
+        floor = await floor_rate(phones, [len(s) for s in shares])
+        floor_cpu = cpu_used(before, await cpu(pool, pids))
+
+        profiling(args.profile, hub_pids, signal.SIGUSR1)
+        scanned = await load(pool, pids, phones, shares, counter=1, batch=0)
+        profiling(args.profile, hub_pids, signal.SIGUSR2)
+        heard, feed_errors = feed.wait_for(
+            [s.scan_id for s in scanned.samples], DELIVERY_WAIT_SECONDS
+        )
+        uploaded = None
+        if args.upload_batch:
+            await add_pickups(pool, [b.bin_id for b in measured])  # each bin's second today
+            uploaded = await load(pool, pids, phones, shares, counter=2, batch=args.upload_batch)
+    for phone in phones:
+        await phone.connection.close()
+
+    print_load(
+        "scanBin", scanned, "verified scans/s (target 1000)", "scan latency, all", kinds=True
+    )
+    floor_rate_ = len(floor[1]) / floor[0]
+    print(f"baseline {FLOOR}: {floor_rate_:.0f} requests/s, same connections and tokens")
+    quantiles(f"{FLOOR} latency", floor[1])
+    print_cpu("request", floor_cpu, len(floor[1]))
+    print(f"  ratio scans/s / {FLOOR} requests/s: {rate(scanned) / floor_rate_:.3f}\n")
+
+    delivered = [heard[s.scan_id] - s.sent for s in scanned.samples if s.scan_id in heard]
+    print(
+        f"wasteCollections while scanning: {len(delivered)} of {len(scanned.samples)}"
+        f" collections delivered{f'; the feed ended: {feed_errors}' if feed_errors else ''}"
+    )
+    quantiles("delivery (received - scanBin sent)", delivered, target="p99 target 1000 ms")
+    quantiles(
+        "after the answer (received - answered)",
+        [heard[s.scan_id] - s.answered for s in scanned.samples if s.scan_id in heard],
+    )
+    if uploaded is not None:
+        print()
+        print_load(
+            f"uploadScans, {args.upload_batch} a request",
+            uploaded,
+            "verified scans/s",
+            "request latency",
+        )
+        print(f"  ratio uploadScans / scanBin scans/s: {rate(uploaded) / rate(scanned):.2f}")
+    print()
+
+
+async def sign_in(
+    base: str, city: clients.NewClient, crews: Sequence[clients.NewClient]
+) -> tuple[str, list[Phone]]:
+    """City staff's token, and a phone of each collector company, which the city registers
+    for the district first."""
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:
         city_token = await token(http, city)
         phones = []
@@ -241,115 +363,73 @@ async def through_the_hub(
             registered = await http.post(
                 "/graphql",
                 headers={"Authorization": f"Bearer {city_token}"},
-                json={
-                    "query": """mutation($c: String!, $d: [String!]!) {
-                      registerCollector(clientId: $c, name: "벤치환경", districts: $d) { id } }""",
-                    "variables": {"c": crew.client_id, "d": [DISTRICT]},
-                },
+                json={"query": REGISTER, "variables": {"c": crew.client_id, "d": [DISTRICT]}},
             )
             if registered.json().get("errors"):
                 raise RuntimeError(f"registerCollector: {registered.json()}")
             headers = {"Authorization": f"Bearer {await token(http, crew)}"}
-            phones.append(Phone(crew.client_id, Connections(base, headers)))
-    n = len(phones)
-    with following(base, city_token) as feed:
-        pids = {"hub": hub_pids, "load client": [os.getpid()], "feed": [feed.pid]}
-        # Warm-up: every connection open, every process's caches filled, the feed live.
-        firsts = [list(warmup[i::n]) for i in range(n)]
-        await asyncio.gather(
-            *(scan_all(p, f, [b.tag(1) for b in f]) for p, f in zip(phones, firsts, strict=True))
-        )
-        for _ in range(args.warmup):
-            await asyncio.gather(*(p.floor() for p in phones))
-        warm_ids = [s.scan_id for p in phones for s in p.samples]
-        heard, feed_errors = feed.wait_for(warm_ids, DELIVERY_WAIT_SECONDS)
-        if len(heard) < len(warm_ids):
-            print(f"warm-up: the feed delivered {len(heard)} of {len(warm_ids)} scans")
-        for phone in phones:
-            phone.samples.clear()
-            phone.refused.clear()
+            phones.append(Phone(Connections(base, headers)))
+    return city_token, phones
 
-        shares = [list(measured[i::n]) for i in range(n)]
-        before = await cpu(pool, pids)
-        floor = await floor_rate(phones, [len(s) for s in shares])
-        floor_cpu = cpu_used(before, await cpu(pool, pids))
-        # The tags are read (NFC taps made) before the clock starts: the tag's work, not the hub's.
-        tags = [[b.tag(1) for b in share] for share in shares]
-        before = await cpu(pool, pids)
-        profiling(args.profile, hub_pids, signal.SIGUSR1)
-        started = time.monotonic()
-        await asyncio.gather(
-            *(scan_all(p, share, t) for p, share, t in zip(phones, shares, tags, strict=True))
-        )
-        elapsed = time.monotonic() - started
-        profiling(args.profile, hub_pids, signal.SIGUSR2)
-        scan_cpu = cpu_used(before, await cpu(pool, pids))
-        samples = [s for p in phones for s in p.samples]
-        heard, feed_errors = feed.wait_for([s.scan_id for s in samples], DELIVERY_WAIT_SECONDS)
+
+async def load(
+    pool: asyncpg.Pool,
+    pids: dict[str, list[int]],
+    phones: Sequence[Phone],
+    shares: Sequence[Sequence[Bin]],
+    *,
+    counter: int,
+    batch: int,
+) -> Load:
+    """Every phone scans its share at once (NFC: each tag's `counter`th read)."""
     for phone in phones:
-        await phone.connection.close()
-
-    refused: dict[str, int] = {}
+        phone.samples.clear()
+        phone.refused.clear()
+    # The tags are read (the NFC taps made) before the clock starts: the tags' work.
+    tags = [[b.tag(counter) for b in share] for share in shares]
+    before = await cpu(pool, pids)
+    started = time.monotonic()
+    await asyncio.gather(
+        *(p.scan_all(s, t, batch) for p, s, t in zip(phones, shares, tags, strict=True))
+    )
+    elapsed = time.monotonic() - started
+    used = cpu_used(before, await cpu(pool, pids))
+    refused: Counter[str] = Counter()
     for phone in phones:
-        for code, count in phone.refused.items():
-            refused[code] = refused.get(code, 0) + count
-    hub_mode = (
-        "1 hub process under cProfile"
-        if args.profile
-        else f"{args.workers} hub processes (IEUM_WORKERS)"
-    )
-    print(
-        f"{n} collectors, {hub_mode} with IEUM_DB_POOL_MAX={args.pool} each,"
-        f" {args.warmup} warm-up scans per collector"
-    )
-    print()
-    rate = len(samples) / elapsed
-    print(
-        f"scanBin: {len(samples)} scans collected in {elapsed:.2f} s: {rate:.0f} verified scans/s"
-        f" (target 1000){'' if not refused else f'; refused: {refused}'}"
-    )
-    quantiles("  scan latency, all", [s.answered - s.sent for s in samples])
-    for kind in ("qr", "nfc"):
-        quantiles(
-            f"  scan latency, {kind.upper()}",
-            [s.answered - s.sent for s in samples if s.kind == kind],
-        )
-    print_cpu("scan", scan_cpu, len(samples))
-    print(f"baseline {FLOOR}: {floor[0]:.0f} requests/s, same connections and tokens")
-    quantiles(f"  {FLOOR} latency", floor[1])
-    print_cpu("request", floor_cpu, len(floor[1]))
-    print(f"  ratio scans/s / {FLOOR} requests/s: {rate / floor[0]:.3f}")
-    print()
-    delivered = [heard[s.scan_id] - s.sent for s in samples if s.scan_id in heard]
-    print(
-        f"wasteCollections: {len(delivered)} of {len(samples)} collections delivered"
-        f"{'' if not feed_errors else f'; the feed ended: {feed_errors}'}"
-    )
-    if len(delivered) > 1:
-        quantiles("  delivery (received - scanBin sent)", delivered, target="p99 target 1000 ms")
-        quantiles(
-            "  after the answer (received - answered)",
-            [heard[s.scan_id] - s.answered for s in samples if s.scan_id in heard],
-        )
-    print()
+        refused.update(phone.refused)
+    return Load(elapsed, [s for p in phones for s in p.samples], refused, used)
 
 
-async def scan_all(phone: Phone, share: Sequence[Bin], tags: Sequence[str]) -> None:
-    for bin_, tag in zip(share, tags, strict=True):
-        await phone.scan(bin_, tag)
+def rate(done: Load) -> float:
+    return len(done.samples) / done.elapsed
+
+
+def print_load(name: str, done: Load, unit: str, latency: str, kinds: bool = False) -> None:
+    refused = f"; not collected: {dict(done.refused)}" if done.refused else ""
+    print(
+        f"{name}: {len(done.samples)} scans collected in {done.elapsed:.2f} s:"
+        f" {rate(done):.0f} {unit}{refused}"
+    )
+    requests = {(s.sent, s.answered) for s in done.samples}  # an upload's scans share theirs
+    quantiles(latency, [answered - sent for sent, answered in requests])
+    for kind in ("qr", "nfc") if kinds else ():
+        quantiles(
+            f"scan latency, {kind.upper()}",
+            [s.answered - s.sent for s in done.samples if s.kind == kind],
+        )
+    print_cpu("scan", done.cpu, len(done.samples))
 
 
 async def floor_rate(phones: Sequence[Phone], counts: Sequence[int]) -> tuple[float, list[float]]:
-    """`{ __typename }` as many times from each phone as it will scan, all at once."""
+    """`{ __typename }` as many times from each phone as it will scan, all at once: the
+    elapsed seconds and each request's latency."""
 
     async def loop(phone: Phone, count: int) -> list[float]:
         return [await phone.floor() for _ in range(count)]
 
     started = time.monotonic()
     found = await asyncio.gather(*(loop(p, c) for p, c in zip(phones, counts, strict=True)))
-    elapsed = time.monotonic() - started
-    latencies = [latency for each in found for latency in each]
-    return len(latencies) / elapsed, latencies
+    return time.monotonic() - started, [latency for each in found for latency in each]
 
 
 # Baselines in this process
@@ -358,10 +438,10 @@ async def floor_rate(phones: Sequence[Phone], counts: Sequence[int]) -> tuple[fl
 async def verification_alone(
     pool: asyncpg.Pool, secret: bytes, bins: Sequence[Bin], concurrency: int
 ) -> None:
-    """The Verifier the hub uses, on the same tags (NFC: their second read)."""
+    """The Verifier the hub uses, on the same tags (NFC: their third read)."""
     verifier = Verifier(pool, secret)
     labels = [QrTag(b.label) for b in bins if b.nfc is None]
-    taps = [scans.tag_of(b.tag(2)) for b in bins if b.nfc is not None]
+    taps = [scans.tag_of(b.tag(3)) for b in bins if b.nfc is not None]
     await verifier.verify(labels[0])  # the keys, read once
     print("tag verification alone, in this process (the hub stopped):")
     for name, tags in (("QR verify()", labels), ("NFC verify() (+ counter UPDATE)", taps)):
@@ -393,7 +473,7 @@ async def resolver_alone(
     crews: Sequence[clients.NewClient],
     concurrency: int,
 ) -> None:
-    """scans.scan for a second paid pickup of each bin, as the hub's resolver calls it."""
+    """scans.scan for another paid pickup of each bin, as the hub's resolver calls it."""
     await add_pickups(pool, [b.bin_id for b in bins])
     verifier = Verifier(pool, keys.secret(settings))
     max_distance = settings.section(WasteSettings).scan_max_distance_m
@@ -410,7 +490,7 @@ async def resolver_alone(
     for n, bin_ in enumerate(bins):
         new = scans.NewScan(
             scan_id=uuid.uuid4(),
-            tag=bin_.tag(3),  # NFC: the third read (the hub's, then the verify() baseline's)
+            tag=bin_.tag(4),  # NFC: the fourth read (scanBin's, uploadScans', verify()'s first)
             scanned_at=datetime.now(KST),
             lat=bin_.lat,
             lng=bin_.lng + 0.0002,
@@ -770,7 +850,7 @@ def quantiles(name: str, values: list[float], target: str = "") -> None:
     if len(values) < 2:
         print(f"  {name:40} ({len(values)} values)")
         return
-    q = statistics.quantiles(values, n=100)
+    q = statistics.quantiles(values, n=100, method="inclusive")  # never beyond the extremes
     print(
         f"  {name:40} p50 {q[49] * 1000:7.2f} ms   p90 {q[89] * 1000:7.2f} ms"
         f"   p99 {q[98] * 1000:7.2f} ms   max {max(values) * 1000:7.2f} ms"
@@ -780,12 +860,15 @@ def quantiles(name: str, values: list[float], target: str = "") -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scans", type=int, default=6000, help="measured, in all")
+    parser.add_argument("--scans", type=int, default=4000, help="measured, in all")
     parser.add_argument("--collectors", type=int, default=20, help="concurrent phones")
     parser.add_argument("--qr-share", type=float, default=0.5, help="scans of QR labels, 0..1")
     parser.add_argument("--workers", type=int, default=2, help="hub processes (IEUM_WORKERS)")
     parser.add_argument("--pool", type=int, default=20, help="IEUM_DB_POOL_MAX per process")
     parser.add_argument("--warmup", type=int, default=5, help="scans per collector first")
+    parser.add_argument(
+        "--upload-batch", type=int, default=50, help="scans an uploadScans carries (0: none)"
+    )
     parser.add_argument("--profile", metavar="FILE", help="one hub process under cProfile")
     args = parser.parse_args()
     if not 0 <= args.qr_share <= 1:
