@@ -143,11 +143,11 @@ async def test_a_registered_domain_is_live_in_every_part(
 async def test_a_domain_requiring_one_not_installed_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    orphan = Domain(name="orphan", requires=("waste",), query=NotesQuery)
+    orphan = Domain(name="orphan", requires=("nowhere",), query=NotesQuery)
     monkeypatch.setattr(schema.installed, "DOMAINS", (*schema.installed.DOMAINS, orphan))
     domains.installed.cache_clear()
     try:
-        with pytest.raises(ValueError, match="'orphan' requires waste"):
+        with pytest.raises(ValueError, match="'orphan' requires nowhere"):
             domains.installed()
     finally:
         monkeypatch.undo()
