@@ -1,5 +1,6 @@
 """The installed domains, as the runtime sees them: loaded once, checked, and registered
-with the parts of the hub that need to know them (settings sections, the scope catalog).
+with the parts of the hub that need to know them (settings sections, the scope catalog,
+the PostgreSQL settings of the pools).
 
 The runtime loops over what `installed()` returns and never names a domain.
 """
@@ -10,6 +11,7 @@ import functools
 from collections.abc import Sequence
 
 from auth import scopes
+from hub.core.db import register_server_settings
 from hub.core.domain import Domain
 from hub.core.settings import register_section
 
@@ -33,6 +35,7 @@ def installed() -> dict[str, Domain]:
         if domain.settings is not None:
             register_section(domain.settings)
         scopes.register(domain.scopes)
+        register_server_settings(domain.name, domain.database_settings)
     return found
 
 

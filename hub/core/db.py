@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -29,11 +30,22 @@ PROBE_SECONDS = 1.0  # during an outage, how often a fresh connection checks whe
 # an answer itself (packets dropped: the server's own limit never reaches us).
 CLIENT_GRACE_SECONDS = 1.0
 
-# asyncpg prepares every statement. After five runs PostgreSQL may switch to a generic
-# plan, which cannot see how large an array argument is or how narrow a time range is, and
-# for aggregates over arrays of ids it picked plans ten times slower (docs/architecture.md).
-# One choice for every domain, as a startup setting (not SET) so the pool's RESET ALL keeps it.
-SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+# PostgreSQL settings every connection starts with: what the installed domains' queries
+# need (their manifests' `database_settings`, registered as the domains load). Startup
+# parameters, not SET, so the pool's RESET ALL keeps them.
+SERVER_SETTINGS: dict[str, str] = {}
+
+
+def register_server_settings(owner: str, wanted: Mapping[str, str]) -> None:
+    """Add a domain's connection settings; two domains wanting one setting differently
+    cannot share a pool, so that stops the load."""
+    for name, value in wanted.items():
+        known = SERVER_SETTINGS.setdefault(name, value)
+        if known != value:
+            raise ValueError(
+                f"domain {owner!r} needs PostgreSQL setting {name}={value!r}, but another "
+                f"installed domain needs {known!r}"
+            )
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

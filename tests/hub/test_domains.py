@@ -25,6 +25,7 @@ from auth import scopes
 from hub import domains
 from hub.app import create_app
 from hub.cli import _parser
+from hub.core import db
 from hub.core import settings as settings_module
 from hub.core.context import Info
 from hub.core.domain import Command, Domain, ScopeInfo, Worker
@@ -148,6 +149,38 @@ async def test_a_domain_requiring_one_not_installed_is_refused(
     domains.installed.cache_clear()
     try:
         with pytest.raises(ValueError, match="'orphan' requires nowhere"):
+            domains.installed()
+    finally:
+        monkeypatch.undo()
+        domains.installed.cache_clear()
+        domains.installed()
+
+
+async def test_a_domains_database_settings_reach_every_connection(migrated_url: str) -> None:
+    """The sensors manifest asks for custom plans; the kernel's pools start with it."""
+    assert domains.installed()["sensors"].database_settings == {
+        "plan_cache_mode": "force_custom_plan"
+    }
+    pool = await db.create_pool(migrated_url, Settings.from_env())
+    try:
+        assert await pool.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+    finally:
+        await pool.close()
+
+
+def test_two_domains_wanting_one_setting_differently_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    generic = Domain(
+        name="generic",
+        query=NotesQuery,
+        database_settings={"plan_cache_mode": "force_generic_plan"},
+    )
+    monkeypatch.setattr(schema.installed, "DOMAINS", (*schema.installed.DOMAINS, generic))
+    monkeypatch.setattr(db, "SERVER_SETTINGS", {})
+    domains.installed.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="'generic' needs PostgreSQL setting plan_cache_mode"):
             domains.installed()
     finally:
         monkeypatch.undo()
