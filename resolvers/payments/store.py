@@ -246,18 +246,21 @@ async def terminal_day_total(conn: asyncpg.Connection, terminal_id: str, day: da
 
 
 async def expire_requests(
-    conn: asyncpg.Connection, window: timedelta, epay_no: str | None = None
+    conn: asyncpg.Connection, window: timedelta, of: NewPayment | None = None
 ) -> list[Payment]:
-    """Requested payments never confirmed within the gateway's window: expired, the bill
-    free again. Only requests never sent to the gateway expire (a confirm in flight is
-    resolved by the recovery job instead)."""
+    """Requested payments never confirmed within the gateway's window (all, or those of
+    what `of` would pay): expired, the bill free again. Only requests never sent to the
+    gateway expire (a confirm in flight is resolved by the recovery job instead)."""
     async with conn.transaction():
         rows = await conn.fetch(
             "UPDATE payments SET status = 'expired', updated_at = now()"
             " WHERE status = 'requested' AND requested_at < now() - $1::interval"
-            " AND ($2::text IS NULL OR epay_no = $2) RETURNING *",
+            " AND ($2 OR epay_no = $3 OR (source = $4 AND reference = $5)) RETURNING *",
             window,
-            epay_no,
+            of is None,
+            of.epay_no if of else None,
+            of.source if of else None,
+            of.reference if of else None,
         )
         expired = [Payment(**dict(row)) for row in rows]
         for payment in expired:
@@ -265,9 +268,21 @@ async def expire_requests(
     return expired
 
 
-async def open_payment(conn: asyncpg.Connection, new: NewPayment, amount: int) -> Payment:
+async def open_payment(
+    conn: asyncpg.Connection, new: NewPayment, amount: int, window: timedelta
+) -> Payment:
     """Store the requested payment (in the caller's transaction); LiveBillPayment if the
-    bill has one already."""
+    bill has a live one. A request abandoned past `window` is expired first, only when it
+    is in the way (the recovery job expires the rest)."""
+    try:
+        return await _insert(conn, new, amount)
+    except LiveBillPayment:
+        if not await expire_requests(conn, window, new):
+            raise
+    return await _insert(conn, new, amount)
+
+
+async def _insert(conn: asyncpg.Connection, new: NewPayment, amount: int) -> Payment:
     order_id = f"ieum-{uuid.uuid4().hex}"
     try:
         async with conn.transaction():  # a savepoint: the caller's transaction goes on

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import date
 from typing import Annotated
 
 import strawberry
+from aiokafka.errors import KafkaError
 
-from adapters.errors import UpstreamError
 from auth import audit
 from hub.core.context import Info
 from hub.core.errors import BadUserInput, Forbidden
@@ -37,6 +38,7 @@ from schema.payments.types import (
     terminal_of,
 )
 
+log = logging.getLogger(__name__)
 COLLECTORS = [[scopes.COLLECT.name], [scopes.PAY.name]]
 STAFF = [[scopes.SUPERVISE.name], [scopes.FINANCE.name]]
 ANYONE = COLLECTORS + STAFF
@@ -402,10 +404,12 @@ async def _watch(state: PaymentsState, payment_id: str, changed: asyncio.Event) 
     is read again every second anyway, so a broker away only slows the updates)."""
     if state.broker is None:
         return
-    with contextlib.suppress(OSError, UpstreamError):
+    try:
         async with contextlib.aclosing(
             outbox.follow(state.broker, state.settings.events_topic)
         ) as events:
             async for event in events:
                 if event.get("key") == payment_id:
                     changed.set()
+    except (KafkaError, OSError) as exc:  # the 1 s re-read carries on without events
+        log.info("payments.status_events_unavailable error=%r", exc)

@@ -73,6 +73,10 @@ class Payments:
     settings: PaymentsSettings
 
     @property
+    def order_window(self) -> timedelta:
+        return timedelta(minutes=self.settings.order_minutes)
+
+    @property
     def keep_keys(self) -> timedelta:
         return timedelta(hours=self.settings.idempotency_key_hours)
 
@@ -154,7 +158,6 @@ async def _collect(
         raise errors.BillAlreadyPaid(f"bill {epay_no} is paid already")
     today = store.korea_today()
     amount = bill.amount_due(today)
-    await store.expire_requests(conn, timedelta(minutes=hub.settings.order_minutes), epay_no)
     new = store.NewPayment(
         epay_no=bill.epay_no,
         tax_kind=int(bill.tax_kind),
@@ -174,7 +177,7 @@ async def _collect(
         if who.terminal is not None:
             await _within_limit(conn, who.terminal.terminal_id, amount, today)
         try:
-            return await store.open_payment(conn, new, amount)
+            return await store.open_payment(conn, new, amount, hub.order_window)
         except store.LiveBillPayment as exc:
             if exc.existing is not None and exc.existing.status in store.PAID:
                 raise errors.BillAlreadyPaid(f"bill {epay_no} is paid already") from None
@@ -223,10 +226,9 @@ async def charge(
             source=source,
             reference=reference,
         )
-        await store.expire_requests(conn, timedelta(minutes=hub.settings.order_minutes))
         try:
             async with conn.transaction():
-                return (await store.open_payment(conn, new, amount)).to_json()
+                return (await store.open_payment(conn, new, amount, hub.order_window)).to_json()
         except store.LiveBillPayment as exc:
             if exc.existing is not None and exc.existing.status in store.PAID:
                 raise errors.BillAlreadyPaid(f"{source} {reference} is paid already") from None
@@ -541,7 +543,7 @@ async def recover(hub: Payments) -> dict[str, int]:
     confirms and refunds, forget expired idempotency keys."""
     stale = timedelta(seconds=hub.settings.confirm_stale_seconds)
     async with hub.pool.acquire() as conn:
-        expired = await store.expire_requests(conn, timedelta(minutes=hub.settings.order_minutes))
+        expired = await store.expire_requests(conn, hub.order_window)
         payments = await store.unsettled(conn, stale)
         for payment in payments:
             await resolve(hub, conn, payment)

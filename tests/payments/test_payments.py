@@ -456,3 +456,20 @@ async def test_another_domain_charges_through_the_python_api(world: World) -> No
 
 def _caller_of(terminal: Any) -> Caller:
     return Caller(client_id=terminal.client_id, scopes=frozenset({"payments:collect"}))
+
+
+async def test_a_request_abandoned_past_its_window_frees_the_bill(world: World) -> None:
+    one, two = await world.terminal("11110"), await world.terminal("11110")
+    [epay_no] = await world.bills(district_code="11110")
+    first = (await world.collect(one.token, epay_no))["data"]["collectBill"]
+    assert code(await world.collect(two.token, epay_no)) == "BILL_IN_PAYMENT"
+    await world.pool.execute(
+        "UPDATE payments SET requested_at = now() - interval '11 minutes' WHERE order_id = $1",
+        first["orderId"],
+    )
+    second = await world.collect(two.token, epay_no)
+    assert second["data"]["collectBill"]["status"] == "REQUESTED"
+    expired = await world.pool.fetchval(
+        "SELECT status FROM payments WHERE order_id = $1", first["orderId"]
+    )
+    assert expired == "expired"
