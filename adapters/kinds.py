@@ -22,6 +22,9 @@ class Kind(StrEnum):
     TAX_BILLS = "tax_bills"  # a local tax / non-tax revenue system's bills and receipts
     PAYMENT_GATEWAY = "payment_gateway"  # card payments: confirm, look up, cancel, settle
     RFID_VOLUMES = "rfid_volumes"  # food waste weighed by apartments' RFID bins, per day
+    TRAIN_TIMETABLE = "train_timetable"  # scheduled trains between stations, adult fares
+    RAIL_BOOKING = "rail_booking"  # seats, holds, tickets, cancellations of a rail operator
+    LOCAL_ROUTES = "local_routes"  # walk, bus and subway paths between two points
 
 
 @runtime_checkable
@@ -278,6 +281,168 @@ class RfidVolumes(Connection, Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduledTrain:
+    """One train between two stations on one day, as a timetable service lists it."""
+
+    train_no: str  # "101"; unique per operator and running day
+    grade: str  # the service's grade name: "KTX", "KTX-산천", "SRT", "ITX-새마을" …
+    dep_station: str  # the project's station code (TAGO nodeid, e.g. "NAT010000")
+    arr_station: str
+    departs_at: datetime  # timezone-aware (Korean time as the service writes it)
+    arrives_at: datetime
+    adult_fare: int  # won, general class, one adult
+
+
+@runtime_checkable
+class TrainTimetable(Connection, Protocol):
+    async def trains(self, dep_station: str, arr_station: str, day: date) -> list[ScheduledTrain]:
+        """Every train from one station to the other departing on `day` (Korean date),
+        ordered by departure. Empty when none runs."""
+        ...
+
+
+class SeatClass(StrEnum):
+    GENERAL = "general"  # 일반실 (psrmClCd 1)
+    SPECIAL = "special"  # 특실 (psrmClCd 2)
+
+
+@dataclass(frozen=True, slots=True)
+class SeatAvailability:
+    """Seats left on one train between two stations, per class, and their fares (won)."""
+
+    train_no: str
+    run_date: date
+    dep_station: str
+    arr_station: str
+    general_left: int
+    special_left: int  # 0 also for a train without a special class
+    general_fare: int
+    special_fare: int
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    car: str  # "5"
+    seat: str  # "12A"
+
+
+@dataclass(frozen=True, slots=True)
+class RailReservation:
+    """A reservation (PNR) as the operator holds it: held until `pay_by`, then ticketed
+    (sale number set) or released; cancelled or refunded afterwards."""
+
+    pnr: str
+    partner_ref: str  # the hub's own reference, unique per partner: lookup after a timeout
+    train_no: str
+    run_date: date
+    dep_station: str
+    arr_station: str
+    departs_at: datetime
+    seat_class: SeatClass
+    seats: tuple[Seat, ...]
+    amount: int  # won for all seats
+    status: str  # HELD, TICKETED, RELEASED, CANCELLED (before ticketing), REFUNDED
+    pay_by: datetime | None  # when a hold lapses; None once ticketed
+    sale_no: str  # "" until ticketed
+    refunded_amount: int = 0
+    cancel_fee: int = 0
+
+
+class BookingRefused(Exception):
+    """The operator answered FAIL for a business reason (sold out, hold lapsed, train
+    departed …): its message code (e.g. "ERR211161") and text. Never retried."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@runtime_checkable
+class RailBooking(Connection, Protocol):
+    async def availability(
+        self, train_no: str, run_date: date, dep_station: str, arr_station: str
+    ) -> SeatAvailability:
+        """Seats left now. Raises BookingRefused for a train that does not run so."""
+        ...
+
+    async def hold(
+        self,
+        train_no: str,
+        run_date: date,
+        dep_station: str,
+        arr_station: str,
+        seat_class: SeatClass,
+        passengers: int,
+        *,
+        partner_ref: str,
+    ) -> RailReservation:
+        """Hold seats until `pay_by`. Repeating a `partner_ref` answers the same hold
+        (never a second one); after an unknown outcome, look it up with `reservation_by_ref`."""
+        ...
+
+    async def reservation(self, pnr: str) -> RailReservation | None: ...
+
+    async def reservation_by_ref(self, partner_ref: str) -> RailReservation | None: ...
+
+    async def ticket(self, pnr: str, amount: int, payment_ref: str) -> RailReservation:
+        """Issue the ticket for a held reservation, paid `amount` won (the hub collected
+        it: `payment_ref` is its payment). Idempotent per PNR."""
+        ...
+
+    async def release(self, pnr: str) -> RailReservation:
+        """Give a held, unpaid reservation's seats back. Idempotent."""
+        ...
+
+    async def refund(self, pnr: str) -> RailReservation:
+        """Cancel a ticket; the operator keeps its fee for the time left before departure
+        (`cancel_fee`) and refunds the rest (`refunded_amount`). Idempotent."""
+        ...
+
+
+class LegMode(StrEnum):
+    WALK = "walk"
+    BUS = "bus"
+    SUBWAY = "subway"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalLeg:
+    mode: LegMode
+    minutes: int
+    meters: int
+    from_name: str  # "" for the path's own start or end point
+    to_name: str
+    from_lat: float
+    from_lng: float
+    to_lat: float
+    to_lng: float
+    line: str  # "2호선", "간선 472"; "" for a walk
+    stops: int  # stations or stops passed; 0 for a walk
+
+
+@dataclass(frozen=True, slots=True)
+class LocalPath:
+    """One way between two points within a city: its legs in order, total time and fare."""
+
+    minutes: int
+    fare: int  # won, one adult, card
+    walk_meters: int
+    transfers: int
+    legs: tuple[LocalLeg, ...]
+
+
+@runtime_checkable
+class LocalRoutes(Connection, Protocol):
+    async def paths(
+        self, from_lat: float, from_lng: float, to_lat: float, to_lng: float
+    ) -> list[LocalPath]:
+        """Ways from one point to the other by walking, bus and subway, best first (the
+        service's recommended order). Empty when the service finds none."""
+        ...
+
+
 # Protocol classes (for isinstance checks): mypy takes a protocol type as abstract.
 PROTOCOLS: dict[Kind, type] = {
     Kind.DEVICE_STREAM: Connection,
@@ -287,4 +452,7 @@ PROTOCOLS: dict[Kind, type] = {
     Kind.TAX_BILLS: TaxBills,
     Kind.PAYMENT_GATEWAY: PaymentGateway,
     Kind.RFID_VOLUMES: RfidVolumes,
+    Kind.TRAIN_TIMETABLE: TrainTimetable,
+    Kind.RAIL_BOOKING: RailBooking,
+    Kind.LOCAL_ROUTES: LocalRoutes,
 }
