@@ -1,0 +1,1 @@
+"""mobility: journeys that combine local legs with trains, and train bookings for citizens."""
