@@ -1,0 +1,94 @@
+"""The adapters one process calls, by name, connected on first use.
+
+An adapter is configured by its own variables. Where those are missing and `sandbox` is
+on (the demo, a developer's machine), the adapter's sandbox runs inside this process,
+shared by everything in it, and the adapter is pointed at it; with `sandbox` off a missing
+setting is an UPSTREAM_UNAVAILABLE error naming what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from typing import Any, Protocol, TypeVar
+
+from pydantic import ValidationError
+
+from adapters import registry
+from adapters.errors import UpstreamUnavailable
+from adapters.sandbox.server import RunningSandbox, running
+
+OnSandbox = Callable[[RunningSandbox], Awaitable[None]]
+
+
+class Connections:
+    """Built adapters for one process; close with aclose()."""
+
+    def __init__(self, owner: str, *, sandbox: bool, on_sandbox: OnSandbox | None = None) -> None:
+        self.owner = owner  # who asks, for error messages: a domain's name
+        self.sandbox = sandbox
+        self.on_sandbox = on_sandbox  # e.g. point a sandbox's webhooks at this hub
+        self._built: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+        self._sandboxes = contextlib.AsyncExitStack()
+
+    async def get(self, name: str) -> Any:
+        """The connected adapter `name` (check its kind with `adapters.kinds`)."""
+        if name in self._built:
+            return self._built[name]
+        async with self._lock:
+            if name not in self._built:
+                adapter = registry.get(name)
+                try:
+                    settings = adapter.read_settings()
+                except ValidationError as exc:
+                    settings = await self._sandboxed(adapter, exc)
+                self._built[name] = adapter.connect(settings)
+        return self._built[name]
+
+    async def aclose(self) -> None:
+        for connection in self._built.values():
+            await connection.aclose()
+        self._built.clear()
+        await self._sandboxes.aclose()
+
+    async def _sandboxed(self, adapter: registry.Adapter[Any], exc: ValidationError) -> Any:
+        if not self.sandbox or adapter.sandbox is None:
+            raise UpstreamUnavailable(
+                f"{self.owner}: the {adapter.name} adapter is not configured: "
+                f"{registry.describe_invalid(adapter, exc)}",
+                upstream=adapter.name,
+            )
+        sandbox = await self._sandboxes.enter_async_context(running(adapter.sandbox))
+        if self.on_sandbox is not None:
+            await self.on_sandbox(sandbox)
+        return adapter.read_settings(**sandbox.settings())
+
+
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+_SHARED: dict[tuple[int, Hashable], tuple[Any, list[int]]] = {}
+
+
+@contextlib.asynccontextmanager
+async def shared(key: Hashable, make: Callable[[], C]) -> AsyncIterator[C]:
+    """One `make()` per event loop and `key`, closed when its last user is done: the HTTP
+    app and the workers running beside it call the same adapters, and so the same
+    in-process sandboxes."""
+    slot = (id(asyncio.get_running_loop()), key)
+    if slot not in _SHARED:
+        _SHARED[slot] = (make(), [0])
+    found: C = _SHARED[slot][0]
+    users = _SHARED[slot][1]
+    users[0] += 1
+    try:
+        yield found
+    finally:
+        users[0] -= 1
+        if users[0] == 0:
+            del _SHARED[slot]
+            await found.aclose()
