@@ -6,7 +6,7 @@ A kind adds the calls its consumer needs; the contract kit (`adapters.testing`) 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -25,6 +25,7 @@ class Kind(StrEnum):
     TRAIN_TIMETABLE = "train_timetable"  # scheduled trains between stations, adult fares
     RAIL_BOOKING = "rail_booking"  # seats, holds, tickets, cancellations of a rail operator
     LOCAL_ROUTES = "local_routes"  # walk, bus and subway paths between two points
+    NOTICE_SOURCE = "notice_source"  # agencies' signed notices to citizens; receipts back
 
 
 @runtime_checkable
@@ -443,6 +444,102 @@ class LocalRoutes(Connection, Protocol):
         ...
 
 
+class NoticeUrgency(StrEnum):
+    URGENT = "urgent"  # goes at once, quiet hours or not
+    NORMAL = "normal"  # waits for the citizen's daytime
+
+
+@dataclass(frozen=True, slots=True)
+class NoticePayment:
+    """What a notice asks the citizen to pay: the bill a payment link opens."""
+
+    amount: int  # won
+    epay_no: str  # 전자납부번호 of the bill (19 characters)
+    due_date: date  # Korean date
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyNotice:
+    """One notice an agency sends a citizen through the hub.
+
+    `(agency, notice_id)` is the notice's identity: the agency's own id, so a notice
+    submitted twice (a retry, a batch run again) is one notice. `citizen` is not who the
+    person is but a pseudonym the hub maps to its accounts: base64url of HMAC-SHA256 of the
+    person's CI (연계정보) under the linking key the hub shares with agencies, 43
+    characters (docs/upstreams/agencynotice.md). The catalogue's ko/en templates of
+    `notice_type` are filled with `fields_ko` / `fields_en` (same keys).
+    """
+
+    agency: str  # 7-digit 행정기관코드 of the sending agency
+    notice_id: str
+    notice_type: str  # the catalogue's code: "tax_due", "fine_issued", "health_checkup" …
+    citizen: str
+    urgency: NoticeUrgency
+    fields_ko: Mapping[str, str]
+    fields_en: Mapping[str, str]
+    issued_at: datetime  # timezone-aware UTC
+    expires_at: datetime | None  # no use showing it after this (a deadline passed)
+    payment: NoticePayment | None = None
+
+
+class ReportStatus(StrEnum):
+    DELIVERED = "delivered"  # an app accepted it for the citizen
+    READ = "read"  # the citizen opened it (their app acknowledged it)
+    FAILED = "failed"  # it cannot reach the citizen: the report's reason says why
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeReport:
+    """A delivery or read receipt for the agency that sent the notice."""
+
+    agency: str
+    notice_id: str
+    status: ReportStatus
+    at: datetime  # when it happened, timezone-aware
+    reason: str = ""  # required for FAILED: "no app of the citizen takes this type" …
+
+
+class RejectReason(StrEnum):
+    MISSING_HEADER = "missing_header"
+    UNKNOWN_AGENCY = "unknown_agency"  # no key is configured for the agency it names
+    BAD_SIGNATURE = "bad_signature"  # not signed with the agency's key (forged, altered)
+    STALE = "stale"  # its timestamp is outside the tolerance (an old request replayed)
+    REPLAY = "replay"  # the very same signed request was received before
+    MALFORMED = "malformed"  # signed, but not a submission the format allows
+
+
+class NoticeRejected(Exception):
+    """A request that is not an agency's fresh, signed, well-formed submission. Nothing of
+    it is kept; `http_status` is the answer the route gives (a 4xx: the agency does not
+    send it again unchanged)."""
+
+    def __init__(self, code: RejectReason, detail: str) -> None:
+        super().__init__(f"{code.value}: {detail}")
+        self.code = code
+        self.detail = detail
+
+    @property
+    def http_status(self) -> int:
+        if self.code is RejectReason.MALFORMED:
+            return 400
+        if self.code is RejectReason.REPLAY:
+            return 409
+        return 401
+
+
+@runtime_checkable
+class NoticeSource(Connection, Protocol):
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> list[AgencyNotice]:
+        """The notices of one signed submission (one or a batch, all or none), or
+        NoticeRejected. Call it on the raw body, before anything else reads it."""
+        ...
+
+    async def report(self, reports: Sequence[NoticeReport]) -> None:
+        """Send receipts to the agencies the notices came from. Idempotent per notice and
+        status: resend after an UpstreamError until it returns."""
+        ...
+
+
 # Protocol classes (for isinstance checks): mypy takes a protocol type as abstract.
 PROTOCOLS: dict[Kind, type] = {
     Kind.DEVICE_STREAM: Connection,
@@ -455,4 +552,5 @@ PROTOCOLS: dict[Kind, type] = {
     Kind.TRAIN_TIMETABLE: TrainTimetable,
     Kind.RAIL_BOOKING: RailBooking,
     Kind.LOCAL_ROUTES: LocalRoutes,
+    Kind.NOTICE_SOURCE: NoticeSource,
 }
