@@ -45,29 +45,8 @@ class SensorServicesQuery:
             int, strawberry.argument(description="Readings from this long before `at`.")
         ] = 60,
     ) -> RouteExposure | None:
-        if not 5 <= window_minutes <= 24 * 60:
-            raise BadUserInput("windowMinutes must be 5 to 1440", argument="windowMinutes")
-        m = queries.metric(metric)
-        end = utc(at)
         points = tuple((p.lat, p.lng) for p in path)
-        start, end = queries.bucket_bounds(end - timedelta(minutes=window_minutes), end)
-        k = info.context.state(SensorsState).k_anonymity
-        result = await info.context.state(SensorsState).aggregates.get(
-            ("exposure", points, m.id, start, end, k),
-            lambda: derived.exposure(
-                info.context.db, info.context.state(SensorsState).rollups, points, m, start, end, k
-            ),
-        )
-        segments = [route_segment(s) for s in result.segments]
-        worst_index = result.segments.index(result.worst) if result.worst else None
-        return RouteExposure(
-            metric=m.name,
-            unit=m.unit,
-            segments=segments,
-            average=result.average,
-            worst=segments[worst_index] if worst_index is not None else None,
-            coverage=round(result.coverage, 4),
-        )
+        return await exposure_along(info, points, at, metric, window_minutes)
 
     @strawberry.federation.field(
         requires_scopes=READ, description="Pedestrian density per cell over a time window."
@@ -136,3 +115,37 @@ class SensorServicesQuery:
             )
             for score in derived.safety_scores(by_factor, night, k)
         ]
+
+
+async def exposure_along(
+    info: Info,
+    points: tuple[tuple[float, float], ...],
+    at: datetime,
+    metric: str = "pm2_5",
+    window_minutes: int = 60,
+) -> RouteExposure:
+    """A metric along a path of (lat, lng) points in the `window_minutes` before `at`,
+    shared by every domain that shows air along a way (a walk to school, a journey's
+    walking legs); answers are cached with the sensors' other aggregates."""
+    if not 5 <= window_minutes <= 24 * 60:
+        raise BadUserInput("windowMinutes must be 5 to 1440", argument="windowMinutes")
+    m = queries.metric(metric)
+    end = utc(at)
+    start, end = queries.bucket_bounds(end - timedelta(minutes=window_minutes), end)
+    k = info.context.state(SensorsState).k_anonymity
+    result = await info.context.state(SensorsState).aggregates.get(
+        ("exposure", points, m.id, start, end, k),
+        lambda: derived.exposure(
+            info.context.db, info.context.state(SensorsState).rollups, points, m, start, end, k
+        ),
+    )
+    segments = [route_segment(s) for s in result.segments]
+    worst_index = result.segments.index(result.worst) if result.worst else None
+    return RouteExposure(
+        metric=m.name,
+        unit=m.unit,
+        segments=segments,
+        average=result.average,
+        worst=segments[worst_index] if worst_index is not None else None,
+        coverage=round(result.coverage, 4),
+    )
