@@ -1,0 +1,1 @@
+"""notices: government notices to citizens through the private apps they choose (SQL and logic)."""

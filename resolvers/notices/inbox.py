@@ -1,0 +1,166 @@
+"""What a citizen received through an app, their read receipts, and agencies' reports.
+
+The inbox is the app's view of a citizen's notices, webhook or not: every notice released
+to that citizen through that app (held ones appear when their quiet hours end; withdrawn
+ones never). Acknowledging marks a notice read once and, for an agency's notice, queues a
+read report to the agency in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from resolvers.notices import errors
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    delivery_id: int
+    event_id: uuid.UUID
+    notice_id: uuid.UUID
+    type_code: str
+    agency: str
+    title_ko: str
+    title_en: str
+    body_ko: str
+    body_en: str
+    urgent: bool
+    payment_url: str | None
+    params: dict[str, Any]
+    accepted_at: datetime
+    status: str
+    delivered_at: datetime | None
+    read_at: datetime | None
+
+
+_RECEIVED = (
+    "SELECT d.delivery_id, d.event_id, d.notice_id, d.type_code, n.agency, n.title_ko,"
+    " n.title_en, n.body_ko, n.body_en, n.urgent, n.payment_url, n.params, n.accepted_at,"
+    " d.status, d.delivered_at, d.read_at"
+    " FROM notice_deliveries d JOIN notices n USING (notice_id)"
+)
+
+
+async def inbox(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    user_id: uuid.UUID,
+    client_id: str,
+    *,
+    after: int | None = None,
+    unread_only: bool = False,
+    limit: int = 50,
+) -> list[Received]:
+    """Newest first; `after` (a delivery id) gives only those received later, oldest
+    first, for a follower."""
+    rows = await conn.fetch(
+        _RECEIVED + " WHERE d.user_id = $1 AND d.client_id = $2 AND d.status <> 'withdrawn'"
+        " AND d.release_at <= now() AND ($3::bigint IS NULL OR d.delivery_id > $3)"
+        " AND (NOT $4 OR d.read_at IS NULL)"
+        " ORDER BY CASE WHEN $3::bigint IS NULL THEN -d.delivery_id ELSE d.delivery_id END"
+        " LIMIT $5",
+        user_id,
+        client_id,
+        after,
+        unread_only,
+        limit,
+    )
+    return [Received(**dict(row)) for row in rows]
+
+
+async def latest(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID, client_id: str
+) -> int:
+    """The newest delivery id of the citizen through the app (0: none): where a follower
+    starts."""
+    found: int | None = await conn.fetchval(
+        "SELECT max(delivery_id) FROM notice_deliveries WHERE user_id = $1 AND client_id = $2",
+        user_id,
+        client_id,
+    )
+    return found or 0
+
+
+async def acknowledge(
+    pool: asyncpg.Pool, user_id: uuid.UUID, client_id: str, notice_id: uuid.UUID
+) -> Received:
+    """The citizen read the notice in the app: marked once; an agency hears of it."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "UPDATE notice_deliveries SET read_at = coalesce(read_at, now())"
+            " WHERE notice_id = $1 AND user_id = $2 AND client_id = $3 AND status <> 'withdrawn'"
+            " RETURNING delivery_id, event_id, notice_id, read_at",
+            notice_id,
+            user_id,
+            client_id,
+        )
+        if row is None:
+            raise errors.NoticeNotFound("no such notice of yours through this app")
+        await conn.execute(
+            "INSERT INTO notice_reports (notice_id, event_id, kind, occurred_at)"
+            " SELECT n.notice_id, $2, 'read', $3 FROM notices n"
+            " WHERE n.notice_id = $1 AND n.source = 'agency'"
+            " ON CONFLICT (event_id, kind) DO NOTHING",
+            row["notice_id"],
+            row["event_id"],
+            row["read_at"],
+        )
+        found = await conn.fetchrow(_RECEIVED + " WHERE d.delivery_id = $1", row["delivery_id"])
+    return Received(**dict(found))
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """How far a notice got: its deliveries by state, and how many were read."""
+
+    notice_id: uuid.UUID
+    agency: str
+    agency_notice_id: str | None
+    type_code: str
+    accepted_at: datetime
+    recipients: int
+    pending: int
+    delivered: int
+    failed: int
+    withdrawn: int
+    read: int
+    failures: list[str]  # distinct reasons of the failed ones
+
+
+_REPORT = """
+SELECT n.notice_id, n.agency, n.agency_notice_id, n.type_code, n.accepted_at, n.recipients,
+       count(*) FILTER (WHERE d.status = 'pending') AS pending,
+       count(*) FILTER (WHERE d.status = 'delivered') AS delivered,
+       count(*) FILTER (WHERE d.status = 'failed') AS failed,
+       count(*) FILTER (WHERE d.status = 'withdrawn') AS withdrawn,
+       count(d.read_at) AS read,
+       coalesce(array_agg(DISTINCT d.last_error) FILTER (WHERE d.status = 'failed'), '{}')
+           AS failures
+  FROM notices n LEFT JOIN notice_deliveries d USING (notice_id)
+"""
+
+
+async def reports(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    agency: str | None,
+    *,
+    agency_notice_id: str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[Report]:
+    """Reports of an agency's notices (None: every agency's), newest first."""
+    rows = await conn.fetch(
+        _REPORT + " WHERE ($1::text IS NULL OR n.agency = $1)"
+        " AND ($2::text IS NULL OR n.agency_notice_id = $2)"
+        " AND ($3::timestamptz IS NULL OR n.accepted_at >= $3)"
+        " GROUP BY n.notice_id ORDER BY n.accepted_at DESC LIMIT $4",
+        agency,
+        agency_notice_id,
+        since,
+        limit,
+    )
+    return [Report(**dict(row)) for row in rows]

@@ -1,0 +1,84 @@
+"""The notices section of the hub's settings (`IEUM_NOTICES_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CRASH_POINTS = ("after_claim", "after_send")
+
+
+class NoticesSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IEUM_NOTICES_", frozen=True, extra="ignore")
+
+    in_serve: bool = Field(
+        default=True,
+        description="Run the delivery worker (webhooks, agency reports, event sources)"
+        " inside `ieum serve`.",
+    )
+    day_starts_hour: int = Field(
+        default=8, ge=0, le=23, description="Korean hour from which non-urgent notices go."
+    )
+    day_ends_hour: int = Field(
+        default=21,
+        ge=1,
+        le=24,
+        description="Korean hour from which non-urgent notices wait for the next morning.",
+    )
+    retry_hours: float = Field(
+        default=26,
+        ge=24,
+        le=24 * 7,
+        description="How long a webhook delivery is retried before it is dead-lettered.",
+    )
+    first_retry_seconds: float = Field(
+        default=5, gt=0, description="Wait before the second attempt; doubles on each failure."
+    )
+    longest_retry_seconds: float = Field(
+        default=3600, gt=0, description="Longest wait between two attempts of a delivery."
+    )
+    batch: int = Field(
+        default=500, ge=1, le=5000, description="Deliveries one worker lane claims at once."
+    )
+    lanes: int = Field(
+        default=4, ge=1, le=64, description="Batches one worker sends at the same time."
+    )
+    app_concurrency: int = Field(
+        default=32, ge=1, le=1000, description="Webhook requests in flight to one app at once."
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10, gt=0, le=60, description="Time limit of one webhook request."
+    )
+    lease_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="A claimed delivery whose worker died is due again after this long.",
+    )
+    secret_overlap_hours: float = Field(
+        default=24,
+        ge=0,
+        le=24 * 30,
+        description="How long the previous webhook secret stays valid after a rotation.",
+    )
+    agency_adapter: str = Field(
+        default="agencynotice",
+        description="Adapter (kind notice_source) of the agencies' notice system.",
+    )
+    events_group: str = Field(
+        default="ieum-notices",
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Consumer group the worker reads other domains' event topics with.",
+    )
+    crash_point: str | None = Field(
+        default=None,
+        description="Fault drills only: the worker exits at this step of a delivery round"
+        f" ({', '.join(CRASH_POINTS)}), to prove a restart loses nothing.",
+    )
+
+    @model_validator(mode="after")
+    def _day(self) -> NoticesSettings:
+        if self.day_starts_hour >= self.day_ends_hour:
+            raise ValueError("IEUM_NOTICES_DAY_STARTS_HOUR must be before DAY_ENDS_HOUR")
+        if self.crash_point is not None and self.crash_point not in CRASH_POINTS:
+            raise ValueError(f"crash_point must be one of {', '.join(CRASH_POINTS)}")
+        return self
