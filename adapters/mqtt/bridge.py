@@ -19,6 +19,14 @@ Messages are checked with the same parser as ingest, so a unit gets the same rej
 reasons whichever way it sends: bad ones go to the dead-letter topic with the reason and
 `source_topic` set to the MQTT topic. Registry checks (unknown or disabled devices) stay
 with the ingest workers, which see every message whatever its path.
+
+Display units (docs/notices-displays.md) talk through the bridge both ways: their acks on
+`ieum/devices/{device}/acks` go to the Kafka ack topic under the same rules (checked,
+dead letters with the reason, acknowledged to the broker once Kafka has them), and the
+commands on the Kafka command topic are published to `ieum/devices/{device}/commands`
+(QoS 1; the broker keeps them for a unit whose session is away). The bridges of a share
+group are one Kafka consumer group on the command topic, whose offsets move on only once
+the MQTT broker has taken the commands: each command reaches MQTT at least once.
 """
 
 from __future__ import annotations
@@ -29,16 +37,19 @@ import socket
 from dataclasses import dataclass
 
 import aiomqtt
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from resolvers.notices import displays_wire
+from resolvers.sensors.devices import DEVICE_ID
 from resolvers.sensors.ingest import DLQ_TOPIC, TOPIC
 from resolvers.sensors.message import Rejected, parse
 
 log = logging.getLogger(__name__)
 
 TELEMETRY = "ieum/telemetry/+"
+ACKS = "ieum/devices/+/acks"
 DEFAULT_GROUP = "ieum-bridges"
 # Messages the broker may send before the bridge acknowledges any: the batch's upper
 # bound. Mosquitto's default for MQTT 3 clients is 20, which held a bridge to 20 messages
@@ -63,7 +74,15 @@ class MqttSettings:
 
     @property
     def subscription(self) -> str:
-        return f"$share/{self.share_group}/{TELEMETRY}" if self.share_group else TELEMETRY
+        return self.shared(TELEMETRY)
+
+    def shared(self, topic: str) -> str:
+        return f"$share/{self.share_group}/{topic}" if self.share_group else topic
+
+    @property
+    def command_group(self) -> str:
+        """The Kafka consumer group of the bridges that relay commands together."""
+        return f"{self.share_group or self.client_id or default_client_id()}.commands"
 
 
 class MqttBridge:
@@ -74,13 +93,18 @@ class MqttBridge:
         *,
         topic: str = TOPIC,
         dlq_topic: str = DLQ_TOPIC,
+        acks_topic: str = displays_wire.ACKS_TOPIC,
+        commands_topic: str | None = displays_wire.COMMANDS_TOPIC,
     ) -> None:
         self.mqtt = mqtt
         self.bootstrap = bootstrap
         self.topic = topic
         self.dlq_topic = dlq_topic
+        self.acks_topic = acks_topic
+        self.commands_topic = commands_topic  # None: relay no commands
         self.forwarded = 0
         self.rejected = 0
+        self.relayed = 0
 
     def client(self) -> aiomqtt.Client:
         connect = Properties(PacketTypes.CONNECT)
@@ -109,22 +133,72 @@ class MqttBridge:
         try:
             async with client:
                 await client.subscribe(self.mqtt.subscription, qos=1)
-                if ready is not None:
-                    ready.set()
-                messages = client.messages
-                while not stop.is_set():
-                    try:
-                        first = await asyncio.wait_for(anext(messages), 0.5)
-                    except TimeoutError:
-                        continue
-                    batch = [first]
-                    while len(messages) and len(batch) < RECEIVE_MAXIMUM:
-                        batch.append(await anext(messages))
-                    await self.forward_batch(producer, batch)
-                    for message in batch:
-                        client._client.ack(message.mid, message.qos)
+                await client.subscribe(self.mqtt.shared(ACKS), qos=1)
+                relay = None
+                if self.commands_topic is not None:
+                    relay = asyncio.create_task(self.relay_commands(client, self.commands_topic))
+                try:
+                    if ready is not None:
+                        ready.set()
+                    await self._forward_all(client, producer, stop, relay)
+                finally:
+                    if relay is not None:
+                        relay.cancel()
+                        await asyncio.gather(relay, return_exceptions=True)
         finally:
             await producer.stop()
+
+    async def _forward_all(
+        self,
+        client: aiomqtt.Client,
+        producer: AIOKafkaProducer,
+        stop: asyncio.Event,
+        relay: asyncio.Task[None] | None,
+    ) -> None:
+        messages = client.messages
+        while not stop.is_set():
+            if relay is not None and relay.done():
+                relay.result()  # the relay's failure stops the bridge, to be restarted
+            try:
+                first = await asyncio.wait_for(anext(messages), 0.5)
+            except TimeoutError:
+                continue
+            batch = [first]
+            while len(messages) and len(batch) < RECEIVE_MAXIMUM:
+                batch.append(await anext(messages))
+            await self.forward_batch(producer, batch)
+            for message in batch:
+                client._client.ack(message.mid, message.qos)
+
+    async def relay_commands(self, client: aiomqtt.Client, topic: str) -> None:
+        """Commands from Kafka to each unit's MQTT topic; offsets committed once the MQTT
+        broker acknowledged every command before them."""
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.mqtt.command_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
+        try:
+            await consumer.start()
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for records in batch.values():
+                    for record in records:
+                        device = (record.key or b"").decode(errors="replace")
+                        if not DEVICE_ID.match(device):
+                            log.warning(
+                                "mqtt_bridge.command_without_device offset=%d", record.offset
+                            )
+                            continue
+                        await client.publish(f"ieum/devices/{device}/commands", record.value, qos=1)
+                        self.relayed += 1
+                if batch:
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
 
     async def forward_batch(self, producer: AIOKafkaProducer, batch: list[aiomqtt.Message]) -> None:
         """Hand every message to the producer, then wait for all of Kafka's answers."""
@@ -141,8 +215,11 @@ class MqttBridge:
         self, producer: AIOKafkaProducer, mqtt_topic: str, payload: bytes
     ) -> tuple[asyncio.Future[object], bool]:
         """The pending Kafka write of one message, and whether it is a dead letter (to the
-        dead-letter topic, with the reason) rather than telemetry."""
-        device = mqtt_topic.rsplit("/", 1)[-1]
+        dead-letter topic, with the reason) rather than telemetry or an ack."""
+        parts = mqtt_topic.split("/")
+        if parts[0] == "ieum" and parts[1:2] == ["devices"]:
+            return await self._forward_ack(producer, mqtt_topic, parts[2], payload)
+        device = parts[-1]
         try:
             reading = parse(payload)
             if reading.device_id != device:
@@ -151,16 +228,40 @@ class MqttBridge:
                     f"published on {mqtt_topic} but device_id is {reading.device_id}",
                 )
         except Rejected as exc:
-            pending = await producer.send(
-                self.dlq_topic,
-                value=payload,
-                key=device.encode(),
-                headers=[
-                    ("reason", exc.reason.encode()),
-                    ("detail", exc.detail.encode()),
-                    ("source_topic", mqtt_topic.encode()),
-                ],
-            )
-            return pending, True
+            return await self._dead_letter(producer, mqtt_topic, device, payload, exc), True
         pending = await producer.send(self.topic, value=payload, key=reading.vehicle_id.encode())
         return pending, False
+
+    async def _forward_ack(
+        self, producer: AIOKafkaProducer, mqtt_topic: str, device: str, payload: bytes
+    ) -> tuple[asyncio.Future[object], bool]:
+        try:
+            ack = displays_wire.parse_ack(payload)
+            if ack.device_id != device:
+                raise displays_wire.BadAck(
+                    "topic_mismatch", f"published on {mqtt_topic} but device_id is {ack.device_id}"
+                )
+        except displays_wire.BadAck as exc:
+            return await self._dead_letter(producer, mqtt_topic, device, payload, exc), True
+        pending = await producer.send(self.acks_topic, value=payload, key=device.encode())
+        return pending, False
+
+    async def _dead_letter(
+        self,
+        producer: AIOKafkaProducer,
+        mqtt_topic: str,
+        device: str,
+        payload: bytes,
+        exc: Rejected | displays_wire.BadAck,
+    ) -> asyncio.Future[object]:
+        pending: asyncio.Future[object] = await producer.send(
+            self.dlq_topic,
+            value=payload,
+            key=device.encode(),
+            headers=[
+                ("reason", exc.reason.encode()),
+                ("detail", exc.detail.encode()),
+                ("source_topic", mqtt_topic.encode()),
+            ],
+        )
+        return pending

@@ -4,26 +4,41 @@ Vehicles shuttle along real arterial roads (waypoints below), at traffic-like sp
 Values follow daily cycles (rush-hour fine dust and noise, sunlight, temperature) plus
 pollution hotspots near the expressways and industrial areas, with sensor noise. A
 configurable share of messages is deliberately broken, to exercise the dead-letter path.
+
+Each taxi's roof unit also has a display (`Display`), when `run` is given `DisplayLinks`:
+it takes show/withdraw commands from the command topic (units that speak MQTT: from
+`ieum/devices/{device}/commands`, and they send their telemetry over MQTT too), shows the
+highest-priority messages whose area it is in and whose window is open, and acknowledges
+each message going on and off the display, with the reason (docs/notices-displays.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import math
 import random
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import aiomqtt
 import asyncpg
+import msgspec
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from h3.api import basic_int as h3
 
 from hub.core.errors import IeumError
+from resolvers.notices import displays_wire as wire
 from resolvers.sensors import devices
 from resolvers.sensors.ingest import TOPIC
+
+log = logging.getLogger(__name__)
 
 # (lat, lng) waypoints of Seoul arterial roads.
 ROADS: dict[str, list[tuple[float, float]]] = {
@@ -54,6 +69,75 @@ DUST_HOTSPOTS = [(37.5355, 126.9038, 25.0), (37.4820, 126.8950, 30.0), (37.5390,
 CROWD_HOTSPOTS = [(37.4979, 127.0276, 3.0), (37.5636, 126.9827, 3.5), (37.5563, 126.9220, 2.5)]
 
 
+Acked = tuple[uuid.UUID, str, str | None, uuid.UUID | None]  # message, state, reason, command
+
+
+@dataclass
+class Held:
+    """A message a display holds: shown while the unit is inside its area and window."""
+
+    message: wire.Message
+    area: dict[int, frozenset[int]]  # resolution → the area's cells at that resolution
+    command_id: uuid.UUID | None  # the show command not yet acknowledged by a `shown`
+
+    def inside(self, lat: float, lng: float) -> bool:
+        return any(h3.latlng_to_cell(lat, lng, r) in cells for r, cells in self.area.items())
+
+
+@dataclass
+class Display:
+    held: dict[uuid.UUID, Held] = field(default_factory=dict)
+    on_screen: set[uuid.UUID] = field(default_factory=set)
+    withdrawn: dict[uuid.UUID, tuple[str, uuid.UUID]] = field(default_factory=dict)
+    seen: set[uuid.UUID] = field(default_factory=set)  # command ids acted on
+
+    def receive(self, command: wire.Command) -> None:
+        if command.command_id in self.seen:
+            return  # a command sent again (the hub restarted before marking it sent)
+        self.seen.add(command.command_id)
+        if command.action == "show" and command.message is not None:
+            cells = [h3.str_to_int(c) for c in command.message.area.h3]
+            area: dict[int, set[int]] = {}
+            for cell in cells:
+                area.setdefault(h3.get_resolution(cell), set()).add(cell)
+            frozen = {r: frozenset(c) for r, c in area.items()}
+            self.held[command.message_id] = Held(command.message, frozen, command.command_id)
+            self.withdrawn.pop(command.message_id, None)
+        elif command.action == "withdraw" and command.message_id in self.held:
+            del self.held[command.message_id]
+            self.withdrawn[command.message_id] = (command.reason or "withdrawn", command.command_id)
+
+    def update(self, lat: float, lng: float, now: datetime) -> list[Acked]:
+        """Show what is due here and now, the highest rank first; what changed on screen."""
+        due = {
+            mid: held
+            for mid, held in self.held.items()
+            if held.message.starts_at <= now < held.message.ends_at and held.inside(lat, lng)
+        }
+        top = max((held.message.rank for held in due.values()), default=0)
+        screen = {mid for mid, held in due.items() if held.message.rank == top}
+        acked: list[Acked] = []
+        for mid in sorted(self.on_screen - screen):
+            held_ = self.held.get(mid)
+            if held_ is None:
+                reason, command_id = self.withdrawn.get(mid, ("withdrawn", None))
+                acked.append((mid, "hidden", reason, command_id))
+            elif now >= held_.message.ends_at:
+                acked.append((mid, "hidden", "window_ended", None))
+            elif not held_.inside(lat, lng):
+                acked.append((mid, "hidden", "left_area", None))
+            else:
+                acked.append((mid, "hidden", "outranked", None))
+        for mid in sorted(screen - self.on_screen):
+            acked.append((mid, "shown", None, self.held[mid].command_id))
+            self.held[mid].command_id = None
+        self.on_screen = screen
+        self.withdrawn.clear()
+        for mid in [m for m, held in self.held.items() if now >= held.message.ends_at]:
+            del self.held[mid]
+        return acked
+
+
 @dataclass
 class Vehicle:
     vehicle_id: str
@@ -62,6 +146,12 @@ class Vehicle:
     position: float  # metres along the road
     direction: int
     speed_kmh: float
+    mqtt: bool = False  # its unit speaks MQTT (telemetry, commands, acks), not Kafka
+    display: Display = field(default_factory=Display)
+
+    def where(self) -> tuple[float, float]:
+        lat, lng, _ = _locate(self.road, self.position)
+        return lat, lng
 
 
 def fleet(vehicles: int, seed: int = 7) -> list[Vehicle]:
@@ -197,6 +287,84 @@ def messages(
         yield v.vehicle_id.encode(), orjson.dumps(body)
 
 
+@dataclass(frozen=True)
+class DisplayLinks:
+    """Where the units' displays take commands and send acks."""
+
+    commands_topic: str = wire.COMMANDS_TOPIC
+    acks_topic: str = wire.ACKS_TOPIC
+    mqtt: tuple[str, int] | None = None  # MQTT broker (host, port) of units that speak it
+
+
+def ack(v: Vehicle, acked: Acked, now: datetime) -> bytes:
+    message_id, state, reason, command_id = acked
+    lat, lng = v.where()
+    return wire.encode(
+        wire.Ack(
+            schema=wire.ACK_SCHEMA,
+            ack_id=uuid.uuid4(),
+            device_id=v.device_id,
+            message_id=message_id,
+            state=state,  # type: ignore[arg-type]
+            at=now,
+            command_id=command_id,
+            reason=reason,  # type: ignore[arg-type]
+            position=wire.Position(lat=round(lat, 6), lng=round(lng, 6)),
+        )
+    )
+
+
+async def _take_kafka_commands(bootstrap: str, topic: str, units: dict[str, Vehicle]) -> None:
+    """The Kafka units' commands (keyed by device id), from where the fleet left off."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"ieum-sim-fleet.{topic}",
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
+    try:
+        await consumer.start()
+        async for record in consumer:
+            unit = units.get((record.key or b"").decode())
+            if unit is not None:
+                _receive(unit, record.value or b"")
+    finally:
+        await consumer.stop()
+
+
+def _receive(unit: Vehicle, raw: bytes) -> None:
+    try:
+        unit.display.receive(wire.parse_command(raw))
+    except msgspec.DecodeError as exc:  # a unit ignores what it cannot read
+        log.warning("sim.display.bad_command device=%s error=%r", unit.device_id, exc)
+
+
+@contextlib.asynccontextmanager
+async def _mqtt_unit(unit: Vehicle, broker: tuple[str, int]) -> AsyncIterator[aiomqtt.Client]:
+    """The unit's own MQTT session (kept by the broker while it is away), its commands
+    taken as they come."""
+    client = aiomqtt.Client(
+        *broker,
+        identifier=unit.device_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=False,
+    )
+    async with client:
+        await client.subscribe(f"ieum/devices/{unit.device_id}/commands", qos=1)
+
+        async def take() -> None:
+            async for message in client.messages:
+                _receive(unit, bytes(message.payload))
+
+        taking = asyncio.create_task(take())
+        try:
+            yield client
+        finally:
+            taking.cancel()
+            await asyncio.gather(taking, return_exceptions=True)
+
+
 async def run(
     bootstrap: str,
     vehicles: list[Vehicle],
@@ -204,24 +372,67 @@ async def run(
     duration: float,
     bad_share: float,
     seed: int = 11,
+    *,
+    topic: str = TOPIC,
+    displays: DisplayLinks | None = None,
 ) -> int:
-    """Send `rate` messages a second per vehicle for `duration` seconds; return the count."""
+    """Send `rate` messages a second per vehicle for `duration` seconds; return the count.
+    With `displays`, the units also act on display commands and acknowledge."""
     rng = random.Random(seed)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20)
     await producer.start()
     sent = 0
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(producer.stop)
+        mqtt: dict[str, aiomqtt.Client] = {}
+        if displays is not None:
+            kafka_units = {v.device_id: v for v in vehicles if not v.mqtt}
+            taking = asyncio.create_task(
+                _take_kafka_commands(bootstrap, displays.commands_topic, kafka_units)
+            )
+            stack.push_async_callback(_cancelled, taking)
+            if displays.mqtt is not None:
+                for v in vehicles:
+                    if v.mqtt:
+                        unit = _mqtt_unit(v, displays.mqtt)
+                        mqtt[v.device_id] = await stack.enter_async_context(unit)
         interval = 1.0 / rate
         deadline = time.monotonic() + duration
         next_tick = time.monotonic()
         while time.monotonic() < deadline:
             now = datetime.now(UTC)
-            for key, value in messages(vehicles, now, interval, bad_share, rng):
-                await producer.send(TOPIC, value=value, key=key)
+            for v, (key, value) in zip(
+                vehicles, messages(vehicles, now, interval, bad_share, rng), strict=True
+            ):
+                if v.device_id in mqtt:
+                    await mqtt[v.device_id].publish(f"ieum/telemetry/{v.device_id}", value, qos=1)
+                else:
+                    await producer.send(topic, value=value, key=key)
                 sent += 1
+            if displays is not None:
+                await _show(vehicles, displays, producer, mqtt, now)
             next_tick += interval
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
         await producer.flush()
-    finally:
-        await producer.stop()
     return sent
+
+
+async def _show(
+    vehicles: list[Vehicle],
+    links: DisplayLinks,
+    producer: AIOKafkaProducer,
+    mqtt: dict[str, aiomqtt.Client],
+    now: datetime,
+) -> None:
+    for v in vehicles:
+        for acked in v.display.update(*v.where(), now):
+            body = ack(v, acked, now)
+            if v.device_id in mqtt:
+                await mqtt[v.device_id].publish(f"ieum/devices/{v.device_id}/acks", body, qos=1)
+            else:
+                await producer.send(links.acks_topic, value=body, key=v.device_id.encode())
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
