@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapters.kinds import LegMode, LocalLeg, LocalPath, ScheduledTrain
-from resolvers.mobility import planner
-from resolvers.mobility.planner import Access
+from schema.mobility import planner
+from schema.mobility.planner import Access
 
 KST = ZoneInfo("Asia/Seoul")
 RULES = planner.Rules(boarding=timedelta(minutes=10), alighting=timedelta(minutes=5))
