@@ -90,12 +90,19 @@ REGIONAL_CITY_CODE = 9000  # busCityCode outside the areas above
 BUS_NUMBERS = {11: (100, 799), 12: (1000, 7999)}  # 간선 3 digits, 지선 4; others 1-300
 
 
+Point = tuple[float, float]
+
+
 @dataclass(frozen=True)
 class Stop:
     name: str
     lat: float
     lng: float
     id: int
+
+    @property
+    def point(self) -> Point:
+        return self.lat, self.lng
 
 
 def answer(
@@ -142,9 +149,6 @@ def _rank(opt: int, path: dict[str, Any]) -> tuple[int, int]:
     return first, info["totalTime"] if opt in (2, 3) else info["payment"]
 
 
-Point = tuple[float, float]
-
-
 class _Trip:
     def __init__(self, rng: random.Random, region: Region | None, start: Point, end: Point):
         self.rng, self.region, self.start, self.end = rng, region, start, end
@@ -157,12 +161,13 @@ class _Trip:
             return None
         board = self._station(self.start, self.end)
         alight = self._station(self.end, self.start)
-        if walking.straight_m(board.lat, board.lng, alight.lat, alight.lng) < 1000:
+        apart = _straight(board, alight)
+        if apart < 1000:
             return None
         line = self.rng.choice(self._region().lines)
         legs: list[dict[str, Any]] = []
-        if walking.straight_m(board.lat, board.lng, alight.lat, alight.lng) > 8000:
-            middle = self._station(self._between(board, alight), self.end, 0, 400)
+        if apart > 8000:
+            middle = self._station(self._between(board.point, alight.point), self.end, 0, 400)
             other = self.rng.choice([n for n in self._region().lines if n != line] or [line])
             legs += [self._subway(board, middle, line, ("start",)), self._transfer()]
             legs.append(self._subway(middle, alight, other, ("end",)))
@@ -170,7 +175,7 @@ class _Trip:
             legs.append(self._subway(board, alight, line, ("start", "end")))
         return self._path(PathType.SUBWAY, legs)
 
-    def bus(self) -> dict[str, Any] | None:
+    def bus(self) -> dict[str, Any]:
         board, alight = self._stop(self.start, self.end), self._stop(self.end, self.start)
         return self._path(PathType.BUS, [self._bus(board, alight)])
 
@@ -179,9 +184,9 @@ class _Trip:
         if self.distance < 4000:
             return None
         board, alight = self._stop(self.start, self.end), self._stop(self.end, self.start)
-        off = self._stop(self._between(board, alight), self.end, 0, 150)
-        on = self._stop((off.lat, off.lng), self.end, 40, 150)
-        legs = [self._bus(board, off), self._walk((off.lat, off.lng), (on.lat, on.lng))]
+        off = self._stop(self._between(board.point, alight.point), self.end, 0, 150)
+        on = self._stop(off.point, self.end, 40, 150)
+        legs = [self._bus(board, off), self._walk(off.point, on.point)]
         return self._path(PathType.BUS, [*legs, self._bus(on, alight)])
 
     def mixed(self) -> dict[str, Any] | None:
@@ -189,13 +194,13 @@ class _Trip:
         if self.distance < 3000:
             return None
         board = self._stop(self.start, self.end)
-        station = self._station(self._between(board, _stop_at(self.end)), self.end, 0, 300)
+        station = self._station(self._between(board.point, self.end), self.end, 0, 300)
         alight = self._station(self.end, self.start)
-        near = self._toward((station.lat, station.lng), self.start, 60, 200)
+        near = self._toward(station.point, self.start, 60, 200)
         stop = Stop(f"{station.name}역{self.rng.randint(1, 12)}번출구", *near, self._id())
         line = self.rng.choice(self._region().lines)
         ride = self._subway(station, alight, line, ("start", "end"))
-        walk = self._walk((stop.lat, stop.lng), (ride["startExitY"], ride["startExitX"]))
+        walk = self._walk(stop.point, _meeting(ride, "start"))
         return self._path(PathType.MIXED, [self._bus(board, stop), walk, ride])
 
     # Building blocks
@@ -252,7 +257,7 @@ class _Trip:
         named: dict[str, Any] = {}
         for side, stop, away in (("start", board, self.start), ("end", alight, self.end)):
             if side in exits:
-                lat, lng = self._toward((stop.lat, stop.lng), away, 40, 120)
+                lat, lng = self._toward(stop.point, away, 40, 120)
                 named |= {f"{side}ExitNo": str(self.rng.randint(1, 12)),
                           f"{side}ExitX": lng, f"{side}ExitY": lat}  # fmt: skip
         return {
@@ -321,14 +326,12 @@ class _Trip:
                 lng = board.lng + (alight.lng - board.lng) * share + self.rng.uniform(-8, 8) * 1e-4
                 name = self._name() if subway else self._stop_name()
                 stop = Stop(name, lat, lng, self._id())
-            station: dict[str, Any] = {"index": index, "stationID": stop.id,
-                                       "stationName": stop.name}  # fmt: skip
+            station: dict[str, Any] = {"index": index, "stationID": stop.id}
+            station["stationName"] = stop.name
             if not subway:
                 station["arsID"] = str(stop.id % 100_000).zfill(5)
             station |= {"x": f"{stop.lng:.6f}", "y": f"{stop.lat:.6f}"}
-            if not subway:
-                station["isNonStop"] = "N"
-            passed.append(station)
+            passed.append(station if subway else station | {"isNonStop": "N"})
         return passed
 
     def _station(self, near: Point, toward: Point, low: int = 300, high: int = 900) -> Stop:
@@ -353,9 +356,9 @@ class _Trip:
         assert self.region is not None, "subways run only within a region"
         return self.region
 
-    def _between(self, a: Stop, b: Stop) -> Point:
+    def _between(self, a: Point, b: Point) -> Point:
         share = self.rng.uniform(0.35, 0.65)
-        return a.lat + (b.lat - a.lat) * share, a.lng + (b.lng - a.lng) * share
+        return a[0] + (b[0] - a[0]) * share, a[1] + (b[1] - a[1]) * share
 
     def _toward(self, near: Point, toward: Point, low: float, high: float) -> Point:
         """A point `low`-`high` metres from `near`, roughly in the direction of `toward`."""
@@ -368,10 +371,6 @@ class _Trip:
             round(lat + meters * math.cos(heading) / M_PER_DEGREE, 6),
             round(lng + meters * math.sin(heading) / (M_PER_DEGREE * scale), 6),
         )
-
-
-def _stop_at(point: Point) -> Stop:
-    return Stop("", point[0], point[1], 0)
 
 
 def _map_object(ride: dict[str, Any]) -> str:

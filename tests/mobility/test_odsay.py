@@ -43,7 +43,7 @@ SEOUL_STATION = (37.55465, 126.97059)
 GANGNAM = (37.49795, 127.02762)
 BUSAN_STATION = (35.11513, 129.04220)
 HAEUNDAE = (35.16310, 129.16350)
-GANGNEUNG_TERMINAL = (37.76420, 128.89960)  # no subway: buses only
+GANGNEUNG_STATION = (37.76420, 128.89960)  # no subway: buses only
 GYEONGPO = (37.80550, 128.90850)  # 경포해변, 4.7 km away
 
 
@@ -149,12 +149,12 @@ async def test_speeds_and_distances_are_a_citys(
 
 
 async def test_a_city_without_a_subway_gets_buses_only(routes: LocalRoutes) -> None:
-    found = await routes.paths(*GANGNEUNG_TERMINAL, *GYEONGPO)
+    found = await routes.paths(*GANGNEUNG_STATION, *GYEONGPO)
     assert found
     assert all(leg.mode != LegMode.SUBWAY for path in found for leg in path.legs)
     assert {len(rides(path)) for path in found} == {1, 2}  # direct, and with a transfer
     for path in found:
-        assert_connected(path, GANGNEUNG_TERMINAL, GYEONGPO)
+        assert_connected(path, GANGNEUNG_STATION, GYEONGPO)
         assert path.fare == capital_area_fare(path)
         assert all(leg.line.startswith("일반 ") for leg in rides(path))
 
