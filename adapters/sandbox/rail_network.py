@@ -6,13 +6,14 @@ The lines, their station order, distances (km, tenths) and running times are the
 network's, approximately: 경부고속선 and the conventional 경부선, the SRT line from 수서,
 호남고속선 and 호남선 to 목포, 전라선 to 여수EXPO, 경전선 to 진주, the 포항 branch, 강릉선
 and 중앙선 to 안동. Services run trains over them with plausible frequencies and stop
-patterns. A day's trains are generated from seeds (the service, the train's slot and the
-date), so every process sees the same timetable; it is cached per day.
+patterns. A train's times, grade and stops come from a seed of its service and slot, the
+same every day as in a real timetable; Fridays to Sundays add trains. Every process sees
+the same timetable for a date; it is cached per day.
 
-Fares are distance-based and rounded to 100 won, calibrated on published fares:
-서울→부산 KTX 59,800 (special 83,700), 수서→부산 SRT 52,600, 서울→부산 ITX-새마을 42,600.
-Conventional-line kilometres count less than high-speed ones for the KTX and SRT, as the
-operators' fares do.
+Fares are distance-based and rounded to 100 won, calibrated on published fares: 서울→부산
+KTX 59,800 (special 83,700), 서울→대전 KTX 23,700, 수서→부산 SRT 52,600, 서울→부산
+ITX-새마을 42,600. Conventional-line kilometres count less than high-speed ones for the KTX
+and SRT, as the operators' fares do.
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ class FareRule:
 
 
 FARE_RULES = {
-    "KTX": FareRule(1_200, 59_800, ("ktx-gyeongbu", "서울", "부산"), 8_400),
+    "KTX": FareRule(1_300, 59_800, ("ktx-gyeongbu", "서울", "부산"), 8_400),
     "SRT": FareRule(1_200, 52_600, ("srt-gyeongbu", "수서", "부산"), 7_000),
     "ITX": FareRule(1_000, 42_600, ("itx-gyeongbu", "서울", "부산"), 4_800),
 }

@@ -47,7 +47,7 @@ class Tago:
                     wire.UPSTREAM, f"train {train.train_no} leaves on {train.departs_at:%Y-%m-%d}"
                 )
             found[train.train_no, train.departs_at] = train  # a row seen on two pages
-        return sorted(found.values(), key=lambda train: (train.departs_at, train.train_no))
+        return sorted(found.values(), key=lambda train: (train.departs_at, train.train_no.zfill(8)))
 
     async def cities(self) -> list[TagoCity]:
         found = {

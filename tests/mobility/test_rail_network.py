@@ -100,6 +100,7 @@ def test_seoul_to_busan_is_a_ktx_every_half_hour_at_the_published_fares() -> Non
     train = next(t for t, _, _ in ktx if int(t.train_no) < 200)  # 경부고속선, not via 수원
     assert network.fare(train, SEOUL, BUSAN, "general") == 59_800
     assert network.fare(train, SEOUL, BUSAN, "special") == 83_700
+    assert network.fare(train, SEOUL, code("대전"), "general") == 23_700
     (srt, *_), *_ = network.between(WEDNESDAY, SUSEO, BUSAN)
     assert srt.grade == "SRT" and network.fare(srt, SUSEO, BUSAN, "general") == 52_600
     itx = next(t for t, _, _ in found if t.grade == "ITX-새마을")
