@@ -73,9 +73,11 @@ class Hub:
     taken: list[tuple[str, list[AgencyNotice]]] = field(default_factory=list)  # (request id, …)
     refused: list[RejectReason] = field(default_factory=list)
     failures: int = 0  # answer 503 to this many requests first
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # a request came
 
     def app(self) -> Starlette:
         async def receive(request: Request) -> Response:
+            self.arrived.set()
             if self.failures > 0:
                 self.failures -= 1
                 return Response(status_code=503)
@@ -212,6 +214,21 @@ async def test_a_hub_that_stays_down_leaves_the_submission_failed_after_its_atte
     await issue(agency, {"noticeId": "DOWN-1"})
     (log,) = await settled(agency)
     assert log["state"] == "failed" and log["answers"] == [503, 503, 503]
+
+
+async def test_pointing_the_agency_elsewhere_stops_what_it_was_sending(
+    agency: RunningSandbox, hub: Hub
+) -> None:
+    hub.failures = 1_000
+    await issue(agency, {"noticeId": "STOP-1"}, {"noticeId": "STOP-2"})
+    await asyncio.wait_for(hub.arrived.wait(), 5)
+    await configure(agency, hubUrl=hub.url)  # set again: what was under way stops
+    assert [s["state"] for s in await settled(agency)] == ["cancelled", "cancelled"]
+
+    hub.failures = 0
+    await issue(agency, {"noticeId": "AFTER"})
+    assert (await settled(agency))[-1]["state"] == "delivered"
+    assert [n.notice_id for n in hub.notices()] == ["AFTER"]
 
 
 async def test_a_duplicate_submission_repeats_the_notices_under_a_new_request_id(

@@ -1,0 +1,31 @@
+"""notices: government notices to citizens through the private apps they choose.
+
+Agencies publish (over their signed HTTP route or GraphQL) and the hub's own domains
+publish from their events; a citizen opts in per notice type and per app through the
+consent page; each app receives its citizens' notices by signed webhooks (retried for more
+than a day, dead letters it can redrive) and reads them through GraphQL; read receipts go
+back to the agency. This module is the domain's manifest; the parts live beside it and in
+`resolvers/notices/`.
+"""
+
+from __future__ import annotations
+
+from hub.core.domain import Domain
+from resolvers.notices import scopes
+from resolvers.notices.settings import NoticesSettings
+from schema.notices.api import NoticesMutation, NoticesQuery, NoticesSubscription
+from schema.notices.runtime import WORKER
+from schema.notices.state import lifespan
+
+domain = Domain(
+    name="notices",
+    description="government notices to citizens through the apps they choose",
+    requires=("platform", "sensors", "payments"),
+    query=NoticesQuery,
+    mutation=NoticesMutation,
+    subscription=NoticesSubscription,
+    settings=NoticesSettings,
+    scopes=scopes.ALL,
+    lifespan=lifespan,
+    workers=(WORKER,),
+)
