@@ -81,7 +81,11 @@ class Held:
     command_id: uuid.UUID | None  # the show command not yet acknowledged by a `shown`
 
     def inside(self, lat: float, lng: float) -> bool:
-        return any(h3.latlng_to_cell(lat, lng, r) in cells for r, cells in self.area.items())
+        """Its resolution-9 cell, or that cell's parent at an area cell's resolution, is
+        in the area (H3's children do not tile their parent: the cell at resolution 7 of
+        a position may not be its resolution-9 cell's parent)."""
+        cell = h3.latlng_to_cell(lat, lng, 9)
+        return any(h3.cell_to_parent(cell, r) in cells for r, cells in self.area.items())
 
 
 @dataclass

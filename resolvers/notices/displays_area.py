@@ -39,12 +39,12 @@ class Area:
         return sorted(h3.compact_cells(list(self.cells)))
 
 
+def texts(cells: Iterable[int]) -> list[str]:
+    return [h3.int_to_str(c) for c in cells]
+
+
 def expand(compacted: Iterable[int]) -> frozenset[int]:
     return frozenset(h3.uncompact_cells(list(compacted), RESOLUTION))
-
-
-def contains(cells: frozenset[int], lat: float, lng: float) -> bool:
-    return h3.latlng_to_cell(lat, lng, RESOLUTION) in cells
 
 
 async def of_district(pool: asyncpg.Pool, code: str) -> Area:

@@ -85,7 +85,7 @@ def _showing(
 ) -> Showing:
     end = hidden_at or max(cap or shown_at, shown_at)
     minutes = (end - shown_at).total_seconds() / 60
-    return Showing(device, vehicle, shown_at, hidden_at, reason, round(minutes, 2))
+    return Showing(device, vehicle, shown_at, hidden_at, reason, minutes)
 
 
 async def coverage(
@@ -102,8 +102,9 @@ async def coverage(
         where = await _districts_of(pool, message, {row["cell"] for row in rows})
     else:
         resolution = 8 if by == "cell8" else 9
-        where = {row["cell"]: h3.int_to_str(h3.cell_to_parent(row["cell"], resolution))
-                 for row in rows}  # fmt: skip
+        where = {
+            row["cell"]: h3.int_to_str(h3.cell_to_parent(row["cell"], resolution)) for row in rows
+        }
     units: dict[str, set[str]] = defaultdict(set)
     minutes: dict[str, int] = defaultdict(int)
     for row in rows:

@@ -27,12 +27,11 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from h3.api import basic_int as h3
 
 from hub.core import db
 from hub.core.servers import Servers
 from hub.core.settings import Settings
-from resolvers.notices import displays, displays_store, displays_wire
+from resolvers.notices import displays, displays_area, displays_store, displays_wire
 from resolvers.notices.displays import DisplayMessage, DisplaySettings
 from resolvers.notices.displays_store import PresenceRow, Target
 from resolvers.sensors import live_feed
@@ -72,7 +71,7 @@ class Active:
             text=displays_wire.Text(ko=message.text_ko, en=message.text_en),
             starts_at=message.starts_at,
             ends_at=message.ends_at,
-            area=displays_wire.Area(h3=[h3.int_to_str(c) for c in message.area_cells]),
+            area=displays_wire.Area(h3=displays_area.texts(message.area_cells)),
         )
         return cls(message, message.cells(), wire)
 
@@ -107,8 +106,12 @@ def decide(
             continue
         if message_id in closed:
             over = closed[message_id]
-            to(target, "withdraw", "window_ended" if over.withdrawn_at is None else "withdrawn",
-               target.vehicle_id)  # fmt: skip
+            to(
+                target,
+                "withdraw",
+                "window_ended" if over.withdrawn_at is None else "withdrawn",
+                target.vehicle_id,
+            )
             continue
         active = messages.get(message_id)
         seen = positions.get(device)
@@ -122,8 +125,17 @@ def decide(
                 continue
             known = targets.get((message_id, device))
             if known is None:
-                blank = Target(message_id, device, seen.vehicle_id, 0, "withdraw", None,
-                               uuid.UUID(int=0), now, True)  # fmt: skip
+                blank = Target(
+                    message_id,
+                    device,
+                    seen.vehicle_id,
+                    0,
+                    "withdraw",
+                    None,
+                    uuid.UUID(int=0),
+                    now,
+                    True,
+                )
                 to(blank, "show", None, seen.vehicle_id)
             elif known.action == "withdraw" and seen.ts > known.decided_at:
                 to(known, "show", None, seen.vehicle_id)
@@ -228,8 +240,9 @@ class DisplayTargeting:
             await conn.close()
 
     async def _load(self, conn: asyncpg.Connection) -> None:
-        self.targets = {(t.message_id, t.device_id): t for t in
-                        await displays_store.targets_to_follow(conn)}  # fmt: skip
+        self.targets = {
+            (t.message_id, t.device_id): t for t in await displays_store.targets_to_follow(conn)
+        }
         self.messages = {m.message_id: Active.of(m) for m in await displays.open_messages(conn)}
         self.showing = await displays_store.latest_states(conn, list(self.messages))
 

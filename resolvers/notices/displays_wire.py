@@ -35,8 +35,10 @@ class Text(msgspec.Struct, frozen=True):
 
 
 class Area(msgspec.Struct, frozen=True):
-    h3: list[str]  # compacted cells; a position is inside when its cell at a cell's
-    # resolution is that cell
+    """Compacted H3 cells: a position is inside when its resolution-9 cell, or that
+    cell's parent at the resolution of one of these cells, is one of them."""
+
+    h3: list[str]
 
 
 class Message(msgspec.Struct, frozen=True):
