@@ -91,18 +91,25 @@ class Sender:
             self._task.cancel()
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=ATTEMPT_TIMEOUT) as client:
-            while self._queue:
-                submission = self._queue.popleft()
-                try:
+        while self._queue:  # again if more came while the client was closing
+            async with httpx.AsyncClient(timeout=ATTEMPT_TIMEOUT) as client:
+                while self._queue:
+                    submission = self._queue.popleft()
                     await self._deliver(client, submission)
-                except asyncio.CancelledError:
-                    submission.state = "cancelled"
-                    raise
+                    if submission.state == "delivered":
+                        await self._follow(client, submission)
 
     async def _deliver(self, client: httpx.AsyncClient, submission: Submission) -> None:
-        behaviour = submission.behaviour
         submission.state = "sending"
+        try:
+            submission.state = await self._attempts(client, submission)
+        except asyncio.CancelledError:
+            submission.state = "cancelled"
+            raise
+
+    async def _attempts(self, client: httpx.AsyncClient, submission: Submission) -> str:
+        """Send until taken or refused, or out of attempts; the submission's final state."""
+        behaviour = submission.behaviour
         signed_at: int | None = None
         for attempt in range(behaviour.attempts):
             if attempt:
@@ -111,22 +118,25 @@ class Sender:
             signed_at = await _later_than(signed_at, behaviour.stale_seconds)
             status = await self._post(client, submission, self._headers(submission, signed_at))
             if 200 <= status < 300:
-                submission.state = "delivered"
-                await self._follow(client, submission)
-                return
+                return "delivered"
             if 400 <= status < 500 and status not in RETRIED:
-                submission.state = "rejected"
-                return
-        submission.state = "failed"
+                return "rejected"
+        return "failed"
 
     async def _follow(self, client: httpx.AsyncClient, taken: Submission) -> None:
+        """The faults that act once a submission was taken: a replay, a duplicate."""
         behaviour = taken.behaviour
         if behaviour.replay:
             replay = Submission(
                 taken.request_id, taken.notice_ids, taken.body, behaviour, kind="replay"
             )
             self.log.append(replay)
-            status = await self._post(client, replay, taken.sent)
+            replay.state = "sending"
+            try:
+                status = await self._post(client, replay, taken.sent)
+            except asyncio.CancelledError:
+                replay.state = "cancelled"
+                raise
             replay.state = "delivered" if 200 <= status < 300 else "rejected"
         if behaviour.duplicate:
             again = Submission(
