@@ -480,7 +480,6 @@ class _Day:
     trains: tuple[NetworkTrain, ...]
     by_no: dict[str, NetworkTrain]
     paths: dict[str, tuple[Waypoint, ...]]  # train_no -> the path it runs
-    fare_rules: dict[str, str]
 
 
 def _trains_of(service: Service, day: date) -> list[tuple[NetworkTrain, tuple[Waypoint, ...]]]:
@@ -549,7 +548,6 @@ def _day(day: date) -> _Day:
         trains=trains,
         by_no={train.train_no: train for train in trains},
         paths={train.train_no: path for train, path in made},
-        fare_rules={train.train_no: GRADES[train.grade].fare for train in trains},
     )
 
 
@@ -597,7 +595,7 @@ def fare(train: NetworkTrain, dep: str, arr: str, seat_class: str) -> int:
     if dep not in codes or arr not in codes or codes.index(dep) >= codes.index(arr):
         raise ValueError(f"train {train.train_no} does not run from {dep} to {arr}")
     general = _general_fare(
-        known.fare_rules[train.train_no], _fare_km(path[codes.index(dep)], path[codes.index(arr)])
+        GRADES[train.grade].fare, _fare_km(path[codes.index(dep)], path[codes.index(arr)])
     )
     if seat_class == "general":
         return general
