@@ -7,11 +7,12 @@ own places (see `hub/core/domain.py`).
 from __future__ import annotations
 
 from hub.core.domain import Domain
-from schema import payments, platform, sensors, waste
+from schema import mobility, payments, platform, sensors, waste
 
 DOMAINS: tuple[Domain, ...] = (
     platform.domain,
     sensors.domain,
     payments.domain,
     waste.domain,
+    mobility.domain,
 )

@@ -23,6 +23,8 @@ from joserfc.jwk import ECKey
 
 from auth.scopes import CATALOG
 from hub.core.errors import IeumError
+from resolvers.mobility import errors as mobility_errors
+from resolvers.mobility import scopes as mobility_scopes
 from resolvers.payments import errors as payment_errors
 from resolvers.payments import scopes as payment_scopes
 from resolvers.payments.store import KST
@@ -32,15 +34,17 @@ from resolvers.waste import pickups
 from resolvers.waste import scopes as waste_scopes
 from resolvers.waste.tags import sun
 from schema.waste import domain as waste_domain
+from tests.mobility.helpers import BUSAN_HAEUNDAE, SEOUL_CITY_HALL, MobilityWorld, mobility_world
 from tests.oauth import REDIRECT, Hub, code_for
-from tests.payments.helpers import World, payments_world
+from tests.payments.helpers import World
 
 pytestmark = pytest.mark.db
 
 ROOT = Path(__file__).parents[1]
 PAYMENTS_GUIDE = ROOT / "docs" / "payments.md"  # a terminal's session: test_payments_guide
 WASTE_GUIDE = ROOT / "docs" / "waste.md"  # a business's, a collector's: test_waste_guide
-SESSIONS = (PAYMENTS_GUIDE, WASTE_GUIDE)
+MOBILITY_GUIDE = ROOT / "docs" / "mobility.md"  # a navigation app's: test_mobility_guide
+SESSIONS = (PAYMENTS_GUIDE, WASTE_GUIDE, MOBILITY_GUIDE)
 DOCUMENTS = [
     ROOT / "README.md",
     *sorted(path for path in (ROOT / "docs").glob("*.md") if path not in SESSIONS),
@@ -147,13 +151,21 @@ VARYING = frozenset({
 
 
 @pytest.fixture(scope="module")
-async def guide_world(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[World]:
-    """The hub with the tax system's and the gateway's sandboxes that the guides' sessions
-    run against. One for both: a process's payment adapters are built once and shared by
-    every hub in it while any runs (schema.payments.upstreams.shared), and this module's
-    other hub outlives a session's, so a second world's gateway would not be called."""
-    async with payments_world(migrated_url, kafka_bootstrap) as world:
+async def mobility_guide_world(
+    migrated_url: str, kafka_bootstrap: str
+) -> AsyncIterator[MobilityWorld]:
+    """The hub with every sandbox the guides' sessions run against (tax system, gateway,
+    timetable, operator, local routes). One for all: a process's adapters are built once
+    and shared by every hub in it while any runs (adapters.connections.shared), and this
+    module's other hub outlives a session's, so a second world's sandboxes would not be
+    called."""
+    async with mobility_world(migrated_url, kafka_bootstrap) as world:
         yield world
+
+
+@pytest.fixture(scope="module")
+def guide_world(mobility_guide_world: MobilityWorld) -> World:
+    return mobility_guide_world.hub
 
 
 def guide_operations(guide: Path) -> dict[str, tuple[str, Any]]:
@@ -582,4 +594,85 @@ def test_waste_guide_explains_every_error_code_and_scope() -> None:
         ):
             assert f"| `{error.code}` |" in text, error.code
     for scope in waste_scopes.ALL:
+        assert f"| `{scope.name}` |" in text, scope.name
+
+
+MOBILITY_VARYING = frozenset({
+    "leaveAt", "arriveAt", "minutes", "fare", "transfers", "walkMeters", "rides", "line",
+    "mode", "trainNo", "grade", "runDate", "departsAt", "arrivesAt", "adultFare",
+    "generalLeft", "specialLeft", "generalFare", "specialFare", "id", "pnr", "car", "seat",
+    "amount", "payBy", "orderId", "saleNo", "name", "code", "cancelFee", "refundedAmount",
+})  # fmt: skip
+
+
+async def test_mobility_guide(mobility_guide_world: MobilityWorld) -> None:
+    operations = guide_operations(MOBILITY_GUIDE)
+    world = mobility_guide_world
+    ran: set[str] = set()
+
+    async def run(name: str, token: str, **variables: Any) -> dict[str, Any]:
+        query, shown = operations[name]
+        answer = await world.hub.gql(token, query, variables)
+        ok = like(shown, answer, varying=MOBILITY_VARYING) if shown else "errors" not in answer
+        assert ok, (name, answer)
+        ran.add(name)
+        return dict(answer["data"] or {})
+
+    _, citizen = await world.citizen("mobility:plan mobility:book sensors:read")
+    tomorrow = datetime.now(KST).date() + timedelta(days=1)
+    after = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 8, tzinfo=KST)
+    plan = await run(
+        "Journeys",
+        citizen,
+        **{"from": SEOUL_CITY_HALL, "to": BUSAN_HAEUNDAE},
+        after=after.isoformat(),
+    )
+    await run(
+        "JourneyLegs",
+        citizen,
+        **{"from": SEOUL_CITY_HALL, "to": BUSAN_HAEUNDAE},
+        after=after.isoformat(),
+    )
+    [itinerary] = plan["journeys"]["itineraries"]
+    train = itinerary["train"]
+    assert (train["from"]["name"], train["to"]["name"]) == ("서울", "부산")
+    held = await run(
+        "HoldSeats",
+        citizen,
+        input={
+            "trainNo": train["trainNo"],
+            "runDate": train["runDate"],
+            "from": train["from"]["code"],
+            "to": train["to"]["code"],
+            "passengers": 1,
+        },
+        idempotencyKey=str(uuid.uuid4()),
+    )
+    booking = held["holdSeats"]
+    payment_key = await world.hub.card_present(booking["orderId"], booking["amount"])
+    paid = await run(
+        "PayBooking",
+        citizen,
+        bookingId=booking["id"],
+        paymentKey=payment_key,
+        idempotencyKey=str(uuid.uuid4()),
+    )
+    assert paid["payBooking"]["amount"] == train["adultFare"]
+    await run("Bookings", citizen)
+    cancelled = await run("CancelBooking", citizen, bookingId=booking["id"])
+    done = cancelled["cancelBooking"]
+    assert done["cancelFee"] + done["refundedAmount"] == booking["amount"]
+    assert ran == set(operations)
+
+
+def test_mobility_guide_explains_every_error_code_and_scope() -> None:
+    text = MOBILITY_GUIDE.read_text()
+    for error in vars(mobility_errors).values():
+        if (
+            isinstance(error, type)
+            and issubclass(error, IeumError)
+            and error.__module__ == mobility_errors.__name__
+        ):
+            assert f"| `{error.code}` |" in text, error.code
+    for scope in mobility_scopes.ALL:
         assert f"| `{scope.name}` |" in text, scope.name

@@ -1,0 +1,196 @@
+"""Train bookings as the hub keeps them: one row per booking, moved through its states by
+guarded updates (`WHERE status = …`), so two processes finishing the same booking move it
+once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, TypeAlias
+
+import asyncpg
+
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
+OPEN = ("holding", "held", "paying", "refunding")
+
+
+@dataclass(frozen=True)
+class Booking:
+    booking_id: uuid.UUID
+    client_id: str
+    user_id: uuid.UUID
+    idempotency_key: str
+    request: dict[str, Any]
+    operator: str
+    train_no: str
+    grade: str
+    run_date: date
+    dep_station: str
+    arr_station: str
+    departs_at: datetime
+    arrives_at: datetime
+    seat_class: str
+    passengers: int
+    status: str
+    pnr: str | None
+    seats: list[dict[str, str]]
+    amount: int | None
+    pay_by: datetime | None
+    payment_id: uuid.UUID | None
+    order_id: str | None
+    sale_no: str | None
+    cancel_fee: int
+    refunded_amount: int
+    failure_code: str | None
+    failure: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: asyncpg.Record) -> Booking:
+        return cls(**dict(row))  # jsonb arrives decoded (hub.core.db's codec)
+
+
+@dataclass(frozen=True)
+class NewBooking:
+    client_id: str
+    user_id: uuid.UUID
+    idempotency_key: str
+    request: dict[str, Any]
+    operator: str
+    train_no: str
+    grade: str
+    run_date: date
+    dep_station: str
+    arr_station: str
+    departs_at: datetime
+    arrives_at: datetime
+    seat_class: str
+    passengers: int
+
+
+async def open_booking(conn: Conn, new: NewBooking) -> tuple[Booking, bool]:
+    """Store a booking as `holding` before the hold is sent; (the booking, True if new).
+    The same client and key return the booking they made first, whatever was asked."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO mobility_bookings (
+            booking_id, client_id, user_id, idempotency_key, request, operator, train_no,
+            grade, run_date, dep_station, arr_station, departs_at, arrives_at, seat_class,
+            passengers, status)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'holding')
+        ON CONFLICT (client_id, idempotency_key) DO NOTHING
+        RETURNING *
+        """,
+        uuid.uuid4(),
+        new.client_id,
+        new.user_id,
+        new.idempotency_key,
+        new.request,
+        new.operator,
+        new.train_no,
+        new.grade,
+        new.run_date,
+        new.dep_station,
+        new.arr_station,
+        new.departs_at,
+        new.arrives_at,
+        new.seat_class,
+        new.passengers,
+    )
+    if row is not None:
+        return Booking.of(row), True
+    existing = await conn.fetchrow(
+        "SELECT * FROM mobility_bookings WHERE client_id = $1 AND idempotency_key = $2",
+        new.client_id,
+        new.idempotency_key,
+    )
+    assert existing is not None
+    return Booking.of(existing), False
+
+
+async def by_id(conn: Conn, booking_id: uuid.UUID) -> Booking | None:
+    row = await conn.fetchrow("SELECT * FROM mobility_bookings WHERE booking_id = $1", booking_id)
+    return Booking.of(row) if row else None
+
+
+async def by_payment(conn: Conn, payment_id: uuid.UUID) -> Booking | None:
+    row = await conn.fetchrow("SELECT * FROM mobility_bookings WHERE payment_id = $1", payment_id)
+    return Booking.of(row) if row else None
+
+
+async def of_citizen(
+    conn: Conn, client_id: str, user_id: uuid.UUID, *, limit: int, before: datetime | None
+) -> list[Booking]:
+    """A citizen's bookings made through one app, newest first."""
+    rows = await conn.fetch(
+        """
+        SELECT * FROM mobility_bookings
+        WHERE client_id = $1 AND user_id = $2 AND ($3::timestamptz IS NULL OR created_at < $3)
+        ORDER BY created_at DESC, booking_id
+        LIMIT $4
+        """,
+        client_id,
+        user_id,
+        before,
+        limit,
+    )
+    return [Booking.of(row) for row in rows]
+
+
+async def unfinished(conn: Conn, stale_before: datetime, limit: int = 200) -> list[Booking]:
+    """Bookings a request left mid-way: holds and confirms unanswered since `stale_before`,
+    every held booking (its hold may have lapsed), refunds under way."""
+    rows = await conn.fetch(
+        """
+        SELECT * FROM mobility_bookings
+        WHERE status IN ('held', 'refunding')
+           OR (status IN ('holding', 'paying') AND updated_at < $1)
+        ORDER BY updated_at
+        LIMIT $2
+        """,
+        stale_before,
+        limit,
+    )
+    return [Booking.of(row) for row in rows]
+
+
+async def move(
+    conn: Conn,
+    booking_id: uuid.UUID,
+    from_status: Sequence[str],
+    to_status: str,
+    **changes: Any,
+) -> Booking | None:
+    """Set `to_status` (and `changes`) if the booking is in one of `from_status`; None when
+    it is not (another process moved it first)."""
+    columns = list(changes)
+    values = list(changes.values())
+    sets = "".join(f", {column} = ${i + 4}" for i, column in enumerate(columns))
+    row = await conn.fetchrow(
+        f"""
+        UPDATE mobility_bookings SET status = $3, updated_at = now(){sets}
+        WHERE booking_id = $1 AND status = ANY($2::text[])
+        RETURNING *
+        """,
+        booking_id,
+        list(from_status),
+        to_status,
+        *values,
+    )
+    return Booking.of(row) if row else None
+
+
+async def touch(conn: Conn, booking_id: uuid.UUID, **changes: Any) -> Booking | None:
+    """Record facts (payment ids …) without changing the status."""
+    columns = list(changes)
+    sets = ", ".join(f"{column} = ${i + 2}" for i, column in enumerate(columns))
+    row = await conn.fetchrow(
+        f"UPDATE mobility_bookings SET {sets}, updated_at = now() WHERE booking_id = $1"
+        " RETURNING *",
+        booking_id,
+        *changes.values(),
+    )
+    return Booking.of(row) if row else None
