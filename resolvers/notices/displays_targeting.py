@@ -252,6 +252,7 @@ class DisplayTargeting:
         self.messages = {
             m.message_id: self.messages.get(m.message_id) or Active.of(m) for m in opened
         }
+        self.showing = {k: v for k, v in self.showing.items() if k[0] in self.messages}
         gone = {mid for mid, _ in self.targets if mid not in self.messages}
         closed = {m.message_id: m for m in await displays.by_ids(conn, list(gone))}
         max_age = timedelta(seconds=self.settings.position_max_age_seconds)
