@@ -41,10 +41,21 @@ class AdapterSettings(BaseSettings):
         lt=REQUEST_DEADLINE_SECONDS,
         description="Time budget of one call to the upstream, retries included.",
     )
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Calls in flight to the upstream at once, per hub process; more wait"
+        " (within their time budget). Raise it for a system that takes the load.",
+    )
 
     def policy(self) -> Policy:
         """The resilience policy these settings ask for."""
-        return Policy(budget=self.timeout_seconds, attempt_timeout=self.timeout_seconds / 2)
+        return Policy(
+            budget=self.timeout_seconds,
+            attempt_timeout=self.timeout_seconds / 2,
+            concurrency=self.concurrency,
+        )
 
 
 S = TypeVar("S", bound=AdapterSettings)
