@@ -125,18 +125,9 @@ def decide(
                 continue
             known = targets.get((message_id, device))
             if known is None:
-                blank = Target(
-                    message_id,
-                    device,
-                    seen.vehicle_id,
-                    0,
-                    "withdraw",
-                    None,
-                    uuid.UUID(int=0),
-                    now,
-                    True,
-                )
-                to(blank, "show", None, seen.vehicle_id)
+                first = Target(message_id, device, seen.vehicle_id, 1, "show", None,
+                               uuid.uuid4(), now, sent=False)  # fmt: skip
+                changed.append(first)
             elif known.action == "withdraw" and seen.ts > known.decided_at:
                 to(known, "show", None, seen.vehicle_id)
     return changed
