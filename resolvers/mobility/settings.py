@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+CRASH_POINTS = ("after_payment",)
+
 
 class MobilitySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IEUM_MOBILITY_", frozen=True, extra="ignore")
@@ -80,4 +82,8 @@ class MobilitySettings(BaseSettings):
         gt=0,
         description="A hold or confirm still unanswered after this long is presumed lost"
         " and looked up by the worker.",
+    )
+    crash_point: str | None = Field(
+        default=None,
+        description=f"Fault drills only: die at one of {', '.join(CRASH_POINTS)}.",
     )

@@ -17,6 +17,7 @@ partner reference before it is sent again.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -273,6 +274,9 @@ async def _finish_paying(
         return booking
     if payment.status in ("failed", "expired"):
         return await bookings.move(b.pool, booking.booking_id, ("paying",), "held") or booking
+    if b.state.settings.crash_point == "after_payment":
+        log.critical("mobility.crash_drill point=after_payment")
+        os._exit(70)  # as a killed process would: the card charged, no ticket yet
     return await _ticket(b, booking, payment)
 
 
