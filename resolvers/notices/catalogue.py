@@ -69,18 +69,27 @@ async def agency_names(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, tup
     return {row["agency"]: (row["name_ko"], row["name_en"]) for row in rows}
 
 
-def render(kind: NoticeType, params: Mapping[str, object]) -> Text:
-    """The notice's title and body in Korean and English."""
+def render(
+    kind: NoticeType, params: Mapping[str, object], params_en: Mapping[str, object] | None = None
+) -> Text:
+    """The notice's title and body in Korean and English (`params_en`: the English values,
+    where they differ from `params`)."""
+    english = {**params, **(params_en or {})}
     missing = [name for name in kind.parameters if params.get(name) in (None, "")]
     if missing:
         raise errors.MissingParameter(
             f"notice type {kind.type_code} needs {', '.join(missing)}", missing=missing
         )
 
-    def fill(template: str) -> str:
-        return PLACEHOLDER.sub(lambda m: _written(params.get(m.group(1), m.group(0))), template)
+    def fill(template: str, values: Mapping[str, object]) -> str:
+        return PLACEHOLDER.sub(lambda m: _written(values.get(m.group(1), m.group(0))), template)
 
-    return Text(fill(kind.title_ko), fill(kind.title_en), fill(kind.body_ko), fill(kind.body_en))
+    return Text(
+        fill(kind.title_ko, params),
+        fill(kind.title_en, english),
+        fill(kind.body_ko, params),
+        fill(kind.body_en, english),
+    )
 
 
 def _written(value: object) -> str:

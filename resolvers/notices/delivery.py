@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 CRASHED = 70  # exit code of a crash drill
 POLL_SECONDS = 1.0
 NO_WEBHOOK = "the app has no webhook registered"
+EXPIRED = "expired before it could be delivered"
 EVENT_TYPE = "notice.received"
 
 
@@ -54,6 +55,8 @@ def body_of(delivery: queue.Claimed) -> bytes:
                 "title": {"ko": delivery.title_ko, "en": delivery.title_en},
                 "body": {"ko": delivery.body_ko, "en": delivery.body_en},
                 "paymentUrl": delivery.payment_url,
+                "payment": delivery.payment,
+                "expiresAt": delivery.expires_at.isoformat() if delivery.expires_at else None,
                 "params": delivery.params,
                 "acceptedAt": delivery.accepted_at.isoformat(),
             },
@@ -101,6 +104,8 @@ class Deliverer:
     async def _send(
         self, delivery: queue.Claimed, hook: webhooks.Webhook | None, now: datetime
     ) -> queue.Outcome:
+        if delivery.expires_at is not None and delivery.expires_at <= now:
+            return queue.Outcome(delivery.delivery_id, False, EXPIRED, final=True)
         if hook is None:
             return queue.Outcome(delivery.delivery_id, False, NO_WEBHOOK)
         body = body_of(delivery)

@@ -59,3 +59,13 @@ class CitizenTokenRequired(Forbidden):
     """The call acts for a citizen: it needs a token a citizen gave the app."""
 
     code = "CITIZEN_TOKEN_REQUIRED"
+
+
+class IdentityInvalid(BadUserInput):
+    code = "IDENTITY_INVALID"
+
+
+class LinkingNotConfigured(IeumError):
+    """IEUM_NOTICES_LINKING_KEY is not set: agencies' citizens cannot be matched."""
+
+    code = "LINKING_NOT_CONFIGURED"

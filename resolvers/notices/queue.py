@@ -48,6 +48,8 @@ class Claimed:
     urgent: bool
     payment_url: str | None
     accepted_at: datetime
+    payment: dict[str, Any] | None
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class Outcome:
     delivery_id: int
     ok: bool
     error: str = ""
+    final: bool = False  # a failure no retry can mend (the notice expired)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,7 @@ WITH due AS (
 )
 SELECT l.delivery_id, l.event_id, l.notice_id, l.client_id, l.user_id, l.type_code,
        l.attempts, n.agency, n.agency_notice_id, n.params, n.title_ko, n.title_en,
-       n.body_ko, n.body_en, n.urgent, n.payment_url, n.accepted_at,
+       n.body_ko, n.body_en, n.urgent, n.payment_url, n.accepted_at, n.payment, n.expires_at,
        EXISTS (SELECT 1 FROM notice_choices c
                 WHERE c.user_id = l.user_id AND c.client_id = l.client_id
                   AND c.type_code = l.type_code AND c.withdrawn_at IS NULL) AS chosen
@@ -96,14 +99,16 @@ SELECT l.delivery_id, l.event_id, l.notice_id, l.client_id, l.user_id, l.type_co
 
 _SETTLE = """
 WITH r AS (
-    SELECT * FROM unnest($1::bigint[], $2::bool[], $3::text[]) AS r(delivery_id, ok, error)
+    SELECT * FROM unnest($1::bigint[], $2::bool[], $3::text[], $7::bool[])
+                   AS r(delivery_id, ok, error, final)
 ), settled AS (
     UPDATE notice_deliveries d SET
         status = CASE WHEN r.ok THEN 'delivered'
-                      WHEN now() - d.release_at >= $4::interval THEN 'failed'
+                      WHEN r.final OR now() - d.release_at >= $4::interval THEN 'failed'
                       ELSE 'pending' END,
         delivered_at = CASE WHEN r.ok THEN now() END,
-        failed_at = CASE WHEN NOT r.ok AND now() - d.release_at >= $4::interval THEN now() END,
+        failed_at = CASE WHEN NOT r.ok AND (r.final OR now() - d.release_at >= $4::interval)
+                         THEN now() END,
         last_error = CASE WHEN r.ok THEN NULL ELSE r.error END,
         next_attempt_at = CASE WHEN r.ok THEN d.next_attempt_at ELSE now()
             + least($5::interval * power(2, greatest(d.attempts - 1, 0)), $6::interval)
@@ -151,6 +156,7 @@ async def settle(conn: asyncpg.Connection, outcomes: Sequence[Outcome], retry: R
         retry.window,
         retry.first,
         retry.longest,
+        [o.final for o in outcomes],
     )
 
 

@@ -23,9 +23,10 @@ LONGEST_WAIT_SECONDS = 3600
 class Pending:
     report_id: int
     agency: str
+    org_code: str | None  # the agency's 행정표준코드, as its system signs in
     agency_notice_id: str
-    event_id: uuid.UUID
-    client_id: str
+    event_id: uuid.UUID | None  # None: the notice reached nobody
+    client_id: str | None
     kind: str  # delivered, failed or read
     detail: str
     occurred_at: datetime
@@ -33,10 +34,11 @@ class Pending:
 
 
 _CLAIM = """
-SELECT r.report_id, n.agency, n.agency_notice_id, r.event_id, d.client_id, r.kind, r.detail,
-       r.occurred_at, r.attempts
+SELECT r.report_id, n.agency, a.org_code, n.agency_notice_id, r.event_id, d.client_id, r.kind,
+       r.detail, r.occurred_at, r.attempts
   FROM notice_reports r JOIN notices n USING (notice_id)
-  JOIN notice_deliveries d USING (event_id)
+  JOIN notice_agencies a ON a.agency = n.agency
+  LEFT JOIN notice_deliveries d ON d.event_id = r.event_id
  WHERE r.sent_at IS NULL AND r.next_attempt_at <= now()
  ORDER BY r.report_id
  LIMIT $1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CRASH_POINTS = ("after_claim", "after_send")
@@ -63,6 +63,11 @@ class NoticesSettings(BaseSettings):
     agency_adapter: str = Field(
         default="agencynotice",
         description="Adapter (kind notice_source) of the agencies' notice system.",
+    )
+    linking_key: SecretStr | None = Field(
+        default=None,
+        description="The key shared with agencies that turns a citizen's CI into the"
+        " pseudonym their notices name (the same at every agency and hub process).",
     )
     events_group: str = Field(
         default="ieum-notices",

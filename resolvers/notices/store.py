@@ -10,7 +10,6 @@ the type. A notice nobody chose is kept with no deliveries, which its report sho
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +21,9 @@ import asyncpg
 from resolvers.notices import catalogue, errors, quiet
 
 CHANNEL = "notice_deliveries"  # NOTIFY: deliveries are due (wakes the workers at commit)
+# How an agency's notice came: its system's signed route (reports go back to it through
+# the adapter) or a publisher's GraphQL call (reports are read through GraphQL).
+AGENCY, GRAPHQL = "agency", "graphql"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +32,26 @@ class NewNotice:
 
     type_code: str
     dedupe_key: str
-    source: str  # 'agency', or the publishing domain's name
+    source: str  # AGENCY, GRAPHQL, or the publishing domain's name
     params: dict[str, Any] = field(default_factory=dict)
     user_id: uuid.UUID | None = None  # None: every citizen who chose the type (of the district)
     district_code: str | None = None
     agency: str | None = None  # who publishes: must own the type (None: the type's owner)
     agency_notice_id: str | None = None
     payment_url: str | None = None
+    citizen_ref: str | None = None  # an agency's pseudonym of the citizen (see citizens.py)
+    params_en: dict[str, Any] | None = None  # English values where they differ
+    payment: dict[str, Any] | None = None  # {"amount", "epayNo", "dueDate"}: a bill to pay
+    expires_at: datetime | None = None
+    urgent: bool | None = None  # None: as the type says
 
     @staticmethod
-    def from_agency(agency: str, agency_notice_id: str, **fields: Any) -> NewNotice:
+    def from_agency(
+        agency: str, agency_notice_id: str, source: str = AGENCY, **fields: Any
+    ) -> NewNotice:
         return NewNotice(
             dedupe_key=f"{agency}/{agency_notice_id}",
-            source="agency",
+            source=source,
             agency=agency,
             agency_notice_id=agency_notice_id,
             **fields,
@@ -72,6 +81,10 @@ class Notice:
     payment_url: str | None
     recipients: int
     accepted_at: datetime
+    citizen_ref: str | None
+    params_en: dict[str, Any] | None
+    payment: dict[str, Any] | None
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +119,21 @@ async def publish(pool: asyncpg.Pool, new: NewNotice, hours: QuietHours) -> Acce
     """Accept `new` once: stored with its deliveries, or the notice accepted before."""
     async with pool.acquire() as conn, conn.transaction():
         kind = await catalogue.by_code(conn, new.type_code)
-        _check(kind, new)
-        text = catalogue.render(kind, new.params)
+        check(kind, new)
+        text = catalogue.render(kind, new.params, new.params_en)
+        urgent = kind.urgent if new.urgent is None else new.urgent
+        user_id = new.user_id
+        if user_id is None and new.citizen_ref is not None:
+            user_id = await conn.fetchval(
+                "SELECT user_id FROM notice_citizen_refs WHERE citizen_ref = $1", new.citizen_ref
+            )
         now = datetime.now(UTC)
         row = await conn.fetchrow(
             "INSERT INTO notices (notice_id, dedupe_key, type_code, agency, agency_notice_id,"
             " source, user_id, district_code, params, title_ko, title_en, body_ko, body_en,"
-            " urgent, payment_url, recipients, accepted_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0, $16)"
+            " urgent, payment_url, recipients, accepted_at, citizen_ref, params_en, payment,"
+            " expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+            " $15, 0, $16, $17, $18, $19, $20)"
             " ON CONFLICT (dedupe_key) DO NOTHING RETURNING *",
             uuid.uuid4(),
             new.dedupe_key,
@@ -121,24 +141,30 @@ async def publish(pool: asyncpg.Pool, new: NewNotice, hours: QuietHours) -> Acce
             kind.agency,
             new.agency_notice_id,
             new.source,
-            new.user_id,
+            user_id,
             new.district_code,
-            json.dumps(new.params),
+            new.params,
             text.title_ko,
             text.title_en,
             text.body_ko,
             text.body_en,
-            kind.urgent,
+            urgent,
             new.payment_url,
             now,
+            new.citizen_ref,
+            new.params_en,
+            new.payment,
+            new.expires_at,
         )
         if row is None:
             return Accepted(await _same_as_before(conn, new), created=False)
-        release = quiet.release_at(now, kind.urgent, hours.day_starts, hours.day_ends)
-        district = new.district_code if kind.by_district else None
-        count = await conn.fetchval(
-            _FAN_OUT, row["notice_id"], kind.type_code, new.user_id, district, release
-        )
+        count = 0
+        if user_id is not None or new.citizen_ref is None:  # an unknown pseudonym: nobody
+            release = quiet.release_at(now, urgent, hours.day_starts, hours.day_ends)
+            district = new.district_code if kind.by_district else None
+            count = await conn.fetchval(
+                _FAN_OUT, row["notice_id"], kind.type_code, user_id, district, release
+            )
         row = await conn.fetchrow(
             "UPDATE notices SET recipients = $2 WHERE notice_id = $1 RETURNING *",
             row["notice_id"],
@@ -146,10 +172,21 @@ async def publish(pool: asyncpg.Pool, new: NewNotice, hours: QuietHours) -> Acce
         )
         if count:
             await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+        elif new.source == AGENCY:
+            await conn.execute(
+                "INSERT INTO notice_reports (notice_id, kind, detail, occurred_at)"
+                " VALUES ($1, 'failed', $2, now())"
+                " ON CONFLICT (notice_id, kind) WHERE event_id IS NULL DO NOTHING",
+                row["notice_id"],
+                "the citizen has linked no app for notices"
+                if user_id is None
+                else f"no app of the citizen takes {kind.type_code}",
+            )
         return Accepted(_notice(row), created=True)
 
 
-def _check(kind: catalogue.NoticeType, new: NewNotice) -> None:
+def check(kind: catalogue.NoticeType, new: NewNotice) -> None:
+    """Refuse what the type does not allow (the text is checked by rendering it)."""
     if new.agency is not None and new.agency != kind.agency:
         raise errors.NotYourAgency(
             f"notice type {kind.type_code} belongs to agency {kind.agency}, not {new.agency}"
@@ -164,6 +201,10 @@ def _check(kind: catalogue.NoticeType, new: NewNotice) -> None:
             raise errors.PaymentLinkNotAllowed(
                 "a payment link is an https:// URL", argument="paymentUrl"
             )
+    if new.payment is not None and not kind.payment_link:
+        raise errors.PaymentLinkNotAllowed(
+            f"notice type {kind.type_code} may not carry a payment", argument="payment"
+        )
     if kind.by_district and new.district_code is None:
         raise errors.DistrictRequired(
             f"notice type {kind.type_code} is sent per district: give districtCode",
@@ -181,6 +222,9 @@ async def _same_as_before(conn: asyncpg.Connection, new: NewNotice) -> Notice:
         and before.district_code == new.district_code
         and before.params == new.params
         and before.payment_url == new.payment_url
+        and before.citizen_ref == new.citizen_ref
+        and before.params_en == new.params_en
+        and before.payment == new.payment
     )
     if not same:
         raise errors.NoticeConflict(
@@ -191,10 +235,7 @@ async def _same_as_before(conn: asyncpg.Connection, new: NewNotice) -> Notice:
 
 
 def _notice(row: asyncpg.Record) -> Notice:
-    fields = dict(row)
-    if isinstance(fields["params"], str):  # a connection without the pool's jsonb codec
-        fields["params"] = json.loads(fields["params"])
-    return Notice(**fields)
+    return Notice(**dict(row))
 
 
 async def by_id(conn: asyncpg.Connection | asyncpg.Pool, notice_id: uuid.UUID) -> Notice | None:
@@ -232,3 +273,11 @@ async def register_publisher(
         )
     except asyncpg.ForeignKeyViolationError:
         raise errors.UnknownAgency(f"no agency {agency!r} in the catalogue") from None
+
+
+async def agency_of_org(conn: asyncpg.Connection | asyncpg.Pool, org_code: str) -> str | None:
+    """The catalogue's agency whose systems sign in with this 행정표준코드."""
+    found: str | None = await conn.fetchval(
+        "SELECT agency FROM notice_agencies WHERE org_code = $1", org_code
+    )
+    return found

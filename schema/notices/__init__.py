@@ -14,6 +14,7 @@ from hub.core.domain import Domain
 from resolvers.notices import scopes
 from resolvers.notices.settings import NoticesSettings
 from schema.notices.api import NoticesMutation, NoticesQuery, NoticesSubscription
+from schema.notices.routes import ROUTES
 from schema.notices.runtime import WORKER
 from schema.notices.state import lifespan
 
@@ -28,4 +29,5 @@ domain = Domain(
     scopes=scopes.ALL,
     lifespan=lifespan,
     workers=(WORKER,),
+    routes=ROUTES,
 )

@@ -23,7 +23,17 @@ import strawberry
 from auth import audit
 from hub.core.context import Info
 from hub.core.errors import BadUserInput
-from resolvers.notices import catalogue, choices, errors, inbox, queue, scopes, store, webhooks
+from resolvers.notices import (
+    catalogue,
+    choices,
+    citizens,
+    errors,
+    inbox,
+    queue,
+    scopes,
+    store,
+    webhooks,
+)
 from schema.notices.state import NoticesState
 from schema.notices.types import (
     DeadLetter,
@@ -231,6 +241,7 @@ class NoticesMutation:
         new = store.NewNotice.from_agency(
             own or kind.agency,
             input.agency_notice_id,
+            source=store.GRAPHQL,
             type_code=kind.type_code,
             user_id=input.citizen,
             district_code=input.district_code,
@@ -260,6 +271,23 @@ class NoticesMutation:
         user_id, client_id = _citizen(info)
         made = await choices.opt_in(info.context.db, user_id, client_id, types, district_code)
         return [choice_of(c) for c in made]
+
+    @strawberry.federation.field(
+        requires_scopes=RECEIVE,
+        description="Link the citizen's identity so agencies' notices find them: the CI"
+        " (연계정보) the app's identity check gave. Only a pseudonym derived from it is"
+        " kept (docs/notices.md). Safe to repeat.",
+    )
+    async def link_notice_identity(self, info: Info, ci: str) -> bool:
+        user_id, _ = _citizen(info)
+        key = info.context.state(NoticesState).settings.linking_key
+        if key is None:
+            raise errors.LinkingNotConfigured(
+                "this hub has no IEUM_NOTICES_LINKING_KEY: agencies' notices cannot find"
+                " citizens yet"
+            )
+        await citizens.link(info.context.db, user_id, ci, key.get_secret_value().encode())
+        return True
 
     @strawberry.federation.field(
         requires_scopes=RECEIVE,

@@ -1,5 +1,6 @@
 """An app's webhook receiver for the tests: a real HTTP server on loopback that checks each
-request's signature the way docs/notices.md tells apps to, and records what it accepted.
+request with the verifier docs/notices.md gives apps (examples/notices_webhook_verifier.py),
+and records what it accepted.
 
 It can be told to be down (answer 503) or to fail a share of requests, as an app in
 trouble would; repeats (the same webhook-id) are answered 200 and counted, not stored
@@ -8,11 +9,14 @@ twice, as the at-least-once contract asks of apps.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from starlette.applications import Starlette
@@ -22,6 +26,19 @@ from starlette.routing import Route
 
 from hub.serve import serving
 from resolvers.notices import signing
+
+VERIFIER_PATH = Path(__file__).parents[2] / "examples" / "notices_webhook_verifier.py"
+
+
+def _verifier_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("notices_webhook_verifier", VERIFIER_PATH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+VERIFIER = _verifier_module()
 
 
 @dataclass
@@ -41,16 +58,18 @@ class Receiver:
         if self.down or random.random() < self.fail_share:
             return PlainTextResponse("unavailable", status_code=503)
         body = await request.body()
-        event_id = None
-        for secret in self.secrets:
-            try:
-                event_id = signing.verify(secret, body, request.headers)
-                break
-            except signing.InvalidSignature as exc:
-                reason = str(exc)
-        if event_id is None:
-            self.refused.append(reason if self.secrets else "no secret")
-            return PlainTextResponse("bad signature", status_code=400)
+        if not self.secrets:
+            self.refused.append("no secret")
+            return PlainTextResponse("no secret", status_code=400)
+        verifier = VERIFIER.Verifier(
+            [signing.shown(secret) for secret in self.secrets], VERIFIER.MemoryEvents()
+        )
+        try:
+            verifier.verify(body, request.headers)
+        except VERIFIER.Rejected as exc:
+            self.refused.append(exc.reason)
+            return PlainTextResponse(exc.reason, status_code=400)
+        event_id = request.headers["webhook-id"]
         if event_id in self._seen:
             self.repeats += 1
             return PlainTextResponse("seen")

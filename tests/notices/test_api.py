@@ -56,9 +56,9 @@ async def test_a_notice_goes_from_agency_to_app_once_and_the_read_receipt_back(
 ) -> None:
     app = await world.app()
     citizen = await opted_in(world, app)
-    police = await world.agency("police")
-    first = (await world.data(police, PUBLISH, i=fine_for(citizen, "police-0001")))["publishNotice"]
-    again = (await world.data(police, PUBLISH, i=fine_for(citizen, "police-0001")))["publishNotice"]
+    city = await world.agency("city")
+    first = (await world.data(city, PUBLISH, i=fine_for(citizen, "seoul-0001")))["publishNotice"]
+    again = (await world.data(city, PUBLISH, i=fine_for(citizen, "seoul-0001")))["publishNotice"]
     assert (first["created"], again["created"], again["id"]) == (True, False, first["id"])
     assert first["recipients"] == 1
     assert (
@@ -77,8 +77,8 @@ async def test_a_notice_goes_from_agency_to_app_once_and_the_read_receipt_back(
     assert read["acknowledgeNotice"]["readAt"]
     (report,) = (
         await world.data(
-            police,
-            """query { noticeReports(agencyNoticeId: "police-0001") {
+            city,
+            """query { noticeReports(agencyNoticeId: "seoul-0001") {
                  recipients delivered failed pending withdrawn read } }""",
         )
     )["noticeReports"]
@@ -90,11 +90,6 @@ async def test_a_notice_goes_from_agency_to_app_once_and_the_read_receipt_back(
         "withdrawn": 0,
         "read": 1,
     }
-    kinds = await world.pool.fetch(
-        "SELECT kind FROM notice_reports WHERE notice_id = $1 ORDER BY report_id",
-        uuid.UUID(first["id"]),
-    )
-    assert [k["kind"] for k in kinds] == ["delivered", "read"]
     audited = await world.pool.fetch(
         "SELECT DISTINCT action, client_id FROM audit_log WHERE subject = $1 AND user_id = $2",
         first["id"],
@@ -111,9 +106,9 @@ async def test_a_citizen_lists_and_withdraws_choices_and_withdrawn_ones_stop_del
 ) -> None:
     app = await world.app()
     citizen = await opted_in(world, app, "fine_issued", "tax_due")
-    police = await world.agency("police")
+    city = await world.agency("city")
     app.receiver.down = True
-    await world.data(police, PUBLISH, i=fine_for(citizen))
+    await world.data(city, PUBLISH, i=fine_for(citizen))
     withdrawn = await world.data(
         citizen.token,
         'mutation { withdrawNotices(types: ["fine_issued"]) { noticeType withdrawnAt } }',
@@ -134,9 +129,9 @@ async def test_a_citizen_lists_and_withdraws_choices_and_withdrawn_ones_stop_del
 async def test_an_app_operator_sees_dead_letters_and_redrives_them(world: World) -> None:
     app = await world.app()
     citizen = await opted_in(world, app)
-    police = await world.agency("police")
+    city = await world.agency("city")
     app.receiver.down = True
-    published = (await world.data(police, PUBLISH, i=fine_for(citizen)))["publishNotice"]
+    published = (await world.data(city, PUBLISH, i=fine_for(citizen)))["publishNotice"]
     # A day of retries, in a test: the delivery has been failing since yesterday.
     await world.pool.execute(
         "UPDATE notice_deliveries SET release_at = now() - interval '27 hours'"
@@ -166,8 +161,8 @@ async def test_an_app_operator_sees_dead_letters_and_redrives_them(world: World)
 async def test_who_may_do_what(world: World) -> None:
     app = await world.app()
     citizen = await opted_in(world, app)
-    nhis = await world.agency("nhis")
-    refused = await world.gql(nhis, PUBLISH, {"i": fine_for(citizen)})
+    police = await world.agency("police")
+    refused = await world.gql(police, PUBLISH, {"i": fine_for(citizen)})
     assert refused["errors"][0]["extensions"]["code"] == "NOT_YOUR_AGENCY"
     as_app = await world.gql(app.token, INBOX)  # notices:deliver only
     assert as_app["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -180,10 +175,10 @@ async def test_who_may_do_what(world: World) -> None:
     unregistered = await world.clients.token("notices:publish")
     not_publisher = await world.gql(unregistered, PUBLISH, {"i": fine_for(citizen)})
     assert not_publisher["errors"][0]["extensions"]["code"] == "NOT_A_PUBLISHER"
-    police = await world.agency("police")
-    missing = await world.gql(police, PUBLISH, {"i": fine_for(citizen, due_date="")})
+    city = await world.agency("city")
+    missing = await world.gql(city, PUBLISH, {"i": fine_for(citizen, due_date="")})
     assert missing["errors"][0]["extensions"]["code"] == "MISSING_NOTICE_PARAMETER"
-    published = (await world.data(police, PUBLISH, i=fine_for(citizen)))["publishNotice"]
+    published = (await world.data(city, PUBLISH, i=fine_for(citizen)))["publishNotice"]
     stranger = await world.citizen(await world.app())
     foreign = await world.gql(
         stranger.token,

@@ -66,7 +66,7 @@ async def fine(
     return await store.publish(
         pool,
         store.NewNotice.from_agency(
-            "police",
+            "city",
             agency_id or uuid.uuid4().hex,
             type_code="fine_issued",
             user_id=user_id,
@@ -127,14 +127,14 @@ async def test_the_notice_says_what_its_type_says_with_the_values_given(
         got["body"]["ko"] == "주정차 위반로 과태료 40,000원이 부과되었습니다. 납부기한: 2026-12-31."
     )
     assert got["title"] == {"ko": "과태료 부과 안내", "en": "Fine issued"}
-    assert got["noticeType"] == "fine_issued" and got["agency"] == "police"
+    assert got["noticeType"] == "fine_issued" and got["agency"] == "city"
     with pytest.raises(errors.MissingParameter, match="due_date"):
         await fine(pool, citizen, due_date="")
     with pytest.raises(errors.NotYourAgency):
         await store.publish(
             pool,
             store.NewNotice.from_agency(
-                "nhis", "x1", type_code="fine_issued", user_id=citizen, params=FINE
+                "police", "x1", type_code="fine_issued", user_id=citizen, params=FINE
             ),
             DAYTIME,
         )
@@ -174,7 +174,7 @@ async def test_a_withdrawn_choice_stops_delivery_at_once(
     receiver.down = False
     await drain(deliverer, pool)
     assert receiver.of(str(citizen)) == []
-    (report,) = await inbox.reports(pool, "police", agency_notice_id=held.notice.agency_notice_id)
+    (report,) = await inbox.reports(pool, "city", agency_notice_id=held.notice.agency_notice_id)
     assert (report.withdrawn, report.delivered) == (1, 0)
     later = await fine(pool, citizen)  # no choice any more: no delivery made
     assert later.notice.recipients == 0
@@ -191,7 +191,7 @@ async def test_quiet_hours_hold_non_urgent_notices_and_let_urgent_ones_go(
     held = await store.publish(
         pool,
         store.NewNotice.from_agency(
-            "police", uuid.uuid4().hex, type_code="fine_issued", user_id=citizen, params=FINE
+            "city", uuid.uuid4().hex, type_code="fine_issued", user_id=citizen, params=FINE
         ),
         night,
     )
@@ -242,9 +242,7 @@ async def test_a_delivery_out_of_retries_is_dead_lettered_with_its_reason_and_re
     await drain(deliverer, pool)
     (dead,) = await queue.dead_letters(pool, app, 10)
     assert dead.notice_id == accepted.notice.notice_id and dead.last_error == "HTTP 503"
-    (report,) = await inbox.reports(
-        pool, "police", agency_notice_id=accepted.notice.agency_notice_id
-    )
+    (report,) = await inbox.reports(pool, "city", agency_notice_id=accepted.notice.agency_notice_id)
     assert (report.failed, report.failures) == (1, ["HTTP 503"])
     receiver.down = False
     assert await queue.redrive(pool, app, [dead.event_id]) == 1
