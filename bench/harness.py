@@ -1,19 +1,35 @@
-"""What the benchmarks share: the servers they run on, load loops and the report line."""
+"""What the benchmarks share: the servers they run on, a fresh database, the sandboxes
+and the hub in processes of their own, a lean load client, load loops, the CPU each
+process spent, and the report lines."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
+import multiprocessing
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
+
+from adapters import registry
+from adapters.sandbox.faults import FaultPlan
+from adapters.sandbox.server import running
 from hub.core.settings import Settings
 from hub.embedded import broker, postgres
+from hub.embedded.ports import free_port
 
 
 @contextmanager
@@ -31,6 +47,117 @@ def servers(settings: Settings) -> Iterator[tuple[str, str]]:
                 kafka.stop()
             if pg:
                 pg.stop()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(server_url: str, bench: str) -> AsyncIterator[str]:
+    """A database of the bench's own, dropped whole at the end: ledger rows cannot be
+    deleted, and no run sees another's rows."""
+    name = f"ieum_bench_{bench}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+        finally:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+# The world: sandboxes and the hub, each in processes of their own
+
+
+@contextmanager
+def sandboxes(
+    names: tuple[str, ...], latency_seconds: float = 0.0
+) -> Iterator[tuple[dict[str, str], int]]:
+    """The adapters' sandboxes served by one child process (they stand for systems
+    elsewhere), each answering after `latency_seconds` (its fault injector; the /_ control
+    paths are exempt): their URLs by adapter name, the process's pid."""
+    parent, child = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve_sandboxes, args=(child, names, latency_seconds), daemon=True
+    )
+    process.start()
+    try:
+        yield parent.recv(), process.pid or 0
+    finally:
+        parent.send("stop")
+        process.join(10)
+
+
+def _serve_sandboxes(pipe: Connection, names: tuple[str, ...], latency_seconds: float) -> None:
+    async def serve() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            urls = {}
+            for name in names:
+                sandbox = registry.get(name).sandbox
+                assert sandbox is not None
+                served = await stack.enter_async_context(running(sandbox))
+                if latency_seconds:
+                    served.injector.plan = FaultPlan(latency_seconds=latency_seconds)
+                urls[name] = served.url
+            pipe.send(urls)
+            await asyncio.to_thread(pipe.recv)
+
+    asyncio.run(serve())
+
+
+@contextmanager
+def hub(
+    url: str, bootstrap: str, sandbox_urls: dict[str, str], env: dict[str, str]
+) -> Iterator[tuple[str, int]]:
+    """`ieum serve --no-demo` on a free port, its adapters pointed at the sandboxes, with
+    `env` on top (IEUM_WORKERS …): its URL and pid."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    environment = {
+        **os.environ,
+        "IEUM_DATABASE_URL": url,
+        "IEUM_KAFKA_BOOTSTRAP": bootstrap,
+        "IEUM_PORT": str(port),
+        "IEUM_PUBLIC_URL": base,
+        "IEUM_LOG_LEVEL": "warning",
+        "IEUM_INGEST": "false",
+    }
+    for name, sandbox_url in sandbox_urls.items():
+        adapter = registry.get(name)
+        assert adapter.sandbox is not None
+        for field, value in adapter.sandbox.configure(sandbox_url).items():
+            environment[adapter.env_prefix + field.upper()] = str(value)
+    environment.update(env)
+    with tempfile.TemporaryDirectory() as data_dir:
+        environment["IEUM_DATA_DIR"] = data_dir
+        ieum = Path(sys.executable).parent / "ieum"
+        process = subprocess.Popen(
+            [str(ieum), "serve", "--no-demo"], env=environment, stdout=subprocess.DEVNULL
+        )
+        try:
+            _wait_healthy(port, process)
+            time.sleep(3)  # every process is up, not just the first to answer
+            yield base, process.pid
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while process.poll() is None:
+        with contextlib.suppress(OSError):
+            answer = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            answer.request("GET", "/healthz")
+            if answer.getresponse().status == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the hub did not start")
+        time.sleep(0.2)
+    raise RuntimeError(f"the hub stopped while starting (exit {process.returncode})")
 
 
 class Connections:
@@ -96,6 +223,97 @@ async def measure(call: Callable[[], Awaitable[None]], clients: int, seconds: fl
 
     await asyncio.gather(*(worker() for _ in range(clients)))
     return latencies
+
+
+# CPU per process
+
+
+class CpuClock:
+    """CPU seconds spent by the processes at work during the run, read from /proc (Linux;
+    PostgreSQL only when it runs on this machine): each root with its child processes,
+    this process (the load client) alone. Where a request's cost goes."""
+
+    def __init__(self, url: str, roots: dict[str, int]) -> None:
+        self.url = url
+        self.roots = roots
+        self.before: dict[str, dict[int, float]] = {}
+
+    @classmethod
+    async def start(cls, url: str, roots: dict[str, int]) -> CpuClock:
+        clock = cls(url, roots)
+        clock.before = await clock._read()
+        return clock
+
+    async def stop(self) -> dict[str, float]:
+        """Seconds per group; empty where /proc is not there."""
+        after = await self._read()
+        return {
+            group: sum(cpu - self.before.get(group, {}).get(pid, 0.0) for pid, cpu in now.items())
+            for group, now in after.items()
+            if now
+        }
+
+    async def _read(self) -> dict[str, dict[int, float]]:
+        groups = {name: _tree(pid) for name, pid in self.roots.items()}
+        groups["load client"] = [os.getpid()]  # this process alone, not its children
+        conn = await asyncpg.connect(self.url)
+        try:
+            # Our database's backends and the server's own (WAL writer, checkpointer …).
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+                " AND (datname = current_database() OR backend_type <> 'client backend')"
+            )
+        finally:
+            await conn.close()
+        groups["PostgreSQL"] = [
+            row["pid"] for row in rows if _command(row["pid"]).startswith("postgres")
+        ]
+        return {
+            name: {pid: cpu for pid in pids if (cpu := _cpu(pid)) is not None}
+            for name, pids in groups.items()
+        }
+
+
+def _cpu(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and its descendants (a hub's worker processes)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            parents.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+# Report lines
+
+
+def quantiles(name: str, values: list[float]) -> None:
+    """Print p50, p90 and p99 of `values` (seconds) in milliseconds."""
+    q = statistics.quantiles(values, n=100)
+    print(
+        f"  {name:40} p50 {q[49] * 1000:7.2f} ms   p90 {q[89] * 1000:7.2f} ms"
+        f"   p99 {q[98] * 1000:7.2f} ms"
+    )
 
 
 def report(name: str, latencies: list[float], seconds: float) -> float:

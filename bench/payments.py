@@ -35,41 +35,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import http.client
-import multiprocessing
 import os
 import signal
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import orjson
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
-from harness import Connections, servers
+from harness import (
+    Connections,
+    CpuClock,
+    fresh_database,
+    hub,
+    quantiles,
+    sandboxes,
+    servers,
+)
 from joserfc.jwk import ECKey
 
-from adapters import registry
-from adapters.sandbox.server import running
 from adapters.tosspayments import sandbox as gateway_sandbox
 from auth import clients
 from hub.bootstrap import prepare_database
 from hub.core.settings import Settings
 from hub.domains import installed
-from hub.embedded.ports import free_port
 from resolvers.payments import ledger
 from schema.payments.upstreams import WEBHOOK_PATH
 
@@ -100,117 +93,22 @@ class Sample:
 async def run(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     with servers(settings) as (server_url, bootstrap):
-        async with fresh_database(server_url) as url:
+        async with fresh_database(server_url, "payments") as url:
             await prepare_database(url, settings)
-            with sandboxes() as (urls, sandbox_pid), hub(args, url, bootstrap, urls) as started:
-                base, hub_pid = started
+            with (
+                sandboxes(SANDBOXES) as (urls, sandbox_pid),
+                hub(url, bootstrap, urls, hub_environment(args)) as (base, hub_pid),
+            ):
                 await payments(args, url, base, urls, {"hub": hub_pid, "sandboxes": sandbox_pid})
             await ledger_rates(url, args.postings, args.batch)
 
 
-@contextlib.asynccontextmanager
-async def fresh_database(server_url: str) -> AsyncIterator[str]:
-    """A database of the bench's own: its ledger rows cannot be deleted, so it goes whole."""
-    name = f"ieum_bench_payments_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-        finally:
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-# The world: sandboxes and the hub, each in processes of their own
-
-
-@contextmanager
-def sandboxes() -> Iterator[tuple[dict[str, str], int]]:
-    """Both sandboxes served by a child process: their URLs by adapter name, its pid."""
-    parent, child = multiprocessing.Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=_serve_sandboxes, args=(child,), daemon=True
-    )
-    process.start()
-    try:
-        yield parent.recv(), process.pid or 0
-    finally:
-        parent.send("stop")
-        process.join(10)
-
-
-def _serve_sandboxes(pipe: Connection) -> None:
-    async def serve() -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            urls = {}
-            for name in SANDBOXES:
-                sandbox = registry.get(name).sandbox
-                assert sandbox is not None
-                urls[name] = (await stack.enter_async_context(running(sandbox))).url
-            pipe.send(urls)
-            await asyncio.to_thread(pipe.recv)
-
-    asyncio.run(serve())
-
-
-@contextmanager
-def hub(
-    args: argparse.Namespace, url: str, bootstrap: str, urls: dict[str, str]
-) -> Iterator[tuple[str, int]]:
-    """`ieum serve --no-demo` on a free port, its adapters pointed at the sandboxes: its
-    URL and pid."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "IEUM_DATABASE_URL": url,
-        "IEUM_KAFKA_BOOTSTRAP": bootstrap,
-        "IEUM_PORT": str(port),
-        "IEUM_PUBLIC_URL": base,
+def hub_environment(args: argparse.Namespace) -> dict[str, str]:
+    return {
         "IEUM_WORKERS": str(args.workers),
         "IEUM_DB_POOL_MAX": str(args.pool),
-        "IEUM_LOG_LEVEL": "warning",
-        "IEUM_INGEST": "false",
         "IEUM_PAYMENTS_SANDBOX": "false",
     }
-    for name, sandbox_url in urls.items():
-        adapter = registry.get(name)
-        assert adapter.sandbox is not None
-        for field, value in adapter.sandbox.configure(sandbox_url).items():
-            env[adapter.env_prefix + field.upper()] = str(value)
-    with tempfile.TemporaryDirectory() as data_dir:
-        env["IEUM_DATA_DIR"] = data_dir
-        ieum = Path(sys.executable).parent / "ieum"
-        process = subprocess.Popen(
-            [str(ieum), "serve", "--no-demo"], env=env, stdout=subprocess.DEVNULL
-        )
-        try:
-            _wait_healthy(port, process)
-            time.sleep(3)  # every process is up, not just the first to answer
-            yield base, process.pid
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while process.poll() is None:
-        with contextlib.suppress(OSError):
-            answer = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            answer.request("GET", "/healthz")
-            if answer.getresponse().status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError("the hub did not start")
-        time.sleep(0.2)
-    raise RuntimeError(f"the hub stopped while starting (exit {process.returncode})")
 
 
 # Terminals at the counter
@@ -245,13 +143,13 @@ async def payments(
         f" in {elapsed:.2f} s: {len(samples) / elapsed:.0f} payments/s"
     )
     latency = args.latency_ms / 1000
-    _quantiles(
+    quantiles(
         "end to end (collect+card+confirm)", [s.collect + s.card + s.confirm for s in samples]
     )
-    _quantiles("  collectBill", [s.collect for s in samples])
-    _quantiles("  card read at the gateway", [s.card for s in samples])
-    _quantiles("  confirmPayment", [s.confirm for s in samples])
-    _quantiles(
+    quantiles("  collectBill", [s.collect for s in samples])
+    quantiles("  card read at the gateway", [s.card for s in samples])
+    quantiles("  confirmPayment", [s.confirm for s in samples])
+    quantiles(
         "hub overhead (collect+confirm-latency)", [s.collect + s.confirm - latency for s in samples]
     )
     if cpu:
@@ -505,85 +403,6 @@ async def _bare(conn: asyncpg.Connection, postings: list[ledger.Posting]) -> Non
         )
 
 
-# CPU per process
-
-
-class CpuClock:
-    """CPU seconds spent by the processes at work during the run, read from /proc (Linux;
-    PostgreSQL only when it runs on this machine): each root with its child processes,
-    this process (the load client) alone. Where a payment's cost goes."""
-
-    def __init__(self, url: str, roots: dict[str, int]) -> None:
-        self.url = url
-        self.roots = roots
-        self.before: dict[str, dict[int, float]] = {}
-
-    @classmethod
-    async def start(cls, url: str, roots: dict[str, int]) -> CpuClock:
-        clock = cls(url, roots)
-        clock.before = await clock._read()
-        return clock
-
-    async def stop(self) -> dict[str, float]:
-        """Seconds per group; empty where /proc is not there."""
-        after = await self._read()
-        return {
-            group: sum(cpu - self.before.get(group, {}).get(pid, 0.0) for pid, cpu in now.items())
-            for group, now in after.items()
-            if now
-        }
-
-    async def _read(self) -> dict[str, dict[int, float]]:
-        groups = {name: _tree(pid) for name, pid in self.roots.items()}
-        groups["load client"] = [os.getpid()]  # this process alone, not its children
-        conn = await asyncpg.connect(self.url)
-        try:
-            # Our database's backends and the server's own (WAL writer, checkpointer …).
-            rows = await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
-                " AND (datname = current_database() OR backend_type <> 'client backend')"
-            )
-        finally:
-            await conn.close()
-        groups["PostgreSQL"] = [
-            row["pid"] for row in rows if _command(row["pid"]).startswith("postgres")
-        ]
-        return {
-            name: {pid: cpu for pid in pids if (cpu := _cpu(pid)) is not None}
-            for name, pids in groups.items()
-        }
-
-
-def _cpu(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _tree(root: int) -> list[int]:
-    """`root` and its descendants (a hub's worker processes)."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            parents.setdefault(parent, []).append(int(stat.parent.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(parents.get(pid, []))
-    return found
-
-
 # Helpers
 
 
@@ -591,14 +410,6 @@ async def _ok(request: Any) -> dict[str, Any]:
     response: httpx.Response = await request
     response.raise_for_status()
     return dict(response.json())
-
-
-def _quantiles(name: str, values: list[float]) -> None:
-    q = statistics.quantiles(values, n=100)
-    print(
-        f"  {name:40} p50 {q[49] * 1000:7.2f} ms   p90 {q[89] * 1000:7.2f} ms"
-        f"   p99 {q[98] * 1000:7.2f} ms"
-    )
 
 
 def main() -> None:
