@@ -2,22 +2,33 @@
 citizen.
 
 Each lane loops: claim a batch (queue.claim), log in the audit log that each app is being
-shown its citizen's notice, send the batch concurrently (one request per delivery, at most
-`app_concurrency` in flight per app, keep-alive connections), and settle the outcomes in
-one statement. Lanes sleep until a publish or a redrive wakes them (NOTIFY), the next
-retry is due, or a second passes. The webhook body is
-`{"type": "notice.received", "timestamp": …, "data": {…}}`; a 2xx answer is delivered,
-anything else (status, timeout, refused connection) is a failed attempt with its reason.
+shown its citizen's notice, send the batch concurrently (at most `app_concurrency`
+requests in flight per app, keep-alive connections) and settle the outcomes in one
+statement. Lanes sleep until a publish or a redrive wakes them (NOTIFY), the next retry is
+due, or a second passes. A 2xx answer is delivered; anything else (status, timeout,
+refused connection) is a failed attempt with its reason.
+
+One notice per request by default: `{"type": "notice.received", "timestamp", "data"}`,
+`webhook-id` the delivery's event id. An app registered with `maxBatch` > 1 takes up to
+that many per request: `{"type": "notice.batch", "timestamp", "data": {"notices": [data,
+…]}}`, each `data` with its own `eventId` (the one to drop repeats by: a redelivered batch
+may hold other notices), `webhook-id` derived from the event ids it holds; one answer
+settles them all. A batch holds at most one notice per citizen, so order holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
+import sys
+import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
@@ -36,49 +47,66 @@ CRASHED = 70  # exit code of a crash drill
 POLL_SECONDS = 1.0
 NO_WEBHOOK = "the app has no webhook registered"
 EXPIRED = "expired before it could be delivered"
-EVENT_TYPE = "notice.received"
+EVENT_TYPE, BATCH_TYPE = "notice.received", "notice.batch"
+BATCH_IDS = uuid.UUID("3d7f5c1e-8a2b-5c4d-9e6f-0a1b2c3d4e5f")  # namespace of batch ids
+
+# httpcore imports sniffio for every lock it makes and takes asyncio when that fails; with
+# sniffio not installed (anyio no longer needs it) each failed import searched sys.path,
+# most of a request's cost. Recorded as absent once, the import fails at once.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 
-def body_of(delivery: queue.Claimed) -> bytes:
-    """The webhook body of one delivery (the same on every attempt)."""
-    return orjson.dumps(
-        {
+def data_of(delivery: queue.Claimed) -> dict[str, Any]:
+    """What a webhook says of one delivery (the same on every attempt)."""
+    return {
+        "eventId": str(delivery.event_id),
+        "noticeId": str(delivery.notice_id),
+        "citizen": str(delivery.user_id),
+        "noticeType": delivery.type_code,
+        "agency": delivery.agency,
+        "urgent": delivery.urgent,
+        "title": {"ko": delivery.title_ko, "en": delivery.title_en},
+        "body": {"ko": delivery.body_ko, "en": delivery.body_en},
+        "paymentUrl": delivery.payment_url,
+        "payment": delivery.payment,
+        "expiresAt": delivery.expires_at.isoformat() if delivery.expires_at else None,
+        "params": delivery.params,
+        "acceptedAt": delivery.accepted_at.isoformat(),
+    }
+
+
+def request_of(deliveries: Sequence[queue.Claimed]) -> tuple[str, bytes]:
+    """The webhook-id and body of one request carrying `deliveries`."""
+    if len(deliveries) == 1:
+        (only,) = deliveries
+        body = {
             "type": EVENT_TYPE,
-            "timestamp": delivery.accepted_at.isoformat(),
-            "data": {
-                "eventId": str(delivery.event_id),
-                "noticeId": str(delivery.notice_id),
-                "citizen": str(delivery.user_id),
-                "noticeType": delivery.type_code,
-                "agency": delivery.agency,
-                "urgent": delivery.urgent,
-                "title": {"ko": delivery.title_ko, "en": delivery.title_en},
-                "body": {"ko": delivery.body_ko, "en": delivery.body_en},
-                "paymentUrl": delivery.payment_url,
-                "payment": delivery.payment,
-                "expiresAt": delivery.expires_at.isoformat() if delivery.expires_at else None,
-                "params": delivery.params,
-                "acceptedAt": delivery.accepted_at.isoformat(),
-            },
+            "timestamp": only.accepted_at.isoformat(),
+            "data": data_of(only),
         }
-    )
+        return str(only.event_id), orjson.dumps(body)
+    ids = sorted(str(d.event_id) for d in deliveries)
+    body = {
+        "type": BATCH_TYPE,
+        "timestamp": min(d.accepted_at for d in deliveries).isoformat(),
+        "data": {"notices": [data_of(d) for d in deliveries]},
+    }
+    return str(uuid.uuid5(BATCH_IDS, ",".join(ids))), orjson.dumps(body)
 
 
 class Deliverer:
     """Sends due deliveries until told to stop; several may run on one database."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, section: NoticesSettings, http: httpx.AsyncClient
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, section: NoticesSettings) -> None:
         self.pool = pool
         self.section = section
-        self.http = http
+        self._clients: dict[str, tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
         self.retry = queue.Retry(
             first=timedelta(seconds=section.first_retry_seconds),
             longest=timedelta(seconds=section.longest_retry_seconds),
             window=timedelta(hours=section.retry_hours),
         )
-        self._limits: dict[str, asyncio.Semaphore] = {}
         self._wake = asyncio.Event()
 
     async def round(self) -> int:
@@ -93,36 +121,66 @@ class Deliverer:
             hooks = await webhooks.of_apps(conn, sorted({d.client_id for d in claimed}))
         await _audited(self.pool, [d for d in claimed if d.client_id in hooks])
         now = datetime.now(UTC)
-        outcomes = await asyncio.gather(
-            *(self._send(d, hooks.get(d.client_id), now) for d in claimed)
-        )
+        outcomes: list[queue.Outcome] = []
+        requests: list[tuple[webhooks.Webhook, list[queue.Claimed]]] = []
+        by_app: dict[str, list[queue.Claimed]] = defaultdict(list)
+        for d in claimed:
+            if d.expires_at is not None and d.expires_at <= now:
+                outcomes.append(queue.Outcome(d.delivery_id, False, EXPIRED, final=True))
+            elif d.client_id not in hooks:
+                outcomes.append(queue.Outcome(d.delivery_id, False, NO_WEBHOOK))
+            else:
+                by_app[d.client_id].append(d)
+        for client_id, due in by_app.items():
+            hook = hooks[client_id]
+            step = hook.max_batch
+            requests += [(hook, due[i : i + step]) for i in range(0, len(due), step)]
+        for sent in await asyncio.gather(*(self._send(h, ds, now) for h, ds in requests)):
+            outcomes += sent
         self._crash_at("after_send")
         async with self.pool.acquire() as conn:
             await queue.settle(conn, outcomes, self.retry)
         return len(claimed) + withdrawn
 
     async def _send(
-        self, delivery: queue.Claimed, hook: webhooks.Webhook | None, now: datetime
-    ) -> queue.Outcome:
-        if delivery.expires_at is not None and delivery.expires_at <= now:
-            return queue.Outcome(delivery.delivery_id, False, EXPIRED, final=True)
-        if hook is None:
-            return queue.Outcome(delivery.delivery_id, False, NO_WEBHOOK)
-        body = body_of(delivery)
-        headers = signing.headers(hook.valid_secrets(now), str(delivery.event_id), body)
-        limit = self._limits.setdefault(
-            delivery.client_id, asyncio.Semaphore(self.section.app_concurrency)
-        )
+        self, hook: webhooks.Webhook, deliveries: list[queue.Claimed], now: datetime
+    ) -> list[queue.Outcome]:
+        """One request carrying `deliveries`; the same outcome for each of them."""
+        webhook_id, body = request_of(deliveries)
+        headers = signing.headers(hook.valid_secrets(now), webhook_id, body)
+        client, limit = self._client(hook.client_id)
         async with limit:
             try:
-                response = await self.http.post(hook.url, content=body, headers=headers)
+                response = await client.post(hook.url, content=body, headers=headers)
+                error = "" if response.is_success else f"HTTP {response.status_code}"
             except httpx.TimeoutException:
-                return queue.Outcome(delivery.delivery_id, False, "timed out")
+                error = "timed out"
             except httpx.HTTPError as exc:
-                return queue.Outcome(delivery.delivery_id, False, f"{type(exc).__name__}: {exc}")
-        if response.is_success:
-            return queue.Outcome(delivery.delivery_id, True)
-        return queue.Outcome(delivery.delivery_id, False, f"HTTP {response.status_code}")
+                error = f"{type(exc).__name__}: {exc}"
+        return [queue.Outcome(d.delivery_id, not error, error) for d in deliveries]
+
+    def _client(self, client_id: str) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        """The app's own client (its keep-alive connections, no redirects followed) and
+        the limit of its requests in flight. The rest wait on the semaphore, not in the
+        client's pool, whose queue costs grow with its length."""
+        found = self._clients.get(client_id)
+        if found is None:
+            limit = self.section.app_concurrency
+            found = self._clients[client_id] = (
+                httpx.AsyncClient(
+                    timeout=self.section.webhook_timeout_seconds,
+                    limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                    follow_redirects=False,
+                    trust_env=False,
+                ),
+                asyncio.Semaphore(limit),
+            )
+        return found
+
+    async def aclose(self) -> None:
+        for client, _ in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
 
     def _crash_at(self, point: str) -> None:
         if self.section.crash_point == point:
@@ -138,6 +196,7 @@ class Deliverer:
             )
         finally:
             await listener.close()
+            await self.aclose()
 
     async def _lane(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -206,13 +265,3 @@ async def _first_of(seconds: float, *events: asyncio.Event) -> None:
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-def http_client(section: NoticesSettings) -> httpx.AsyncClient:
-    """One client per worker: keep-alive connections to every app, no redirects followed."""
-    return httpx.AsyncClient(
-        timeout=section.webhook_timeout_seconds,
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=1000),
-        follow_redirects=False,
-        trust_env=False,
-    )

@@ -44,7 +44,7 @@ class NoticesSettings(BaseSettings):
         default=4, ge=1, le=64, description="Batches one worker sends at the same time."
     )
     app_concurrency: int = Field(
-        default=32, ge=1, le=1000, description="Webhook requests in flight to one app at once."
+        default=8, ge=1, le=1000, description="Webhook requests in flight to one app at once."
     )
     webhook_timeout_seconds: float = Field(
         default=10, gt=0, le=60, description="Time limit of one webhook request."

@@ -19,6 +19,7 @@ import asyncpg
 from resolvers.notices import errors, signing
 
 LOOPBACK_NAMES = ("localhost",)
+MAX_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Webhook:
     secret_key: str
     registered_at: datetime
     rotated_at: datetime
+    max_batch: int  # notices one request may carry (1: one per request)
 
     def valid_secrets(self, now: datetime) -> list[bytes]:
         """The secrets a delivery is signed with at `now`: the current one first."""
@@ -67,17 +69,25 @@ def _loopback(host: str) -> bool:
 
 
 async def register(
-    conn: asyncpg.Connection | asyncpg.Pool, client_id: str, url: str, key: str
+    conn: asyncpg.Connection | asyncpg.Pool,
+    client_id: str,
+    url: str,
+    key: str,
+    max_batch: int = 1,
 ) -> Webhook:
-    """Set the app's webhook URL; a new app gets its first secret. An app registered
-    before keeps its secrets (rotate to change them)."""
+    """Set the app's webhook URL (and batch size); a new app gets its first secret. An app
+    registered before keeps its secrets (rotate to change them)."""
+    if not 1 <= max_batch <= MAX_BATCH:
+        raise errors.WebhookUrlInvalid(f"maxBatch: 1 to {MAX_BATCH}", argument="maxBatch")
     row = await conn.fetchrow(
-        "INSERT INTO notice_webhooks (client_id, url, secret, secret_key) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (client_id) DO UPDATE SET url = EXCLUDED.url RETURNING *",
+        "INSERT INTO notice_webhooks (client_id, url, secret, secret_key, max_batch)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO UPDATE"
+        " SET url = EXCLUDED.url, max_batch = EXCLUDED.max_batch RETURNING *",
         client_id,
         check_url(url),
         signing.new_secret(),
         key,
+        max_batch,
     )
     return Webhook(**dict(row))
 

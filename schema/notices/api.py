@@ -219,6 +219,7 @@ def _webhook(found: webhooks.Webhook, *, shown: bool) -> NoticeWebhook:
         secret=webhooks.signing.shown(found.secret) if shown else None,
         previous_valid_until=found.previous_until if found.previous_secret else None,
         rotated_at=found.rotated_at,
+        max_batch=found.max_batch,
     )
 
 
@@ -318,9 +319,21 @@ class NoticesMutation:
         " signing secret; later calls change the URL and keep the secret.",
     )
     async def register_notice_webhook(
-        self, info: Info, url: str, idempotency_key: Annotated[str, KEY]
+        self,
+        info: Info,
+        url: str,
+        idempotency_key: Annotated[str, KEY],
+        max_batch: Annotated[
+            int,
+            strawberry.argument(
+                description="Notices one request may carry (1–100); above 1, requests are"
+                " notice.batch events (docs/notices.md)."
+            ),
+        ] = 1,
     ) -> NoticeWebhook:
-        found = await webhooks.register(info.context.db, _app(info), url, idempotency_key)
+        found = await webhooks.register(
+            info.context.db, _app(info), url, idempotency_key, max_batch
+        )
         return _webhook(found, shown=found.secret_key == idempotency_key)
 
     @strawberry.federation.field(

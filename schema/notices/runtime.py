@@ -38,23 +38,22 @@ async def run_worker(settings: Settings, servers: Servers, stop: asyncio.Event) 
     pool = await db.create_pool(servers.database, settings)
     connections = Connections("notices", sandbox=False)
     try:
-        async with delivery.http_client(section) as http:
-            loops = [
-                delivery.Deliverer(pool, section, http).run(stop, servers.database, settings),
-                _report(pool, connections, section, stop),
-            ]
-            if servers.kafka_bootstrap is not None:
-                loops.append(
-                    events.consume(
-                        pool,
-                        servers.kafka_bootstrap,
-                        section.events_group,
-                        sources(settings),
-                        hours_of(section),
-                        stop,
-                    )
+        loops = [
+            delivery.Deliverer(pool, section).run(stop, servers.database, settings),
+            _report(pool, connections, section, stop),
+        ]
+        if servers.kafka_bootstrap is not None:
+            loops.append(
+                events.consume(
+                    pool,
+                    servers.kafka_bootstrap,
+                    section.events_group,
+                    sources(settings),
+                    hours_of(section),
+                    stop,
                 )
-            await asyncio.gather(*loops)
+            )
+        await asyncio.gather(*loops)
     finally:
         await connections.aclose()
         await pool.close()

@@ -186,6 +186,7 @@ class NoticeWebhook:
         description="Until then deliveries are also signed with the previous secret."
     )
     rotated_at: datetime
+    max_batch: int = strawberry.field(description="Notices one request may carry.")
 
 
 @strawberry.type(description="A notice as accepted.")

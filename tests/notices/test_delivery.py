@@ -43,8 +43,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 @pytest.fixture
 async def deliverer(pool: asyncpg.Pool) -> AsyncIterator[delivery.Deliverer]:
     section = NoticesSettings(first_retry_seconds=0.05, longest_retry_seconds=0.2, batch=50)
-    async with delivery.http_client(section) as http:
-        yield delivery.Deliverer(pool, section, http)
+    deliverer = delivery.Deliverer(pool, section)
+    yield deliverer
+    await deliverer.aclose()
 
 
 async def app_with_webhook(pool: asyncpg.Pool, receiver: Receiver) -> str:
