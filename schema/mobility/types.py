@@ -18,7 +18,6 @@ from schema.mobility import planner
 from schema.mobility.journeys import Gap, Option
 from schema.mobility.planner import Access
 from schema.sensors.derived import exposure_along
-from schema.sensors.types import RouteExposure
 
 
 @strawberry.enum(description="How a leg is travelled.")
@@ -77,6 +76,16 @@ class Place:
     lng: float
 
 
+@strawberry.type(description="The air along a walk, from the sensors domain.")
+class WalkAir:
+    metric: str
+    unit: str
+    average: float | None = strawberry.field(
+        description="Length-weighted mean where the sensors have values; null without any."
+    )
+    coverage: float = strawberry.field(description="Share of the walk with a value.")
+
+
 @strawberry.type(description="A walk, bus or subway leg of a local path.")
 class Leg:
     mode: LegMode
@@ -95,7 +104,7 @@ class Leg:
         " hour, from the taxis' sensors (sensors domain); null for rides and for walks the"
         " sensors do not cover.",
     )
-    async def air_quality(self, info: Info) -> RouteExposure | None:
+    async def air_quality(self, info: Info) -> WalkAir | None:
         if self.mode != LegMode.WALK or self.meters == 0:
             return None
         points = ((self.from_.lat, self.from_.lng), (self.to.lat, self.to.lng))
@@ -103,9 +112,12 @@ class Leg:
         # yet, and one window for every leg lets the sensors' cache answer them all.
         at = min(self.departs_at, datetime.now(UTC).replace(second=0, microsecond=0))
         try:
-            return await exposure_along(info, points, at)
+            found = await exposure_along(info, points, at)
         except BadUserInput:  # outside the area the sensors cover
             return None
+        return WalkAir(
+            metric=found.metric, unit=found.unit, average=found.average, coverage=found.coverage
+        )
 
 
 def _leg(leg: LocalLeg, starts: datetime) -> Leg:
