@@ -7,7 +7,7 @@ own places (see `hub/core/domain.py`).
 from __future__ import annotations
 
 from hub.core.domain import Domain
-from schema import mobility, payments, platform, sensors, waste
+from schema import mobility, notices, payments, platform, sensors, waste
 
 DOMAINS: tuple[Domain, ...] = (
     platform.domain,
@@ -15,4 +15,5 @@ DOMAINS: tuple[Domain, ...] = (
     payments.domain,
     waste.domain,
     mobility.domain,
+    notices.domain,
 )

@@ -1,5 +1,5 @@
 """PostgreSQL connections: one place that sets them up the same way everywhere, with time
-limits on every wait, and one watch per pool that notices an outage and its end."""
+limits on every wait, and one watch per pool that sees an outage and its end."""
 
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ import asyncio
 import signal
 import sys
 
-import tests.notices.conftest  # noqa: F401 (installs the domain until installed.py lists it)
 from hub.core.servers import Servers
 from hub.core.settings import Settings
 from schema.notices.runtime import run_worker
