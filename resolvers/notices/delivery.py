@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import os
-import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -49,12 +47,6 @@ NO_WEBHOOK = "the app has no webhook registered"
 EXPIRED = "expired before it could be delivered"
 EVENT_TYPE, BATCH_TYPE = "notice.received", "notice.batch"
 BATCH_IDS = uuid.UUID("3d7f5c1e-8a2b-5c4d-9e6f-0a1b2c3d4e5f")  # namespace of batch ids
-
-# httpcore imports sniffio for every lock it makes and takes asyncio when that fails; with
-# sniffio not installed (anyio no longer needs it) each failed import searched sys.path,
-# most of a request's cost. Recorded as absent once, the import fails at once.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 
 def data_of(delivery: queue.Claimed) -> dict[str, Any]:
