@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import http.client
 import multiprocessing
 import os
@@ -18,11 +19,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters import registry
 from adapters.sandbox.faults import FaultPlan
@@ -30,6 +35,8 @@ from adapters.sandbox.server import running
 from hub.core.settings import Settings
 from hub.embedded import broker, postgres
 from hub.embedded.ports import free_port
+
+CALL_LOG_PATH = "/_bench/calls"
 
 
 @contextmanager
@@ -94,7 +101,8 @@ def _serve_sandboxes(pipe: Connection, names: tuple[str, ...], latency_seconds: 
             for name in names:
                 sandbox = registry.get(name).sandbox
                 assert sandbox is not None
-                served = await stack.enter_async_context(running(sandbox))
+                logged = dataclasses.replace(sandbox, app=partial(CallLog, sandbox.app))
+                served = await stack.enter_async_context(running(logged))
                 if latency_seconds:
                     served.injector.plan = FaultPlan(latency_seconds=latency_seconds)
                 urls[name] = served.url
@@ -104,12 +112,41 @@ def _serve_sandboxes(pipe: Connection, names: tuple[str, ...], latency_seconds: 
     asyncio.run(serve())
 
 
+class CallLog:
+    """A sandbox app that notes when each call to it began and ended, on the machine's
+    monotonic clock (CLOCK_MONOTONIC, which time.monotonic reads in every process): a
+    bench lays the calls along its own requests' times. It sits inside the fault
+    injector, so a call's beginning is after the injected latency. `GET /_bench/calls`
+    answers `[[began, ended], …]` and forgets them."""
+
+    def __init__(self, app: Callable[[], ASGIApp]) -> None:
+        self.app = app()
+        self.calls: list[tuple[float, float]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_"):
+            if scope["type"] == "http" and scope["path"] == CALL_LOG_PATH:
+                calls, self.calls = self.calls, []
+                await JSONResponse(calls)(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        began = time.monotonic()
+        await self.app(scope, receive, send)
+        self.calls.append((began, time.monotonic()))
+
+
 @contextmanager
 def hub(
-    url: str, bootstrap: str, sandbox_urls: dict[str, str], env: dict[str, str]
+    url: str,
+    bootstrap: str,
+    sandbox_urls: dict[str, str],
+    env: dict[str, str],
+    log: IO[bytes] | None = None,
 ) -> Iterator[tuple[str, int]]:
     """`ieum serve --no-demo` on a free port, its adapters pointed at the sandboxes, with
-    `env` on top (IEUM_WORKERS …): its URL and pid."""
+    `env` on top (IEUM_WORKERS …), its log to `log` (else to this process's stderr): its
+    URL and pid."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     environment = {
@@ -131,7 +168,10 @@ def hub(
         environment["IEUM_DATA_DIR"] = data_dir
         ieum = Path(sys.executable).parent / "ieum"
         process = subprocess.Popen(
-            [str(ieum), "serve", "--no-demo"], env=environment, stdout=subprocess.DEVNULL
+            [str(ieum), "serve", "--no-demo"],
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
         )
         try:
             _wait_healthy(port, process)

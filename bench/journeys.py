@@ -3,29 +3,33 @@ random addresses, and citizens booking the last seats of a few trains, with ever
 upstream answering after a fixed latency.
 
     .venv/bin/python bench/journeys.py [--clients 20] [--latency-ms 30] [--seconds 30]
-        [--cached-seconds 15] [--bookings 300] [--seats 80] [--workers 1]
-        [--concurrency 256] [--pool 20]
+        [--solo-seconds 6] [--cached-seconds 15] [--bookings 300] [--seats 80]
+        [--workers 1] [--concurrency 256] [--pool 20]
 
 Starts embedded PostgreSQL and broker (or uses IEUM_DATABASE_URL / IEUM_KAFKA_BOOTSTRAP)
 with a fresh database, dropped at the end; the timetable (tago), operator (railbooking),
 local route (odsay), tax system and card gateway sandboxes in one process of their own,
-each answering its calls after `--latency-ms` (its fault injector); and the hub as
-production runs it, `ieum serve --no-demo` with IEUM_WORKERS processes and its workers
-inside, its adapters pointed at the sandboxes and allowed `--concurrency` calls in flight
-each, so the bench measures the hub and not an adapter's queue. The load client is the
-lean keep-alive one of bench/harness.py: it shares the hub's cores.
+each answering its calls after `--latency-ms` (its fault injector) and noting when each
+call began and ended; and the hub as production runs it, `ieum serve --no-demo` with
+IEUM_WORKERS processes and its workers inside, its adapters pointed at the sandboxes and
+allowed `--concurrency` calls in flight each, so the bench measures the hub and not an
+adapter's queue. The load client is the lean keep-alive one of bench/harness.py: it
+shares the hub's cores.
 
 1. Overhead run: the hub with its mobility caches off, so every search makes both upstream
    rounds of its critical path: local paths to and from the stations near both ends and
    the trains between them, concurrently (one latency), then seats for the best trains
-   (a second). `--clients` apps each search back to back between random points around
-   two cities of one rail corridor, leaving at a random hour tomorrow. Overhead = end to
-   end - 2 x latency: the hub's own work, and also the sandboxes' for the calls and the
-   loopback HTTP. Nothing is sold before the bookings part and the sandbox pre-sells at
-   most 60 % of a class, so no train is sold out and no search needs a third round for
-   seats (the operator's calls per journey are printed; at most the first window, 7).
+   (a second). Apps search back to back between random points around two cities of one
+   rail corridor, leaving at a random hour tomorrow: first one app alone (no queueing),
+   then `--clients` at once. Overhead = end to end - 2 x latency: the hub's own work, and
+   also the sandboxes' (each call's time at its sandbox is printed) and the loopback
+   HTTP. Nothing is sold before the bookings part and the sandbox pre-sells at most 60 %
+   of a class, so no train is sold out and no search needs a third round for seats (the
+   operator's calls per answer are printed: at most the first window's 7). A search is
+   complete with itineraries and nothing missing; the rate counts complete ones, since an
+   answer made quick by an upstream's open breaker is of no use.
 2. The same searches with the hub's default caches (timetables 10 min, local paths 5 min,
-   seats 5 s), on a hub started afresh: what an app sees once the caches are warm.
+   seats 5 s), on a hub started afresh: what an app sees as the caches fill.
 3. Bookings, on that hub: `--clients` citizens who consented on the consent page
    (authorization code + PKCE) to one app, contending for three trains of tomorrow with
    `--seats` general seats left each, loop holdSeats → the card at the gateway → payBooking
@@ -33,10 +37,10 @@ lean keep-alive one of bench/harness.py: it shares the hub's cores.
    bookings and the payments are checked against each other: no seat sold twice, every
    ticketed booking with exactly one ticket and one charge, the counts equal.
 
-Per request: end to end latency and percentiles, the CPU each part spent per request
-(hub processes, PostgreSQL, sandboxes, load client; from /proc), upstream calls per
-journey. The last line sums it up; the exit status is 1 when a booking was doubled or an
-answer was wrong.
+Printed: latency percentiles, the CPU each part spent per request (hub processes,
+PostgreSQL, sandboxes, load client; from /proc), upstream calls per search, what the hub
+logged as errors. The last line sums up the overhead run with `--clients` and the
+bookings; the exit status is 1 when a booking was doubled or an answer had no data.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import html
 import math
@@ -53,11 +58,14 @@ import secrets
 import signal
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
@@ -66,6 +74,7 @@ import asyncpg
 import httpx
 import orjson
 from harness import (
+    CALL_LOG_PATH,
     Connections,
     CpuClock,
     fresh_database,
@@ -166,34 +175,36 @@ class Refused(Exception):
 async def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     latency = args.latency_ms / 1000
-    with servers(settings) as (server_url, bootstrap):
+    uncached_env = {f"IEUM_MOBILITY_{name}_CACHE_SECONDS": "0" for name in CACHES}
+    with (
+        servers(settings) as (server_url, bootstrap),
+        tempfile.TemporaryDirectory() as logs,
+    ):
         async with fresh_database(server_url, "journeys") as url:
             await prepare_database(url, settings)
             with sandboxes(SANDBOXES, latency) as (urls, sandbox_pid):
                 print_settings(args)
-                uncached_env = {f"IEUM_MOBILITY_{c}_CACHE_SECONDS": "0" for c in CACHES}
-                with hub(url, bootstrap, urls, {**environment(args), **uncached_env}) as started:
-                    base, hub_pid = started
-                    pids = {"hub": hub_pid, "sandboxes": sandbox_pid}
+                world = World(args, url, urls, sandbox_pid)
+                async with world.hub(bootstrap, uncached_env, Path(logs) / "uncached.log"):
                     print("\n1. journeys, mobility caches off (every search asks every upstream)")
-                    uncached = await journeys(args, url, base, urls, pids, args.seconds)
-                    uncached.print(latency, rounds=2)
-                with hub(url, bootstrap, urls, environment(args)) as (base, hub_pid):
-                    pids = {"hub": hub_pid, "sandboxes": sandbox_pid}
+                    solo = await world.journeys(1, args.solo_seconds)
+                    solo.print(latency, "one client alone", overhead=True, solo=True)
+                    uncached = await world.journeys(args.clients, args.seconds)
+                    uncached.print(latency, f"{args.clients} clients", overhead=True)
+                async with world.hub(bootstrap, {}, Path(logs) / "cached.log"):
                     print("\n2. journeys, the hub's default caches")
-                    cached = await journeys(args, url, base, urls, pids, args.cached_seconds)
-                    cached.print(latency, rounds=0)
+                    cached = await world.journeys(args.clients, args.cached_seconds)
+                    cached.print(latency, f"{args.clients} clients")
                     print("\n3. bookings")
-                    booked = await bookings(args, url, base, urls, pids)
+                    booked = await bookings(args, url, world.base, urls, world.pids)
                     offenders = await check_bookings(url, urls["railbooking"], booked)
-    overhead = uncached.overheads(latency)
-    q = statistics.quantiles(overhead, n=100)
+    q = statistics.quantiles(uncached.overheads(latency), n=100)
     print(
         f"journeys: per_s={uncached.rate:.0f} overhead_p50_ms={q[49] * 1000:.1f}"
         f" overhead_p99_ms={q[98] * 1000:.1f} bookings_per_s={booked.rate:.1f}"
         f" double={len(offenders)}"
     )
-    wrong = uncached.errors + cached.errors + booked.errors
+    wrong = solo.errors + uncached.errors + cached.errors + booked.errors
     return 1 if offenders or wrong else 0
 
 
@@ -222,96 +233,166 @@ def print_settings(args: argparse.Namespace) -> None:
 
 
 @dataclass
+class World:
+    """The run's database and sandboxes, and the hub of the moment."""
+
+    args: argparse.Namespace
+    url: str
+    urls: dict[str, str]
+    sandbox_pid: int
+    base: str = ""
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def hub(self, bootstrap: str, env: dict[str, str], log: Path) -> AsyncIterator[None]:
+        """A hub with `env` over the bench's settings; what it logged as errors after."""
+        env = {**environment(self.args), **env}
+        with log.open("wb") as written, hub(self.url, bootstrap, self.urls, env, written) as up:
+            self.base, pid = up
+            self.pids = {"hub": pid, "sandboxes": self.sandbox_pid}
+            yield
+        logged = errors_logged(log)
+        print(f"  the hub logged {sum(logged.values())} errors")
+        for message, count in logged.most_common(3):
+            print(f"    {count} x {message}")
+
+    async def journeys(self, clients: int, seconds: float) -> JourneyRun:
+        """`clients` apps searching back to back: a warm-up, then `seconds` measured."""
+        token = await app_token(self.url, self.base, "mobility:plan")
+        apps = [
+            Connections(self.base, {"Authorization": f"Bearer {token}"}) for _ in range(clients)
+        ]
+        places = random.Random(self.args.seed)
+        try:
+            await _searching(apps, places, self.args.warmup, JourneyRun())
+            await calls_logged(self.urls)  # forgets the warm-up's
+            clock = await CpuClock.start(self.url, self.pids)
+            result = JourneyRun()
+            started = time.monotonic()
+            await _searching(apps, places, seconds, result)
+            result.elapsed = time.monotonic() - started
+            result.cpu = await clock.stop()
+            result.calls = await calls_logged(self.urls)
+        finally:
+            for app in apps:
+                await app.close()
+        return result
+
+
+def errors_logged(log: Path) -> Counter[str]:
+    """The ERROR lines of a hub's log by message, numbers left out."""
+    return Counter(
+        re.sub(r"[0-9]+", "#", line.split(" ERROR ", 1)[1].strip())[:100]
+        for line in log.read_text(errors="replace").splitlines()
+        if " ERROR " in line
+    )
+
+
+Span = tuple[float, float]  # (began, ended) on the machine's monotonic clock
+
+
+@dataclass
 class JourneyRun:
-    latencies: list[float] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)  # each answered search's
+    complete: int = 0  # answers with itineraries and nothing missing or left null
     elapsed: float = 0.0
     empty: int = 0  # answers without an itinerary
     missing: Counter[str] = field(default_factory=Counter)  # gaps by upstream and kind
-    errors: int = 0
-    calls: dict[str, int] = field(default_factory=dict)  # upstream calls during the run
+    degraded: int = 0  # answers with a field left null (UPSTREAM_UNAVAILABLE)
+    errors: int = 0  # answers without data
+    calls: dict[str, list[Span]] = field(default_factory=dict)  # by upstream, as served
     cpu: dict[str, float] = field(default_factory=dict)
 
     @property
+    def latencies(self) -> list[float]:
+        return [ended - began for began, ended in self.spans]
+
+    @property
     def rate(self) -> float:
-        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+        """Complete journeys a second: an empty answer (an upstream's breaker open) is
+        quick and no use to anyone."""
+        return self.complete / self.elapsed if self.elapsed else 0.0
 
-    def overheads(self, latency: float, rounds: int = 2) -> list[float]:
-        return [seconds - rounds * latency for seconds in self.latencies]
+    def overheads(self, latency: float) -> list[float]:
+        """End to end less the two upstream rounds' latency, for every answered search."""
+        return [seconds - 2 * latency for seconds in self.latencies]
 
-    def print(self, latency: float, rounds: int) -> None:
-        count = len(self.latencies)
-        print(
-            f"  {count} journeys in {self.elapsed:.1f} s: {self.rate:.1f} journeys/s;"
-            f" {self.empty} without an itinerary, {sum(self.missing.values())} gaps"
-            f" {dict(self.missing) or ''}, {self.errors} errors"
+    def outside_rounds(self, latency: float) -> list[float]:
+        """Per search, end to end less its two upstream rounds as the sandboxes saw them
+        (local paths and trains from the first call's arrival to the last answer, then
+        seats likewise): the hub's work before, between and after its rounds. Its work
+        sending and reading the calls falls within the rounds. One client at a time only:
+        a call is taken for the search running while the sandbox served it."""
+        first = sorted(
+            (began - latency, ended)
+            for name in ("tago", "odsay")
+            for began, ended in self.calls[name]
         )
+        second = sorted((began - latency, ended) for began, ended in self.calls["railbooking"])
+        return [
+            (ended - began) - _span(first, began, ended) - _span(second, began, ended)
+            for began, ended in self.spans
+        ]
+
+    def print(self, latency: float, who: str, overhead: bool = False, solo: bool = False) -> None:
+        count = len(self.spans)
         print(
-            "  upstream calls per journey: "
-            + ", ".join(f"{name} {calls / count:.2f}" for name, calls in self.calls.items())
+            f"  {who}: {count} answers in {self.elapsed:.1f} s, {self.complete} complete:"
+            f" {self.rate:.1f} journeys/s; {self.empty} without an itinerary, {self.degraded}"
+            f" with a field left null, {sum(self.missing.values())} gaps"
+            f" {dict(self.missing) or ''}, {self.errors} without data"
+        )
+        if count < 2:
+            return
+        print(
+            "  upstream calls per answer: "
+            + ", ".join(f"{name} {len(calls) / count:.2f}" for name, calls in self.calls.items())
         )
         quantiles("end to end", self.latencies)
-        if rounds:
-            quantiles(
-                f"hub overhead (e2e - {rounds} x {latency * 1000:g} ms)",
-                self.overheads(latency, rounds),
-            )
-        print_cpu("journey", self.cpu, count)
+        if overhead:
+            quantiles(f"hub overhead (e2e - 2 x {latency * 1000:g} ms)", self.overheads(latency))
+        if solo:
+            quantiles("  of which outside the upstream rounds", self.outside_rounds(latency))
+        for name, calls in self.calls.items():
+            if len(calls) >= 2:
+                quantiles(f"a {name} call at its sandbox", [e - b for b, e in calls])
+        print_cpu("answer", self.cpu, count)
 
 
-async def journeys(
-    args: argparse.Namespace,
-    url: str,
-    base: str,
-    urls: dict[str, str],
-    pids: dict[str, int],
-    seconds: float,
-) -> JourneyRun:
-    """`--clients` apps searching back to back: a warm-up, then `seconds` measured."""
-    token = await app_token(url, base, "mobility:plan")
-    apps = [Connections(base, {"Authorization": f"Bearer {token}"}) for _ in range(args.clients)]
-    places = random.Random(args.seed)
-    try:
-        await _searching(apps, places, args.warmup, JourneyRun())
-        before = await served(urls)
-        clock = await CpuClock.start(url, pids)
-        result = JourneyRun()
-        started = time.perf_counter()
-        await _searching(apps, places, seconds, result)
-        result.elapsed = time.perf_counter() - started
-        result.cpu = await clock.stop()
-        after = await served(urls)
-        result.calls = {name: after[name] - before[name] for name in JOURNEY_UPSTREAMS}
-    finally:
-        for app in apps:
-            await app.close()
-    return result
+def _span(calls: list[Span], began: float, ended: float) -> float:
+    """From the first arrival to the last answer of the calls served within a search."""
+    within = [call for call in calls if began <= call[0] and call[1] <= ended]
+    return max(e for _, e in within) - min(b for b, _ in within) if within else 0.0
 
 
 async def _searching(
     apps: list[Connections], places: random.Random, seconds: float, result: JourneyRun
 ) -> None:
-    deadline = time.perf_counter() + seconds
+    deadline = time.monotonic() + seconds
 
     async def app(connection: Connections) -> None:
-        while time.perf_counter() < deadline:
+        while time.monotonic() < deadline:
             origin, destination = places.choice(PAIRS)
             variables = {
                 "from": around(places, origin),
                 "to": around(places, destination),
                 "after": tomorrow_at(places).isoformat(),
             }
-            began = time.perf_counter()
+            began = time.monotonic()
             answer = await gql(connection, JOURNEYS, variables)
-            took = time.perf_counter() - began
+            ended = time.monotonic()
             found = (answer.get("data") or {}).get("journeys")
-            if answer.get("errors") or found is None:
+            if found is None:
                 result.errors += 1
                 if result.errors <= 3:
-                    print(f"  an answer with errors: {answer.get('errors')}", file=sys.stderr)
+                    print(f"  an answer without data: {answer.get('errors')}", file=sys.stderr)
                 continue
-            result.latencies.append(took)
+            result.spans.append((began, ended))
+            result.degraded += bool(answer.get("errors"))
             result.empty += not found["itineraries"]
             result.missing.update(f"{gap['upstream']} {gap['kind']}" for gap in found["missing"])
+            whole = found["itineraries"] and not found["missing"] and not answer.get("errors")
+            result.complete += bool(whole)
 
     await asyncio.gather(*(app(connection) for connection in apps))
 
@@ -334,12 +415,12 @@ def tomorrow_at(places: random.Random) -> datetime:
     )
 
 
-async def served(urls: dict[str, str]) -> dict[str, int]:
-    """Calls each journey upstream's sandbox has served (its fault injector counts them)."""
-    async with httpx.AsyncClient(timeout=10) as http:
-        answers = [await http.get(urls[name] + "/_faults") for name in JOURNEY_UPSTREAMS]
+async def calls_logged(urls: dict[str, str]) -> dict[str, list[Span]]:
+    """The calls each journey upstream's sandbox served since the last asking."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        answers = [await http.get(urls[name] + CALL_LOG_PATH) for name in JOURNEY_UPSTREAMS]
     return {
-        name: int(answer.json()["served"])
+        name: [(began, ended) for began, ended in answer.json()]
         for name, answer in zip(JOURNEY_UPSTREAMS, answers, strict=True)
     }
 
@@ -397,11 +478,11 @@ async def bookings(
                     print(f"  a booking refused: {refused}", file=sys.stderr)
 
     clock = await CpuClock.start(url, pids)
-    started = time.perf_counter()
+    started = time.monotonic()
     try:
         await asyncio.gather(*(citizen(app, reader) for app, reader in bookers))
     finally:
-        result.elapsed = time.perf_counter() - started
+        result.elapsed = time.monotonic() - started
         for app, reader in bookers:
             await app.close()
             await reader.close()
@@ -722,6 +803,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20, help="apps, then citizens, at once")
     parser.add_argument("--latency-ms", type=float, default=30, help="every upstream call's")
+    parser.add_argument("--solo-seconds", type=float, default=6, help="one client, caches off")
     parser.add_argument("--seconds", type=float, default=30, help="measured, caches off")
     parser.add_argument("--cached-seconds", type=float, default=15, help="measured, caches on")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of searches first")
