@@ -20,13 +20,17 @@ reasons whichever way it sends: bad ones go to the dead-letter topic with the re
 `source_topic` set to the MQTT topic. Registry checks (unknown or disabled devices) stay
 with the ingest workers, which see every message whatever its path.
 
-Display units (docs/notices-displays.md) talk through the bridge both ways: their acks on
-`ieum/devices/{device}/acks` go to the Kafka ack topic under the same rules (checked,
-dead letters with the reason, acknowledged to the broker once Kafka has them), and the
-commands on the Kafka command topic are published to `ieum/devices/{device}/commands`
-(QoS 1; the broker keeps them for a unit whose session is away). The bridges of a share
-group are one Kafka consumer group on the command topic, whose offsets move on only once
-the MQTT broker has taken the commands: each command reaches MQTT at least once.
+Units also take commands and send acknowledgements through the bridge, whatever the
+commands are for (display messages: docs/notices-displays.md). Acks on
+`ieum/devices/{device}/acks` go to the Kafka ack topic under the same rules: the envelope
+is checked (a JSON object of at most MAX_ACK_BYTES whose `device_id` is the topic's),
+a bad one is a dead letter with the reason, a good one is acknowledged to the broker once
+Kafka has it; what the body means is for the domain that reads the ack topic. Commands
+on the Kafka command topic (keyed by device id) are published to
+`ieum/devices/{device}/commands` (QoS 1; the broker keeps them for a unit whose session
+is away). The bridges of a share group are one Kafka consumer group on the command
+topic, whose offsets move on only once the MQTT broker has taken the commands: each
+command reaches MQTT at least once.
 """
 
 from __future__ import annotations
@@ -37,12 +41,12 @@ import socket
 from dataclasses import dataclass
 
 import aiomqtt
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from resolvers.notices import displays_wire
-from resolvers.sensors.devices import DEVICE_ID
+from resolvers.sensors.devices import ACKS_TOPIC, COMMANDS_TOPIC, DEVICE_ID
 from resolvers.sensors.ingest import DLQ_TOPIC, TOPIC
 from resolvers.sensors.message import Rejected, parse
 
@@ -56,6 +60,7 @@ DEFAULT_GROUP = "ieum-bridges"
 # per Kafka round trip; MQTT 5 lets the client say.
 RECEIVE_MAXIMUM = 2000
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600  # how long the broker keeps messages for a bridge
+MAX_ACK_BYTES = 4096
 
 
 def default_client_id() -> str:
@@ -93,8 +98,8 @@ class MqttBridge:
         *,
         topic: str = TOPIC,
         dlq_topic: str = DLQ_TOPIC,
-        acks_topic: str = displays_wire.ACKS_TOPIC,
-        commands_topic: str | None = displays_wire.COMMANDS_TOPIC,
+        acks_topic: str = ACKS_TOPIC,
+        commands_topic: str | None = COMMANDS_TOPIC,
     ) -> None:
         self.mqtt = mqtt
         self.bootstrap = bootstrap
@@ -236,12 +241,8 @@ class MqttBridge:
         self, producer: AIOKafkaProducer, mqtt_topic: str, device: str, payload: bytes
     ) -> tuple[asyncio.Future[object], bool]:
         try:
-            ack = displays_wire.parse_ack(payload)
-            if ack.device_id != device:
-                raise displays_wire.BadAck(
-                    "topic_mismatch", f"published on {mqtt_topic} but device_id is {ack.device_id}"
-                )
-        except displays_wire.BadAck as exc:
+            check_ack(payload, device, mqtt_topic)
+        except Rejected as exc:
             return await self._dead_letter(producer, mqtt_topic, device, payload, exc), True
         pending = await producer.send(self.acks_topic, value=payload, key=device.encode())
         return pending, False
@@ -252,7 +253,7 @@ class MqttBridge:
         mqtt_topic: str,
         device: str,
         payload: bytes,
-        exc: Rejected | displays_wire.BadAck,
+        exc: Rejected,
     ) -> asyncio.Future[object]:
         pending: asyncio.Future[object] = await producer.send(
             self.dlq_topic,
@@ -265,3 +266,21 @@ class MqttBridge:
             ],
         )
         return pending
+
+
+def check_ack(payload: bytes, device: str, mqtt_topic: str) -> None:
+    """Raise Rejected unless the ack is a JSON object of at most MAX_ACK_BYTES from the
+    unit whose topic it came on (the ack topic's reader checks the rest)."""
+    if len(payload) > MAX_ACK_BYTES:
+        raise Rejected("too_large", f"{len(payload)} bytes; at most {MAX_ACK_BYTES}")
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected("malformed_json", str(exc)) from exc
+    if not isinstance(body, dict):
+        raise Rejected("invalid", "an ack is a JSON object")
+    if body.get("device_id") != device:
+        raise Rejected(
+            "topic_mismatch",
+            f"published on {mqtt_topic} but device_id is {body.get('device_id')!r}",
+        )

@@ -5,11 +5,11 @@ Values follow daily cycles (rush-hour fine dust and noise, sunlight, temperature
 pollution hotspots near the expressways and industrial areas, with sensor noise. A
 configurable share of messages is deliberately broken, to exercise the dead-letter path.
 
-Each taxi's roof unit also has a display (`Display`), when `run` is given `DisplayLinks`:
-it takes show/withdraw commands from the command topic (units that speak MQTT: from
-`ieum/devices/{device}/commands`, and they send their telemetry over MQTT too), shows the
-highest-priority messages whose area it is in and whose window is open, and acknowledges
-each message going on and off the display, with the reason (docs/notices-displays.md).
+A taxi's roof unit may also carry a display (`Vehicle.display`, a `DisplayUnit`), when
+`run` is given `DisplayLinks`: the fleet hands it the commands for its device from the
+command topic (units that speak MQTT: from `ieum/devices/{device}/commands`, and they send
+their telemetry over MQTT too) and sends the acks it makes as it drives. What commands
+mean is the display's business: taxi_displays.py has the notices domain's.
 """
 
 from __future__ import annotations
@@ -17,28 +17,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import math
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import aiomqtt
 import asyncpg
-import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from h3.api import basic_int as h3
 
 from hub.core.errors import IeumError
-from resolvers.notices import displays_wire as wire
 from resolvers.sensors import devices
 from resolvers.sensors.ingest import TOPIC
-
-log = logging.getLogger(__name__)
 
 # (lat, lng) waypoints of Seoul arterial roads.
 ROADS: dict[str, list[tuple[float, float]]] = {
@@ -69,77 +63,14 @@ DUST_HOTSPOTS = [(37.5355, 126.9038, 25.0), (37.4820, 126.8950, 30.0), (37.5390,
 CROWD_HOTSPOTS = [(37.4979, 127.0276, 3.0), (37.5636, 126.9827, 3.5), (37.5563, 126.9220, 2.5)]
 
 
-Acked = tuple[uuid.UUID, str, str | None, uuid.UUID | None]  # message, state, reason, command
+class DisplayUnit(Protocol):
+    """A roof unit's display, as the fleet drives it (formats of its own)."""
 
+    def receive(self, command: bytes) -> None:
+        """A command for this unit, as it came off the command topic."""
 
-@dataclass
-class Held:
-    """A message a display holds: shown while the unit is inside its area and window."""
-
-    message: wire.Message
-    area: dict[int, frozenset[int]]  # resolution → the area's cells at that resolution
-    command_id: uuid.UUID | None  # the show command not yet acknowledged by a `shown`
-
-    def inside(self, lat: float, lng: float) -> bool:
-        """Its resolution-9 cell, or that cell's parent at an area cell's resolution, is
-        in the area (H3's children do not tile their parent: the cell at resolution 7 of
-        a position may not be its resolution-9 cell's parent)."""
-        cell = h3.latlng_to_cell(lat, lng, 9)
-        return any(h3.cell_to_parent(cell, r) in cells for r, cells in self.area.items())
-
-
-@dataclass
-class Display:
-    held: dict[uuid.UUID, Held] = field(default_factory=dict)
-    on_screen: set[uuid.UUID] = field(default_factory=set)
-    withdrawn: dict[uuid.UUID, tuple[str, uuid.UUID]] = field(default_factory=dict)
-    seen: set[uuid.UUID] = field(default_factory=set)  # command ids acted on
-
-    def receive(self, command: wire.Command) -> None:
-        if command.command_id in self.seen:
-            return  # a command sent again (the hub restarted before marking it sent)
-        self.seen.add(command.command_id)
-        if command.action == "show" and command.message is not None:
-            cells = [h3.str_to_int(c) for c in command.message.area.h3]
-            area: dict[int, set[int]] = {}
-            for cell in cells:
-                area.setdefault(h3.get_resolution(cell), set()).add(cell)
-            frozen = {r: frozenset(c) for r, c in area.items()}
-            self.held[command.message_id] = Held(command.message, frozen, command.command_id)
-            self.withdrawn.pop(command.message_id, None)
-        elif command.action == "withdraw" and command.message_id in self.held:
-            del self.held[command.message_id]
-            self.withdrawn[command.message_id] = (command.reason or "withdrawn", command.command_id)
-
-    def update(self, lat: float, lng: float, now: datetime) -> list[Acked]:
-        """Show what is due here and now, the highest rank first; what changed on screen."""
-        due = {
-            mid: held
-            for mid, held in self.held.items()
-            if held.message.starts_at <= now < held.message.ends_at and held.inside(lat, lng)
-        }
-        top = max((held.message.rank for held in due.values()), default=0)
-        screen = {mid for mid, held in due.items() if held.message.rank == top}
-        acked: list[Acked] = []
-        for mid in sorted(self.on_screen - screen):
-            held_ = self.held.get(mid)
-            if held_ is None:
-                reason, command_id = self.withdrawn.get(mid, ("withdrawn", None))
-                acked.append((mid, "hidden", reason, command_id))
-            elif now >= held_.message.ends_at:
-                acked.append((mid, "hidden", "window_ended", None))
-            elif not held_.inside(lat, lng):
-                acked.append((mid, "hidden", "left_area", None))
-            else:
-                acked.append((mid, "hidden", "outranked", None))
-        for mid in sorted(screen - self.on_screen):
-            acked.append((mid, "shown", None, self.held[mid].command_id))
-            self.held[mid].command_id = None
-        self.on_screen = screen
-        self.withdrawn.clear()
-        for mid in [m for m, held in self.held.items() if now >= held.message.ends_at]:
-            del self.held[mid]
-        return acked
+    def update(self, device_id: str, lat: float, lng: float, now: datetime) -> list[bytes]:
+        """The unit is at (lat, lng) now: its acks, if its screen changed."""
 
 
 @dataclass
@@ -151,7 +82,7 @@ class Vehicle:
     direction: int
     speed_kmh: float
     mqtt: bool = False  # its unit speaks MQTT (telemetry, commands, acks), not Kafka
-    display: Display = field(default_factory=Display)
+    display: DisplayUnit | None = None
 
     def where(self) -> tuple[float, float]:
         lat, lng, _ = _locate(self.road, self.position)
@@ -295,27 +226,9 @@ def messages(
 class DisplayLinks:
     """Where the units' displays take commands and send acks."""
 
-    commands_topic: str = wire.COMMANDS_TOPIC
-    acks_topic: str = wire.ACKS_TOPIC
+    commands_topic: str = devices.COMMANDS_TOPIC
+    acks_topic: str = devices.ACKS_TOPIC
     mqtt: tuple[str, int] | None = None  # MQTT broker (host, port) of units that speak it
-
-
-def ack(v: Vehicle, acked: Acked, now: datetime) -> bytes:
-    message_id, state, reason, command_id = acked
-    lat, lng = v.where()
-    return wire.encode(
-        wire.Ack(
-            schema=wire.ACK_SCHEMA,
-            ack_id=uuid.uuid4(),
-            device_id=v.device_id,
-            message_id=message_id,
-            state=state,  # type: ignore[arg-type]
-            at=now,
-            command_id=command_id,
-            reason=reason,  # type: ignore[arg-type]
-            position=wire.Position(lat=round(lat, 6), lng=round(lng, 6)),
-        )
-    )
 
 
 async def _take_kafka_commands(bootstrap: str, topic: str, units: dict[str, Vehicle]) -> None:
@@ -338,10 +251,8 @@ async def _take_kafka_commands(bootstrap: str, topic: str, units: dict[str, Vehi
 
 
 def _receive(unit: Vehicle, raw: bytes) -> None:
-    try:
-        unit.display.receive(wire.parse_command(raw))
-    except msgspec.DecodeError as exc:  # a unit ignores what it cannot read
-        log.warning("sim.display.bad_command device=%s error=%r", unit.device_id, exc)
+    if unit.display is not None:
+        unit.display.receive(raw)
 
 
 @contextlib.asynccontextmanager
@@ -390,7 +301,7 @@ async def run(
         stack.push_async_callback(producer.stop)
         mqtt: dict[str, aiomqtt.Client] = {}
         if displays is not None:
-            kafka_units = {v.device_id: v for v in vehicles if not v.mqtt}
+            kafka_units = {v.device_id: v for v in vehicles if v.display is not None and not v.mqtt}
             taking = asyncio.create_task(
                 _take_kafka_commands(bootstrap, displays.commands_topic, kafka_units)
             )
@@ -429,8 +340,9 @@ async def _show(
     now: datetime,
 ) -> None:
     for v in vehicles:
-        for acked in v.display.update(*v.where(), now):
-            body = ack(v, acked, now)
+        if v.display is None:
+            continue
+        for body in v.display.update(v.device_id, *v.where(), now):
             if v.device_id in mqtt:
                 await mqtt[v.device_id].publish(f"ieum/devices/{v.device_id}/acks", body, qos=1)
             else:

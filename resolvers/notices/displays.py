@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hub.core.domain import ScopeInfo
 from hub.core.errors import BadUserInput, Forbidden, NotFound
 from resolvers.notices.displays_area import Area, expand
-from resolvers.notices.displays_wire import ACKS_TOPIC, COMMANDS_TOPIC
+from resolvers.sensors.devices import ACKS_TOPIC, COMMANDS_TOPIC
 
 OPERATE = ScopeInfo(
     "notices:display",

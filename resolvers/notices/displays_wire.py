@@ -1,7 +1,8 @@
 """What travels between the hub and display units (docs/notices-displays.md).
 
 Commands go to units on the command topic (Kafka, keyed by device id; the MQTT bridge
-publishes each to `ieum/devices/{device}/commands`): `show` carries the whole message (text,
+publishes each to `ieum/devices/{device}/commands`; the topics are the units' own, named
+in `resolvers.sensors.devices`): `show` carries the whole message (text,
 priority, area as compacted H3 cells, window) so a unit can hide it on its own when it
 leaves the area or the window ends; `withdraw` names the message and why. Units answer
 with acknowledgements on the ack topic (or `ieum/devices/{device}/acks`): `shown` when a
@@ -17,8 +18,6 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-COMMANDS_TOPIC = "ieum.devices.commands.v1"
-ACKS_TOPIC = "ieum.devices.acks.v1"
 COMMAND_SCHEMA: Final = "ieum.display.command.v1"
 ACK_SCHEMA: Final = "ieum.display.ack.v1"
 MAX_ACK_BYTES = 4096

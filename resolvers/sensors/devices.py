@@ -11,6 +11,10 @@ import asyncpg
 from hub.core.errors import BadUserInput, Forbidden, NotFound
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Where units take commands and send acknowledgements, whatever a command is for (Kafka,
+# keyed by device id; the MQTT bridge relays them to and from each unit's own topics).
+COMMANDS_TOPIC = "ieum.devices.commands.v1"
+ACKS_TOPIC = "ieum.devices.acks.v1"
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiomqtt
 import asyncpg
 import httpx
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from h3.api import basic_int as h3
@@ -29,6 +31,7 @@ import schema.installed
 from adapters.mqtt import mosquitto
 from adapters.mqtt.bridge import MqttBridge, MqttSettings
 from adapters.sandbox import taxi_fleet
+from adapters.sandbox.taxi_displays import Display
 from adapters.sandbox.taxi_fleet import DisplayLinks, Vehicle
 from auth import scopes
 from hub import domains
@@ -46,7 +49,7 @@ from resolvers.sensors.ingest import IngestWorker, ensure_topics
 from schema.notices.displays import DisplaysMutation, DisplaysQuery
 from tests.conftest import local_settings
 from tests.oauth import Hub
-from tests.sensors.helpers import partner
+from tests.sensors.helpers import dead_letters, partner
 
 pytestmark = pytest.mark.db
 
@@ -58,12 +61,18 @@ YONGSAN = (37.5172, 126.9658)  # 용산구
 YEOUIDO = (37.5219, 126.9245)
 JAMSIL = (37.5133, 127.1001)
 NOWON = (37.6542, 127.0568)
+JEJU = (33.4996, 126.5312)
 SINCHON = (37.5559, 126.9368)
 
 
 def parked(name: str, spot: tuple[float, float], mqtt: bool = False) -> Vehicle:
     road = [spot, (spot[0] + 0.0002, spot[1])]
-    return Vehicle(f"taxi-{name}", f"unit-{name}", road, 0.0, 1, 0.0, mqtt=mqtt)
+    return Vehicle(f"taxi-{name}", f"unit-{name}", road, 0.0, 1, 0.0, mqtt=mqtt, display=Display())
+
+
+def screen(unit: Vehicle) -> Display:
+    assert isinstance(unit.display, Display)
+    return unit.display
 
 
 def move(unit: Vehicle, spot: tuple[float, float]) -> None:
@@ -326,10 +335,10 @@ async def test_a_message_reaches_the_units_in_its_area_and_not_those_outside(
     message_id = uuid.UUID(gangnam["id"])
     for device in ("unit-o1", "unit-o2"):  # outside 강남구: never sent it, never held it
         assert await world.target(gangnam["id"], device) is None
-        assert message_id not in world.units[device].display.held
-        assert message_id not in world.units[device].display.on_screen
+        assert message_id not in screen(world.units[device]).held
+        assert message_id not in screen(world.units[device]).on_screen
     for device in ("unit-a1", "unit-a3", "unit-b1"):
-        assert world.units[device].display.on_screen == {message_id}
+        assert screen(world.units[device]).on_screen == {message_id}
     # The MQTT unit took its command from MQTT and acknowledged over MQTT, through the bridge.
     assert world.bridge.relayed >= 1
     acked = [r for r in await world.acks(gangnam["id"]) if r["device_id"] == "unit-a3"]
@@ -394,7 +403,7 @@ async def test_a_unit_leaving_the_area_hides_the_message_and_the_hub_withdraws_i
     assert [(r["reason"], r["command_id"]) for r in acks] == [("left_area", None)]  # on its own
     withdrawn = await eventually(lambda: _sent_withdraw(world, message["id"], "unit-leaver"))
     assert (withdrawn["reason"], withdrawn["generation"]) == ("left_area", 1)
-    assert unit.display.on_screen == set()
+    assert screen(unit).on_screen == set()
 
     move(unit, YEOUIDO)  # back in the area: shown again, under a new command
 
@@ -440,7 +449,7 @@ async def test_a_missing_child_alert_outranks_a_fine_dust_warning(world: World) 
     alert = await world.publish(area, priority="MISSING_PERSON", textKo="실종 아동을 찾습니다",
                                 textEn="Missing child: have you seen her?")  # fmt: skip
     assert await eventually(lambda: _equals(world.shown_on(alert["id"]), {"unit-p1"}))
-    assert unit.display.on_screen == {uuid.UUID(alert["id"])}
+    assert screen(unit).on_screen == {uuid.UUID(alert["id"])}
     states = [(r["state"], r["reason"]) for r in await world.acks(dust["id"])]
     assert states == [("shown", None), ("hidden", "outranked")]
 
@@ -532,6 +541,40 @@ async def test_publishing_needs_the_operator_scope_and_a_key_means_one_message(
     assert other["errors"][0]["extensions"]["code"] == "IDEMPOTENCY_KEY_REUSED"
 
 
+async def test_the_bridge_dead_letters_a_bad_ack_envelope_and_the_worker_a_bad_ack(
+    world: World,
+) -> None:
+    """The bridge checks what every device ack shares (a JSON object of bounded size from
+    the unit whose topic it came on); the worker, reading the ack topic, the rest."""
+    message = await world.publish({"cells": [cell7(JEJU)]})  # no unit there
+    device, topic = "unit-zz", "ieum/devices/unit-zz/acks"
+    at = datetime.now(UTC)
+    good = displays_wire.Ack(schema=displays_wire.ACK_SCHEMA, ack_id=uuid.uuid4(),
+                             device_id=device, message_id=uuid.UUID(message["id"]),
+                             state="shown", at=at)  # fmt: skip
+    wrong_schema = {"device_id": device, "message_id": message["id"], "state": "shown"}
+    async with aiomqtt.Client(world.bridge.mqtt.host, world.bridge.mqtt.port) as unit:
+        for payload in (
+            b"{broken",
+            b'["unit-zz"]',
+            orjson.dumps({**wrong_schema, "device_id": "unit-other"}),
+            orjson.dumps({**wrong_schema, "padding": "x" * 5000}),
+            orjson.dumps(wrong_schema),  # passes the bridge, not the worker
+            displays_wire.encode(good),
+        ):
+            await unit.publish(topic, payload, qos=1)
+
+    letters = [
+        r
+        for r in await dead_letters(world.bootstrap, world.bridge.topic, 4)
+        if dict(r.headers)["source_topic"] == topic.encode()
+    ]
+    reasons = sorted(dict(r.headers)["reason"].decode() for r in letters)
+    assert reasons == ["invalid", "malformed_json", "too_large", "topic_mismatch"]
+    stored = await eventually(lambda: world.acks(message["id"]))
+    assert [(r["ack_id"], r["device_id"]) for r in stored] == [(good.ack_id, device)]
+
+
 class Crash(Exception):
     """The worker dying after storing its decisions, before the broker had the commands."""
 
@@ -592,4 +635,4 @@ async def test_a_restarted_worker_sends_nothing_twice_and_loses_nothing(world: W
     shows = [(c.message_id, c.device_id) for c in await commands_sent(world)
              if c.message_id in mine and c.action == "show"]  # fmt: skip
     assert sorted(shows) == sorted((m, d) for m in mine for d in units)  # each exactly once
-    assert all(world.units[d].display.on_screen == mine for d in units)
+    assert all(screen(world.units[d]).on_screen == mine for d in units)
