@@ -15,13 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.core.domain import ScopeInfo
 from hub.core.errors import BadUserInput, Forbidden, NotFound
 from resolvers.notices.displays_area import Area, expand
-from resolvers.sensors.devices import ACKS_TOPIC, COMMANDS_TOPIC
 
 OPERATE = ScopeInfo(
     "notices:display",
@@ -37,41 +34,6 @@ MAX_TEXT_EN = 240
 MAX_WINDOW = timedelta(days=7)
 MAX_LEAD = timedelta(days=30)
 MAX_KEY = 200
-
-
-class DisplaySettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="IEUM_NOTICES_DISPLAY_", frozen=True, extra="ignore"
-    )
-
-    worker: bool = Field(
-        default=True,
-        description="Run the display targeting worker inside `ieum serve` (single process).",
-    )
-    commands_topic: str = Field(
-        default=COMMANDS_TOPIC,
-        pattern=r"^[A-Za-z0-9._-]{1,200}$",
-        description="Topic of the commands to display units, keyed by device id.",
-    )
-    acks_topic: str = Field(
-        default=ACKS_TOPIC,
-        pattern=r"^[A-Za-z0-9._-]{1,200}$",
-        description="Topic units acknowledge on (the MQTT bridge forwards MQTT units' acks).",
-    )
-    tick_seconds: float = Field(
-        default=1.0, gt=0, le=60, description="How often the worker compares units and areas."
-    )
-    position_max_age_seconds: float = Field(
-        default=120,
-        gt=0,
-        description="A unit whose last position is older is not sent new messages.",
-    )
-    min_units: int = Field(
-        default=3,
-        ge=1,
-        le=16,
-        description="Distinct units a cell or district needs before its coverage is shown.",
-    )
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ from hub.core import db
 from hub.core.servers import Servers
 from hub.core.settings import Settings
 from resolvers.notices import displays, displays_area, displays_store, displays_wire
-from resolvers.notices.displays import DisplayMessage, DisplaySettings
+from resolvers.notices.displays import DisplayMessage
 from resolvers.notices.displays_store import PresenceRow, Target
+from resolvers.notices.settings import NoticesSettings
 from resolvers.sensors import live_feed
 from resolvers.sensors.settings import SensorsSettings
 
@@ -171,7 +172,7 @@ class DisplayTargeting:
         self.database_url = database_url
         self.bootstrap = bootstrap
         self.hub_settings = settings
-        self.settings = settings.section(DisplaySettings)
+        self.settings = settings.section(NoticesSettings)
         telemetry = settings.section(SensorsSettings).telemetry_topic
         self.live_topic = live_topic or live_feed.live_topic_for(telemetry)
         self.positions: dict[str, Position] = {}
@@ -202,7 +203,7 @@ class DisplayTargeting:
                 if stop.is_set():
                     return
             s = self.settings
-            await ensure_topics(self.bootstrap, [s.commands_topic, s.acks_topic])
+            await ensure_topics(self.bootstrap, [s.display_commands_topic, s.display_acks_topic])
             await live_feed.ensure_topic(self.bootstrap, self.live_topic)
             await self._load(conn)
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
@@ -220,7 +221,7 @@ class DisplayTargeting:
                         if follower.done():
                             follower.result()  # its failure restarts the worker
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), s.tick_seconds)
+                        await asyncio.wait_for(stop.wait(), s.display_tick_seconds)
                 await self.tick(conn, producer)  # presence seen since the last tick
             finally:
                 for follower in followers:
@@ -246,7 +247,7 @@ class DisplayTargeting:
         self.showing = {k: v for k, v in self.showing.items() if k[0] in self.messages}
         gone = {mid for mid, _ in self.targets if mid not in self.messages}
         closed = {m.message_id: m for m in await displays.by_ids(conn, list(gone))}
-        max_age = timedelta(seconds=self.settings.position_max_age_seconds)
+        max_age = timedelta(seconds=self.settings.display_position_max_age_seconds)
         changed = decide(self.messages, closed, self.positions, self.targets, now, max_age)
         if changed:
             async with conn.transaction():
@@ -265,7 +266,7 @@ class DisplayTargeting:
         unsent = [t for t in self.targets.values() if not t.sent]
         if not unsent:
             return
-        topic = self.settings.commands_topic
+        topic = self.settings.display_commands_topic
         pending = [
             await producer.send(
                 topic,
@@ -327,7 +328,7 @@ class DisplayTargeting:
 
     async def _follow_acks(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
-            self.settings.acks_topic,
+            self.settings.display_acks_topic,
             bootstrap_servers=self.bootstrap,
             group_id=ACK_GROUP,
             enable_auto_commit=False,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from resolvers.sensors.devices import ACKS_TOPIC, COMMANDS_TOPIC
+
 CRASH_POINTS = ("after_claim", "after_send")
 
 
@@ -73,6 +75,35 @@ class NoticesSettings(BaseSettings):
         default="ieum-notices",
         pattern=r"^[A-Za-z0-9._-]{1,200}$",
         description="Consumer group the worker reads other domains' event topics with.",
+    )
+    # Messages on taxi-top displays (displays*.py)
+    display_worker: bool = Field(
+        default=True,
+        description="Run the display targeting worker inside `ieum serve` (single process).",
+    )
+    display_commands_topic: str = Field(
+        default=COMMANDS_TOPIC,
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Topic of the commands to display units, keyed by device id.",
+    )
+    display_acks_topic: str = Field(
+        default=ACKS_TOPIC,
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Topic units acknowledge on (the MQTT bridge forwards MQTT units' acks).",
+    )
+    display_tick_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often the worker compares units and areas."
+    )
+    display_position_max_age_seconds: float = Field(
+        default=120,
+        gt=0,
+        description="A unit whose last position is older is not sent new messages.",
+    )
+    display_min_units: int = Field(
+        default=3,
+        ge=1,
+        le=16,
+        description="Distinct units a cell or district needs before its coverage is shown.",
     )
     crash_point: str | None = Field(
         default=None,

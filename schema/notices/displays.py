@@ -21,7 +21,7 @@ from hub.core.context import Info
 from hub.core.domain import Worker
 from hub.core.errors import BadUserInput, Unauthenticated
 from resolvers.notices import displays, displays_area, displays_coverage, displays_targeting
-from resolvers.notices.displays import DisplaySettings
+from resolvers.notices.settings import NoticesSettings
 
 OPERATE = [[displays.OPERATE.name]]
 MAX_PAGE = 200
@@ -168,7 +168,7 @@ class DisplayMessageType:
 
     @strawberry.field(description="Open data: counts only, places with too few units left out.")
     async def coverage(self, info: Info, by: CoverageBy = CoverageBy.CELL_8) -> DisplayCoverage:
-        min_units = info.context.settings.section(DisplaySettings).min_units
+        min_units = info.context.settings.section(NoticesSettings).display_min_units
         found = await displays_coverage.coverage(
             info.context.db, self.record, by=by.value, min_units=min_units
         )
@@ -295,6 +295,6 @@ WORKERS: tuple[Worker, ...] = (
         name="notices-displays",
         help="display messages sent to the taxi units inside their areas, acks and coverage",
         run=displays_targeting.run,
-        in_serve=lambda settings: settings.section(DisplaySettings).worker,
+        in_serve=lambda settings: settings.section(NoticesSettings).display_worker,
     ),
 )

@@ -19,6 +19,7 @@ from hub.core import db, gc_tuning
 from hub.core.domain import Command, DemoEnv, Worker
 from hub.core.servers import Servers
 from hub.core.settings import Settings
+from resolvers.sensors.devices import ACKS_TOPIC, COMMANDS_TOPIC
 from resolvers.sensors.ingest import IngestWorker, dlq_for, ensure_topics
 from resolvers.sensors.settings import SensorsSettings
 
@@ -89,6 +90,12 @@ def _bridge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--topic", help="telemetry topic (IEUM_TELEMETRY_TOPIC, default ieum.telemetry.v1)"
     )
+    parser.add_argument(
+        "--commands-topic", default=COMMANDS_TOPIC, help="units' commands (default %(default)s)"
+    )
+    parser.add_argument(
+        "--acks-topic", default=ACKS_TOPIC, help="units' acks (default %(default)s)"
+    )
 
 
 def _run_bridge(settings: Settings, servers: Servers, args: argparse.Namespace) -> int:
@@ -101,7 +108,14 @@ def _run_bridge(settings: Settings, servers: Servers, args: argparse.Namespace) 
         share_group=args.share_group or None,
     )
     topic = args.topic or settings.section(SensorsSettings).telemetry_topic
-    bridge = MqttBridge(mqtt, servers.broker, topic=topic, dlq_topic=dlq_for(topic))
+    bridge = MqttBridge(
+        mqtt,
+        servers.broker,
+        topic=topic,
+        dlq_topic=dlq_for(topic),
+        acks_topic=args.acks_topic,
+        commands_topic=args.commands_topic,
+    )
 
     async def run(stop: asyncio.Event) -> None:
         sensors = settings.section(SensorsSettings)

@@ -43,8 +43,9 @@ from hub.core.servers import Servers
 from hub.core.settings import Settings
 from hub.serve import serving
 from resolvers.notices import displays_wire
-from resolvers.notices.displays import DISPLAY_SCOPES, DisplaySettings
+from resolvers.notices.displays import DISPLAY_SCOPES
 from resolvers.notices.displays_targeting import DisplayTargeting
+from resolvers.notices.settings import NoticesSettings
 from resolvers.sensors.ingest import IngestWorker, ensure_topics
 from schema.notices.displays import DisplaysMutation, DisplaysQuery
 from tests.conftest import local_settings
@@ -104,7 +105,6 @@ DISPLAYS_DOMAIN = Domain(
     requires=("platform",),
     query=DisplaysQuery,
     mutation=DisplaysMutation,
-    settings=DisplaySettings,
     scopes=DISPLAY_SCOPES,
 )
 
@@ -151,8 +151,8 @@ class World:
     _task: asyncio.Task[None] | None = None
 
     @property
-    def section(self) -> DisplaySettings:
-        return self.settings.section(DisplaySettings)
+    def section(self) -> NoticesSettings:
+        return self.settings.section(NoticesSettings)
 
     async def start_worker(self, worker: DisplayTargeting | None = None) -> DisplayTargeting:
         self.worker = worker or DisplayTargeting(self.database_url, self.bootstrap, self.settings)
@@ -273,7 +273,7 @@ async def world(
         env.setenv("IEUM_NOTICES_DISPLAY_ACKS_TOPIC", f"test.acks.{tag}")
         env.setenv("IEUM_NOTICES_DISPLAY_TICK_SECONDS", "0.2")
         settings = local_settings()
-    section = settings.section(DisplaySettings)
+    section = settings.section(NoticesSettings)
     pool = await db.create_pool(migrated_url, settings)
     await taxi_fleet.register(pool, await partner(pool), UNITS)
     await ensure_topics(kafka_bootstrap, 2, telemetry)
@@ -283,10 +283,10 @@ async def world(
         kafka_bootstrap,
         topic=telemetry,
         dlq_topic=f"{telemetry}.dlq",
-        acks_topic=section.acks_topic,
-        commands_topic=section.commands_topic,
+        acks_topic=section.display_acks_topic,
+        commands_topic=section.display_commands_topic,
     )
-    links = DisplayLinks(section.commands_topic, section.acks_topic, mqtt_broker)
+    links = DisplayLinks(section.display_commands_topic, section.display_acks_topic, mqtt_broker)
     ingest = IngestWorker(settings, migrated_url, kafka_bootstrap, topic=telemetry,
                           group_id=f"ingest-{tag}")  # fmt: skip
     ingest_stop, bridge_stop, bridge_ready = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -588,7 +588,7 @@ class CrashingTargeting(DisplayTargeting):
 async def commands_sent(world: World) -> list[displays_wire.Command]:
     """Every command on the topic so far."""
     consumer = AIOKafkaConsumer(
-        world.section.commands_topic,
+        world.section.display_commands_topic,
         bootstrap_servers=world.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
