@@ -34,7 +34,25 @@ async def translate(pool: asyncpg.Pool, envelope: dict[str, Any]) -> NewNotice |
         }
     else:
         type_code = "refund_issued"
-        params = {"item": payment.item, "amount": envelope["data"]["refunded_amount"]}
+        refunded = await _refunded_by(pool, payment.payment_id, envelope["data"]["refunded_amount"])
+        params = {"item": payment.item, "amount": refunded}
     return NewNotice.from_event(
         DOMAIN, envelope["event_id"], type_code=type_code, user_id=payment.user_id, params=params
     )
+
+
+async def _refunded_by(pool: asyncpg.Pool, payment_id: uuid.UUID, total: int) -> int:
+    """What the refund an event announces gave back. The event carries the payment's
+    refunded total after it; the refund is the one whose running total (refunds in the
+    order they were done) reaches it. A second partial refund is its own amount, not the
+    sum of both."""
+    done = sorted(
+        (r for r in await payments.refunds_of(pool, payment_id) if r.done_at is not None),
+        key=lambda r: r.done_at or r.requested_at,
+    )
+    running = 0
+    for refund in done:
+        running += refund.amount
+        if running == total:
+            return refund.amount
+    return total

@@ -269,3 +269,46 @@ def _refusal_text(code: str) -> str:
         errors.PickupNotPaid.code: "the bin has no paid pickup that day: do not collect it",
         errors.PickupAlreadyCollected.code: "the bin's pickup of that day was collected already",
     }[code]
+
+
+class CollectedPickup(msgspec.Struct, frozen=True, kw_only=True):
+    """A pickup collected, as its scan was recorded: what other domains are told of it."""
+
+    scan_id: uuid.UUID
+    pickup_id: uuid.UUID
+    site_id: uuid.UUID
+    site_name: str
+    business_name: str
+    district_code: str
+    owner_client: str
+    owner_user: uuid.UUID | None  # the citizen who registered the business, if any
+    collected_at: datetime  # the scan's time
+    recorded_at: datetime  # when the hub stored it (late for scans uploaded offline)
+
+
+async def collections_since(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    after: tuple[datetime, uuid.UUID],
+    scanned_since: datetime,
+    limit: int = 500,
+) -> list[CollectedPickup]:
+    """Collections recorded after `after` (recorded_at, scan_id), in that order, of scans
+    made since `scanned_since` (which bounds the search by the scans' time index). A
+    transaction commits after it began, so a caller that reads as the rows arrive reads
+    again a little behind its cursor."""
+    rows = await conn.fetch(
+        "SELECT s.scan_id, s.pickup_id, p.site_id, si.name AS site_name,"
+        " g.name AS business_name, si.district_code, g.owner_client, g.owner_user,"
+        " s.scanned_at AS collected_at, s.received_at AS recorded_at"
+        " FROM waste_scans s JOIN waste_pickups p USING (pickup_id)"
+        " JOIN waste_sites si ON si.site_id = p.site_id"
+        " JOIN waste_generators g USING (generator_id)"
+        " WHERE s.outcome = ANY($1) AND s.scanned_at >= $2"
+        " AND (s.received_at, s.scan_id) > ($3, $4)"
+        " ORDER BY s.received_at, s.scan_id LIMIT $5",
+        [COLLECTED, TOO_FAR],
+        scanned_since,
+        *after,
+        limit,
+    )
+    return [CollectedPickup(**dict(row)) for row in rows]

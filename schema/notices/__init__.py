@@ -16,18 +16,19 @@ from resolvers.notices.settings import NoticesSettings
 from schema.notices.api import NoticesMutation, NoticesQuery, NoticesSubscription
 from schema.notices.routes import ROUTES
 from schema.notices.runtime import WORKER
+from schema.notices.source_polls import WORKER as SOURCES_WORKER
 from schema.notices.state import lifespan
 
 domain = Domain(
     name="notices",
     description="government notices to citizens through the apps they choose",
-    requires=("platform", "sensors", "payments"),
+    requires=("platform", "sensors", "payments", "waste"),
     query=NoticesQuery,
     mutation=NoticesMutation,
     subscription=NoticesSubscription,
     settings=NoticesSettings,
     scopes=scopes.ALL,
     lifespan=lifespan,
-    workers=(WORKER,),
+    workers=(WORKER, SOURCES_WORKER),
     routes=ROUTES,
 )
