@@ -27,18 +27,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from h3.api import basic_int as h3
 
-import schema.installed
 from adapters.mqtt import mosquitto
 from adapters.mqtt.bridge import MqttBridge, MqttSettings
 from adapters.sandbox import taxi_fleet
 from adapters.sandbox.taxi_displays import Display
 from adapters.sandbox.taxi_fleet import DisplayLinks, Vehicle
-from auth import scopes
-from hub import domains
 from hub.app import create_app
 from hub.core import db
-from hub.core import settings as settings_module
-from hub.core.domain import Domain
 from hub.core.servers import Servers
 from hub.core.settings import Settings
 from hub.serve import serving
@@ -47,7 +42,6 @@ from resolvers.notices.displays import DISPLAY_SCOPES
 from resolvers.notices.displays_targeting import DisplayTargeting
 from resolvers.notices.settings import NoticesSettings
 from resolvers.sensors.ingest import IngestWorker, ensure_topics
-from schema.notices.displays import DisplaysMutation, DisplaysQuery
 from tests.conftest import local_settings
 from tests.oauth import Hub
 from tests.sensors.helpers import dead_letters, partner
@@ -99,33 +93,6 @@ UNITS = [
     parked("r2", NOWON),
     parked("p1", SINCHON),
 ]
-
-DISPLAYS_DOMAIN = Domain(
-    name="displays",
-    requires=("platform",),
-    query=DisplaysQuery,
-    mutation=DisplaysMutation,
-    scopes=DISPLAY_SCOPES,
-)
-
-
-@pytest.fixture(scope="module")
-def displays_installed() -> Iterator[None]:
-    """Until the notices manifest carries the display parts, a domain of their own."""
-    if DISPLAY_SCOPES[0].name in scopes.names():
-        yield
-        return
-    catalog, sections = dict(scopes.CATALOG), list(settings_module._SECTIONS)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(schema.installed, "DOMAINS", (*schema.installed.DOMAINS, DISPLAYS_DOMAIN))
-        domains.installed.cache_clear()
-        domains.installed()
-        yield
-    domains.installed.cache_clear()
-    scopes.CATALOG.clear()
-    scopes.CATALOG.update(catalog)
-    settings_module._SECTIONS[:] = sections
-    domains.installed()
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +227,6 @@ async def running(coroutine: Awaitable[object], stop: asyncio.Event | None) -> A
 
 @pytest.fixture(scope="module")
 async def world(
-    displays_installed: None,
     migrated_url: str,
     kafka_bootstrap: str,
     mqtt_broker: tuple[str, int],
