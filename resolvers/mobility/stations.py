@@ -73,10 +73,20 @@ def distance_km(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
+KM_PER_DEGREE_LAT = math.pi * EARTH_RADIUS_KM / 180
+
+
 def nearest(
     lat: float, lng: float, *, limit: int = 3, within_km: float = 40.0
 ) -> list[tuple[RailStation, float]]:
-    """Stations within `within_km` of a point as the crow flies, nearest first, with km."""
-    found = [(station, distance_km(lat, lng, station.lat, station.lng)) for station in STATIONS]
+    """Stations within `within_km` of a point as the crow flies, nearest first, with km.
+    Every journey search asks this twice: stations outside the latitude band that could
+    hold them are skipped before any trigonometry."""
+    band = within_km / KM_PER_DEGREE_LAT
+    found = [
+        (station, distance_km(lat, lng, station.lat, station.lng))
+        for station in STATIONS
+        if abs(station.lat - lat) <= band
+    ]
     close = sorted((pair for pair in found if pair[1] <= within_km), key=lambda pair: pair[1])
     return close[:limit]

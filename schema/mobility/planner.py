@@ -7,10 +7,12 @@ estimated from the straight-line distance and marked, never silently assumed.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from adapters.kinds import LocalPath, ScheduledTrain
 
@@ -66,22 +68,22 @@ class Itinerary:
     train: ScheduledTrain
     egress: Access
 
-    @property
+    @cached_property
     def fare(self) -> int | None:
         """Train plus local fares for one adult; None when a local fare is unknown."""
         if self.access.fare is None or self.egress.fare is None:
             return None
         return self.access.fare + self.train.adult_fare + self.egress.fare
 
-    @property
+    @cached_property
     def transfers(self) -> int:
         return self.access.rides + self.egress.rides  # vehicles besides the train
 
-    @property
+    @cached_property
     def walk_meters(self) -> int:
         return self.access.walk_meters + self.egress.walk_meters
 
-    @property
+    @cached_property
     def estimated(self) -> bool:
         return self.access.path is None or self.egress.path is None
 
@@ -111,17 +113,25 @@ def combine(
         access, egress = to_station.get(dep), from_station.get(arr)
         if access is None or egress is None:
             continue
-        feasible = []
-        for train in sorted(listed, key=lambda t: t.departs_at):
-            leave_at = train.departs_at - rules.boarding - timedelta(minutes=access.minutes)
-            arrive_at = train.arrives_at + rules.alighting + timedelta(minutes=egress.minutes)
-            if depart_after is not None and leave_at < depart_after:
-                continue
-            if arrive_by is not None and arrive_at > arrive_by:
-                continue
-            feasible.append(Itinerary(leave_at, arrive_at, access, train, egress))
-        found += feasible[:per_pair] if depart_after is not None else feasible[-per_pair:]
+        ordered = sorted(listed, key=_departure)  # days merged: usually in order already
+        before = rules.boarding + timedelta(minutes=access.minutes)
+        after = rules.alighting + timedelta(minutes=egress.minutes)
+        if depart_after is not None:
+            # leaving = departure - `before`: the first train one can still reach onwards
+            first = bisect.bisect_left(ordered, depart_after + before, key=_departure)
+            chosen = ordered[first : first + per_pair]
+        else:
+            assert arrive_by is not None
+            chosen = [t for t in ordered if t.arrives_at + after <= arrive_by][-per_pair:]
+        found += [
+            Itinerary(train.departs_at - before, train.arrives_at + after, access, train, egress)
+            for train in chosen
+        ]
     return rank(pareto(found), by_arrival=depart_after is not None)
+
+
+def _departure(train: ScheduledTrain) -> datetime:
+    return train.departs_at
 
 
 def pareto(itineraries: Sequence[Itinerary]) -> list[Itinerary]:
