@@ -32,6 +32,7 @@ RANKS = {"EMERGENCY": 4, "MISSING_PERSON": 3, "WARNING": 2, "INFORMATION": 1}
 MAX_TEXT_KO = 120
 MAX_TEXT_EN = 240
 MAX_WINDOW = timedelta(days=7)
+MAX_MINUTES = MAX_WINDOW // timedelta(minutes=1)
 MAX_LEAD = timedelta(days=30)
 MAX_KEY = 200
 
@@ -74,11 +75,15 @@ class NewMessage:
     text_en: str
     priority: str
     starts_at: datetime | None
-    ends_at: datetime
+    ends_at: datetime | None
+    duration_minutes: int | None = None  # instead of ends_at: from the start
 
     def request(self, area: Area) -> dict[str, Any]:
-        """What identifies the request, for a key sent again."""
+        """What identifies the request, for a key sent again (as sent: a duration from
+        now is the same request when it comes again later)."""
+        given = {} if self.duration_minutes is None else {"duration_minutes": self.duration_minutes}
         return {
+            **given,
             "text_ko": self.text_ko,
             "text_en": self.text_en,
             "priority": self.priority,
@@ -86,7 +91,7 @@ class NewMessage:
             "district_code": area.district_code,
             "area_cells": [str(c) for c in area.compacted],
             "starts_at": None if self.starts_at is None else self.starts_at.isoformat(),
-            "ends_at": self.ends_at.isoformat(),
+            "ends_at": None if self.ends_at is None else self.ends_at.isoformat(),
         }
 
 
@@ -115,19 +120,31 @@ def _text(value: str, limit: int, argument: str) -> str:
     return text
 
 
-def check(new: NewMessage, now: datetime) -> tuple[str, str, datetime]:
-    """The texts and start as stored; raise BadUserInput for what must change."""
+def check(new: NewMessage, now: datetime) -> tuple[str, str, datetime, datetime]:
+    """The texts and window as stored; raise BadUserInput for what must change."""
     if not 1 <= len(new.idempotency_key) <= MAX_KEY:
         raise BadUserInput(f"idempotencyKey is 1-{MAX_KEY} characters", argument="idempotencyKey")
     if new.priority not in RANKS:
         raise BadUserInput(f"priority is one of {', '.join(RANKS)}", argument="priority")
     starts = new.starts_at or now
-    for name, t in (("startsAt", starts), ("endsAt", new.ends_at)):
+    if (new.ends_at is None) == (new.duration_minutes is None):
+        raise BadUserInput("give exactly one of endsAt or durationMinutes", argument="endsAt")
+    if new.duration_minutes is not None:
+        if not 1 <= new.duration_minutes <= MAX_MINUTES:
+            raise BadUserInput(
+                f"durationMinutes is 1-{MAX_MINUTES} ({MAX_WINDOW.days} days)",
+                argument="durationMinutes",
+            )
+        ends = starts + timedelta(minutes=new.duration_minutes)
+    else:
+        assert new.ends_at is not None
+        ends = new.ends_at
+    for name, t in (("startsAt", starts), ("endsAt", ends)):
         if t.tzinfo is None:
             raise BadUserInput(f"{name} needs a UTC offset", argument=name)
-    if new.ends_at <= max(starts, now):
+    if ends <= max(starts, now):
         raise BadUserInput("endsAt must be after startsAt and in the future", argument="endsAt")
-    if new.ends_at - starts > MAX_WINDOW:
+    if ends - starts > MAX_WINDOW:
         raise BadUserInput(f"a window is at most {MAX_WINDOW.days} days", argument="endsAt")
     if starts - now > MAX_LEAD:
         raise BadUserInput(f"startsAt is at most {MAX_LEAD.days} days ahead", argument="startsAt")
@@ -135,6 +152,7 @@ def check(new: NewMessage, now: datetime) -> tuple[str, str, datetime]:
         _text(new.text_ko, MAX_TEXT_KO, "textKo"),
         _text(new.text_en, MAX_TEXT_EN, "textEn"),
         starts,
+        ends,
     )
 
 
@@ -147,7 +165,7 @@ async def publish(
     found = await _by_key(pool, publisher, new.idempotency_key, request)
     if found is not None:
         return found, False
-    text_ko, text_en, starts = check(new, datetime.now(UTC))
+    text_ko, text_en, starts, ends = check(new, datetime.now(UTC))
     row = await pool.fetchrow(
         f"INSERT INTO display_messages (message_id, publisher, idempotency_key, request,"
         " text_ko, text_en, priority, area_kind, district_code, area_cells, cell_count,"
@@ -166,7 +184,7 @@ async def publish(
         area.compacted,
         len(area.cells),
         starts,
-        new.ends_at,
+        ends,
     )
     if row is not None:
         return _message(row), True

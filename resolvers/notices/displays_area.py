@@ -21,10 +21,10 @@ from hub.core.errors import BadUserInput
 from resolvers.platform import districts
 
 RESOLUTION = 9
-MAX_CELLS = 20_000  # about 2,100 km²: the largest 시군구 (홍천군, 1,820 km²) fits
+MAX_CELLS = 25_000  # about 1,800 km²: the largest 시군구 (홍천군, 24,294 cells) fits
 MAX_GIVEN_CELLS = 2_000
 MAX_VERTICES = 5_000
-CELL_KM2 = 0.1053  # mean area of a resolution-9 cell
+CELL_KM2 = 0.0725  # a resolution-9 cell in Korea (0.072 in the north to 0.082 in Jeju)
 KOREA = (33.0, 124.5, 38.7, 132.0)  # lat_min, lng_min, lat_max, lng_max
 
 
@@ -114,7 +114,7 @@ def of_cells(given: Sequence[str]) -> Area:
     if expanded > MAX_CELLS:
         raise BadUserInput(
             f"those cells cover about {expanded:,} resolution-{RESOLUTION} cells; at most"
-            f" {MAX_CELLS:,} (resolution 5 is about 252 km² a cell)",
+            f" {MAX_CELLS:,} (resolution 5 is about 175 km² a cell)",
             argument="cells",
         )
     cells = frozenset(h3.uncompact_cells(list(set(parsed)), RESOLUTION))

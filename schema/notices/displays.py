@@ -57,12 +57,12 @@ class DisplayAreaInput:
     )
     polygon: JSON | None = strawberry.field(
         default=None,
-        description="A GeoJSON Polygon ([lng, lat] positions; at most 5,000, about 2,100 km²).",
+        description="A GeoJSON Polygon ([lng, lat] positions; at most 5,000, about 1,800 km²).",
     )
     cells: list[str] | None = strawberry.field(
         default=None,
         description="H3 cells of resolution 9 or coarser (at most 2,000, covering at most"
-        " 20,000 resolution-9 cells).",
+        " 25,000 resolution-9 cells).",
     )
 
 
@@ -75,7 +75,13 @@ class PublishDisplayMessageInput:
     text_en: str = strawberry.field(description="At most 240 characters.")
     priority: DisplayPriority
     area: DisplayAreaInput
-    ends_at: datetime = strawberry.field(description="At most 7 days after the start.")
+    ends_at: datetime | None = strawberry.field(
+        default=None,
+        description="At most 7 days after the start. Exactly one of endsAt or durationMinutes.",
+    )
+    duration_minutes: int | None = strawberry.field(
+        default=None, description="Instead of endsAt: minutes from the start (at most 10,080)."
+    )
     starts_at: datetime | None = strawberry.field(
         default=None, description="Default now; at most 30 days ahead."
     )
@@ -88,7 +94,9 @@ class DisplayArea:
     cells: list[str] = strawberry.field(
         description="The area as compacted H3 cells, as units receive it."
     )
-    cell_count: int = strawberry.field(description="Resolution-9 cells (about 0.1 km² each).")
+    cell_count: int = strawberry.field(
+        description="Resolution-9 cells (about 0.073 km² each in Korea)."
+    )
 
 
 @strawberry.type(description="Where units showed a message: a cell or a district.")
@@ -275,6 +283,7 @@ class DisplaysMutation:
             priority=input.priority.value,
             starts_at=input.starts_at,
             ends_at=input.ends_at,
+            duration_minutes=input.duration_minutes,
         )
         record, _ = await displays.publish(info.context.db, publisher, new, area)
         return message_of(record)

@@ -485,6 +485,38 @@ async def test_oversized_or_wrong_areas_are_refused_before_any_work(
     assert stored == 0
 
 
+async def test_a_window_in_minutes_counts_from_the_first_send_even_for_the_largest_county(
+    world: World,
+) -> None:
+    """홍천군, the largest 시군구 (about 24,000 resolution-9 cells), takes a message by its
+    code; `durationMinutes` sent again with the same key is the same message."""
+    key = uuid.uuid4().hex
+    first = await world.publish(
+        {"districtCode": "51720"}, idempotencyKey=key, endsAt=None, durationMinutes=90
+    )
+    assert first["status"] == "ACTIVE" and first["area"]["cellCount"] > 20_000
+    row = await world.pool.fetchrow(
+        "SELECT starts_at, ends_at FROM display_messages WHERE message_id = $1",
+        uuid.UUID(first["id"]),
+    )
+    assert row["ends_at"] - row["starts_at"] == timedelta(minutes=90)
+    await asyncio.sleep(1)
+    again = await world.publish(
+        {"districtCode": "51720"}, idempotencyKey=key, endsAt=None, durationMinutes=90
+    )
+    assert again["id"] == first["id"]
+
+    for both_or_neither in ({"durationMinutes": 30}, {"endsAt": None}):
+        variables = {"input": {"idempotencyKey": uuid.uuid4().hex, "textKo": "안내",
+                               "textEn": "Notice", "priority": "INFORMATION",
+                               "area": {"cells": [cell7(YONGSAN)]},
+                               "endsAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+                               **both_or_neither}}  # fmt: skip
+        body = await world.graphql(PUBLISH, variables, world.operator)
+        error = body["errors"][0]["extensions"]
+        assert (error["code"], error["argument"]) == ("BAD_USER_INPUT", "endsAt"), body
+
+
 async def test_publishing_needs_the_operator_scope_and_a_key_means_one_message(
     world: World,
 ) -> None:
