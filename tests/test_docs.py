@@ -44,7 +44,8 @@ ROOT = Path(__file__).parents[1]
 PAYMENTS_GUIDE = ROOT / "docs" / "payments.md"  # a terminal's session: test_payments_guide
 WASTE_GUIDE = ROOT / "docs" / "waste.md"  # a business's, a collector's: test_waste_guide
 MOBILITY_GUIDE = ROOT / "docs" / "mobility.md"  # a navigation app's: test_mobility_guide
-SESSIONS = (PAYMENTS_GUIDE, WASTE_GUIDE, MOBILITY_GUIDE)
+NOTICES_GUIDE = ROOT / "docs" / "notices.md"  # a citizen's app, a city's: test_notices_guide
+SESSIONS = (PAYMENTS_GUIDE, WASTE_GUIDE, MOBILITY_GUIDE, NOTICES_GUIDE)
 DOCUMENTS = [
     ROOT / "README.md",
     *sorted(path for path in (ROOT / "docs").glob("*.md") if path not in SESSIONS),
@@ -676,3 +677,146 @@ def test_mobility_guide_explains_every_error_code_and_scope() -> None:
             assert f"| `{error.code}` |" in text, error.code
     for scope in mobility_scopes.ALL:
         assert f"| `{scope.name}` |" in text, scope.name
+
+
+# The notices guide: a citizen's app, the app itself, a city system and a city operator.
+# The guides' database behind a hub of its own with the notices worker beside it: all day
+# long (no quiet hours, so the session's notices go whenever it runs) and with a linking
+# key.
+
+NOTICES_VARYING = frozenset({
+    "chosenAt", "withdrawnAt", "url", "secret", "previousValidUntil", "id", "eventId",
+    "cursor", "readAt", "noticeId", "citizen", "failedAt", "attempts",
+})  # fmt: skip
+
+
+async def test_notices_guide(guide_world: World) -> None:
+    from hub.app import create_app
+    from hub.serve import serving
+    from resolvers.notices import signing
+    from schema.notices.runtime import run_worker
+    from tests.conftest import local_settings
+    from tests.notices.helpers import App
+    from tests.notices.helpers import World as NoticesWorld
+    from tests.notices.receiver import receiving
+
+    operations = guide_operations(NOTICES_GUIDE)
+    ran: set[str] = set()
+    settings = local_settings(
+        day_starts_hour=0,
+        day_ends_hour=24,
+        linking_key="the key the city shares with its agencies",
+        first_retry_seconds=0.05,
+        longest_retry_seconds=0.2,
+    )
+    stop = asyncio.Event()
+    async with (
+        serving(create_app(settings, guide_world.servers), settings.port) as url,
+        receiving() as receiver,
+    ):
+        world = NoticesWorld(url, guide_world.pool, settings, Hub(url, guide_world.pool))
+        worker = asyncio.create_task(run_worker(settings, guide_world.servers, stop))
+
+        async def run(name: str, token: str | None, **variables: Any) -> dict[str, Any]:
+            query, shown = operations[name]
+            answer = await world.gql(token, query, variables)
+            ok = like(shown, answer, varying=NOTICES_VARYING) if shown else "errors" not in answer
+            assert ok, (name, answer)
+            ran.add(name)
+            return dict(answer["data"] or {})
+
+        try:
+            # Anyone reads the catalogue; a citizen chooses in their app (consent page).
+            await run("NoticeTypes", None)
+            made = await world.clients.client(
+                name="알림 앱",
+                scope_names="notices:receive notices:deliver",
+                redirect_uris=[REDIRECT],
+            )
+            secret = made.client_secret or ""
+            app_token = await world.client_token(made.client_id, secret, "notices:deliver")
+            citizen = await world.citizen(App(made.client_id, secret, app_token, receiver))
+            for name in ("OptInNotices", "OptInFineDust", "NoticeChoices", "WithdrawNotices"):
+                await run(name, citizen.token)
+
+            # The app registers its webhook; an operator lets the city's system publish.
+            hook = await run(
+                "RegisterNoticeWebhook", app_token, url=receiver.url, idempotencyKey="k-1"
+            )
+            receiver.secrets.append(signing.key_of(hook["registerNoticeWebhook"]["secret"]))
+            operator = await world.clients.token("notices:operate")
+            system = await world.clients.client(
+                name="시청 과태료 시스템", scope_names="notices:publish"
+            )
+            await run("RegisterNoticePublisher", operator, clientId=system.client_id)
+            city = await world.client_token(
+                system.client_id, system.client_secret or "", "notices:publish"
+            )
+
+            # The city publishes a fine: the app hears of it live, at its webhook and in
+            # the inbox; the citizen reads it; the city reads how far it got.
+            following = await _first_notice(url, citizen.token, operations["NoticeReceived"][0])
+            first = await run(
+                "PublishNotice", city, citizen=citizen.user_id, agencyNoticeId="seoul-2026-0123"
+            )
+            notice_id = first["publishNotice"]["id"]
+            live = await following
+            assert like(operations["NoticeReceived"][1], live, varying=NOTICES_VARYING), live
+            ran.add("NoticeReceived")
+            await world.settled()
+            assert [n["noticeId"] for n in receiver.of(citizen.user_id)] == [notice_id]
+            await run("NoticeInbox", citizen.token)
+            await run("AcknowledgeNotice", citizen.token, id=notice_id)
+            await run("NoticeReports", city, agencyNoticeId="seoul-2026-0123")
+
+            # The app rotates its secret (deliveries carry both signatures meanwhile), then
+            # is down for more than a day (its retries aged in the database, as a day of
+            # failures leaves them): the next notice is dead-lettered, then redriven.
+            rotated = await run("RotateNoticeWebhookSecret", app_token, idempotencyKey="k-2")
+            receiver.secrets[:] = [signing.key_of(rotated["rotateNoticeWebhookSecret"]["secret"])]
+            receiver.down = True
+            second = await run(
+                "PublishNotice", city, citizen=citizen.user_id, agencyNoticeId="seoul-2026-0124"
+            )
+            second_id = second["publishNotice"]["id"]
+            await world.pool.execute(
+                "UPDATE notice_deliveries SET release_at = now() - interval '27 hours'"
+                " WHERE notice_id = $1",
+                uuid.UUID(second_id),
+            )
+            await world.settled()
+            await run("NoticeDeadLetters", app_token)
+            receiver.down = False
+            await run("RedriveNotices", app_token)
+            await world.settled()
+            got = [n["noticeId"] for n in receiver.of(citizen.user_id)]
+            assert got == [notice_id, second_id]
+
+            # The citizen's app passes on the CI its identity check gave.
+            await run("LinkNoticeIdentity", citizen.token, ci="A" * 86 + "==")
+        finally:
+            stop.set()
+            await worker
+    assert ran == set(operations)
+
+
+async def _first_notice(url: str, token: str, subscription: str) -> asyncio.Task[dict[str, Any]]:
+    """The first value `subscription` delivers over WebSocket; subscribed before this
+    returns."""
+    ws = await websockets.connect(
+        url.replace("http://", "ws://") + "/graphql",
+        subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+    )
+    init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+    await ws.send(json.dumps(init))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": subscription}}))
+    await asyncio.sleep(0.5)  # the subscription starts listening
+
+    async def first() -> dict[str, Any]:
+        async with ws:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert message["type"] == "next", message
+        return dict(message["payload"])
+
+    return asyncio.create_task(first())
