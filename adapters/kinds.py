@@ -348,6 +348,8 @@ class RailReservation:
     sale_no: str  # "" until ticketed
     refunded_amount: int = 0
     cancel_fee: int = 0
+    delay_minutes: int = 0  # the operator's expected delay of the train
+    train_cancelled: bool = False  # the operator cancelled the train: refunded with no fee
 
 
 class BookingRefused(Exception):
