@@ -1,7 +1,8 @@
 """The display targeting worker: which units show which messages, kept in step.
 
-It follows where units are (the sensors domain's live feed of stored readings), the open
-messages (PostgreSQL) and the units' acks (the ack topic), and every tick:
+It follows where units are (the sensors domain's positions: the latest stored when it
+starts, then its live feed), the open messages (PostgreSQL) and the units' acks (the ack
+topic), and every tick:
 - sends `show` to each unit inside an active message's area that has not been sent it
   (again after it left and came back: a new generation, a new command id);
 - sends `withdraw` to each unit sent `show` that is now seen outside the area
@@ -36,6 +37,7 @@ from resolvers.notices.displays import DisplayMessage
 from resolvers.notices.displays_store import PresenceRow, Target
 from resolvers.notices.settings import NoticesSettings
 from resolvers.sensors import live_feed
+from resolvers.sensors.positions import Position, latest_positions
 from resolvers.sensors.settings import SensorsSettings
 
 log = logging.getLogger(__name__)
@@ -44,15 +46,6 @@ LOCK_KEY = 0x6965756D_6469  # "ieum" "di": one targeting worker at a time
 ACK_GROUP = "ieum-notices-displays"
 PARTITIONS = 4
 RETRY_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class Position:
-    vehicle_id: str
-    lat: float
-    lng: float
-    cell: int  # resolution 9
-    ts: datetime
 
 
 @dataclass(frozen=True)
@@ -237,6 +230,9 @@ class DisplayTargeting:
         }
         self.messages = {m.message_id: Active.of(m) for m in await displays.open_messages(conn)}
         self.showing = await displays_store.latest_states(conn, list(self.messages))
+        max_age = timedelta(seconds=self.settings.display_position_max_age_seconds)
+        for position in await latest_positions(conn, datetime.now(UTC) - max_age):
+            self.saw(position)
 
     async def tick(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
         now = datetime.now(UTC)
@@ -288,8 +284,9 @@ class DisplayTargeting:
         recent = now - timedelta(minutes=2)
         self.recorded = {r for r in self.recorded if r[3] >= recent}
 
-    def saw(self, device: str, position: Position) -> None:
+    def saw(self, position: Position) -> None:
         """A unit's new position; where it shows a message there, a presence."""
+        device = position.device_id
         known = self.positions.get(device)
         if known is not None and known.ts >= position.ts:
             return
@@ -319,10 +316,8 @@ class DisplayTargeting:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for records in batch.values():
                     for record in records:
-                        for r in live_feed.decode(record.value or b""):
-                            self.saw(
-                                r.device_id, Position(r.vehicle_id, r.lat, r.lng, r.cell, r.ts)
-                            )
+                        for position in live_feed.positions(record.value or b""):
+                            self.saw(position)
         finally:
             await consumer.stop()
 

@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from resolvers.sensors.live import LiveReadings
 from resolvers.sensors.message import Reading, unpack
+from resolvers.sensors.positions import Position
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ CHUNK = 1000  # readings per message: about 300 KB, well under Kafka's 1 MB defa
 Row = tuple[str, str, datetime, float, float, int, float | None, float | None, bytes]
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[Row])
+_positions = msgspec.msgpack.Decoder(list[Position])  # a row's first fields
 
 
 def live_topic_for(telemetry_topic: str) -> str:
@@ -59,6 +61,12 @@ def decode(message: bytes, cells: Container[int] | None = None) -> list[Reading]
         for device, vehicle, ts, lat, lng, cell, speed, heading, packed in _decoder.decode(message)
         if cells is None or cell in cells
     ]
+
+
+def positions(message: bytes) -> list[Position]:
+    """The positions of a message's readings, nothing else of them decoded (about a
+    third of `decode`'s time: unpacking the values is most of it)."""
+    return _positions.decode(message)
 
 
 async def ensure_topic(bootstrap: str, topic: str) -> None:
