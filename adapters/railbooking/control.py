@@ -2,7 +2,8 @@
 
 Tests and operators move the booking office's clock (to refund at a chosen time before
 departure, or let holds lapse), change how long a hold lasts, read every partner's
-reservations, and leave a train with a chosen number of free seats (the last seat).
+reservations, leave a train with a chosen number of free seats (the last seat), and
+announce a train's delay or cancel it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from adapters.kinds import SeatClass
-from adapters.railbooking.office import Office, Refused, Reservation
+from adapters.railbooking.office import Office, Refused, Reservation, Running
 
 
 class Clock:
@@ -56,6 +57,18 @@ class SeatsLeft(BaseModel):
     run_date: date
     seat_class: SeatClass | None = None
     left: int = Field(ge=0)
+
+
+class TrainChange(BaseModel):
+    """POST /_sandbox/trains: the operator announces a train's expected delay, or cancels
+    it (a cancellation is final)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train_no: str = Field(pattern=r"^[0-9]{1,5}$")
+    run_date: date
+    delay_minutes: int = Field(default=0, ge=0, le=24 * 60 - 1)
+    cancelled: bool = False
 
 
 Render = Callable[[Reservation], dict[str, Any]]
@@ -116,9 +129,33 @@ def routes(office: Office, clock: Clock, render: Render) -> list[Route]:
             return JSONResponse({"error": refused.detail}, status_code=refused.status)
         return JSONResponse({"train_no": wanted.train_no, "left": wanted.left})
 
+    async def trains(request: Request) -> JSONResponse:
+        try:
+            change = TrainChange.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        train_no = str(int(change.train_no))
+        try:
+            reached = office.announce(
+                train_no, change.run_date, Running(change.delay_minutes, change.cancelled)
+            )
+        except Refused as refused:
+            return JSONResponse({"error": refused.detail}, status_code=refused.status)
+        running = office.running[(train_no, change.run_date)]
+        return JSONResponse(
+            {
+                "train_no": train_no,
+                "run_date": change.run_date.isoformat(),
+                "delay_minutes": running.delay_minutes,
+                "cancelled": running.cancelled,
+                "reservations": reached,
+            }
+        )
+
     return [
         Route("/_sandbox/clock", set_clock, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/config", config, methods=["GET", "POST"]),
         Route("/_sandbox/reservations", reservations, methods=["GET"]),
         Route("/_sandbox/seats", seats, methods=["POST"]),
+        Route("/_sandbox/trains", trains, methods=["POST"]),
     ]

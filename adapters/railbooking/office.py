@@ -82,6 +82,8 @@ class Reservation:
     sale: tuple[str, str, str] = ("", "", "")  # h_orgtk_sale_dt, _wct_no, _sale_sqno
     refunded_amount: int = 0
     cancel_fee: int = 0
+    delay_minutes: int = 0  # the train's expected delay, as the operator announced it
+    train_cancelled: bool = False
     changed_at: datetime = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,11 +94,20 @@ class Reservation:
         return self.fare * len(self.seats)
 
 
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What the operator announced of a train's run: its expected delay, or cancelled."""
+
+    delay_minutes: int = 0
+    cancelled: bool = False
+
+
 class Office:
     def __init__(self, now: Callable[[], datetime]) -> None:
         self.now = now
         self.hold_minutes = DEFAULT_HOLD_MINUTES
         self.reservations: dict[str, Reservation] = {}
+        self.running: dict[tuple[str, date], Running] = {}
         self._inventories: dict[tuple[str, date], Inventory] = {}
         self._by_ref: dict[tuple[str, str], str] = {}
         self._lapsing: list[tuple[datetime, str]] = []
@@ -127,6 +138,9 @@ class Office:
         journey, inventory = self._journey(
             wanted.train_no, wanted.run_date, wanted.dep_station, wanted.arr_station
         )
+        running = self.running.get((wanted.train_no, wanted.run_date), Running())
+        if running.cancelled:
+            raise Refused(Code.TRAIN_CANCELLED, 409, f"train {wanted.train_no} does not run")
         if now >= journey.departs_at:
             raise Refused(Code.DEPARTED, 409)
         if journey.departs_at - now > SALE_OPENS:
@@ -149,6 +163,7 @@ class Office:
             fare=fare,
             held_at=now,
             pay_by=min(now + timedelta(minutes=self.hold_minutes), journey.departs_at),
+            delay_minutes=running.delay_minutes,
         )
         self.reservations[pnr] = reservation
         self._by_ref[(partner_id, partner_ref)] = pnr
@@ -180,12 +195,14 @@ class Office:
     def ticket(self, partner_id: str, pnr: str, amount: int, payment_ref: str) -> Reservation:
         """Issue a held reservation paid `amount`; the same payment again answers it as is."""
         reservation = self.find(partner_id, pnr)
-        if reservation.status in (Status.TICKETED, Status.REFUNDED):
+        if reservation.status in (Status.TICKETED, Status.TRAIN_CANCELLED, Status.REFUNDED):
             if reservation.payment_ref != payment_ref:
                 raise Refused(Code.ALREADY_TICKETED, 409, f"paid by {reservation.payment_ref}")
             if amount != reservation.amount:
                 raise Refused(Code.AMOUNT_MISMATCH, 422, f"the amount is {reservation.amount}")
             return reservation
+        if reservation.train_cancelled:
+            raise Refused(Code.TRAIN_CANCELLED, 409, f"train {reservation.request.train_no}")
         if reservation.status is Status.CANCELLED:
             raise Refused(Code.HOLD_LAPSED, 409, f"pay-by time was {reservation.pay_by}")
         if reservation.status is Status.RELEASED:
@@ -205,17 +222,22 @@ class Office:
     def release(self, partner_id: str, pnr: str) -> Reservation:
         """Give a hold's seats back; a hold released or lapsed before answers as it is."""
         reservation = self.find(partner_id, pnr)
-        if reservation.status in (Status.TICKETED, Status.REFUNDED):
+        if reservation.status in (Status.TICKETED, Status.TRAIN_CANCELLED, Status.REFUNDED):
             raise Refused(Code.ALREADY_TICKETED, 409, "a ticket is refunded, not released")
         if reservation.status is Status.HELD:
             self._free(reservation, Status.RELEASED)
         return reservation
 
     def refund(self, partner_id: str, pnr: str) -> Reservation:
-        """Return a ticket: the fee for the time left is kept, the rest refunded. Again,
-        the refund answers as it was made."""
+        """Return a ticket: the fee for the time left is kept, the rest refunded; a ticket
+        of a train the operator cancelled is refunded in full. Again, the refund answers
+        as it was made."""
         reservation = self.find(partner_id, pnr)
         if reservation.status is Status.REFUNDED:
+            return reservation
+        if reservation.status is Status.TRAIN_CANCELLED:
+            reservation.refunded_amount = reservation.amount
+            self._free(reservation, Status.REFUNDED)
             return reservation
         if reservation.status is not Status.TICKETED:
             raise Refused(Code.NOT_TICKETED, 409, f"the reservation is {reservation.status}")
@@ -241,6 +263,36 @@ class Office:
             reservation = self.reservations[pnr]
             if reservation.status is Status.HELD:
                 self._free(reservation, Status.CANCELLED)
+
+    def announce(self, train_no: str, run_date: date, running: Running) -> int:
+        """The operator announces a train's delay or cancels it (for good: a cancelled train
+        stays cancelled). Its reservations carry it: tickets become TRAIN_CANCELLED, to be
+        refunded in full, holds are cancelled. Returns how many reservations it reached."""
+        self.lapse()
+        self._train(train_no, run_date)
+        key = (train_no, run_date)
+        if self.running.get(key, Running()).cancelled:
+            running = Running(running.delay_minutes, cancelled=True)
+        self.running[key] = running
+        reached = 0
+        for reservation in self.reservations.values():
+            request = reservation.request
+            if (request.train_no, request.run_date) != key:
+                continue
+            reached += 1
+            if reservation.delay_minutes != running.delay_minutes:
+                reservation.delay_minutes = running.delay_minutes
+                reservation.changed_at = self.now()
+            if running.cancelled and not reservation.train_cancelled:
+                reservation.train_cancelled = True
+                if reservation.status is Status.TICKETED:
+                    reservation.status, reservation.changed_at = (
+                        Status.TRAIN_CANCELLED,
+                        self.now(),
+                    )
+                elif reservation.status is Status.HELD:
+                    self._free(reservation, Status.CANCELLED)
+        return reached
 
     def leave_free(self, train_no: str, run_date: date, seat_class: SeatClass, count: int) -> None:
         self.lapse()

@@ -23,6 +23,7 @@ from adapters.railbooking.wire import (
     ClassCode,
     Code,
     Status,
+    delay_minutes,
 )
 
 CLASSES = {ClassCode.GENERAL.value: SeatClass.GENERAL, ClassCode.SPECIAL.value: SeatClass.SPECIAL}
@@ -117,7 +118,20 @@ def reservation_of(item: Answer) -> RailReservation:
         sale_no="-".join(sale) if all(sale) else "",
         refunded_amount=_number(item, "h_ret_amt"),
         cancel_fee=_number(item, "h_ret_fee"),
+        delay_minutes=_delay(item),
+        train_cancelled=status == Status.TRAIN_CANCELLED,
     )
+
+
+def _delay(item: Answer) -> int:
+    """h_expct_dlay_hr in minutes; an answer without it is a train on time."""
+    text = str(item.get("h_expct_dlay_hr") or "").strip()
+    if not text:
+        return 0
+    minutes = delay_minutes(text)
+    if minutes is None:
+        raise MalformedResponse(UPSTREAM, f"h_expct_dlay_hr {text!r} is not HHMMSS")
+    return minutes
 
 
 def _text(item: Answer, name: str) -> str:

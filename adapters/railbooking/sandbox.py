@@ -191,6 +191,7 @@ def rendered(reservation: Reservation) -> dict[str, Any]:
         "h_orgtk_sale_sqno": sale_sqno,
         "h_ret_amt": wire.amount(reservation.refunded_amount),
         "h_ret_fee": wire.amount(reservation.cancel_fee),
+        "h_expct_dlay_hr": wire.delay(reservation.delay_minutes),
     }
 
 

@@ -65,6 +65,7 @@ class Code(StrEnum):
     RELEASED = "ERR211169"
     NO_SUCH_TRAIN = "ERR211170"
     NOT_ON_SALE = "ERR211171"
+    TRAIN_CANCELLED = "ERR211172"
 
 
 MESSAGES = {
@@ -85,6 +86,7 @@ MESSAGES = {
     Code.RELEASED: "예약이 취소되었습니다.",
     Code.NO_SUCH_TRAIN: "해당 구간을 운행하는 열차가 없습니다.",
     Code.NOT_ON_SALE: "예매 기간이 아닙니다.",
+    Code.TRAIN_CANCELLED: "운행이 취소된 열차입니다.",
 }
 
 # FAIL codes that say our credentials or clock are wrong, not that the operator refused.
@@ -99,6 +101,7 @@ class Status(StrEnum):
     RELEASED = "RELEASED"  # the partner gave the hold back
     CANCELLED = "CANCELLED"  # the operator cancelled the hold: its pay-by time passed
     REFUNDED = "REFUNDED"  # the ticket was returned: h_ret_amt refunded, h_ret_fee kept
+    TRAIN_CANCELLED = "TRAIN_CANCELLED"  # ticketed, then the operator cancelled the train
 
 
 class ClassCode(StrEnum):
@@ -114,6 +117,21 @@ class Sale(StrEnum):
     NO_SUCH_CLASS = "00"
     AVAILABLE = "11"
     SOLD_OUT = "13"
+
+
+def delay(minutes: int) -> str:
+    """h_expct_dlay_hr: the expected delay as HHMMSS ("002500" for 25 minutes)."""
+    hours, rest = divmod(minutes, 60)
+    return f"{hours:02d}{rest:02d}00"
+
+
+def delay_minutes(text: str) -> int | None:
+    """h_expct_dlay_hr read back: HHMMSS, or HHMM as some of Korail's answers carry it;
+    None when it is neither."""
+    if not text.isascii() or not text.isdigit() or len(text) not in (4, 6):
+        return None
+    hours, minutes = int(text[:2]), int(text[2:4])
+    return hours * 60 + minutes if minutes < 60 else None
 
 
 def amount(won: int) -> str:

@@ -403,6 +403,81 @@ async def test_a_refund_before_departure_frees_the_seats(booking: RailBooking) -
     assert await left(booking, train, SEOUL.code, BUSAN.code) == before
 
 
+# Delays and cancelled trains
+
+
+async def announce(served: RunningSandbox, train: NetworkTrain, **change: Any) -> Any:
+    body = {"train_no": train.train_no, "run_date": train.run_date.isoformat(), **change}
+    return await control(served, "trains", body)
+
+
+async def test_a_delay_announced_reaches_the_trains_reservations(
+    served: RunningSandbox, booking: RailBooking
+) -> None:
+    train, _, _ = seoul_busan(1)
+    held = await hold(booking, train, "late-train")
+    assert held.delay_minutes == 0 and not held.train_cancelled
+    answer = await announce(served, train, delay_minutes=85)
+    assert (answer["delay_minutes"], answer["reservations"]) == (85, 1)
+    late = await booking.reservation(held.pnr)
+    assert late is not None and late.delay_minutes == 85 and late.status == "HELD"
+    ticketed = await booking.ticket(held.pnr, held.amount, "pay-late")
+    assert ticketed.delay_minutes == 85
+    listed = await control(served, "reservations")
+    assert [r["h_expct_dlay_hr"] for r in listed] == ["012500"]
+    await announce(served, train, delay_minutes=0)
+    on_time = await booking.reservation(held.pnr)
+    assert on_time is not None and on_time.delay_minutes == 0
+
+
+async def test_a_cancelled_trains_ticket_is_refunded_in_full_on_a_fee_day(
+    served: RunningSandbox, booking: RailBooking
+) -> None:
+    train, departs, _ = seoul_busan(5)  # a Saturday: a returned ticket would pay 20 %
+    await clock_at(served, departs - timedelta(days=3))
+    held = await hold(booking, train, "cancelled-train", passengers=2)
+    ticketed = await booking.ticket(held.pnr, held.amount, "pay-cancelled")
+    unpaid = await hold(booking, train, "cancelled-hold")
+    await clock_at(served, departs - timedelta(hours=1))
+    await announce(served, train, cancelled=True)
+    cancelled = await booking.reservation(ticketed.pnr)
+    assert cancelled is not None
+    assert (cancelled.status, cancelled.train_cancelled) == ("TRAIN_CANCELLED", True)
+    lapsed = await booking.reservation(unpaid.pnr)
+    assert lapsed is not None and lapsed.status == "CANCELLED"
+    assert await refused(booking.release(ticketed.pnr)) == Code.ALREADY_TICKETED
+    refunded = await booking.refund(ticketed.pnr)
+    assert (refunded.status, refunded.cancel_fee) == ("REFUNDED", 0)
+    assert refunded.refunded_amount == ticketed.amount
+    assert await booking.refund(ticketed.pnr) == refunded
+    assert await refused(hold(booking, train, "after-cancel")) == Code.TRAIN_CANCELLED
+    answer = await announce(served, train, delay_minutes=10)
+    assert answer["cancelled"] is True  # a cancellation is final
+
+
+async def test_a_train_change_of_a_train_that_does_not_run_is_refused(
+    served: RunningSandbox,
+) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        body = {"train_no": "99999", "run_date": "2026-12-03", "delay_minutes": 5}
+        missing = await http.post("/_sandbox/trains", json=body)
+        negative = await http.post("/_sandbox/trains", json={**body, "delay_minutes": -1})
+    assert (missing.status_code, negative.status_code) == (404, 400)
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"), [("000000", 0), ("002500", 25), ("012500", 85), ("0130", 90)]
+)
+def test_the_expected_delay_is_read_as_hhmmss_or_hhmm(text: str, minutes: int) -> None:
+    assert wire.delay_minutes(text) == minutes
+    assert wire.delay_minutes(wire.delay(minutes)) == minutes
+
+
+@pytest.mark.parametrize("text", ["25", "0075", "12:30", "00250"])
+def test_an_expected_delay_in_another_form_is_not_read(text: str) -> None:
+    assert wire.delay_minutes(text) is None
+
+
 # Partners and signatures
 
 
