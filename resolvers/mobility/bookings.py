@@ -47,6 +47,9 @@ class Booking:
     failure: str | None
     created_at: datetime
     updated_at: datetime
+    delay_minutes: int = 0  # the train's expected delay, as the operator last said
+    train_cancelled_at: datetime | None = None  # when the train was seen cancelled
+    changed_at: datetime | None = None  # when a delay or cancellation was last seen
 
     @classmethod
     def of(cls, row: asyncpg.Record) -> Booking:
@@ -155,6 +158,63 @@ async def unfinished(conn: Conn, stale_before: datetime, limit: int = 200) -> li
         limit,
     )
     return [Booking.of(row) for row in rows]
+
+
+async def ticketed_departing(
+    conn: Conn, now: datetime, until: datetime, limit: int = 500
+) -> list[Booking]:
+    """Ticketed bookings whose train leaves before `until` and has not arrived by `now`
+    (a late train is still followed after its scheduled departure)."""
+    rows = await conn.fetch(
+        """
+        SELECT * FROM mobility_bookings
+        WHERE status = 'ticketed' AND departs_at < $2 AND arrives_at > $1
+        ORDER BY departs_at, booking_id
+        LIMIT $3
+        """,
+        now,
+        until,
+        limit,
+    )
+    return [Booking.of(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class TrainChange:
+    """A booked train's delay or cancellation as the hub last saw it (notices polls it)."""
+
+    booking_id: uuid.UUID
+    user_id: uuid.UUID
+    client_id: str
+    train_no: str
+    grade: str
+    run_date: date
+    dep_station: str
+    arr_station: str
+    departs_at: datetime
+    delay_minutes: int
+    cancelled: bool
+    changed_at: datetime
+
+
+async def changed_since(conn: Conn, after: datetime, limit: int = 500) -> list[TrainChange]:
+    """Bookings whose train changed after `after`, oldest change first. A change is stored
+    with the time it was seen, so a caller that reads as they arrive reads again a little
+    behind its cursor."""
+    rows = await conn.fetch(
+        """
+        SELECT booking_id, user_id, client_id, train_no, grade, run_date, dep_station,
+               arr_station, departs_at, delay_minutes,
+               train_cancelled_at IS NOT NULL AS cancelled, changed_at
+        FROM mobility_bookings
+        WHERE changed_at > $1
+        ORDER BY changed_at, booking_id
+        LIMIT $2
+        """,
+        after,
+        limit,
+    )
+    return [TrainChange(**dict(row)) for row in rows]
 
 
 async def move(
