@@ -83,6 +83,15 @@ class MobilitySettings(BaseSettings):
         description="A hold or confirm still unanswered after this long is presumed lost"
         " and looked up by the worker.",
     )
+    train_check_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How often the booking worker asks the operator about ticketed trains"
+        " leaving soon: a delay is stored, a cancelled train's ticket refunded in full.",
+    )
+    train_check_hours: float = Field(
+        default=36, gt=0, le=24 * 31, description="How far ahead of departure a train is checked."
+    )
     crash_point: str | None = Field(
         default=None,
         description=f"Fault drills only: die at one of {', '.join(CRASH_POINTS)}.",
