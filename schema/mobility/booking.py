@@ -6,6 +6,9 @@
             → `ticketed`; a ticket the operator refuses (hold lapsed) → payment refunded
     cancel  held → released; ticketed → `refunding` → operator refund with its fee →
             the rest refunded through payments → `refunded`
+    train   the worker asks the operator about ticketed trains leaving soon: a new
+            expected delay is stored; a cancelled train's ticket → `refunding` → refunded
+            in full (failure code TRAIN_CANCELLED)
 
 Every step is stored before the outside call it precedes and every call is idempotent at
 the other end (partner reference, PNR, payments' idempotency keys derived from the
@@ -18,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
@@ -40,6 +44,21 @@ REFUNDER = "mobility"
 PAID = ("confirmed", "partially_refunded")
 SOLD_OUT_CODES = frozenset({"ERR211161", "WRR800029", "SOLD_OUT"})
 MAX_PASSENGERS = 9
+TRAIN_CANCELLED = "TRAIN_CANCELLED"  # the failure code of a booking whose train was cancelled
+
+
+class TrainChecks:
+    """When the worker last asked the operator about booked trains (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+
+    def due(self, every_seconds: float) -> bool:
+        now = time.monotonic()
+        if self.last is not None and now - self.last < every_seconds:
+            return False
+        self.last = now
+        return True
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,7 @@ class Booker:
     pool: asyncpg.Pool
     state: MobilityState
     payments: payments.Payments
+    trains: TrainChecks = field(default_factory=TrainChecks)
 
 
 @dataclass(frozen=True)
@@ -355,7 +375,7 @@ async def _refund(b: Booker, booking: Booking) -> Booking:
                 REFUNDER,
                 booking.payment_id,
                 amount,
-                "승차권 취소 환불" if booking.sale_no else "승차권 미발권 환불",
+                _refund_reason(booking),
                 f"refund-{booking.booking_id}",
             )
         except IeumError as exc:
@@ -373,14 +393,78 @@ async def _refund(b: Booker, booking: Booking) -> Booking:
     return moved or await _reread(b, booking)
 
 
+def _refund_reason(booking: Booking) -> str:
+    if booking.failure_code == TRAIN_CANCELLED:
+        return "열차 운행 취소 환불"
+    return "승차권 취소 환불" if booking.sale_no else "승차권 미발권 환불"
+
+
+# The operator's changes to booked trains
+
+
+async def check_trains(b: Booker) -> int:
+    """Ask the operator about each ticketed train leaving within IEUM_MOBILITY_TRAIN_CHECK_
+    HOURS: a new expected delay is stored with the time it was seen; a cancelled train's
+    booking moves to `refunding` in the same update and is refunded in full. Returns how
+    many bookings changed."""
+    now = datetime.now(UTC)
+    until = now + timedelta(hours=b.state.settings.train_check_hours)
+    changed = 0
+    for booking in await bookings.ticketed_departing(b.pool, now, until):
+        try:
+            changed += await _check_train(b, booking)
+        except (UpstreamError, IeumError) as exc:
+            log.warning("mobility.train_check_failed booking=%s error=%r", booking.booking_id, exc)
+    return changed
+
+
+async def _check_train(b: Booker, booking: Booking) -> bool:
+    operator = await b.state.booking()
+    assert booking.pnr is not None
+    found = await operator.reservation(booking.pnr)
+    if found is None:
+        return False
+    seen = datetime.now(UTC)
+    if found.train_cancelled:
+        refunding = await bookings.move(
+            b.pool,
+            booking.booking_id,
+            ("ticketed",),
+            "refunding",
+            delay_minutes=found.delay_minutes,
+            train_cancelled_at=seen,
+            changed_at=seen,
+            failure_code=TRAIN_CANCELLED,
+            failure="the operator cancelled the train: refunded in full",
+        )
+        if refunding is None:
+            return False
+        log.info("mobility.train_cancelled booking=%s", booking.booking_id)
+        await _refund(b, refunding)
+        return True
+    if found.delay_minutes == booking.delay_minutes:
+        return False
+    await bookings.touch(
+        b.pool, booking.booking_id, delay_minutes=found.delay_minutes, changed_at=seen
+    )
+    log.info(
+        "mobility.train_delayed booking=%s minutes=%d", booking.booking_id, found.delay_minutes
+    )
+    return True
+
+
 # The worker's round
 
 
 async def sync(b: Booker) -> int:
     """Finish what requests left: holds and confirms whose answer was lost, paid bookings
-    without a ticket, lapsed holds, refunds under way. Returns how many moved."""
+    without a ticket, lapsed holds, refunds under way; and every
+    IEUM_MOBILITY_TRAIN_CHECK_SECONDS, the booked trains' delays and cancellations.
+    Returns how many moved."""
     stale = datetime.now(UTC) - timedelta(seconds=b.state.settings.holding_stale_seconds)
     moved = 0
+    if b.trains.due(b.state.settings.train_check_seconds):
+        moved += await check_trains(b)
     for booking in await bookings.unfinished(b.pool, stale):
         try:
             after = await _finish(b, booking)

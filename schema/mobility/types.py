@@ -323,6 +323,13 @@ class Booking:
     refunded_amount: int
     failure: BookingFailure | None
     created_at: datetime
+    delay_minutes: int = strawberry.field(
+        description="The train's expected delay as the operator last announced it (0: on"
+        " time); checked every few minutes in the day and a half before departure."
+    )
+    train_cancelled: bool = strawberry.field(
+        description="The operator cancelled the train: the ticket is refunded in full."
+    )
 
 
 def booking_of(record: BookingRecord) -> Booking:
@@ -353,4 +360,6 @@ def booking_of(record: BookingRecord) -> Booking:
         refunded_amount=record.refunded_amount,
         failure=failure,
         created_at=record.created_at,
+        delay_minutes=record.delay_minutes,
+        train_cancelled=record.train_cancelled_at is not None,
     )

@@ -288,3 +288,73 @@ async def test_cancelling_a_hold_gives_the_seats_back(world: MobilityWorld) -> N
     assert released["status"] == "RELEASED"
     [at_operator] = await reservations(world, held["id"])
     assert at_operator["h_rsv_stt_cd"] == "RELEASED"
+
+
+# The operator's changes to booked trains
+
+TRAIN_STATE = """query($i: UUID!) { booking(id: $i) {
+  status delayMinutes trainCancelled amount cancelFee refundedAmount failure { code } } }"""
+
+
+@pytest.fixture
+async def checker(world: MobilityWorld) -> AsyncIterator[flow.Booker]:
+    """The worker's flow asking about every booked train in the next four days at each
+    round (the worker asks about the next 36 hours every 5 minutes)."""
+    section = world.hub.settings.section(MobilitySettings).model_copy(
+        update={"train_check_hours": 96, "train_check_seconds": 0.001}
+    )
+    async with adapters_of(section) as adapters, world.hub.flow() as payments:
+        yield flow.Booker(world.hub.pool, state_of_process(section, adapters), payments)
+
+
+async def train_state(world: MobilityWorld, token: str, booking_id: str) -> dict[str, Any]:
+    answer = await world.hub.gql(token, TRAIN_STATE, {"i": booking_id})
+    return dict(answer["data"]["booking"])
+
+
+async def announce(world: MobilityWorld, train: dict[str, Any], **change: Any) -> None:
+    body = {"train_no": train["trainNo"], "run_date": train["runDate"], **change}
+    await world.control(world.booking, "/_sandbox/trains", body)
+
+
+async def test_a_delay_the_operator_announces_shows_on_the_booking(
+    world: MobilityWorld, checker: flow.Booker
+) -> None:
+    _, token = await world.citizen()
+    train = await a_train(world, token)
+    ticket = await booked(world, token, train)
+    assert (await train_state(world, token, ticket["id"]))["delayMinutes"] == 0
+
+    await announce(world, train, delay_minutes=25)
+    await flow.sync(checker)
+
+    late = await train_state(world, token, ticket["id"])
+    assert (late["status"], late["delayMinutes"], late["trainCancelled"]) == ("TICKETED", 25, False)
+    await announce(world, train, delay_minutes=40)
+    await asyncio.sleep(0.01)
+    await flow.sync(checker)
+    assert (await train_state(world, token, ticket["id"]))["delayMinutes"] == 40
+
+
+async def test_a_cancelled_trains_ticket_is_refunded_in_full(
+    world: MobilityWorld, checker: flow.Booker
+) -> None:
+    _, token = await world.citizen()
+    train = await a_train(world, token)
+    ticket = await booked(world, token, train)
+
+    await announce(world, train, cancelled=True)
+    await flow.sync(checker)
+
+    done = await train_state(world, token, ticket["id"])
+    assert (done["status"], done["trainCancelled"]) == ("REFUNDED", True)
+    assert (done["cancelFee"], done["refundedAmount"]) == (0, ticket["amount"])
+    assert done["failure"]["code"] == "TRAIN_CANCELLED"
+    [at_operator] = await reservations(world, ticket["id"])
+    assert (at_operator["h_rsv_stt_cd"], at_operator["h_ret_fee"]) == ("REFUNDED", "00000000")
+    gateway = await world.hub.gateway_payment(ticket["orderId"])
+    assert gateway is not None and gateway["status"] == "CANCELED"
+    assert gateway["balanceAmount"] == 0
+    await flow.sync(checker)
+    assert (await train_state(world, token, ticket["id"]))["refundedAmount"] == ticket["amount"]
+    assert await ledger.unbalanced_transactions(world.hub.pool) == 0
