@@ -28,7 +28,7 @@ from schema.notices.state import lifespan
 domain = Domain(
     name="notices",
     description="government notices to citizens through the apps they choose",
-    requires=("platform", "sensors", "payments", "waste"),
+    requires=("platform", "sensors", "payments", "waste", "mobility"),
     query=merge_types("NoticesQueries", (NoticesQuery, DisplaysQuery)),
     mutation=merge_types("NoticesMutations", (NoticesMutation, DisplaysMutation)),
     subscription=NoticesSubscription,
