@@ -71,7 +71,8 @@ async def accept(
 
 WORKER = Worker(
     name="notices-sources",
-    help="notices from what other domains record: fine dust per district, pickups collected",
+    help="notices from what other domains record: fine dust per district, pickups collected,"
+    " booked trains delayed or cancelled",
     run=run,
     in_serve=lambda settings: settings.section(NoticesSettings).in_serve,
 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from hub.core.settings import Settings
-from resolvers.notices import events, from_payments, from_sensors, from_waste
+from resolvers.notices import events, from_mobility, from_payments, from_sensors, from_waste
 from resolvers.notices.store import NewNotice
 from resolvers.payments.settings import PaymentsSettings
 from resolvers.sensors.rollup_cache import RollupCache
@@ -25,6 +25,7 @@ from resolvers.sensors.settings import SensorsSettings
 
 FINE_DUST_SECONDS = 180.0  # an hour's mean moves slowly; a warning is at most 3 min late
 COLLECTIONS_SECONDS = 2.0
+TRAIN_CHANGES_SECONDS = 2.0  # the mobility worker itself asks the operator every 5 min
 
 
 def sources(settings: Settings) -> list[events.Source]:
@@ -52,4 +53,5 @@ def polls(settings: Settings, pool: asyncpg.Pool) -> list[Poll]:
     return [
         Poll(from_sensors.DOMAIN, FINE_DUST_SECONDS, dust.due),
         Poll(from_waste.DOMAIN, COLLECTIONS_SECONDS, from_waste.Collections(pool).due),
+        Poll(from_mobility.DOMAIN, TRAIN_CHANGES_SECONDS, from_mobility.TrainChanges(pool).due),
     ]
