@@ -219,8 +219,9 @@ class Connections:
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         """Status and body of one POST; a connection is opened when none is idle."""
-        if self.idle:
-            reader, writer = self.idle.pop()
+        idle = self._reusable()
+        if idle is not None:
+            reader, writer = idle
         else:
             reader, writer = await asyncio.open_connection(self.host, self.port)
             self.opened.append(writer)
@@ -240,6 +241,17 @@ class Connections:
         answer = await reader.readexactly(length)
         self.idle.append((reader, writer))
         return status, answer
+
+    def _reusable(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """An idle connection the server has not closed meanwhile: a client that waited
+        longer than the server's keep-alive timeout (uvicorn's 5 s, e.g. while other
+        clients finish a warm-up on a busy machine) would send into a closed socket."""
+        while self.idle:
+            reader, writer = self.idle.pop()
+            if not reader.at_eof():
+                return reader, writer
+            writer.close()
+        return None
 
     async def close(self) -> None:
         for writer in self.opened:
