@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -161,19 +161,27 @@ async def unfinished(conn: Conn, stale_before: datetime, limit: int = 200) -> li
 
 
 async def ticketed_departing(
-    conn: Conn, now: datetime, until: datetime, limit: int = 500
+    conn: Conn,
+    now: datetime,
+    until: datetime,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 500,
 ) -> list[Booking]:
     """Ticketed bookings whose train leaves before `until` and has not arrived by `now`
-    (a late train is still followed after its scheduled departure)."""
+    (a late train is still followed after its scheduled departure), by departure; a page
+    after `after` (departs_at, booking_id)."""
+    start = after or (now - timedelta(days=2), uuid.UUID(int=0))
     rows = await conn.fetch(
         """
         SELECT * FROM mobility_bookings
         WHERE status = 'ticketed' AND departs_at < $2 AND arrives_at > $1
+          AND (departs_at, booking_id) > ($3, $4)
         ORDER BY departs_at, booking_id
-        LIMIT $3
+        LIMIT $5
         """,
         now,
         until,
+        *start,
         limit,
     )
     return [Booking.of(row) for row in rows]

@@ -410,11 +410,16 @@ async def check_trains(b: Booker) -> int:
     now = datetime.now(UTC)
     until = now + timedelta(hours=b.state.settings.train_check_hours)
     changed = 0
-    for booking in await bookings.ticketed_departing(b.pool, now, until):
-        try:
-            changed += await _check_train(b, booking)
-        except (UpstreamError, IeumError) as exc:
-            log.warning("mobility.train_check_failed booking=%s error=%r", booking.booking_id, exc)
+    after: tuple[datetime, uuid.UUID] | None = None
+    while page := await bookings.ticketed_departing(b.pool, now, until, after):
+        for booking in page:
+            try:
+                changed += await _check_train(b, booking)
+            except (UpstreamError, IeumError) as exc:
+                log.warning(
+                    "mobility.train_check_failed booking=%s error=%r", booking.booking_id, exc
+                )
+        after = (page[-1].departs_at, page[-1].booking_id)
     return changed
 
 
