@@ -38,6 +38,10 @@ EARTH_RADIUS_M = 6_371_008.8
 CLOCK_SKEW = timedelta(minutes=5)  # a phone's clock ahead of ours by up to this is fine
 MAX_WEIGHT_KG = Decimal(10_000)
 GRAMS_10 = Decimal("0.01")  # weights are kept to 10 g, as the column holds them
+# The pools force custom plans (sensors' aggregates need them), so every statement would be
+# planned again on each run; the scan's are key lookups whose plan does not depend on the
+# values, and planning them cost PostgreSQL more than running them.
+GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
 # A bin's pickup that day, the one a scan collects first: waiting, then missed (a scan
 # made offline that day and uploaded after the day was closed), then already collected.
 PICKUP_OF_THE_DAY = """
@@ -159,6 +163,7 @@ async def scan(
         return await _answer(pool, collector, before)
     async with pool.acquire() as conn:
         async with conn.transaction():
+            await conn.execute(GENERIC_PLANS)
             found, pickup = await _record(conn, collector, new, tag, max_distance_m)
         if found is None:  # the same scan id, stored by an earlier upload
             before = await stored(conn, new.scan_id)
