@@ -140,7 +140,8 @@ def command(target: Target, active: Active | None, now: datetime) -> displays_wi
     )
 
 
-async def ensure_topics(bootstrap: str, names: list[str]) -> None:
+async def ensure_topics(bootstrap: str, names: list[str]) -> dict[str, list[int]]:
+    """Create those missing; each topic's partitions."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -149,6 +150,8 @@ async def ensure_topics(bootstrap: str, names: list[str]) -> None:
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
+        described = await admin.describe_topics(names)
+        return {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described}
     finally:
         await admin.close()
 
@@ -175,6 +178,7 @@ class DisplayTargeting:
         self.presence: set[PresenceRow] = set()
         self.recorded: set[PresenceRow] = set()
         self.sent = 0  # commands handed to the broker by this worker
+        self.followers: list[asyncio.Task[None]] = []
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Decide until `stop`; a failure (database or broker gone) is logged and the
@@ -196,33 +200,68 @@ class DisplayTargeting:
                 if stop.is_set():
                     return
             s = self.settings
-            await ensure_topics(self.bootstrap, [s.display_commands_topic, s.display_acks_topic])
+            topics = [s.display_commands_topic, s.display_acks_topic]
+            partitions = await ensure_topics(self.bootstrap, topics)
             await live_feed.ensure_topic(self.bootstrap, self.live_topic)
-            await self._load(conn)
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-            await producer.start()
-            followers = [
-                asyncio.create_task(self._follow_positions()),
-                asyncio.create_task(self._follow_acks(stop)),
-            ]
-            try:
+            async with contextlib.AsyncExitStack() as stack:
+                await self._follow(stack, conn, partitions[s.display_acks_topic], stop)
+                producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+                stack.push_async_callback(producer.stop)
+                await producer.start()
                 if ready is not None:
                     ready.set()
                 while not stop.is_set():
                     await self.tick(conn, producer)
-                    for follower in followers:
+                    for follower in self.followers:
                         if follower.done():
                             follower.result()  # its failure restarts the worker
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), s.display_tick_seconds)
                 await self.tick(conn, producer)  # presence seen since the last tick
-            finally:
-                for follower in followers:
-                    follower.cancel()
-                await asyncio.gather(*followers, return_exceptions=True)
-                await producer.stop()
         finally:
             await conn.close()
+
+    async def _follow(
+        self,
+        stack: contextlib.AsyncExitStack,
+        conn: asyncpg.Connection,
+        ack_partitions: list[int],
+        stop: asyncio.Event,
+    ) -> None:
+        """Start following positions and acks, then load what the worker starts from.
+
+        The consumers are started here, not in their tasks (a task cancelled while its
+        consumer was starting left connections open). The ack topic's partitions are all
+        assigned to this worker, the only one deciding, with the group only keeping its
+        offsets: joining a group made each start wait out the broker's rebalance, 5 to 18
+        seconds. The feed is followed from before the stored positions are read, so none
+        stored in between is missed."""
+        feed = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+        )
+        stack.push_async_callback(feed.stop)
+        await feed.start()
+        partition = TopicPartition(self.live_topic, 0)
+        feed.assign([partition])
+        await feed.seek_to_end(partition)
+        acks = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=ACK_GROUP,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
+        stack.push_async_callback(acks.stop)
+        await acks.start()
+        acks.assign([TopicPartition(self.settings.display_acks_topic, p) for p in ack_partitions])
+        pool = await db.create_pool(self.database_url, self.hub_settings)
+        stack.push_async_callback(pool.close)
+        await self._load(conn)
+        self.followers = [
+            asyncio.create_task(self._follow_positions(feed)),
+            asyncio.create_task(self._follow_acks(acks, pool, stop)),
+        ]
+        stack.push_async_callback(_cancel, self.followers)
 
     async def _load(self, conn: asyncpg.Connection) -> None:
         self.targets = {
@@ -303,55 +342,39 @@ class DisplayTargeting:
         if known is None or known[0] <= ack.at:
             self.showing[key] = (ack.at, ack.state)
 
-    async def _follow_positions(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
-        )
-        try:
-            await consumer.start()
-            partition = TopicPartition(self.live_topic, 0)
-            consumer.assign([partition])
-            await consumer.seek_to_end(partition)
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000)
-                for records in batch.values():
-                    for record in records:
-                        for position in live_feed.positions(record.value or b""):
-                            self.saw(position)
-        finally:
-            await consumer.stop()
+    async def _follow_positions(self, feed: AIOKafkaConsumer) -> None:
+        while True:
+            batch = await feed.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    for position in live_feed.positions(record.value or b""):
+                        self.saw(position)
 
-    async def _follow_acks(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(
-            self.settings.display_acks_topic,
-            bootstrap_servers=self.bootstrap,
-            group_id=ACK_GROUP,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-        )
-        pool = await db.create_pool(self.database_url, self.hub_settings)
-        try:
-            await consumer.start()
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=1000)
-                acks = []
-                for records in batch.values():
-                    for record in records:
-                        try:
-                            acks.append(displays_wire.parse_ack(record.value or b""))
-                        except displays_wire.BadAck as exc:
-                            log.warning("notices.displays.bad_ack offset=%d %s", record.offset, exc)
-                if acks:
-                    async with pool.acquire() as conn, conn.transaction():
-                        stored = await displays_store.store_acks(conn, acks)
-                    for ack in stored:
-                        self.acknowledged(ack)
-                if batch:
-                    await consumer.commit()
-        finally:
-            await pool.close()
-            await consumer.stop()
+    async def _follow_acks(
+        self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool, stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=1000)
+            acks = []
+            for records in batch.values():
+                for record in records:
+                    try:
+                        acks.append(displays_wire.parse_ack(record.value or b""))
+                    except displays_wire.BadAck as exc:
+                        log.warning("notices.displays.bad_ack offset=%d %s", record.offset, exc)
+            if acks:
+                async with pool.acquire() as conn, conn.transaction():
+                    stored = await displays_store.store_acks(conn, acks)
+                for ack in stored:
+                    self.acknowledged(ack)
+            if batch:
+                await consumer.commit()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def run(settings: Settings, servers: Servers, stop: asyncio.Event) -> None:

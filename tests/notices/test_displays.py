@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from h3.api import basic_int as h3
 
 from adapters.mqtt import mosquitto
@@ -39,7 +39,8 @@ from hub.core.settings import Settings
 from hub.serve import serving
 from resolvers.notices import displays_wire
 from resolvers.notices.displays import DISPLAY_SCOPES
-from resolvers.notices.displays_targeting import DisplayTargeting
+from resolvers.notices.displays_targeting import ACK_GROUP, DisplayTargeting
+from resolvers.notices.displays_targeting import ensure_topics as ensure_display_topics
 from resolvers.notices.settings import NoticesSettings
 from resolvers.sensors.ingest import IngestWorker, ensure_topics
 from tests.conftest import local_settings
@@ -634,3 +635,28 @@ async def test_a_restarted_worker_sends_nothing_twice_and_loses_nothing(world: W
              if c.message_id in mine and c.action == "show"]  # fmt: skip
     assert sorted(shows) == sorted((m, d) for m in mine for d in units)  # each exactly once
     assert all(screen(world.units[d]).on_screen == mine for d in units)
+    assert await eventually(functools.partial(_acks_all_committed, world))  # none read twice
+
+
+async def _acks_all_committed(world: World) -> bool:
+    """The worker's ack offsets (kept by its consumer group) are past every ack on the
+    topic (found by reading it: the embedded broker's end offsets count batches)."""
+    topic = world.section.display_acks_topic
+    partitions = (await ensure_display_topics(world.bootstrap, [topic]))[topic]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=world.bootstrap, group_id=ACK_GROUP, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assigned)
+        committed = {tp: await consumer.committed(tp) or 0 for tp in assigned}
+        ends = dict.fromkeys(assigned, 0)
+        for tp in assigned:
+            consumer.seek(tp, 0)
+        while batch := await consumer.getmany(timeout_ms=1000):
+            for tp, records in batch.items():
+                ends[tp] = max(ends[tp], *(r.offset + 1 for r in records))
+        return committed == ends and sum(ends.values()) > 0
+    finally:
+        await consumer.stop()
