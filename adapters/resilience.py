@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import stamina
 from prometheus_client import Counter, Gauge, Histogram
@@ -123,9 +124,9 @@ class Upstream:
     ) -> None:
         self.name = name
         self.policy = policy or Policy()
-        self._client = httpx.AsyncClient(
-            base_url=base_url, timeout=self.policy.attempt_timeout, headers=headers
-        )
+        self._base = base_url.rstrip("/")
+        self._headers = dict(headers or {})
+        self._session: aiohttp.ClientSession | None = None  # made in the loop that calls
         self._limit = asyncio.Semaphore(self.policy.concurrency)
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=self.policy.breaker_threshold,
@@ -208,7 +209,9 @@ class Upstream:
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def _attempt(
         self,
@@ -249,19 +252,43 @@ class Upstream:
         json: Any,
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
+        """One HTTP attempt through aiohttp (a fifth of httpx's CPU per call, measured
+        here: a journey search makes about 20 calls), answered as an httpx.Response so
+        every adapter's parse reads the same object as before."""
         started = time.perf_counter()
+        url = self._base + (path if path.startswith("/") else "/" + path)
         try:
-            return await self._client.request(
-                method, path, params=params, json=json, headers=headers
-            )
-        except httpx.TimeoutException:
+            async with self._client().request(
+                method, url, params=_query(params), json=json, headers=headers
+            ) as answer:
+                body = await answer.read()
+                return httpx.Response(
+                    answer.status,
+                    headers=[
+                        (name, value)
+                        for name, value in answer.headers.items()
+                        if name.lower() not in _DECODED  # the body is already decoded
+                    ],
+                    content=body,
+                    request=httpx.Request(method, str(answer.url)),
+                )
+        except TimeoutError:
             raise UpstreamTimeout(
                 self.name, f"no answer within {self.policy.attempt_timeout:g} s"
             ) from None
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamRefused(self.name, f"connection failed ({type(exc).__name__})") from exc
         finally:
             LATENCY.labels(self.name).observe(time.perf_counter() - started)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.policy.attempt_timeout),
+                connector=aiohttp.TCPConnector(limit=self.policy.concurrency),
+            )
+        return self._session
 
     def _refusal(self, response: httpx.Response, refuse: Refuse | None) -> Exception | None:
         if refuse is None or not 400 <= response.status_code < 500 or response.status_code == 429:
@@ -297,6 +324,20 @@ class Upstream:
     def _breaker_changed(self, name: str, event_type: str, event: Any) -> None:
         if event_type == "state_changed":
             BREAKER_STATE.labels(self.name).set(_STATE_VALUES.get(event.state, 0))
+
+
+_DECODED = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _query(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
+    """Query parameters as text, as httpx wrote them (True → "true", None left out)."""
+    if not params:
+        return None
+    return [
+        (name, "true" if value is True else "false" if value is False else str(value))
+        for name, value in params.items()
+        if value is not None
+    ]
 
 
 def _seconds(retry_after: str | None) -> float | None:
