@@ -114,6 +114,7 @@ def _notice(change: TrainChange) -> NewNotice:
         event,
         type_code=_type(change),
         user_id=change.user_id,
+        client_id=change.client_id,  # the app that booked it, not every app the citizen chose
         params=params,
         params_en=params_en,
     )

@@ -35,6 +35,7 @@ class NewNotice:
     source: str  # AGENCY, GRAPHQL, or the publishing domain's name
     params: dict[str, Any] = field(default_factory=dict)
     user_id: uuid.UUID | None = None  # None: every citizen who chose the type (of the district)
+    client_id: str | None = None  # only through this app (a booking's): None, every app chosen
     district_code: str | None = None
     agency: str | None = None  # who publishes: must own the type (None: the type's owner)
     agency_notice_id: str | None = None
@@ -108,6 +109,7 @@ WITH made AS (
      WHERE c.type_code = $2 AND c.withdrawn_at IS NULL
        AND ($3::uuid IS NULL OR c.user_id = $3)
        AND ($4::text IS NULL OR c.district_code = $4)
+       AND ($6::text IS NULL OR c.client_id = $6)
      ORDER BY c.user_id, c.client_id
     RETURNING 1
 )
@@ -163,7 +165,13 @@ async def publish(pool: asyncpg.Pool, new: NewNotice, hours: QuietHours) -> Acce
             release = quiet.release_at(now, urgent, hours.day_starts, hours.day_ends)
             district = new.district_code if kind.by_district else None
             count = await conn.fetchval(
-                _FAN_OUT, row["notice_id"], kind.type_code, user_id, district, release
+                _FAN_OUT,
+                row["notice_id"],
+                kind.type_code,
+                user_id,
+                district,
+                release,
+                new.client_id,
             )
         row = await conn.fetchrow(
             "UPDATE notices SET recipients = $2 WHERE notice_id = $1 RETURNING *",
