@@ -11,9 +11,9 @@ city to look at: the truck is at the bin, only the phone's position may be off.
 The phone makes the scan id, so a scan uploaded again (offline, then once more) is stored
 once and answers as it did the first time, collection or refusal, with its own scan time;
 refusals by the tag itself are not stored (nothing is known of the bin), and a retried
-NFC tap, whose counter the first try used, finds the stored scan. Statements per scan: the
-tag's (none for QR, one for NFC), then a transaction of three: the bin and its pickup of
-the day (locked), the scan (with NOTIFY to live subscribers), the pickup's collection.
+NFC tap, whose counter the first try used, finds the stored scan. Statements per scan, in
+one transaction: the bin and its pickup of the day (locked), an NFC read accepted with
+them; the scan with the pickup's collection and the NOTIFY to live subscribers.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from hub.core.errors import BadUserInput, IeumError
 from resolvers.waste import errors, live, pickups
 from resolvers.waste.collectors import Collector
 from resolvers.waste.pickups import KST, Pickup
-from resolvers.waste.tags.verify import NfcTap, QrTag, TagInput, VerifiedTag, Verifier
+from resolvers.waste.tags import store
+from resolvers.waste.tags.verify import NfcRead, NfcTap, QrTag, TagInput, VerifiedTag, Verifier
 
 COLLECTED = "collected"
 TOO_FAR = "SCAN_TOO_FAR"
@@ -42,29 +43,50 @@ GRAMS_10 = Decimal("0.01")  # weights are kept to 10 g, as the column holds them
 # planned again on each run; the scan's are key lookups whose plan does not depend on the
 # values, and planning them cost PostgreSQL more than running them.
 GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
-# A bin's pickup that day, the one a scan collects first: waiting, then missed (a scan
-# made offline that day and uploaded after the day was closed), then already collected.
-PICKUP_OF_THE_DAY = """
-SELECT b.volume_litres, b.site_id, s.lat, s.lng, s.district_code, p.pickup_id, p.status
-FROM waste_bins b JOIN waste_sites s USING (site_id)
+# The bin a tag names and its pickup that day, the one a scan collects first: waiting,
+# then missed (a scan made offline that day and uploaded after the day was closed), then
+# already collected; locked. An NFC read is accepted here, in the scan's transaction (its
+# counter moved forward: $1 uid, $2 key, $3 counter); a QR label names its bin ($4).
+# Always one row: `tag_bin_id` null when the read was not accepted, `bin_id` null when the
+# bin does not exist.
+PICKUP_OF_THE_DAY = f"""
+WITH accepted AS ({store.ACCEPT_READ}),
+tag AS (
+    SELECT CASE WHEN $1::text IS NULL THEN $4::uuid ELSE (SELECT bin_id FROM accepted) END
+        AS bin_id
+)
+SELECT tag.bin_id AS tag_bin_id, b.bin_id, b.volume_litres, b.site_id, s.lat, s.lng,
+       s.district_code, p.pickup_id, p.status
+FROM tag LEFT JOIN waste_bins b ON b.bin_id = tag.bin_id
+LEFT JOIN waste_sites s ON s.site_id = b.site_id
 LEFT JOIN LATERAL (
     SELECT pickup_id, status FROM waste_pickups
-    WHERE bin_id = b.bin_id AND pickup_day = $2
+    WHERE bin_id = b.bin_id AND pickup_day = $5
       AND status IN ('paid', 'scheduled', 'missed', 'collected')
     ORDER BY status = 'collected', status = 'missed', collected_at DESC
     LIMIT 1 FOR UPDATE
 ) p ON true
-WHERE b.bin_id = $1
 """
+# The scan, stored once per scan id, and when it collects ($13: the NOTIFY to live
+# subscribers), its pickup's step paid | scheduled | missed → collected (as
+# pickups.record_collection takes it) with the NOTIFY. No row: stored before.
 STORE = """
 WITH stored AS (
-    INSERT INTO waste_scans (scan_id, collector_id, bin_id, pickup_id, tag_kind, scanned_at,
-                             lat, lng, distance_m, weight_kg, outcome, flagged)
+    INSERT INTO waste_scans AS scan (scan_id, collector_id, bin_id, pickup_id, tag_kind,
+                                     scanned_at, lat, lng, distance_m, weight_kg, outcome,
+                                     flagged)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-    ON CONFLICT (scan_id) DO NOTHING RETURNING *
+    ON CONFLICT (scan_id) DO NOTHING RETURNING scan
+), collected AS (
+    UPDATE waste_pickups AS pickup SET status = 'collected', collector_id = $2,
+        weight_kg = $10, volume_litres = $15, collected_at = $6
+    WHERE $13::text IS NOT NULL AND pickup.pickup_id = $4
+      AND pickup.status IN ('paid', 'scheduled', 'missed') AND EXISTS (SELECT FROM stored)
+    RETURNING pickup, pickup.pickup_id
 )
-SELECT stored.*, CASE WHEN $13::text IS NOT NULL THEN pg_notify($14, $13) END AS notified
-FROM stored
+SELECT stored.scan, collected.pickup,
+       CASE WHEN collected.pickup_id IS NOT NULL THEN pg_notify($14, $13) END AS notified
+FROM stored LEFT JOIN collected ON true
 """
 REFUSALS: dict[str, type[IeumError]] = {
     cls.code: cls
@@ -155,16 +177,17 @@ async def scan(
     """Record the scan, or find it stored; raises the refusal (stored or not)."""
     check(new, datetime.now(KST))
     try:
-        tag = await verifier.verify(tag_of(new.tag))
-    except IeumError:
-        before = await stored(pool, new.scan_id)
-        if before is None:
-            raise
-        return await _answer(pool, collector, before)
+        tag = await verifier.check(tag_of(new.tag))
+    except IeumError as refused:
+        return await _answer_stored(pool, collector, new.scan_id, refused)
     async with pool.acquire() as conn:
         async with conn.transaction():
             await conn.execute(GENERIC_PLANS)
-            found, pickup = await _record(conn, collector, new, tag, max_distance_m)
+            recorded = await _record(conn, collector, new, tag, max_distance_m)
+        if recorded is None:
+            assert isinstance(tag, NfcRead)
+            return await _answer_stored(conn, collector, new.scan_id, await verifier.refusal(tag))
+        found, pickup = recorded
         if found is None:  # the same scan id, stored by an earlier upload
             before = await stored(conn, new.scan_id)
             assert before is not None
@@ -178,14 +201,24 @@ async def _record(
     conn: asyncpg.Connection,
     collector: Collector,
     new: NewScan,
-    tag: VerifiedTag,
+    tag: VerifiedTag | NfcRead,
     max_distance_m: float,
-) -> tuple[Scan | None, Pickup | None]:
-    """The scan as stored now (None: stored before) and the pickup it collected."""
+) -> tuple[Scan | None, Pickup | None] | None:
+    """The scan as stored now (None: stored before) and the pickup it collected; None when
+    the tag's NFC read was not accepted."""
     day = new.scanned_at.astimezone(KST).date()
-    context = await conn.fetchrow(PICKUP_OF_THE_DAY, tag.bin_id, day)
-    if context is None:
-        raise errors.BinNotFound(f"the tag names bin {tag.bin_id}, which the city does not have")
+    if isinstance(tag, NfcRead):
+        context = await conn.fetchrow(
+            PICKUP_OF_THE_DAY, tag.uid, tag.key_id, tag.counter, None, day
+        )
+    else:
+        context = await conn.fetchrow(PICKUP_OF_THE_DAY, None, None, None, tag.bin_id, day)
+    assert context is not None
+    bin_id: uuid.UUID | None = context["tag_bin_id"]
+    if bin_id is None:
+        return None
+    if context["bin_id"] is None:
+        raise errors.BinNotFound(f"the tag names bin {bin_id}, which the city does not have")
     distance = metres(new.lat, new.lng, context["lat"], context["lng"])
     weight = None if new.weight_kg is None else new.weight_kg.quantize(GRAMS_10, ROUND_HALF_UP)
     pickup_id: uuid.UUID | None = context["pickup_id"]
@@ -197,15 +230,14 @@ async def _record(
         outcome = errors.PickupAlreadyCollected.code
     else:
         outcome = TOO_FAR if distance > max_distance_m else COLLECTED
-    collects = outcome in (COLLECTED, TOO_FAR)
     announced = None
-    if collects:
+    if outcome in (COLLECTED, TOO_FAR):
         assert pickup_id is not None
         announced = live.payload(
             live.Collection(
                 scan_id=new.scan_id,
                 pickup_id=pickup_id,
-                bin_id=tag.bin_id,
+                bin_id=bin_id,
                 site_id=context["site_id"],
                 district_code=context["district_code"],
                 collector_id=collector.collector_id,
@@ -220,9 +252,9 @@ async def _record(
         STORE,
         new.scan_id,
         collector.collector_id,
-        tag.bin_id,
+        bin_id,
         pickup_id,
-        tag.kind,
+        "nfc" if isinstance(tag, NfcRead) else tag.kind,
         new.scanned_at,
         new.lat,
         new.lng,
@@ -232,25 +264,29 @@ async def _record(
         outcome == TOO_FAR,
         announced,
         live.CHANNEL,
+        context["volume_litres"],
     )
     if row is None:
         return None, None
-    fields = dict(row)
-    del fields["notified"]
-    found = Scan(**fields)
-    if not collects:
+    found = Scan(**dict(row["scan"]))
+    if announced is None:
         return found, None
-    assert pickup_id is not None
-    pickup = await pickups.record_collection(
-        conn,
-        pickup_id,
-        collector.collector_id,
-        weight,
-        context["volume_litres"],
-        new.scanned_at,
-    )
-    assert pickup is not None  # locked above in a state it collects from
-    return found, pickup
+    assert row["pickup"] is not None  # locked above in a state it collects from
+    return found, Pickup(**dict(row["pickup"]))
+
+
+async def _answer_stored(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    collector: Collector,
+    scan_id: uuid.UUID,
+    refused: IeumError,
+) -> Collected:
+    """A scan whose tag was refused: a retry finds it stored (a tap's counter is spent
+    by its first try); otherwise the refusal."""
+    before = await stored(conn, scan_id)
+    if before is None:
+        raise refused
+    return await _answer(conn, collector, before)
 
 
 async def _answer(

@@ -374,6 +374,33 @@ async def test_an_nfc_tap_collects_and_its_retry_answers_the_same(world: World, 
     assert code(await scan(world, who, scan_of(forged))) == "NFC_BAD_CMAC"
 
 
+async def test_an_nfc_tap_whose_scan_failed_midway_can_be_sent_again(
+    world: World, city: str
+) -> None:
+    here = district()
+    who = await crew(world, city, here)
+    bin_id = await bin_at(world.pool, await site(world.pool, here))
+    pickup_id = await pickup(world.pool, bin_id)
+    sent = scan_of(tap_url(await nfc_tag(world, bin_id), 5))
+    async with world.pool.acquire() as conn, conn.transaction():
+        # The pickup held by another transaction: the scan, its tap's read accepted, waits
+        # for it, and is cancelled (as statement_timeout would cancel it).
+        await conn.execute("SELECT FROM waste_pickups WHERE pickup_id = $1 FOR UPDATE", pickup_id)
+        scanning = asyncio.create_task(scan(world, who, sent))
+        waiting = None
+        while waiting is None:
+            assert not scanning.done(), scanning.result()
+            await asyncio.sleep(0.05)
+            waiting = await world.pool.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE '%waste_pickups%'"
+            )
+        await conn.execute("SELECT pg_cancel_backend($1)", waiting)
+        assert code(await scanning) == "UPSTREAM_UNAVAILABLE"
+    again = data(await scan(world, who, sent))["scanBin"]  # the same tap: its read not spent
+    assert again["pickup"]["status"] == "COLLECTED" and not again["duplicate"]
+
+
 async def test_tags_that_do_not_verify_are_refused_with_their_own_codes(
     world: World, city: str
 ) -> None:

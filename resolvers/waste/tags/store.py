@@ -136,19 +136,26 @@ async def revoked_qr_tags(pool: asyncpg.Pool) -> set[uuid.UUID]:
     return {row["tag_id"] for row in rows}
 
 
+# Accept read $3 of the live tag $1 made from key $2: only if it is above the last one
+# accepted and the key is not revoked, in one statement, so two taps showing the same
+# counter (a copy, a replay) are never both accepted. No row otherwise. A scan's statement
+# runs it as one of its own (resolvers/waste/scans.py), with the same parameters.
+ACCEPT_READ = """
+UPDATE waste_tags t SET last_counter = $3
+WHERE t.uid = $1 AND t.key_id = $2 AND t.revoked_at IS NULL AND t.last_counter < $3
+  AND NOT EXISTS (SELECT FROM waste_tag_keys k
+                  WHERE k.key_id = t.key_id AND k.revoked_at IS NOT NULL)
+RETURNING t.tag_id, t.bin_id
+"""
+
+
 async def advance_counter(
     pool: asyncpg.Pool, uid: str, key_id: int, counter: int
 ) -> asyncpg.Record | None:
-    """Accept read `counter` of the live tag `uid` made from key `key_id`: only if it is
-    above the last one accepted and the key is not revoked, in one statement, so two taps
-    showing the same counter (a copy, a replay) are never both accepted. None otherwise."""
+    """ACCEPT_READ, with the bin's district."""
     return await pool.fetchrow(
-        "UPDATE waste_tags t SET last_counter = $3 FROM waste_bins b, waste_sites s"
-        " WHERE t.uid = $1 AND t.key_id = $2 AND t.revoked_at IS NULL AND t.last_counter < $3"
-        " AND b.bin_id = t.bin_id AND s.site_id = b.site_id"
-        " AND NOT EXISTS (SELECT FROM waste_tag_keys k"
-        "   WHERE k.key_id = t.key_id AND k.revoked_at IS NOT NULL)"
-        " RETURNING t.tag_id, t.bin_id, s.district_code",
+        f"WITH accepted AS ({ACCEPT_READ}) SELECT a.tag_id, a.bin_id, s.district_code"
+        " FROM accepted a JOIN waste_bins b USING (bin_id) JOIN waste_sites s USING (site_id)",
         uid,
         key_id,
         counter,

@@ -4,7 +4,8 @@ second: keys are opened once and kept in memory, re-read every few seconds.
 A revoked QR label or key is refused by every process within `refresh_seconds` (at once
 by the process that revoked it, after `forget`). An NFC tap is decided in one SQL
 statement that also checks revocation and moves the tag's read counter forward, so a
-copied or replayed tap is refused even when two arrive at the same instant.
+copied or replayed tap is refused even when two arrive at the same instant; a scan runs
+that statement (`store.ACCEPT_READ`) inside its own, so `check` leaves it out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Final, Literal
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from hub.core.errors import IeumError
 from resolvers.waste.errors import (
     NfcBadCmac,
     NfcCounterReplayed,
@@ -62,6 +64,16 @@ class VerifiedTag:
 
 
 @dataclass(frozen=True)
+class NfcRead:
+    """A tap whose CMAC verified: the read of tag `uid` (made from key `key_id`) that
+    still has to be accepted, its counter moved forward (`store.ACCEPT_READ`)."""
+
+    uid: str
+    key_id: int
+    counter: int
+
+
+@dataclass(frozen=True)
 class _NfcKey:
     key_id: int
     master: bytes
@@ -94,6 +106,18 @@ class Verifier:
         self._ring = None
 
     async def verify(self, tag: TagInput) -> VerifiedTag:
+        checked = await self.check(tag)
+        if isinstance(checked, VerifiedTag):
+            return checked
+        row = await store.advance_counter(self.pool, checked.uid, checked.key_id, checked.counter)
+        if row is None:
+            raise await self.refusal(checked)
+        return VerifiedTag(
+            row["tag_id"], row["bin_id"], row["district_code"], "nfc", checked.counter
+        )
+
+    async def check(self, tag: TagInput) -> VerifiedTag | NfcRead:
+        """Everything `verify` checks but an NFC read's counter, which the caller accepts."""
         if isinstance(tag, QrTag):
             return await self._qr(tag.text)
         return await self._nfc(tag)
@@ -107,7 +131,7 @@ class Verifier:
             raise TagRevoked("this label was revoked (lost or replaced): use the bin's new one")
         return VerifiedTag(claims.tag_id, claims.bin_id, claims.district_code, "qr", None)
 
-    async def _nfc(self, tap: NfcTap) -> VerifiedTag:
+    async def _nfc(self, tap: NfcTap) -> NfcRead:
         try:
             picc_data, mac = bytes.fromhex(tap.picc_data), bytes.fromhex(tap.cmac)
         except ValueError:
@@ -123,22 +147,19 @@ class Verifier:
         key, picc = found
         if key.revoked:
             raise TagKeyRevoked("the tag's keys were revoked by the city; the bin needs a new tag")
-        uid = picc.uid.hex().upper()
-        row = await store.advance_counter(self.pool, uid, key.key_id, picc.counter)
-        if row is None:
-            raise await self._refusal(uid, key.key_id, picc.counter)
-        return VerifiedTag(row["tag_id"], row["bin_id"], row["district_code"], "nfc", picc.counter)
+        return NfcRead(picc.uid.hex().upper(), key.key_id, picc.counter)
 
-    async def _refusal(self, uid: str, key_id: int, counter: int) -> Exception:
-        tag = await store.nfc_tag(self.pool, uid, key_id)
+    async def refusal(self, read: NfcRead) -> IeumError:
+        """Why `read` was not accepted."""
+        tag = await store.nfc_tag(self.pool, read.uid, read.key_id)
         if tag is None:
-            return TagForged(f"tag {uid} is not one the city issued")
+            return TagForged(f"tag {read.uid} is not one the city issued")
         if tag["key_revoked_at"] is not None:
             return TagKeyRevoked("the tag's keys were revoked by the city; the bin needs a new tag")
         if tag["revoked_at"] is not None:
             return TagRevoked("this tag was revoked (lost or replaced): use the bin's new one")
         return NfcCounterReplayed(
-            f"read counter {counter} is not above {tag['last_counter']}, the last one seen: "
+            f"read counter {read.counter} is not above {tag['last_counter']}, the last one seen: "
             "a copied or replayed tap"
         )
 
