@@ -41,7 +41,8 @@ QUEUE_LIMIT = 10_000
 
 
 class Collection(msgspec.Struct, frozen=True, kw_only=True):
-    """A bin collected: what the NOTIFY payload carries (well under its 8,000 bytes)."""
+    """A bin collected: what the NOTIFY payload carries (well under its 8,000 bytes), as
+    the scan's statement builds it (resolvers/waste/scans.py)."""
 
     scan_id: uuid.UUID
     pickup_id: uuid.UUID
@@ -57,10 +58,6 @@ class Collection(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _decode = msgspec.json.Decoder(Collection).decode
-
-
-def payload(collection: Collection) -> str:
-    return msgspec.json.encode(collection).decode()
 
 
 class LiveFeedEnded(UpstreamUnavailable):

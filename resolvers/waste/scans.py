@@ -18,7 +18,6 @@ them; the scan with the pickup's collection and the NOTIFY to live subscribers.
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -43,50 +42,71 @@ GRAMS_10 = Decimal("0.01")  # weights are kept to 10 g, as the column holds them
 # planned again on each run; the scan's are key lookups whose plan does not depend on the
 # values, and planning them cost PostgreSQL more than running them.
 GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
-# The bin a tag names and its pickup that day, the one a scan collects first: waiting,
-# then missed (a scan made offline that day and uploaded after the day was closed), then
-# already collected; locked. An NFC read is accepted here, in the scan's transaction (its
-# counter moved forward: $1 uid, $2 key, $3 counter); a QR label names its bin ($4).
-# Always one row: `tag_bin_id` null when the read was not accepted, `bin_id` null when the
-# bin does not exist.
-PICKUP_OF_THE_DAY = f"""
+OUTSIDE = errors.OutsideCollectorDistricts.code
+# The whole scan in one statement. An NFC read is accepted here, in the scan's transaction
+# (the tag's counter moved forward: $1 uid, $2 key, $3 counter); a QR label names its bin
+# ($4). The bin's pickup that day is the one a scan collects first: waiting, then missed (a
+# scan made offline that day and uploaded after the day was closed), then already
+# collected; locked. The scan is decided as the module says (the distance: great-circle,
+# haversine), stored once per scan id, and when it collects, its pickup goes paid |
+# scheduled | missed → collected (as pickups.record_collection takes it) and live
+# subscribers are told (the NOTIFY carries a live.Collection). Always one row:
+# `tag_bin_id` null when the read was not accepted, `bin_id` null when the bin does not
+# exist, `scan` null when the scan id was stored before.
+SCAN = f"""
 WITH accepted AS ({store.ACCEPT_READ}),
 tag AS (
     SELECT CASE WHEN $1::text IS NULL THEN $4::uuid ELSE (SELECT bin_id FROM accepted) END
         AS bin_id
-)
-SELECT tag.bin_id AS tag_bin_id, b.bin_id, b.volume_litres, b.site_id, s.lat, s.lng,
-       s.district_code, p.pickup_id, p.status
-FROM tag LEFT JOIN waste_bins b ON b.bin_id = tag.bin_id
-LEFT JOIN waste_sites s ON s.site_id = b.site_id
-LEFT JOIN LATERAL (
-    SELECT pickup_id, status FROM waste_pickups
-    WHERE bin_id = b.bin_id AND pickup_day = $5
-      AND status IN ('paid', 'scheduled', 'missed', 'collected')
-    ORDER BY status = 'collected', status = 'missed', collected_at DESC
-    LIMIT 1 FOR UPDATE
-) p ON true
-"""
-# The scan, stored once per scan id, and when it collects ($13: the NOTIFY to live
-# subscribers), its pickup's step paid | scheduled | missed → collected (as
-# pickups.record_collection takes it) with the NOTIFY. No row: stored before.
-STORE = """
-WITH stored AS (
+), found AS (
+    SELECT b.bin_id, b.volume_litres, b.site_id, s.district_code, p.pickup_id, p.status,
+           2 * {EARTH_RADIUS_M}::float8 * asin(sqrt(least(1.0::float8,
+               sin((radians(s.lat) - radians($11)) / 2) ^ 2
+               + cos(radians($11)) * cos(radians(s.lat)) * sin(radians(s.lng - $12) / 2) ^ 2
+           ))) AS distance_m
+    FROM waste_bins b JOIN waste_sites s USING (site_id)
+    LEFT JOIN LATERAL (
+        SELECT pickup_id, status FROM waste_pickups
+        WHERE bin_id = b.bin_id AND pickup_day = $5
+          AND status IN ('paid', 'scheduled', 'missed', 'collected')
+        ORDER BY status = 'collected', status = 'missed', collected_at DESC
+        LIMIT 1 FOR UPDATE
+    ) p ON true
+    WHERE b.bin_id = (SELECT bin_id FROM tag)
+), decided AS (
+    SELECT found.*, CASE
+        WHEN NOT district_code = ANY($8) THEN '{OUTSIDE}'
+        WHEN pickup_id IS NULL THEN '{errors.PickupNotPaid.code}'
+        WHEN status = 'collected' THEN '{errors.PickupAlreadyCollected.code}'
+        WHEN distance_m > $14 THEN '{TOO_FAR}'
+        ELSE '{COLLECTED}' END AS outcome
+    FROM found
+), stored AS (
     INSERT INTO waste_scans AS scan (scan_id, collector_id, bin_id, pickup_id, tag_kind,
                                      scanned_at, lat, lng, distance_m, weight_kg, outcome,
                                      flagged)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    SELECT $6, $7, bin_id, CASE WHEN outcome = '{OUTSIDE}' THEN NULL ELSE pickup_id END, $9,
+           $10, $11, $12, distance_m, $13, outcome, outcome = '{TOO_FAR}'
+    FROM decided
     ON CONFLICT (scan_id) DO NOTHING RETURNING scan
 ), collected AS (
-    UPDATE waste_pickups AS pickup SET status = 'collected', collector_id = $2,
-        weight_kg = $10, volume_litres = $15, collected_at = $6
-    WHERE $13::text IS NOT NULL AND pickup.pickup_id = $4
-      AND pickup.status IN ('paid', 'scheduled', 'missed') AND EXISTS (SELECT FROM stored)
+    UPDATE waste_pickups AS pickup SET status = 'collected', collector_id = $7,
+        weight_kg = $13, volume_litres = decided.volume_litres, collected_at = $10
+    FROM decided
+    WHERE pickup.pickup_id = decided.pickup_id AND EXISTS (SELECT FROM stored)
+      AND decided.outcome IN ('{COLLECTED}', '{TOO_FAR}')
+      AND pickup.status IN ('paid', 'scheduled', 'missed')
     RETURNING pickup, pickup.pickup_id
 )
-SELECT stored.scan, collected.pickup,
-       CASE WHEN collected.pickup_id IS NOT NULL THEN pg_notify($14, $13) END AS notified
-FROM stored LEFT JOIN collected ON true
+SELECT tag.bin_id AS tag_bin_id, decided.bin_id, stored.scan, collected.pickup,
+       CASE WHEN collected.pickup_id IS NOT NULL THEN pg_notify($16, json_build_object(
+           'scan_id', $6::uuid, 'pickup_id', decided.pickup_id, 'bin_id', decided.bin_id,
+           'site_id', decided.site_id, 'district_code', decided.district_code,
+           'collector_id', $7::text, 'collected_at', $15::text, 'weight_kg', $13::numeric,
+           'volume_litres', decided.volume_litres, 'flagged', decided.outcome = '{TOO_FAR}',
+           'outcome', decided.outcome
+       )::text) END AS notified
+FROM tag LEFT JOIN decided ON true LEFT JOIN stored ON true LEFT JOIN collected ON true
 """
 REFUSALS: dict[str, type[IeumError]] = {
     cls.code: cls
@@ -143,14 +163,6 @@ def tag_of(text: str) -> TagInput:
     return QrTag(text)
 
 
-def metres(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle (haversine) distance."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi, dlam = phi2 - phi1, math.radians(lng2 - lng1)
-    h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlam / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(1.0, h)))
-
-
 def check(new: NewScan, now: datetime) -> None:
     if new.scanned_at.tzinfo is None:
         raise BadUserInput("scannedAt needs its UTC offset", argument="scannedAt")
@@ -183,18 +195,19 @@ async def scan(
     async with pool.acquire() as conn:
         async with conn.transaction():
             await conn.execute(GENERIC_PLANS)
-            recorded = await _record(conn, collector, new, tag, max_distance_m)
-        if recorded is None:
+            row = await _record(conn, collector, new, tag, max_distance_m)
+        if row["tag_bin_id"] is None:
             assert isinstance(tag, NfcRead)
             return await _answer_stored(conn, collector, new.scan_id, await verifier.refusal(tag))
-        found, pickup = recorded
-        if found is None:  # the same scan id, stored by an earlier upload
+        if row["scan"] is None:  # the same scan id, stored by an earlier upload
             before = await stored(conn, new.scan_id)
             assert before is not None
             return await _answer(conn, collector, before)
-    if pickup is None:
+    found = Scan(**dict(row["scan"]))
+    if not found.collected:
         raise REFUSALS[found.outcome](_refusal_text(found.outcome))
-    return Collected(scan=found, pickup=pickup, duplicate=False)
+    assert row["pickup"] is not None  # locked in a state it collects from
+    return Collected(scan=found, pickup=Pickup(**dict(row["pickup"])), duplicate=False)
 
 
 async def _record(
@@ -203,76 +216,34 @@ async def _record(
     new: NewScan,
     tag: VerifiedTag | NfcRead,
     max_distance_m: float,
-) -> tuple[Scan | None, Pickup | None] | None:
-    """The scan as stored now (None: stored before) and the pickup it collected; None when
-    the tag's NFC read was not accepted."""
-    day = new.scanned_at.astimezone(KST).date()
-    if isinstance(tag, NfcRead):
-        context = await conn.fetchrow(
-            PICKUP_OF_THE_DAY, tag.uid, tag.key_id, tag.counter, None, day
-        )
-    else:
-        context = await conn.fetchrow(PICKUP_OF_THE_DAY, None, None, None, tag.bin_id, day)
-    assert context is not None
-    bin_id: uuid.UUID | None = context["tag_bin_id"]
-    if bin_id is None:
-        return None
-    if context["bin_id"] is None:
-        raise errors.BinNotFound(f"the tag names bin {bin_id}, which the city does not have")
-    distance = metres(new.lat, new.lng, context["lat"], context["lng"])
-    weight = None if new.weight_kg is None else new.weight_kg.quantize(GRAMS_10, ROUND_HALF_UP)
-    pickup_id: uuid.UUID | None = context["pickup_id"]
-    if context["district_code"] not in collector.districts:
-        outcome, pickup_id = errors.OutsideCollectorDistricts.code, None
-    elif pickup_id is None:
-        outcome = errors.PickupNotPaid.code
-    elif context["status"] == "collected":
-        outcome = errors.PickupAlreadyCollected.code
-    else:
-        outcome = TOO_FAR if distance > max_distance_m else COLLECTED
-    announced = None
-    if outcome in (COLLECTED, TOO_FAR):
-        assert pickup_id is not None
-        announced = live.payload(
-            live.Collection(
-                scan_id=new.scan_id,
-                pickup_id=pickup_id,
-                bin_id=bin_id,
-                site_id=context["site_id"],
-                district_code=context["district_code"],
-                collector_id=collector.collector_id,
-                collected_at=new.scanned_at,
-                weight_kg=weight,
-                volume_litres=context["volume_litres"],
-                flagged=outcome == TOO_FAR,
-                outcome=outcome,
-            )
-        )
+) -> asyncpg.Record:
+    """SCAN's row; raises (rolling the transaction back) when the bin does not exist."""
+    read = tag if isinstance(tag, NfcRead) else None
     row = await conn.fetchrow(
-        STORE,
+        SCAN,
+        None if read is None else read.uid,
+        None if read is None else read.key_id,
+        None if read is None else read.counter,
+        None if isinstance(tag, NfcRead) else tag.bin_id,
+        new.scanned_at.astimezone(KST).date(),
         new.scan_id,
         collector.collector_id,
-        bin_id,
-        pickup_id,
-        "nfc" if isinstance(tag, NfcRead) else tag.kind,
+        collector.districts,
+        "nfc" if read is not None else "qr",
         new.scanned_at,
         new.lat,
         new.lng,
-        distance,
-        weight,
-        outcome,
-        outcome == TOO_FAR,
-        announced,
+        None if new.weight_kg is None else new.weight_kg.quantize(GRAMS_10, ROUND_HALF_UP),
+        max_distance_m,
+        new.scanned_at.isoformat(),
         live.CHANNEL,
-        context["volume_litres"],
     )
-    if row is None:
-        return None, None
-    found = Scan(**dict(row["scan"]))
-    if announced is None:
-        return found, None
-    assert row["pickup"] is not None  # locked above in a state it collects from
-    return found, Pickup(**dict(row["pickup"]))
+    assert row is not None
+    if row["tag_bin_id"] is not None and row["bin_id"] is None:
+        raise errors.BinNotFound(
+            f"the tag names bin {row['tag_bin_id']}, which the city does not have"
+        )
+    return row
 
 
 async def _answer_stored(
