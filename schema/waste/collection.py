@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any
@@ -50,6 +50,9 @@ COLLECT = [[scopes.COLLECT.name]]
 CITY_OR_BUSINESS = [[scopes.CITY.name], [scopes.BUSINESS.name]]
 MAX_UPLOAD = 500  # scans in one offline upload
 COLLECTORS_SECONDS = 5.0
+# A follower's token is checked again at most this often (and once it expires), not on
+# every collection: a revoked one is refused within auth's refresh and this.
+RECHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -503,9 +506,12 @@ class WasteCollectionSubscription:
     ) -> AsyncGenerator[WasteCollection, None]:
         _allowed(info)
         async with _state(info).live.subscribe(_district(district_code)) as subscriber:
+            checked = time.monotonic()
             async for c in subscriber.collections():
-                info.context.recheck()  # a revoked or expired token ends the subscription
-                _allowed(info)
+                if time.monotonic() - checked >= RECHECK_SECONDS or _expired(info):
+                    info.context.recheck()  # a revoked or expired token ends the subscription
+                    _allowed(info)
+                    checked = time.monotonic()
                 yield WasteCollection(
                     scan_id=c.scan_id,
                     pickup_id=c.pickup_id,
@@ -519,6 +525,11 @@ class WasteCollectionSubscription:
                     flagged=c.flagged,
                     flag_reason=c.outcome if c.flagged else None,
                 )
+
+
+def _expired(info: Info) -> bool:
+    expires_at = info.context.caller.expires_at
+    return expires_at is not None and expires_at <= datetime.now(UTC)
 
 
 def _allowed(info: Info) -> None:

@@ -20,10 +20,11 @@ import httpx
 import pytest
 import websockets
 
+from auth import tokens
 from resolvers.waste import pickups
 from resolvers.waste.pickups import KST
 from resolvers.waste.tags import issue, keys, sun
-from schema.waste import routes_order
+from schema.waste import collection, routes_order
 from schema.waste.routes_order import Point
 from tests.oauth import REDIRECT, code_for
 from tests.payments.helpers import World, payments_world
@@ -588,6 +589,52 @@ async def test_city_staff_see_each_collection_within_a_second(world: World, city
     assert seen[0]["weightKg"] == 12.5 and seen[0]["volumeLitres"] == 120
     assert not seen[0]["flagged"] and seen[0]["flagReason"] is None
     assert max(delays) < 1.0
+
+
+async def test_a_revoked_token_ends_the_live_feed(world: World, city: str) -> None:
+    here = district()
+    who = await crew(world, city, here)
+    staff = await world.clients.client(scope_names="waste:city")
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        issued = await http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(staff.client_id, staff.client_secret or ""),
+        )
+        token = str(issued.json()["access_token"])
+        url = world.url.replace("http://", "ws://") + "/graphql"
+        async with websockets.connect(
+            url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+        ) as ws:
+            init = {"Authorization": f"Bearer {token}"}
+            await ws.send(json.dumps({"type": "connection_init", "payload": init}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            query = "subscription($d: String!) { wasteCollections(districtCode: $d) { scanId } }"
+            payload = {"query": query, "variables": {"d": here}}
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+            await asyncio.sleep(0.5)  # the subscription starts listening
+            for _ in range(2):
+                bin_id = await bin_at(world.pool, await site(world.pool, here))
+                await pickup(world.pool, bin_id)
+                data(await scan(world, who, scan_of(await label(world, bin_id))))
+                message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert message["type"] == "next" and not message["payload"].get("errors")
+            revoked = await http.post(
+                "/oauth/revoke",
+                data={"token": token},
+                auth=(staff.client_id, staff.client_secret or ""),
+            )
+            assert revoked.status_code == 200
+            # The hub re-reads revocations every REFRESH_SECONDS, a follower's token is
+            # checked again every RECHECK_SECONDS: the next collection after both ends it.
+            await asyncio.sleep(tokens.REFRESH_SECONDS + collection.RECHECK_SECONDS + 0.5)
+            bin_id = await bin_at(world.pool, await site(world.pool, here))
+            await pickup(world.pool, bin_id)
+            data(await scan(world, who, scan_of(await label(world, bin_id))))
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert message["type"] == "error" or message["payload"].get("errors"), message
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    assert errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
 
 
 async def test_only_city_staff_follow_collections(world: World) -> None:
