@@ -138,10 +138,14 @@ class Pool(asyncpg.Pool):
         await super().close()
 
 
-async def create_pool(url: str, settings: Settings) -> Pool:
+async def create_pool(
+    url: str, settings: Settings, own_settings: Mapping[str, str] | None = None
+) -> Pool:
     """A pool whose waits are bounded: connecting and acquiring by IEUM_DB_TIMEOUT_SECONDS,
     each statement by IEUM_DB_STATEMENT_TIMEOUT_SECONDS (on the server, which cancels it,
-    and in the client a little later, for when the server's answer cannot reach us)."""
+    and in the client a little later, for when the server's answer cannot reach us).
+    `own_settings` override the installed domains' settings, for a domain's pool of its
+    own whose statements need others (the pool serves those statements only)."""
     statement = settings.db_statement_timeout_seconds
     pool = Pool(
         url,
@@ -158,7 +162,11 @@ async def create_pool(url: str, settings: Settings) -> Pool:
         command_timeout=statement + CLIENT_GRACE_SECONDS,
         init=init_connection,
         reset=keep_session,
-        server_settings={**SERVER_SETTINGS, "statement_timeout": str(int(statement * 1000))},
+        server_settings={
+            **SERVER_SETTINGS,
+            **(own_settings or {}),
+            "statement_timeout": str(int(statement * 1000)),
+        },
     )
     await pool
     return pool
