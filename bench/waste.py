@@ -33,7 +33,7 @@ Baselines in the same run:
   UPDATE that moves the tag's read counter forward) and the NFC cryptography without it;
 - the scan resolver (`resolvers.waste.scans.scan`: verification and the scan's
   transaction) called in this process, 20 at once, over a third paid pickup of every bin,
-  on a pool set up as the hub's: the scan path without HTTP and GraphQL, in one process.
+  on pools set up as the hub's: the scan path without HTTP and GraphQL, in one process.
 
 --profile FILE runs a single hub process with cProfile on while the scanBin load runs and
 writes its stats to FILE (figures are then lower: the profiler slows the hub down); the
@@ -266,7 +266,7 @@ async def run(args: argparse.Namespace) -> None:
                     )
                 print_profile(args.profile)
                 await verification_alone(pool, secret, bins, args.collectors)
-                await resolver_alone(pool, settings, bins[warm:], crews, args.collectors)
+                await resolver_alone(pool, url, settings, bins[warm:], crews, args.collectors)
             finally:
                 await pool.close()
 
@@ -467,12 +467,14 @@ async def verification_alone(
 
 async def resolver_alone(
     pool: asyncpg.Pool,
+    url: str,
     settings: Settings,
     bins: Sequence[Bin],
     crews: Sequence[clients.NewClient],
     concurrency: int,
 ) -> None:
-    """scans.scan for another paid pickup of each bin, as the hub's resolver calls it."""
+    """scans.scan for another paid pickup of each bin, as the hub's resolver calls it (on a
+    scans' pool of its own, as the hub's)."""
     await add_pickups(pool, [b.bin_id for b in bins])
     verifier = Verifier(pool, keys.secret(settings))
     max_distance = settings.section(WasteSettings).scan_max_distance_m
@@ -495,12 +497,20 @@ async def resolver_alone(
             lng=bin_.lng + 0.0002,
             weight_kg=Decimal("31.5"),
         )
-        work.append(scans.scan(pool, verifier, companies[n % len(companies)], new, max_distance))
-    before = await cpu(pool, {"this process": [os.getpid()]})
-    started = time.perf_counter()
-    done = await in_parallel(concurrency, work)
-    elapsed = time.perf_counter() - started
-    used = cpu_used(before, await cpu(pool, {"this process": [os.getpid()]}))
+        work.append((companies[n % len(companies)], new))
+    opened = settings.model_copy(update={"db_pool_min": concurrency})  # as the hub's, warm
+    scans_db = await db.create_pool(url, opened, scans.POOL_SETTINGS)
+    try:
+        before = await cpu(pool, {"this process": [os.getpid()]})
+        started = time.perf_counter()
+        done = await in_parallel(
+            concurrency,
+            [scans.scan(scans_db, verifier, c, new, max_distance) for c, new in work],
+        )
+        elapsed = time.perf_counter() - started
+        used = cpu_used(before, await cpu(pool, {"this process": [os.getpid()]}))
+    finally:
+        await scans_db.close()
     collected = sum(not d.duplicate and d.pickup.status == "collected" for d in done)
     print(
         f"  {'scans.scan() (resolver + SQL)':34} {len(done) / elapsed:9.0f} scans/s"

@@ -1,5 +1,5 @@
 """A collector's scan of a bin's tag at pickup: checked, stored once, and the collection
-it records, in one transaction.
+it records, in one statement.
 
 A scan is refused when its tag does not verify (each tag error its own code), when the bin
 lies outside the company's districts (OUTSIDE_COLLECTOR_DISTRICTS), when the bin has no
@@ -11,9 +11,9 @@ city to look at: the truck is at the bin, only the phone's position may be off.
 The phone makes the scan id, so a scan uploaded again (offline, then once more) is stored
 once and answers as it did the first time, collection or refusal, with its own scan time;
 refusals by the tag itself are not stored (nothing is known of the bin), and a retried
-NFC tap, whose counter the first try used, finds the stored scan. Statements per scan, in
-one transaction: the bin and its pickup of the day (locked), an NFC read accepted with
-them; the scan with the pickup's collection and the NOTIFY to live subscribers.
+NFC tap, whose counter the first try used, finds the stored scan. One statement a scan
+(SCAN) accepts an NFC read, stores the scan, collects the pickup and tells live
+subscribers, all or nothing.
 """
 
 from __future__ import annotations
@@ -38,13 +38,14 @@ EARTH_RADIUS_M = 6_371_008.8
 CLOCK_SKEW = timedelta(minutes=5)  # a phone's clock ahead of ours by up to this is fine
 MAX_WEIGHT_KG = Decimal(10_000)
 GRAMS_10 = Decimal("0.01")  # weights are kept to 10 g, as the column holds them
-# The pools force custom plans (sensors' aggregates need them), so every statement would be
-# planned again on each run; the scan's are key lookups whose plan does not depend on the
-# values, and planning them cost PostgreSQL more than running them.
-GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
+# The settings of the scans' own pool (hub.core.db.create_pool). The shared pools force
+# custom plans (sensors' aggregates need them), which planned the scan's statement again on
+# every run, at a cost to PostgreSQL of three times its run; its plan does not depend on
+# the values. In a pool of its own the statement needs no transaction to set that in.
+POOL_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
 OUTSIDE = errors.OutsideCollectorDistricts.code
-# The whole scan in one statement. An NFC read is accepted here, in the scan's transaction
-# (the tag's counter moved forward: $1 uid, $2 key, $3 counter); a QR label names its bin
+# The whole scan in one statement. An NFC read is accepted here, with the rest or not at
+# all (the tag's counter moved forward: $1 uid, $2 key, $3 counter); a QR label names its bin
 # ($4). The bin's pickup that day is the one a scan collects first: waiting, then missed (a
 # scan made offline that day and uploaded after the day was closed), then already
 # collected; locked. The scan is decided as the module says (the distance: great-circle,
@@ -186,23 +187,25 @@ async def scan(
     new: NewScan,
     max_distance_m: float,
 ) -> Collected:
-    """Record the scan, or find it stored; raises the refusal (stored or not)."""
+    """Record the scan, or find it stored; raises the refusal (stored or not). `pool`: the
+    scans' own (POOL_SETTINGS)."""
     check(new, datetime.now(KST))
     try:
         tag = await verifier.check(tag_of(new.tag))
     except IeumError as refused:
         return await _answer_stored(pool, collector, new.scan_id, refused)
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            await conn.execute(GENERIC_PLANS)
-            row = await _record(conn, collector, new, tag, max_distance_m)
-        if row["tag_bin_id"] is None:
-            assert isinstance(tag, NfcRead)
-            return await _answer_stored(conn, collector, new.scan_id, await verifier.refusal(tag))
-        if row["scan"] is None:  # the same scan id, stored by an earlier upload
-            before = await stored(conn, new.scan_id)
-            assert before is not None
-            return await _answer(conn, collector, before)
+    row = await _record(pool, collector, new, tag, max_distance_m)
+    if row["tag_bin_id"] is None:
+        assert isinstance(tag, NfcRead)
+        return await _answer_stored(pool, collector, new.scan_id, await verifier.refusal(tag))
+    if row["bin_id"] is None:
+        raise errors.BinNotFound(
+            f"the tag names bin {row['tag_bin_id']}, which the city does not have"
+        )
+    if row["scan"] is None:  # the same scan id, stored by an earlier upload
+        before = await stored(pool, new.scan_id)
+        assert before is not None
+        return await _answer(pool, collector, before)
     found = Scan(**dict(row["scan"]))
     if not found.collected:
         raise REFUSALS[found.outcome](_refusal_text(found.outcome))
@@ -211,15 +214,14 @@ async def scan(
 
 
 async def _record(
-    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
     collector: Collector,
     new: NewScan,
     tag: VerifiedTag | NfcRead,
     max_distance_m: float,
 ) -> asyncpg.Record:
-    """SCAN's row; raises (rolling the transaction back) when the bin does not exist."""
     read = tag if isinstance(tag, NfcRead) else None
-    row = await conn.fetchrow(
+    row = await pool.fetchrow(
         SCAN,
         None if read is None else read.uid,
         None if read is None else read.key_id,
@@ -239,10 +241,6 @@ async def _record(
         live.CHANNEL,
     )
     assert row is not None
-    if row["tag_bin_id"] is not None and row["bin_id"] is None:
-        raise errors.BinNotFound(
-            f"the tag names bin {row['tag_bin_id']}, which the city does not have"
-        )
     return row
 
 

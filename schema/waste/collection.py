@@ -29,6 +29,7 @@ from strawberry.federation.schema_directives import RequiresScopes
 
 from adapters.errors import UpstreamError
 from hub.core.context import Info
+from hub.core.db import create_pool
 from hub.core.errors import BadUserInput, Forbidden, IeumError, Unauthenticated
 from hub.core.servers import Servers
 from hub.core.settings import Settings
@@ -58,12 +59,13 @@ RECHECK_SECONDS = 1.0
 @dataclass
 class CollectionState:
     """What a hub process keeps for collection: the tag verifier (keys in memory), the
-    collector companies it has seen (a scan needs no query for them), the live feed's
-    listening connection, and settlements running after their scans."""
+    collector companies it has seen (a scan needs no query for them), the scans' pool, the
+    live feed's listening connection, and settlements running after their scans."""
 
     settings: WasteSettings
     live: live.LiveCollections
     tag_secret: bytes
+    scans_db: asyncpg.Pool
     _verifier: Verifier | None = None
     _collectors: dict[str, tuple[float, CollectorRecord]] = field(default_factory=dict)
     _settling: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -100,11 +102,18 @@ class CollectionState:
 @contextlib.asynccontextmanager
 async def lifespan(settings: Settings, servers: Servers) -> AsyncIterator[CollectionState]:
     async with live.listening(settings, servers) as feed:
-        state = CollectionState(settings.section(WasteSettings), feed, keys.secret(settings))
+        # Its connections opened as scans come: a hub that serves none keeps none.
+        scans_db = await create_pool(
+            servers.database, settings.model_copy(update={"db_pool_min": 0}), scans.POOL_SETTINGS
+        )
+        state = CollectionState(
+            settings.section(WasteSettings), feed, keys.secret(settings), scans_db
+        )
         try:
             yield state
         finally:
             await state.close()
+            await scans_db.close()
 
 
 def _state(info: Info) -> CollectionState:
@@ -265,16 +274,15 @@ def _new_scan(scan: ScanInput) -> scans.NewScan:
 
 async def _scan(info: Info, collector: CollectorRecord, scan: ScanInput) -> ScanResult:
     state = _state(info)
-    db = info.context.db
     done = await scans.scan(
-        db,
-        state.verifier(db),
+        state.scans_db,
+        state.verifier(info.context.db),
         collector,
         _new_scan(scan),
         state.settings.scan_max_distance_m,
     )
     if not done.duplicate and done.pickup.basis == "kg":
-        state.in_background(_settle(db, hub_of(info), done.pickup.pickup_id))
+        state.in_background(_settle(info.context.db, hub_of(info), done.pickup.pickup_id))
     found = done.scan
     return ScanResult(
         scan_id=found.scan_id,
