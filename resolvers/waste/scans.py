@@ -220,18 +220,20 @@ async def _record(
     tag: VerifiedTag | NfcRead,
     max_distance_m: float,
 ) -> asyncpg.Record:
-    read = tag if isinstance(tag, NfcRead) else None
+    read: tuple[str, int, int] | tuple[None, None, None]
+    if isinstance(tag, NfcRead):
+        read, bin_id, kind = (tag.uid, tag.key_id, tag.counter), None, "nfc"
+    else:
+        read, bin_id, kind = (None, None, None), tag.bin_id, tag.kind
     row = await pool.fetchrow(
         SCAN,
-        None if read is None else read.uid,
-        None if read is None else read.key_id,
-        None if read is None else read.counter,
-        None if isinstance(tag, NfcRead) else tag.bin_id,
+        *read,
+        bin_id,
         new.scanned_at.astimezone(KST).date(),
         new.scan_id,
         collector.collector_id,
         collector.districts,
-        "nfc" if read is not None else "qr",
+        kind,
         new.scanned_at,
         new.lat,
         new.lng,
