@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -45,7 +46,12 @@ class ServeProcess:
         self.ready = threading.Event()
         self.process = subprocess.Popen(
             [IEUM, "serve", "--no-demo"],
-            env={**os.environ, **env, "IEUM_PORT": str(port)},
+            env={
+                **os.environ,
+                "IEUM_DATA_DIR": tempfile.mkdtemp(prefix="ieum-serve-"),  # its own lock
+                **env,
+                "IEUM_PORT": str(port),
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
