@@ -234,7 +234,7 @@ async def move(
 ) -> Booking | None:
     """Set `to_status` (and `changes`) if the booking is in one of `from_status`; None when
     it is not (another process moved it first)."""
-    columns = list(changes)
+    columns = _settable(changes)
     values = list(changes.values())
     sets = "".join(f", {column} = ${i + 4}" for i, column in enumerate(columns))
     row = await conn.fetchrow(
@@ -253,7 +253,7 @@ async def move(
 
 async def touch(conn: Conn, booking_id: uuid.UUID, **changes: Any) -> Booking | None:
     """Record facts (payment ids …) without changing the status."""
-    columns = list(changes)
+    columns = _settable(changes)
     sets = ", ".join(f"{column} = ${i + 2}" for i, column in enumerate(columns))
     row = await conn.fetchrow(
         f"UPDATE mobility_bookings SET {sets}, updated_at = now() WHERE booking_id = $1"
@@ -262,3 +262,18 @@ async def touch(conn: Conn, booking_id: uuid.UUID, **changes: Any) -> Booking | 
         *changes.values(),
     )
     return Booking.of(row) if row else None
+
+
+# What a step may set: the column names go into the statement's text, so only these.
+_SETTABLE = frozenset({
+    "pnr", "seats", "amount", "pay_by", "payment_id", "order_id", "sale_no", "cancel_fee",
+    "refunded_amount", "failure_code", "failure", "delay_minutes", "train_cancelled_at",
+    "changed_at",
+})  # fmt: skip
+
+
+def _settable(changes: dict[str, Any]) -> list[str]:
+    unknown = set(changes) - _SETTABLE
+    if unknown:
+        raise ValueError(f"not a settable booking column: {', '.join(sorted(unknown))}")
+    return list(changes)
