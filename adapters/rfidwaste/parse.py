@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from adapters.datagokr import Reason
 from adapters.errors import (
     MalformedResponse,
     UpstreamError,
@@ -23,7 +24,7 @@ from adapters.errors import (
     UpstreamServerError,
 )
 from adapters.kinds import RfidCity, RfidDailyVolume
-from adapters.rfidwaste.wire import DAY, KG_PER_UNIT, UPSTREAM, Reason
+from adapters.rfidwaste.wire import DAY, KG_PER_UNIT, UPSTREAM
 
 _FAILURES: dict[str, type[UpstreamError]] = {
     Reason.APPLICATION_ERROR: UpstreamServerError,

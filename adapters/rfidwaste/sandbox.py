@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from adapters.datagokr import Reason
 from adapters.rfidwaste import records, wire
-from adapters.rfidwaste.wire import MESSAGES, Reason
+from adapters.rfidwaste.wire import MESSAGES
 from adapters.sandbox.server import Sandbox
 
 SERVICE_KEY = "sandbox-rfidwaste-key"

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from adapters.datagokr import Reason
 from adapters.errors import (
     MalformedResponse,
     UpstreamError,
@@ -26,7 +27,7 @@ from adapters.errors import (
 )
 from adapters.kinds import ScheduledTrain
 from adapters.tago.reference import TagoCity, TagoStation, VehicleKind
-from adapters.tago.wire import MOMENT, UPSTREAM, Reason
+from adapters.tago.wire import MOMENT, UPSTREAM
 
 KST = ZoneInfo("Asia/Seoul")
 

@@ -22,10 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from adapters.datagokr import Reason
 from adapters.sandbox import rail_network
 from adapters.sandbox.server import Sandbox
 from adapters.tago import wire
-from adapters.tago.wire import Api, Operation, Reason
+from adapters.tago.wire import Api, Operation
 from resolvers.mobility import stations
 
 SERVICE_KEY = "sandbox-tago-key"

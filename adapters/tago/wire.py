@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
+from adapters import datagokr
+from adapters.datagokr import Reason
+
 UPSTREAM = "tago"
 BASE_PATH = "/1613000"
 
@@ -65,43 +68,8 @@ VEHICLE_KINDS = {
 }
 
 
-class Reason(StrEnum):
-    """resultCode / returnReasonCode values of data.go.kr (research file, section 0)."""
-
-    NORMAL = "00"
-    APPLICATION_ERROR = "01"
-    DB_ERROR = "02"
-    NO_DATA = "03"
-    SERVICE_TIMEOUT = "05"
-    INVALID_PARAMETER = "10"
-    MISSING_PARAMETER = "11"
-    NO_SERVICE = "12"
-    ACCESS_DENIED = "20"
-    KEY_DISABLED = "21"
-    QUOTA_EXCEEDED = "22"
-    PER_SECOND_EXCEEDED = "23"
-    KEY_NOT_REGISTERED = "30"
-    KEY_EXPIRED = "31"
-    UNKNOWN_ERROR = "99"
-
-
-MESSAGES = {
-    Reason.NORMAL: "NORMAL SERVICE.",
-    Reason.APPLICATION_ERROR: "APPLICATION_ERROR",
-    Reason.DB_ERROR: "DB_ERROR",
-    Reason.NO_DATA: "NODATA_ERROR",
-    Reason.SERVICE_TIMEOUT: "SERVICETIME_OUT",
-    Reason.INVALID_PARAMETER: "INVALID_REQUEST_PARAMETER_ERROR",
-    Reason.MISSING_PARAMETER: "NO_MANDATORY_REQUEST_PARAMETERS_ERROR",
-    Reason.NO_SERVICE: "NO_OPENAPI_SERVICE_ERROR",
-    Reason.ACCESS_DENIED: "SERVICE_ACCESS_DENIED_ERROR",
-    Reason.KEY_DISABLED: "TEMPORARILY_DISABLE_THE_SERVICEKEY_ERROR",
-    Reason.QUOTA_EXCEEDED: "LIMITED_NUMBER_OF_SERVICE_REQUESTS_EXCEEDS_ERROR",
-    Reason.PER_SECOND_EXCEEDED: "LIMITED_NUMBER_OF_SERVICE_REQUESTS_PER_SECOND_EXCEEDS_ERROR",
-    Reason.KEY_NOT_REGISTERED: "SERVICE_KEY_IS_NOT_REGISTERED_ERROR",
-    Reason.KEY_EXPIRED: "DEADLINE_HAS_EXPIRED_ERROR",
-    Reason.UNKNOWN_ERROR: "UNKNOWN_ERROR",
-}
+# TAGO writes its normal answer as "NORMAL SERVICE." (the other services: NORMAL_SERVICE).
+MESSAGES = {**datagokr.MESSAGES, Reason.NORMAL: "NORMAL SERVICE."}
 
 
 def header(code: Reason, detail: str = "") -> dict[str, str]:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from adapters.datagokr import Reason
 from adapters.errors import (
     MalformedResponse,
     UpstreamError,
@@ -209,7 +210,7 @@ async def test_when_neither_publication_answers_the_error_names_both(
     served: RunningSandbox, tago: Tago
 ) -> None:
     async def retire_both(request: Request) -> JSONResponse:
-        return JSONResponse({"response": {"header": wire.header(wire.Reason.NO_SERVICE)}})
+        return JSONResponse({"response": {"header": wire.header(Reason.NO_SERVICE)}})
 
     routes = [Route(path, retire_both) for path in (CURRENT_TRAINS, LEGACY_TRAINS)]
     retired = Sandbox("tago", "retired", lambda: Starlette(routes=routes), SANDBOX.configure)
@@ -445,9 +446,9 @@ def test_train_items_are_read_from_numbers_or_strings() -> None:
             parse.ServiceRetired,
             "code 12",
         ),
-        (wire.gateway_xml(wire.Reason.NO_SERVICE), 404, parse.ServiceRetired, "code 12"),
-        (wire.gateway_xml(wire.Reason.QUOTA_EXCEEDED), 200, UpstreamRateLimited, "code 22"),
-        (json.dumps(wire.gateway_json(wire.Reason.KEY_EXPIRED)), 403, UpstreamRejected, "code 31"),
+        (wire.gateway_xml(Reason.NO_SERVICE), 404, parse.ServiceRetired, "code 12"),
+        (wire.gateway_xml(Reason.QUOTA_EXCEEDED), 200, UpstreamRateLimited, "code 22"),
+        (json.dumps(wire.gateway_json(Reason.KEY_EXPIRED)), 403, UpstreamRejected, "code 31"),
         ('{"response":{"header":{"resultCode":"99","resultMsg":"UNKNOWN_ERROR"}}}', 200,
          UpstreamServerError, "UNKNOWN_ERROR"),
         ('{"response":{"header":{"resultMsg":"OK"}}}', 200, MalformedResponse, "no resultCode"),
