@@ -1,10 +1,13 @@
-"""Installing adapter packages the way an integrator does: pip, offline, into a folder."""
+"""Adapters as an integrator meets them: packages installed with pip, offline, into a
+folder; sandboxes and `ieum adapters check` run as processes."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
@@ -27,7 +30,7 @@ def pip_install(source: Path, target: Path) -> Path:
 
 def environment(site: Path, **extra: str) -> dict[str, str]:
     """This interpreter's environment with `site` on the path, as if installed there."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IEUM_")}
+    env = outside_environment()
     return env | {"PYTHONPATH": str(site)} | extra
 
 
@@ -55,3 +58,42 @@ def contract_kit(site: Path, name: str, cwd: Path) -> subprocess.CompletedProces
         timeout=120,
         cwd=cwd,
     )
+
+
+@contextmanager
+def sandbox_process(name: str, lines: int = 3) -> Iterator[tuple[str, dict[str, str]]]:
+    """`ieum sandbox NAME` as a process: its URL and the IEUM_* settings it prints (read
+    from its next `lines` lines). Stopped when the block ends."""
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli", "sandbox", name],
+        env=outside_environment(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sandbox.stdout is not None
+        first = sandbox.stdout.readline()
+        assert first.startswith(f"sandbox {name}"), first
+        url = first.rsplit(" ", 1)[1].strip()
+        printed = [sandbox.stdout.readline() for _ in range(lines)]
+        yield url, dict(line.strip().split("=", 1) for line in printed if line.startswith("IEUM_"))
+    finally:
+        sandbox.terminate()
+        sandbox.wait(10)
+        if sandbox.stdout:
+            sandbox.stdout.close()
+
+
+def adapters_check(name: str, settings: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`ieum adapters check NAME` with `settings` as its only IEUM_* variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "adapters.cli", "adapters", "check", name],
+        env=outside_environment() | settings,
+        capture_output=True,
+        text=True,
+    )
+
+
+def outside_environment() -> dict[str, str]:
+    """This process's environment without any IEUM_* variable (a test's own settings)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("IEUM_")}

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +32,7 @@ from adapters.odsay.sandbox import API_KEY, BASE_PATH, SANDBOX
 from adapters.registry import Adapter
 from adapters.sandbox.server import RunningSandbox, Sandbox, running
 from adapters.testing import checks
+from tests.adapters.helpers import adapters_check, sandbox_process
 
 WIRE_DOC = Path(__file__).parents[2] / "docs" / "upstreams" / "odsay.md"
 BUDGET = 1.0
@@ -496,34 +494,14 @@ async def test_the_contract_kit_passes(check: Callable[[Adapter[Any]], Awaitable
 
 
 def test_ieum_sandbox_odsay_serves_what_the_adapter_checks() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IEUM_")}
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", "sandbox", "odsay"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sandbox.stdout is not None
-        first = sandbox.stdout.readline()
-        assert first.startswith("sandbox odsay"), first
-        url = first.rsplit(" ", 1)[1].strip()
-        lines = [sandbox.stdout.readline() for _ in range(3)]
-        settings = dict(line.strip().split("=", 1) for line in lines if line.startswith("IEUM_"))
+    with sandbox_process("odsay") as (url, settings):
         assert settings == {"IEUM_ODSAY_BASE_URL": url + "/v1/api", "IEUM_ODSAY_API_KEY": API_KEY}
-        check = [sys.executable, "-m", "adapters.cli", "adapters", "check", "odsay"]
-        healthy = subprocess.run(check, env=env | settings, capture_output=True, text=True)
+        healthy = adapters_check("odsay", settings)
         assert healthy.returncode == 0, healthy.stderr
         assert healthy.stdout.strip() == "odsay: healthy"
-        wrong = env | settings | {"IEUM_ODSAY_API_KEY": "wrong"}
-        refused = subprocess.run(check, env=wrong, capture_output=True, text=True)
+        refused = adapters_check("odsay", settings | {"IEUM_ODSAY_API_KEY": "wrong"})
         assert refused.returncode == 1
         assert "ApiKeyAuthFailed" in refused.stderr
-    finally:
-        sandbox.terminate()
-        sandbox.wait(10)
-        if sandbox.stdout:
-            sandbox.stdout.close()
 
 
 EXCHANGE = re.compile(r"```http\n(?P<request>.*?)```\s*```json\n(?P<answer>.*?)```", re.DOTALL)

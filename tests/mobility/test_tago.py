@@ -5,10 +5,7 @@ faults), the contract kit, and the documented exchanges."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -40,6 +37,7 @@ from adapters.tago.reference import TagoCity, TagoStation, VehicleKind
 from adapters.tago.sandbox import SANDBOX
 from adapters.testing import checks
 from resolvers.mobility import stations
+from tests.adapters.helpers import adapters_check, sandbox_process
 
 WIRE_DOC = Path(__file__).parents[2] / "docs" / "upstreams" / "tago.md"
 BUDGET = 1.0
@@ -516,37 +514,17 @@ async def test_the_sandbox_filters_by_train_grade_code(served: RunningSandbox) -
 
 
 def test_ieum_sandbox_tago_serves_what_the_adapter_checks() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IEUM_")}
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", "sandbox", "tago"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sandbox.stdout is not None
-        first = sandbox.stdout.readline()
-        assert first.startswith("sandbox tago"), first
-        url = first.rsplit(" ", 1)[1].strip()
-        lines = [sandbox.stdout.readline() for _ in range(3)]
-        settings = dict(line.strip().split("=", 1) for line in lines if line.startswith("IEUM_"))
+    with sandbox_process("tago") as (url, settings):
         assert settings == {
             "IEUM_TAGO_BASE_URL": url + "/1613000",
             "IEUM_TAGO_SERVICE_KEY": "sandbox-tago-key",
         }
-        check = [sys.executable, "-m", "adapters.cli", "adapters", "check", "tago"]
-        healthy = subprocess.run(check, env=env | settings, capture_output=True, text=True)
+        healthy = adapters_check("tago", settings)
         assert healthy.returncode == 0, healthy.stderr
         assert healthy.stdout.strip() == "tago: healthy"
-        wrong = env | settings | {"IEUM_TAGO_SERVICE_KEY": "encoded%2Bkey"}
-        refused = subprocess.run(check, env=wrong, capture_output=True, text=True)
+        refused = adapters_check("tago", settings | {"IEUM_TAGO_SERVICE_KEY": "encoded%2Bkey"})
         assert refused.returncode == 1
         assert "SERVICE_KEY_IS_NOT_REGISTERED_ERROR" in refused.stderr
-    finally:
-        sandbox.terminate()
-        sandbox.wait(10)
-        if sandbox.stdout:
-            sandbox.stdout.close()
 
 
 EXCHANGE = re.compile(

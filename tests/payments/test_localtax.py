@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +22,7 @@ from adapters.localtax.records import Books
 from adapters.localtax.sandbox import SANDBOX, create_app
 from adapters.localtax.wire import KST
 from adapters.sandbox.server import RunningSandbox, running
+from tests.adapters.helpers import adapters_check, sandbox_process
 
 WIRE_DOC = Path(__file__).parents[2] / "docs" / "upstreams" / "localtax.md"
 TODAY = date(2026, 5, 12)  # the day the documented exchanges were taken on
@@ -401,38 +399,20 @@ async def test_the_control_api_refuses_what_it_cannot_add(served: RunningSandbox
 
 
 def test_ieum_sandbox_localtax_serves_what_the_adapter_checks() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IEUM_")}
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", "sandbox", "localtax"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sandbox.stdout is not None
-        first = sandbox.stdout.readline()
-        assert first.startswith("sandbox localtax"), first
-        url = first.rsplit(" ", 1)[1].strip()
-        lines = [sandbox.stdout.readline() for _ in range(4)]
-        settings = dict(line.strip().split("=", 1) for line in lines if line.startswith("IEUM_"))
+    with sandbox_process("localtax", lines=4) as (url, settings):
         assert settings == {
             "IEUM_LOCALTAX_BASE_URL": url,
             "IEUM_LOCALTAX_API_KEY": "sandbox-localtax-key",
             "IEUM_LOCALTAX_INSTITUTION_CODE": "9990001",
         }
-        check = [sys.executable, "-m", "adapters.cli", "adapters", "check", "localtax"]
-        healthy = subprocess.run(check, env=env | settings, capture_output=True, text=True)
+        healthy = adapters_check("localtax", settings)
         assert healthy.returncode == 0, healthy.stderr
         assert healthy.stdout.strip() == "localtax: healthy"
-        wrong = env | settings | {"IEUM_LOCALTAX_INSTITUTION_CODE": "1234567"}
-        refused = subprocess.run(check, env=wrong, capture_output=True, text=True)
+        refused = adapters_check(
+            "localtax", settings | {"IEUM_LOCALTAX_INSTITUTION_CODE": "1234567"}
+        )
         assert refused.returncode == 1
         assert "SERVICE_ACCESS_DENIED_ERROR" in refused.stderr
-    finally:
-        sandbox.terminate()
-        sandbox.wait(10)
-        if sandbox.stdout:
-            sandbox.stdout.close()
 
 
 EXCHANGE = re.compile(r"```http\n(?P<request>.*?)```\s*```json\n(?P<answer>.*?)```", re.DOTALL)

@@ -8,10 +8,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -44,6 +41,7 @@ from hub.core.settings import Settings
 from hub.serve import serving
 from resolvers.waste import rfid
 from schema.waste import rfid_sync
+from tests.adapters.helpers import adapters_check, sandbox_process
 
 WIRE_DOC = Path(__file__).parents[2] / "docs" / "upstreams" / "rfidwaste.md"
 BUDGET = 1.0
@@ -232,37 +230,19 @@ async def test_one_5xx_or_429_in_a_paged_read_is_retried(served: RunningSandbox)
 
 
 def test_ieum_sandbox_rfidwaste_serves_what_the_adapter_checks() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IEUM_")}
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", "sandbox", "rfidwaste"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sandbox.stdout is not None
-        first = sandbox.stdout.readline()
-        assert first.startswith("sandbox rfidwaste"), first
-        url = first.rsplit(" ", 1)[1].strip()
-        lines = [sandbox.stdout.readline() for _ in range(3)]
-        settings = dict(line.strip().split("=", 1) for line in lines if line.startswith("IEUM_"))
+    with sandbox_process("rfidwaste") as (url, settings):
         assert settings == {
             "IEUM_RFIDWASTE_BASE_URL": url + "/B552584/RfidFoodWasteServiceNew",
             "IEUM_RFIDWASTE_SERVICE_KEY": "sandbox-rfidwaste-key",
         }
-        check = [sys.executable, "-m", "adapters.cli", "adapters", "check", "rfidwaste"]
-        healthy = subprocess.run(check, env=env | settings, capture_output=True, text=True)
+        healthy = adapters_check("rfidwaste", settings)
         assert healthy.returncode == 0, healthy.stderr
         assert healthy.stdout.strip() == "rfidwaste: healthy"
-        wrong = env | settings | {"IEUM_RFIDWASTE_SERVICE_KEY": "encoded%2Bkey"}
-        refused = subprocess.run(check, env=wrong, capture_output=True, text=True)
+        refused = adapters_check(
+            "rfidwaste", settings | {"IEUM_RFIDWASTE_SERVICE_KEY": "encoded%2Bkey"}
+        )
         assert refused.returncode == 1
         assert "SERVICE_KEY_IS_NOT_REGISTERED_ERROR" in refused.stderr
-    finally:
-        sandbox.terminate()
-        sandbox.wait(10)
-        if sandbox.stdout:
-            sandbox.stdout.close()
 
 
 EXCHANGE = re.compile(
