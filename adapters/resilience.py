@@ -131,7 +131,9 @@ class Upstream:
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=self.policy.breaker_threshold,
             default_ttl=self.policy.breaker_reset,
-            exclude=[UpstreamRejected],  # our request was wrong; the upstream is fine
+            # our request was wrong, or our caller gave up (a request's budget, a client
+            # gone): neither says the upstream is failing
+            exclude=[UpstreamRejected, asyncio.CancelledError],
         )
         self._breakers.add_listener(self._breaker_changed)
         BREAKER_STATE.labels(name).set(0)
