@@ -167,7 +167,7 @@ async def _within(
         if not task.done():
             task.cancel()  # the cached call itself goes on (shielded) for the next search
             missing.append(
-                Gap(_upstream_of(key), part, "no answer within the time budget", "UPSTREAM_TIMEOUT")
+                Gap(_upstream_of(key), part, "no answer within the time budget", "timeout")
             )
         elif isinstance(task.exception(), UpstreamUnavailable):
             error = task.exception()
