@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -66,6 +67,21 @@ async def test_the_breaker_opens_and_spares_the_upstream() -> None:
     assert REGISTRY.get_sample_value("ieum_upstream_breaker_state", labels) == 2
     kind = labels | {"kind": "breaker_open"}
     assert REGISTRY.get_sample_value("ieum_upstream_errors_total", kind) == 1
+
+
+async def test_calls_their_callers_cancel_do_not_open_the_breaker() -> None:
+    policy = Policy(budget=2.0, attempt_timeout=1.0, attempts=1, breaker_threshold=3)
+    async with running(ECHO) as served:
+        upstream = Upstream("echo-cancelled", served.url, policy)
+        await served.inject(error="hang")
+        try:
+            for _ in range(5):  # a request's budget ends while each call waits
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(upstream.get("/echo", body), 0.05)
+            await served.clear()  # healthy again
+            assert await upstream.get("/echo", body) == {"method": "GET", "key": None}
+        finally:
+            await upstream.aclose()
 
 
 async def test_a_retry_after_beyond_the_budget_answers_at_once() -> None:
