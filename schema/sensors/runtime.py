@@ -120,12 +120,23 @@ def _run_bridge(settings: Settings, servers: Servers, args: argparse.Namespace) 
     async def run(stop: asyncio.Event) -> None:
         sensors = settings.section(SensorsSettings)
         await ensure_topics(servers.broker, sensors.telemetry_partitions, topic)
-        print(
-            f"bridging mqtt://{mqtt.host}:{mqtt.port}/{mqtt.subscription} to Kafka {topic} "
-            f"as {mqtt.client_id}",
-            flush=True,
-        )
-        await bridge.run(stop)
+        subscribed = asyncio.Event()
+
+        async def banner() -> None:
+            # Printed once the broker acknowledged the subscription: a message published
+            # after this line reaches the bridge (before it, a first session has none).
+            await subscribed.wait()
+            print(
+                f"bridging mqtt://{mqtt.host}:{mqtt.port}/{mqtt.subscription} to Kafka "
+                f"{topic} as {mqtt.client_id}",
+                flush=True,
+            )
+
+        announcing = asyncio.create_task(banner())
+        try:
+            await bridge.run(stop, subscribed)
+        finally:
+            announcing.cancel()
 
     _until_signalled(run)
     print(f"forwarded {bridge.forwarded}, rejected {bridge.rejected}")

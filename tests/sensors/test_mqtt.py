@@ -189,7 +189,7 @@ class BridgeProcess:
         self.starts = 0
 
     async def start(self) -> None:
-        """Start it and wait for its banner (printed just before it subscribes)."""
+        """Start it and wait for its banner (printed once its subscription is acknowledged)."""
         with self.log.open("ab") as log:  # starting is quick; its banner is waited for below
             self.process = subprocess.Popen(  # noqa: ASYNC220
                 self.argv, env=self.env, stdout=log, stderr=log
