@@ -11,8 +11,11 @@ BIN := $(VENV)/bin
 run: setup
 	$(BIN)/ieum serve
 
+# Two workers, each taking whole files (a file's fixtures start servers once); more
+# workers than cores only slows the timing-sensitive drills down.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .
