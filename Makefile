@@ -7,8 +7,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format setup
-run: setup
+.PHONY: run test lint format setup setup-run
+run: setup-run
 	$(BIN)/ieum serve
 
 # Two workers, each taking whole files (a file's fixtures start servers once); more
@@ -27,11 +27,21 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The hub needs only its own dependencies; the test tools (Playwright, mypy, …) come with
+# `make test` and the other developer targets.
 setup: $(VENV)/.installed
+setup-run: $(VENV)/.installed-run
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.created:
 	@test -n "$(PYTHON)" || { echo "Ieum needs Python 3.11 or newer (none found on PATH)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
+
+$(VENV)/.installed-run: pyproject.toml $(VENV)/.created
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.created
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed-run
