@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from auth import audit, clients, keys, store
+from auth import audit, clients, kek, keys, store
 from auth.identity import LocalAccounts
 from auth.routes import JWKS_MAX_AGE
 from hub.core.settings import Settings
@@ -80,6 +80,10 @@ def add_commands(commands: argparse._SubParsersAction[Any], with_pool: WithPool)
         "new tokens until their cache expires",
     )
     key_rotate.set_defaults(run=_keys_rotate)
+    key_encrypt = keys_actions.add_parser(
+        "encrypt", help="seal private keys stored plain with the KEK (IEUM_AUTH_KEK)"
+    )
+    key_encrypt.set_defaults(run=_keys_encrypt)
 
     audit_cmd = commands.add_parser("audit", help="the log of reads of citizens' personal data")
     audit_actions = audit_cmd.add_subparsers(required=True, metavar="ACTION")
@@ -197,6 +201,16 @@ def _keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
         )
     key = _with_pool(settings, lambda pool: keys.add(pool, timedelta(seconds=args.signs_in)))
     print(f"added key {key.kid}: published now, signs from {key.signs_from:%Y-%m-%d %H:%M:%S %Z}")
+    return 0
+
+
+def _keys_encrypt(settings: Settings, args: argparse.Namespace) -> int:
+    sealed = _with_pool(settings, keys.seal_plain)
+    key_encryption_key = kek.current()
+    print(
+        f"sealed {len(sealed)} plain key(s){': ' + ' '.join(sealed) if sealed else ''} "
+        f"with KEK {key_encryption_key.kek_id} ({key_encryption_key.source})"
+    )
     return 0
 
 

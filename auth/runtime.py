@@ -12,6 +12,7 @@ from datetime import timedelta
 import asyncpg
 from starlette.datastructures import State
 
+from auth import kek, keys
 from auth.identity import LocalAccounts
 from auth.oauth import AuthorizationServer
 from auth.session import Sessions
@@ -40,6 +41,7 @@ async def lifespan(state: State, pool: asyncpg.Pool, settings: Settings) -> Asyn
     )
     try:
         await tokens.refresh()
+        await _check_signing_key(pool, lifetime)
     except asyncpg.PostgresError as exc:  # e.g. migrations pending: /readyz says so
         log.warning("auth.tokens.not_loaded error=%r", exc)
     refresher = asyncio.create_task(tokens.run())
@@ -49,3 +51,15 @@ async def lifespan(state: State, pool: asyncpg.Pool, settings: Settings) -> Asyn
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
+
+
+async def _check_signing_key(pool: asyncpg.Pool, lifetime: timedelta) -> None:
+    """Say at start, not at the first token request, when this process cannot sign: the
+    current key was sealed under another KEK. A malformed KEK setting stops the start."""
+    kek.current()
+    try:
+        (await keys.load(pool, lifetime)).current().private_key()
+    except LookupError:
+        pass  # no key yet: `ieum migrate` or the first start makes one
+    except kek.KekError as exc:
+        log.error("auth.keys.cannot_sign %s", exc)
