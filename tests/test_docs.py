@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from graphql import parse, validate
 from joserfc.jwk import ECKey
 
 from auth.scopes import CATALOG
+from hub import domains
 from hub.core.errors import IeumError
 from resolvers.mobility import errors as mobility_errors
 from resolvers.mobility import scopes as mobility_scopes
@@ -33,6 +35,7 @@ from resolvers.waste import errors as waste_errors
 from resolvers.waste import pickups
 from resolvers.waste import scopes as waste_scopes
 from resolvers.waste.tags import sun
+from schema.builder import build_schema
 from schema.waste import domain as waste_domain
 from tests.mobility.helpers import BUSAN_HAEUNDAE, SEOUL_CITY_HALL, MobilityWorld, mobility_world
 from tests.oauth import REDIRECT, Hub, code_for
@@ -74,6 +77,21 @@ async def every_scope(auth_hub: Hub) -> str:
 
 def test_the_docs_have_examples() -> None:
     assert len(examples()) >= 5
+
+
+def test_subscription_examples_fit_the_schema() -> None:
+    """Subscriptions run over WebSocket in each domain's own tests; here every one the
+    docs show must at least be valid against the hub's schema."""
+    schema = build_schema(domains.by_names(None))._schema
+    shown = [
+        match["query"]
+        for document in DOCUMENTS
+        for match in EXAMPLE.finditer(document.read_text())
+        if match["query"].lstrip().startswith("subscription")
+    ]
+    assert shown
+    for query in shown:
+        assert validate(schema, parse(query)) == [], query
 
 
 @pytest.mark.parametrize(("query", "response"), examples())
