@@ -270,6 +270,20 @@ async def test_websocket_connection_attempts_are_limited_per_address(limited_hub
         pass
 
 
+async def test_an_ipv6_client_is_counted_by_its_64_block(http: httpx.AsyncClient) -> None:
+    """One subscriber holds a /64: hopping between its addresses gets no fresh bucket."""
+    block = f"2001:db8:{uuid.uuid4().int % 65536:x}:1"
+    answers = [
+        (
+            await http.post("/graphql", json=QUERY, headers={"X-Forwarded-For": f"{block}::{n}"})
+        ).status_code
+        for n in range(1, 5)
+    ]
+    assert answers == [200, 200, 200, 429]
+    other = {"X-Forwarded-For": f"{block.rpartition(':')[0]}:2::1"}
+    assert (await http.post("/graphql", json=QUERY, headers=other)).status_code == 200
+
+
 async def test_paths_without_a_limit_are_not_counted(http: httpx.AsyncClient) -> None:
     me = address()
     for _ in range(10):
