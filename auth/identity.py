@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import uuid
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
+import anyio
 import anyio.to_thread
 import asyncpg
 from argon2 import PasswordHasher
@@ -13,9 +16,19 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from auth import store
 from auth.models import Citizen
 
+T = TypeVar("T")
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both cases take as long.
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
+# Hashes run in threads of their own, at most this many at once: each takes tens of
+# milliseconds of CPU, and without a bound a burst of sign-ins took every core (and the
+# worker threads authlib's OAuth requests run in) from the rest of the hub.
+HASHES_AT_ONCE = max(1, (os.cpu_count() or 1) // 2)
+HASHING = anyio.CapacityLimiter(HASHES_AT_ONCE)
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await anyio.to_thread.run_sync(fn, *args, limiter=HASHING)
 
 
 class IdentityProvider(Protocol):
@@ -35,7 +48,7 @@ class LocalAccounts:
     async def create(self, username: str, display_name: str, password: str) -> Citizen:
         if len(password) < 8:
             raise ValueError("a password needs at least 8 characters")
-        password_hash = await anyio.to_thread.run_sync(_hasher.hash, password)
+        password_hash = await _in_thread(_hasher.hash, password)
         user_id = await store.insert_citizen(self.pool, username, display_name, password_hash)
         return Citizen(user_id, username, display_name)
 
@@ -43,13 +56,13 @@ class LocalAccounts:
         row = await store.get_citizen_by_username(self.pool, username)
         stored = row["password_hash"] if row else _DUMMY_HASH
         try:
-            await anyio.to_thread.run_sync(_hasher.verify, stored, password)
+            await _in_thread(_hasher.verify, stored, password)
         except (VerificationError, InvalidHashError):
             return None
         if row is None:
             return None
         if _hasher.check_needs_rehash(stored):
-            new_hash = await anyio.to_thread.run_sync(_hasher.hash, password)
+            new_hash = await _in_thread(_hasher.hash, password)
             await store.set_password_hash(self.pool, row["user_id"], new_hash)
         return Citizen(row["user_id"], row["username"], row["display_name"])
 

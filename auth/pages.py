@@ -54,13 +54,26 @@ def _hidden(fields: Mapping[str, str]) -> str:
     )
 
 
-def sign_in(app_name: str, csrf: str, next_url: str, error: str | None = None) -> HTMLResponse:
+def sign_in(
+    app_name: str | None,
+    csrf: str,
+    next_url: str,
+    error: str | None = None,
+    status: int = 401,
+) -> HTMLResponse:
+    """The sign-in form, for an app's request (`app_name`) or the citizen's own consents
+    page (None); with `error`, answered with `status` (401 wrong password, 429 throttled)."""
     problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    purpose = (
+        f"<p><strong>{escape(app_name)}</strong> 앱이 회원님의 승인을 요청합니다."
+        f"<span class='en'>{escape(app_name)} asks for your approval.</span></p>"
+        if app_name is not None
+        else "<p>승인한 앱을 보고 관리하려면 로그인하세요."
+        "<span class='en'>Sign in to see and manage the apps you approved.</span></p>"
+    )
     return _page(
         "로그인 · Sign in",
-        f"<h1>이음 로그인 <span class='en'>Sign in to Ieum</span></h1>"
-        f"<p><strong>{escape(app_name)}</strong> 앱이 회원님의 승인을 요청합니다."
-        f"<span class='en'>{escape(app_name)} asks for your approval.</span></p>{problem}"
+        f"<h1>이음 로그인 <span class='en'>Sign in to Ieum</span></h1>{purpose}{problem}"
         '<form method="post" action="/oauth/login">'
         + _hidden({"csrf_token": csrf, "next": next_url})
         + '<label for="username">아이디 <span class="en">Username</span></label>'
@@ -70,7 +83,7 @@ def sign_in(app_name: str, csrf: str, next_url: str, error: str | None = None) -
         'autocomplete="current-password" required>'
         '<div class="actions"><button class="approve" type="submit">로그인 · Sign in</button>'
         "</div></form>",
-        status=401 if error else 200,
+        status=status if error else 200,
     )
 
 

@@ -16,6 +16,7 @@ from auth import kek, keys
 from auth.identity import LocalAccounts
 from auth.oauth import AuthorizationServer
 from auth.session import Sessions
+from auth.throttle import SignInThrottle
 from auth.tokens import AccessTokenVerifier
 from hub.core.settings import Settings
 
@@ -24,8 +25,8 @@ log = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def lifespan(state: State, pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[None]:
-    """Sets `state.oauth`, `.sessions`, `.identity` and `.tokens`; keeps the verifier's
-    keys and revocations fresh while the process serves."""
+    """Sets `state.oauth`, `.sessions`, `.identity`, `.signin_throttle` and `.tokens`;
+    keeps the verifier's keys and revocations fresh while the process serves."""
     lifetime = timedelta(seconds=settings.access_token_seconds)
     state.oauth = AuthorizationServer(
         pool,
@@ -36,6 +37,7 @@ async def lifespan(state: State, pool: asyncpg.Pool, settings: Settings) -> Asyn
     )
     state.sessions = Sessions(pool, secure=settings.issuer.startswith("https://"))
     state.identity = LocalAccounts(pool)
+    state.signin_throttle = SignInThrottle()
     tokens = state.tokens = AccessTokenVerifier(
         pool, issuer=settings.issuer, audience=settings.audience, token_lifetime=lifetime
     )
