@@ -3,7 +3,7 @@
 The hub serves GraphiQL from its own copy, so `/graphql` works on a closed network. This
 fetches the versions strawberry's own page loads from unpkg (strawberry/static/graphiql.html)
 with `npm pack`, checks each file against that page's Subresource Integrity hash, minifies
-graphiql.min.js (3.8.3's "min" build is not minified: 3.5 MB, 1.5 MB minified) and writes
+graphiql.min.js (3.8.3's "min" build is not minified: 3.5 MB, 1.4 MB minified) and writes
 the license texts of everything the files bundle.
 
 Run from the repository root, with npm and the npm registry reachable:
