@@ -116,38 +116,74 @@ async def district_cells(pool: asyncpg.Pool, code: str) -> list[int] | None:
     return _DISTRICT_CELLS[code]
 
 
+MAX_BBOX_DEGREES = 1.0
+KM_PER_DEGREE = 111.32  # of latitude; of longitude at the equator
+
+
 def bbox_cells(south: float, west: float, north: float, east: float) -> frozenset[int]:
+    """The box's cells, once its size allows them. Each side is bounded, not only the
+    area: H3 sizes its work on a polygon's bounding box, so a box 45° tall and 1e-9°
+    wide took gigabytes. The cells are estimated from the area before any are listed."""
     if not (south < north and west < east):
         raise BadUserInput("bbox needs south < north and west < east", argument="bbox")
-    if (north - south) * (east - west) > 1.0:
-        raise BadUserInput("bbox is too large (at most 1 square degree)", argument="bbox")
+    if north - south > MAX_BBOX_DEGREES or east - west > MAX_BBOX_DEGREES:
+        raise BadUserInput(
+            f"bbox is too large: each side at most {MAX_BBOX_DEGREES:g} degree", argument="bbox"
+        )
+    if south < -90 or north > 90:
+        raise BadUserInput("bbox latitudes are -90 to 90", argument="bbox")
+    middle = math.radians((south + north) / 2)
+    km2 = (north - south) * (east - west) * KM_PER_DEGREE**2 * math.cos(middle)
+    _check_count(km2 / h3.average_hexagon_area(H3_RESOLUTION, "km^2"), "bbox")
     ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
     return cells_of_geometry({"type": "Polygon", "coordinates": [ring]})
 
 
 def given_cells(cells: list[str]) -> frozenset[int]:
-    result: set[int] = set()
+    """The resolution-9 cells under the given ones, counted before any is listed (one
+    resolution-0 cell has 40 million)."""
+    parsed: set[int] = set()
+    count = 0
     for text in cells:
-        try:
-            cell = h3.str_to_int(text)
-            valid = h3.is_valid_cell(cell)
-        except (ValueError, TypeError):
-            valid = False
-        if not valid:
-            raise BadUserInput(f"{text!r} is not an H3 cell", argument="cells")
-        resolution = h3.get_resolution(cell)
-        if resolution > H3_RESOLUTION:
-            raise BadUserInput(
-                f"cells finer than resolution {H3_RESOLUTION} are not stored", argument="cells"
-            )
+        cell = _given_cell(text)
+        if cell not in parsed:
+            count += h3.cell_to_children_size(cell, H3_RESOLUTION)
+            _check_count(count, "cells")
+            parsed.add(cell)
+    result: set[int] = set()
+    for cell in parsed:
         result.update(h3.cell_to_children(cell, H3_RESOLUTION))
     return frozenset(result)
 
 
+def _given_cell(text: str) -> int:
+    try:
+        cell = h3.str_to_int(text)
+        valid = h3.is_valid_cell(cell)
+    except (ValueError, TypeError):
+        valid = False
+    if not valid:
+        raise BadUserInput(f"{text!r} is not an H3 cell", argument="cells")
+    if h3.get_resolution(cell) > H3_RESOLUTION:
+        raise BadUserInput(
+            f"cells finer than resolution {H3_RESOLUTION} are not stored", argument="cells"
+        )
+    return cell
+
+
 def checked(cells: frozenset[int]) -> list[int]:
-    if len(cells) > MAX_CELLS:
-        raise BadUserInput(f"the area has more than {MAX_CELLS} cells; choose a smaller one")
+    _check_count(len(cells))
     return sorted(cells)
+
+
+def _check_count(count: float, argument: str | None = None) -> None:
+    """Areas are bounded by their resolution-9 cells, counted or estimated."""
+    if count > MAX_CELLS:
+        raise BadUserInput(
+            f"the area has more than {MAX_CELLS:,} cells (H3 resolution {H3_RESOLUTION}); "
+            "choose a smaller one",
+            **({"argument": argument} if argument else {}),
+        )
 
 
 # Aggregates
