@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import math
 import uuid
 from datetime import datetime
-from typing import Annotated
+from functools import lru_cache
+from typing import Annotated, Any
 
 import asyncpg
 import h3
@@ -17,8 +21,21 @@ from hub.core.context import Info
 from hub.core.domain import Domain
 from hub.core.errors import BadUserInput
 from resolvers.platform import districts
+from schema.cost import Arguments, FieldCost
 
 H3_RESOLUTIONS = range(4, 10)
+DISTRICTS = 260  # 253 in the reference data, with room for reorganisations
+DISTRICTS_OF_A_PROVINCE = 50  # 경기도 has the most: 44
+MEAN_DISTRICT_KM2 = 400.0  # about 100,400 km² over 253 districts
+
+
+def _cells_in_a_district(arguments: Arguments) -> int:
+    """For the query cost: the cells of a district of mean area at the resolution asked
+    (3,800 at resolution 9), so that every district's fine cells at once is refused."""
+    resolution = arguments.get("resolution", 7)
+    if not isinstance(resolution, int) or resolution not in H3_RESOLUTIONS:
+        return 1
+    return math.ceil(MEAN_DISTRICT_KM2 / h3.average_hexagon_area(resolution, "km^2"))
 
 
 @strawberry.federation.type(
@@ -41,7 +58,10 @@ class District:
     async def boundary(self, info: Info) -> JSON:
         return JSON(await info.context.loader(districts.boundary_loader).load(self.code))
 
-    @strawberry.field(description="H3 cells whose centres lie inside the boundary.")
+    @strawberry.field(
+        description="H3 cells whose centres lie inside the boundary.",
+        metadata=FieldCost(size=_cells_in_a_district).metadata(),
+    )
     async def h3_cells(
         self,
         info: Info,
@@ -56,11 +76,19 @@ class District:
                 argument="resolution",
             )
         boundary = await info.context.loader(districts.boundary_loader).load(self.code)
-        return sorted(h3.geo_to_cells(boundary, resolution))
+        key = json.dumps(boundary, sort_keys=True)
+        # Thousands of cells at resolution 9: worked out off the event loop, once.
+        return list(await asyncio.to_thread(_cells_of, key, resolution))
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: str) -> District | None:
         return from_row(await info.context.loader(districts.district_loader).load(code))
+
+
+@lru_cache(maxsize=64)  # a district at resolution 9: about 4,000 cells, 300 kB
+def _cells_of(boundary: str, resolution: int) -> tuple[str, ...]:
+    geometry: dict[str, Any] = json.loads(boundary)
+    return tuple(sorted(h3.geo_to_cells(geometry, resolution)))
 
 
 def from_row(row: districts.DistrictRow | None) -> District | None:
@@ -129,7 +157,12 @@ class PlatformQuery:
             user_id=caller.user_id,
         )
 
-    @strawberry.field(description="Districts, all or those of one 시도.")
+    @strawberry.field(
+        description="Districts, all or those of one 시도.",
+        metadata=FieldCost(
+            size=lambda a: DISTRICTS_OF_A_PROVINCE if a.get("province") else DISTRICTS
+        ).metadata(),
+    )
     async def districts(
         self,
         info: Info,

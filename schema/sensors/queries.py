@@ -14,6 +14,7 @@ from resolvers.platform import districts
 from resolvers.sensors import catalog, devices, queries, scopes
 from resolvers.sensors.message import H3_RESOLUTION
 from resolvers.sensors.state import SensorsState
+from schema.cost import FieldCost
 from schema.sensors.types import (
     AreaInput,
     Bucket,
@@ -57,7 +58,10 @@ def utc(value: datetime) -> datetime:
 
 @strawberry.type
 class SensorsQuery:
-    @strawberry.field(description="The metric catalog (open data).")
+    @strawberry.field(
+        description="The metric catalog (open data).",
+        metadata=FieldCost(size=len(catalog.metrics())).metadata(),
+    )
     def metrics(self) -> list[Metric]:
         return [
             Metric(

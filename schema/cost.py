@@ -1,0 +1,363 @@
+"""Query cost: the work a document asks for, estimated from its text and variables before
+it is validated or run, so that a request over the budget is refused at once.
+
+One field costs its own `weight` (1 when it has a resolver, which may read the database;
+0 when it reads an attribute its parent already holds) and the cost of its selection; a
+list field costs 1 and its selection's cost per item, but a list of scalars that its
+parent already holds (a district's `legacyCodes`) nothing per item. A list's length
+comes from the field's arguments (`first`, `last`, `limit`), from what the field declares
+(`FieldCost.size`, e.g. `districts`, or a district's `h3Cells` at the resolution asked)
+or else `LIST_SIZE`; a paginated field that returns one object (a page) gives its
+`first` to the lists right under it. Arguments not given count with their defaults.
+Aliases count each time, fragments once per use, `@skip`/`@include` as included.
+Introspection lists count with this schema's own sizes, so GraphiQL's introspection
+passes and a thousand aliases of it do not.
+
+`_entities` also takes at most `max_representations` representations: each resolves
+a reference, with no scope needed for open entities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLUnionType,
+    InlineFragmentNode,
+    IntValueNode,
+    ListValueNode,
+    OperationDefinitionNode,
+    SchemaMetaFieldDef,
+    SelectionSetNode,
+    TypeMetaFieldDef,
+    Undefined,
+    ValueNode,
+    VariableNode,
+    get_named_type,
+    value_from_ast_untyped,
+)
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
+
+MAX_COST = 10_000  # settings: max_query_cost
+MAX_REPRESENTATIONS = 1_000  # settings: max_entity_representations
+LIST_SIZE = 50  # the length assumed for a list that declares none
+PAGE_ARGUMENTS = ("first", "last", "limit")
+METADATA_KEY = "cost"
+
+Arguments = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FieldCost:
+    """A field's own cost, declared where the field is:
+    `strawberry.field(metadata=FieldCost(size=260).metadata())`."""
+
+    weight: int | None = None  # once per field; default 1 with a resolver, 0 without
+    # Items in the list the field returns, fixed or from its arguments.
+    size: int | Callable[[Arguments], int] | None = None
+
+    def metadata(self) -> dict[str, FieldCost]:
+        return {METADATA_KEY: self}
+
+
+class TooCostly(GraphQLError):
+    """The document would cost more than the budget."""
+
+    def __init__(self, cost: int, limit: int) -> None:
+        super().__init__(
+            f"This query costs {cost:,}, over the limit of {limit:,}: ask for fewer fields, "
+            "aliases or list items (first:), or split it into several requests.",
+            extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "limit": limit},
+        )
+
+
+class TooManyRepresentations(GraphQLError):
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(
+            f"_entities takes at most {limit:,} representations per request, got {count:,}.",
+            extensions={"code": "BAD_USER_INPUT", "argument": "representations"},
+        )
+
+
+def document_cost(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None = None,
+    operation_name: str | None = None,
+) -> int:
+    """The estimated cost of the operation that would run (0 if none can)."""
+    operation = _operation(document, operation_name)
+    if operation is None:
+        return 0
+    root = schema.get_root_type(operation.operation)
+    if root is None:
+        return 0
+    return _Costing(schema, document, variables or {}).selections(root, operation.selection_set)
+
+
+def representations(
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None = None,
+    operation_name: str | None = None,
+) -> int:
+    """How many representations the operation's `_entities` fields are given, together."""
+    operation = _operation(document, operation_name)
+    if operation is None:
+        return 0
+    count = 0
+    for node in operation.selection_set.selections:
+        if isinstance(node, FieldNode) and node.name.value == "_entities":
+            given = _argument(node, "representations", variables or {})
+            count += len(given) if isinstance(given, list) else 0
+    return count
+
+
+class QueryCost(SchemaExtension):
+    """Refuses a document over the cost budget, or with too many `_entities`
+    representations, before it is validated: validating 1,000 aliases of one field alone
+    took a second. Goes before the extension that validates (the document cache), which
+    leaves a document with errors alone.
+
+    The limits come from the settings in the request's context (`max_query_cost`,
+    `max_entity_representations`) or else from the arguments."""
+
+    def __init__(
+        self, max_cost: int = MAX_COST, max_representations: int = MAX_REPRESENTATIONS
+    ) -> None:
+        self.max_cost = max_cost
+        self.max_representations = max_representations
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.pre_execution_errors is None:
+            error = self._refusal(document)
+            if error is not None:
+                context.pre_execution_errors = [error]
+        yield
+
+    def _refusal(self, document: DocumentNode) -> GraphQLError | None:
+        context = self.execution_context
+        settings = getattr(context.context, "settings", None)
+        max_cost = getattr(settings, "max_query_cost", self.max_cost)
+        max_representations = getattr(
+            settings, "max_entity_representations", self.max_representations
+        )
+        variables, name = context.variables, context.operation_name
+        count = representations(document, variables, name)
+        if count > max_representations:
+            return TooManyRepresentations(count, max_representations)
+        cost = document_cost(context.schema._schema, document, variables, name)
+        if cost > max_cost:
+            return TooCostly(cost, max_cost)
+        return None
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is not None:
+        return next((o for o in operations if o.name and o.name.value == name), None)
+    return operations[0] if len(operations) == 1 else None
+
+
+def _argument(node: FieldNode, name: str, variables: Mapping[str, Any]) -> Any:
+    for argument in node.arguments or ():
+        if argument.name.value == name:
+            return _value(argument.value, variables)
+    return None
+
+
+def _value(node: ValueNode, variables: Mapping[str, Any]) -> Any:
+    if isinstance(node, VariableNode):
+        return variables.get(node.name.value)
+    if isinstance(node, IntValueNode):
+        return int(node.value)
+    if isinstance(node, ListValueNode):
+        return [None] * len(node.values)  # only the length counts
+    return value_from_ast_untyped(node, dict(variables))
+
+
+class _Costing:
+    """One document's costing. Fragments are costed once per type they are spread on and
+    counted each time; a fragment that spreads itself counts 0 (validation refuses it)."""
+
+    def __init__(
+        self, schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any]
+    ) -> None:
+        self.schema = schema
+        self.variables = variables
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self.introspection = _introspection_sizes(schema)
+        self._spread: dict[tuple[str, str], int] = {}
+        self._open: set[str] = set()
+
+    def selections(self, parent: GraphQLNamedType, selection_set: SelectionSetNode) -> int:
+        return self._selections(parent, selection_set, None)
+
+    def _selections(
+        self, parent: GraphQLNamedType, selection_set: SelectionSetNode, page: int | None
+    ) -> int:
+        total = 0
+        for node in selection_set.selections:
+            if isinstance(node, FieldNode):
+                total += self._field(parent, node, page)
+            elif isinstance(node, InlineFragmentNode):
+                on = self._type(node.type_condition.name.value) if node.type_condition else None
+                total += self._selections(on or parent, node.selection_set, page)
+            elif isinstance(node, FragmentSpreadNode):
+                total += self._fragment(parent, node.name.value, page)
+        return total
+
+    def _fragment(self, parent: GraphQLNamedType, name: str, page: int | None) -> int:
+        fragment = self.fragments.get(name)
+        if fragment is None or name in self._open:
+            return 0
+        on = self._type(fragment.type_condition.name.value) or parent
+        key = (name, f"{on.name}/{page}")
+        if key not in self._spread:
+            self._open.add(name)
+            self._spread[key] = self._selections(on, fragment.selection_set, page)
+            self._open.discard(name)
+        return self._spread[key]
+
+    def _type(self, name: str) -> GraphQLNamedType | None:
+        return self.schema.type_map.get(name)
+
+    def _field(self, parent: GraphQLNamedType, node: FieldNode, page: int | None) -> int:
+        if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+            return 0  # __typename on a union
+        name = node.name.value
+        field = _schema_field(self.schema, parent, name)
+        if field is None:
+            return 0
+        declared = _declared(field)
+        strawberry_field = _strawberry_field(field)
+        weight = declared.weight if declared and declared.weight is not None else None
+        if weight is None:
+            resolves = strawberry_field is not None and strawberry_field.base_resolver is not None
+            weight = 1 if resolves or name == "_entities" else 0
+        arguments = {
+            n: a.default_value for n, a in field.args.items() if a.default_value is not Undefined
+        }
+        for given in node.arguments or ():
+            arguments[given.name.value] = _value(given.value, self.variables)
+        paged = next((v for a in PAGE_ARGUMENTS if isinstance(v := arguments.get(a), int)), None)
+        of = _unwrapped(field.type)
+        if isinstance(of, GraphQLList):
+            items = self._size(parent, name, declared, arguments, paged, page)
+            inner_page = None
+        else:
+            items = 0
+            inner_page = paged  # a page of the given size: it sizes the lists under it
+        if node.selection_set is None:  # leaves: in a list, each counts if computed
+            return weight + items * (1 if weight else 0)
+        below = self._selections(get_named_type(field.type), node.selection_set, inner_page)
+        return weight + items * (1 + below) if isinstance(of, GraphQLList) else weight + below
+
+    def _size(
+        self,
+        parent: GraphQLNamedType,
+        name: str,
+        declared: FieldCost | None,
+        arguments: Arguments,
+        paged: int | None,
+        page: int | None,
+    ) -> int:
+        if name == "_entities":
+            given = arguments.get("representations")
+            return len(given) if isinstance(given, list) else 1
+        if paged is not None:
+            return max(paged, 0)
+        if declared is not None and declared.size is not None:
+            size = declared.size
+            return size(arguments) if callable(size) else size
+        if page is not None:
+            return max(page, 0)
+        return self.introspection.get((parent.name, name), LIST_SIZE)
+
+
+def _unwrapped(type_: Any) -> Any:
+    return type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+
+
+def _schema_field(
+    schema: GraphQLSchema, parent: GraphQLObjectType | GraphQLInterfaceType, name: str
+) -> GraphQLField | None:
+    """The field's definition; None for __typename and for fields validation refuses."""
+    if name == "__schema" and parent is schema.query_type:
+        return SchemaMetaFieldDef
+    if name == "__type" and parent is schema.query_type:
+        return TypeMetaFieldDef
+    return parent.fields.get(name)
+
+
+def _strawberry_field(field: GraphQLField) -> StrawberryField | None:
+    found = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    return found if isinstance(found, StrawberryField) else None
+
+
+def _declared(field: GraphQLField) -> FieldCost | None:
+    definition = _strawberry_field(field)
+    found = definition.metadata.get(METADATA_KEY) if definition is not None else None
+    return found if isinstance(found, FieldCost) else None
+
+
+_sizes: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], int]] = WeakKeyDictionary()
+
+
+def _introspection_sizes(schema: GraphQLSchema) -> dict[tuple[str, str], int]:
+    """The lengths of the introspection lists in this schema: all of its types and
+    directives; per type or field, the mean number of its fields, values or arguments
+    (the most possible types of an abstract type)."""
+    found = _sizes.get(schema)
+    if found is not None:
+        return found
+    types = list(schema.type_map.values())
+    objects = [t for t in types if isinstance(t, GraphQLObjectType | GraphQLInterfaceType)]
+    fields = [f for t in objects for f in t.fields.values()]
+    inputs = [t for t in types if isinstance(t, GraphQLInputObjectType)]
+    enums = [t for t in types if isinstance(t, GraphQLEnumType)]
+    abstract = [t for t in types if isinstance(t, GraphQLInterfaceType | GraphQLUnionType)]
+    directives = schema.directives
+    sizes = {
+        ("__Schema", "types"): len(types),
+        ("__Schema", "directives"): len(directives),
+        ("__Type", "fields"): _mean([len(t.fields) for t in objects]),
+        ("__Type", "interfaces"): _mean([len(t.interfaces) for t in objects]),
+        ("__Type", "possibleTypes"): max(
+            [len(schema.get_possible_types(t)) for t in abstract], default=0
+        ),
+        ("__Type", "inputFields"): _mean([len(t.fields) for t in inputs]),
+        ("__Type", "enumValues"): _mean([len(t.values) for t in enums]),
+        ("__Field", "args"): _mean([len(f.args) for f in fields]),
+        ("__Directive", "args"): _mean([len(d.args) for d in directives]),
+        ("__Directive", "locations"): _mean([len(d.locations) for d in directives]),
+    }
+    _sizes[schema] = sizes
+    return sizes
+
+
+def _mean(counts: list[int]) -> int:
+    return math.ceil(sum(counts) / len(counts)) if counts else 0
