@@ -89,8 +89,16 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="the GraphQL schema")
     schema_commands = schema.add_subparsers(required=True, metavar="ACTION")
-    print_cmd = schema_commands.add_parser("print", help="print the subgraph SDL")
+    print_cmd = schema_commands.add_parser(
+        "print", help="print the subgraph SDL (for gateways) or, with --api, what apps see"
+    )
     print_cmd.add_argument("--subgraph", metavar="DOMAIN", help="one domain's subgraph")
+    print_cmd.add_argument(
+        "--api",
+        action="store_true",
+        help="the API schema: no federation types or directives, scopes in descriptions "
+        "(loads in plain graphql-js / graphql-core)",
+    )
     print_cmd.set_defaults(run=_print_schema)
 
     workers = sorted(w.name for d in domains.installed().values() for w in d.workers)
@@ -203,8 +211,10 @@ def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]])
 
 def _print_schema(settings: Settings, args: argparse.Namespace) -> int:
     from schema.builder import build_schema
+    from schema.public import api_sdl
 
-    print(build_schema(domains.select(args.subgraph)).as_str())
+    sdl = build_schema(domains.select(args.subgraph)).as_str()
+    print(api_sdl(sdl) if args.api else sdl, end="" if args.api else "\n")
     return 0
 
 
