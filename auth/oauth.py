@@ -8,12 +8,15 @@ validate tokens on the event loop without touching authlib's server.
 Stricter than authlib's defaults, as RFC 9700 asks: PKCE with S256 for every client and
 every code; single-use codes whose replay revokes the tokens issued from them; refresh
 tokens rotated on every use, a reused one revoking its whole grant; no silent scope
-narrowing; exact redirect URI match; `iss` in authorization responses (RFC 9207).
+narrowing; exact redirect URI match; `iss` in authorization responses (RFC 9207). Odd
+input (unreadable credentials, characters an OAuth error cannot quote) gets an OAuth
+error.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import time
 import uuid
@@ -21,12 +24,21 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
+from urllib.parse import unquote
 
 import anyio.from_thread
 import asyncpg
 from authlib.common.security import generate_token
 from authlib.oauth2 import AuthorizationServer as BaseAuthorizationServer
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Request
+from authlib.oauth2.base import invalid_error_characters
+from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    OAuth2Request,
+    UnsupportedResponseTypeError,
+)
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from authlib.oauth2.rfc6749.grants import (
     AuthorizationCodeGrant as BaseCodeGrant,
 )
@@ -124,6 +136,15 @@ class AuthorizationCodeGrant(BaseCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
     AUTHORIZATION_CODE_LENGTH = 48
 
+    @staticmethod
+    def validate_authorization_redirect_uri(request: OAuth2Request, client: Client) -> str:
+        """authlib's check, without quoting the URI in the error: an unregistered URI
+        may hold characters an OAuth error cannot carry (`\\`, `"`, non-ASCII)."""
+        uri = request.payload.redirect_uri
+        if uri and not client.check_redirect_uri(uri):
+            raise InvalidRequestError("'redirect_uri' is not registered for this client.")
+        return cast(str, BaseCodeGrant.validate_authorization_redirect_uri(request, client))
+
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         server: AuthorizationServer = self.server
         user: Citizen = request.user
@@ -206,7 +227,9 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return [self.server.issuer, self.server.issuer + "/oauth/token"]
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
-        return KeySet.import_key_set(cast("KeySetSerialization", client.jwks or {"keys": []}))
+        if not client.jwks:  # joserfc would fail on an empty set, as a server error
+            raise InvalidClientError(description="The client has no keys for 'private_key_jwt'.")
+        return KeySet.import_key_set(cast("KeySetSerialization", client.jwks))
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         expires = datetime.fromtimestamp(int(claims["exp"]), UTC) + timedelta(seconds=60)
@@ -292,6 +315,7 @@ class AuthorizationServer(BaseAuthorizationServer):
         self.register_grant(AuthorizationCodeGrant, [StrictCodeChallenge(required=True)])
         self.register_grant(ClientCredentialsGrant)
         self.register_grant(RefreshTokenGrant)
+        self.register_client_auth_method("client_secret_basic", _strict_basic)
         self.register_client_auth_method("private_key_jwt", PrivateKeyJWT(self))
         self.register_endpoint(RevocationEndpoint)
         self.register_endpoint(IntrospectionEndpoint)
@@ -300,6 +324,8 @@ class AuthorizationServer(BaseAuthorizationServer):
     # What authlib asks of a framework integration
 
     def query_client(self, client_id: str) -> Client | None:
+        if not isinstance(client_id, str) or _control_characters(client_id):
+            return None  # e.g. a private_key_jwt `sub` PostgreSQL could not even compare
         row = on_loop(store.get_client, self.pool, client_id)
         if row is None or row["disabled_at"] is not None:
             return None
@@ -342,6 +368,12 @@ class AuthorizationServer(BaseAuthorizationServer):
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """No listeners: revocation and issuance are recorded in save_token/revoke_token."""
+
+    def get_authorization_grant(self, request: OAuth2Request) -> Any:
+        if invalid_error_characters(request.payload.response_type or ""):
+            # authlib would quote it in its error, which cannot carry such characters
+            raise UnsupportedResponseTypeError("", "Only response_type=code is supported.")
+        return super().get_authorization_grant(request)
 
     def create_oauth2_request(self, request: OAuth2Request) -> OAuth2Request:
         return request  # routes build StarletteOAuth2Request themselves
@@ -395,6 +427,33 @@ class AuthorizationServer(BaseAuthorizationServer):
         }
         header = {"alg": keys.ALG, "typ": "at+jwt", "kid": key.kid}
         return jwt.encode(header, claims, key.private_key(), algorithms=[keys.ALG])
+
+
+def _strict_basic(query_client: Callable[[str], Client | None], request: Any) -> Client | None:
+    """authlib's client_secret_basic, once the header is known to be readable: Basic
+    credentials that are not base64 of UTF-8 `id:secret` (RFC 7617; both parts
+    form-encoded, RFC 6749 2.3.1) fail authentication with 401 invalid_client instead
+    of an error inside authlib (it decodes them as UTF-8 unguarded)."""
+    scheme, _, credentials = str(request.headers.get("Authorization", "")).partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        client_id, secret = (unquote(part, errors="strict") for part in decoded.split(":", 1))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidClientError(
+            status_code=401,
+            description="The Authorization header is not HTTP Basic 'client_id:secret'.",
+        ) from None
+    if _control_characters(client_id + secret):
+        raise InvalidClientError(
+            status_code=401, description="The client credentials contain control characters."
+        )
+    return cast("Client | None", authenticate_client_secret_basic(query_client, request))
+
+
+def _control_characters(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 async def _insert_code(
