@@ -6,7 +6,9 @@ forbid framing (clickjacking) and any resource from elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from html import escape
 
 from starlette.responses import HTMLResponse
@@ -34,7 +36,10 @@ input[type=text], input[type=password] { width: 100%; padding: .5rem; box-sizing
 button { padding: .6rem 1.2rem; font-size: 1rem; }
 button.approve { background: #1f6feb; color: white; border: none; }
 .error { color: #cf222e; }
+.app { border-top: 1px solid #d0d7de; padding: .8rem 0; } .app h2 { font-size: 1.1rem; }
+form.inline { display: inline; }
 """
+KST = timezone(timedelta(hours=9), "KST")
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -90,11 +95,7 @@ def sign_in(
 def consent(
     app_name: str, citizen_name: str, scopes: list[str], csrf: str, request_fields: dict[str, str]
 ) -> HTMLResponse:
-    items = "".join(
-        f"<li><code>{escape(scope)}</code> {escape(CATALOG[scope].ko)}"
-        f"<span class='en'>{escape(CATALOG[scope].en)}</span></li>"
-        for scope in scopes
-    )
+    items = _scope_items(scopes)
     return _page(
         "접근 승인 · Approve access",
         f"<h1>{escape(app_name)}<span class='en'>asks to access your Ieum account</span></h1>"
@@ -118,4 +119,70 @@ def error(title: str, detail: str, status: int = 400) -> HTMLResponse:
         "<p>이 창을 닫고 앱으로 돌아가세요.<span class='en'>"
         "Close this window and return to the app.</span></p>",
         status=status,
+    )
+
+
+@dataclass(frozen=True)
+class ApprovedApp:
+    """One app on the citizen's consents page."""
+
+    client_id: str
+    name: str
+    scopes: list[str]
+    first_approved: datetime
+    last_approved: datetime
+
+
+def consents(citizen_name: str, apps: Sequence[ApprovedApp], csrf: str) -> HTMLResponse:
+    """The apps a citizen approved, what each may do, and a button to revoke each."""
+    listed = "".join(_approved_app(app, csrf) for app in apps) or (
+        "<p>승인한 앱이 없습니다.<span class='en'>You have not approved any app.</span></p>"
+    )
+    return _page(
+        "승인한 앱 · Apps you approved",
+        f"<h1>승인한 앱 <span class='en'>Apps you approved</span></h1>"
+        f"<p>{escape(citizen_name)}님이 이음 계정 접근을 허락한 앱입니다. "
+        "철회하면 그 앱은 몇 초 안에 접근할 수 없습니다.<span class='en'>These apps may use "
+        "your Ieum account. An app you revoke loses access within seconds.</span></p>"
+        f"{listed}"
+        '<form method="post" action="/oauth/logout">'
+        + _hidden({"csrf_token": csrf})
+        + '<div class="actions"><button type="submit">로그아웃 · Sign out</button></div></form>',
+    )
+
+
+def _approved_app(app: ApprovedApp, csrf: str) -> str:
+    items = _scope_items(app.scopes)
+    first, last = (
+        f"{moment.astimezone(KST):%Y-%m-%d %H:%M} KST"
+        for moment in (app.first_approved, app.last_approved)
+    )
+    dates = f"승인 {first}" + (f" · 최근 {last}" if last != first else "")
+    return (
+        f'<div class="app"><h2>{escape(app.name)}</h2>'
+        f"<p>{escape(dates)}<span class='en'>Approved {escape(first)}"
+        + (f", last {escape(last)}" if last != first else "")
+        + f"</span></p><ul>{items}</ul>"
+        '<form class="inline" method="post" action="/oauth/consents/revoke">'
+        + _hidden({"csrf_token": csrf, "client_id": app.client_id})
+        + '<button type="submit">철회 · Revoke</button></form></div>'
+    )
+
+
+def _scope_items(scopes: Sequence[str]) -> str:
+    """Each scope with what it lets an app do (a scope no longer in the catalog: its name)."""
+    return "".join(
+        f"<li><code>{escape(scope)}</code> {escape(info.ko)}<span class='en'>"
+        f"{escape(info.en)}</span></li>"
+        if (info := CATALOG.get(scope))
+        else f"<li><code>{escape(scope)}</code></li>"
+        for scope in scopes
+    )
+
+
+def signed_out() -> HTMLResponse:
+    return _page(
+        "로그아웃 · Signed out",
+        "<h1>로그아웃했습니다 <span class='en'>You are signed out</span></h1>"
+        "<p>이 창을 닫아도 됩니다.<span class='en'>You may close this window.</span></p>",
     )

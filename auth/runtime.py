@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 @contextlib.asynccontextmanager
 async def lifespan(state: State, pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[None]:
     """Sets `state.oauth`, `.sessions`, `.identity`, `.signin_throttle` and `.tokens`;
-    keeps the verifier's keys and revocations fresh while the process serves."""
+    keeps the verifier's keys and revocations, and the ended sessions, fresh while the
+    process serves."""
     lifetime = timedelta(seconds=settings.access_token_seconds)
     state.oauth = AuthorizationServer(
         pool,
@@ -35,7 +36,7 @@ async def lifespan(state: State, pool: asyncpg.Pool, settings: Settings) -> Asyn
         access_token_lifetime=lifetime,
         refresh_token_lifetime=timedelta(seconds=settings.refresh_token_seconds),
     )
-    state.sessions = Sessions(pool, secure=settings.issuer.startswith("https://"))
+    sessions = state.sessions = Sessions(pool, secure=settings.issuer.startswith("https://"))
     state.identity = LocalAccounts(pool)
     state.signin_throttle = SignInThrottle()
     tokens = state.tokens = AccessTokenVerifier(
@@ -43,16 +44,18 @@ async def lifespan(state: State, pool: asyncpg.Pool, settings: Settings) -> Asyn
     )
     try:
         await tokens.refresh()
+        await sessions.refresh()
         await _check_signing_key(pool, lifetime)
     except asyncpg.PostgresError as exc:  # e.g. migrations pending: /readyz says so
         log.warning("auth.tokens.not_loaded error=%r", exc)
-    refresher = asyncio.create_task(tokens.run())
+    refreshers = [asyncio.create_task(tokens.run()), asyncio.create_task(sessions.run())]
     try:
         yield
     finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
+        for refresher in refreshers:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
 
 
 async def _check_signing_key(pool: asyncpg.Pool, lifetime: timedelta) -> None:

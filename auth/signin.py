@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from auth import pages
-from auth.session import csrf_ok, csrf_token
+from auth.session import csrf_ok, csrf_token, signed_in
 from auth.throttle import SignInThrottle, TooManyAttempts
 
 WRONG_PASSWORD = "아이디 또는 비밀번호가 맞지 않습니다. · Wrong username or password."  # noqa: S105
@@ -58,15 +58,32 @@ async def login(request: Request) -> Response:
         response = await _sign_in_again(request, next_url, csrf_token(session), WRONG_PASSWORD)
     else:
         throttle.succeeded(attempt)
-        # A new session on sign-in (no fixation), with a fresh CSRF token.
-        session = {"user_id": str(citizen.user_id)}
-        csrf_token(session)
+        session = signed_in(citizen.user_id)
         response = RedirectResponse(next_url, status_code=303)
     sessions.write(response, session)
     return response
 
 
-routes = [Route("/oauth/login", login, methods=["POST"])]
+async def logout(request: Request) -> Response:
+    """End the session here and on the server: a copy of the cookie is signed out too."""
+    form = await request.form()
+    sessions = await request.app.state.sessions.ready()
+    session = sessions.read(request)
+    if session.get("user_id") is not None:
+        if not csrf_ok(session, str(form.get("csrf_token", ""))):
+            return pages.error(
+                "요청 만료 · Request expired", "CSRF check failed; start again.", 403
+            )
+        await sessions.end(session)
+    response = pages.signed_out()
+    sessions.clear(response)
+    return response
+
+
+routes = [
+    Route("/oauth/login", login, methods=["POST"]),
+    Route("/oauth/logout", logout, methods=["POST"]),
+]
 
 
 def _allowed_next(next_url: str) -> bool:
