@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,30 @@ def check_redirect_uri(uri: str) -> str:
     if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
         raise ClientError(f"redirect URI {uri!r} must use https (http only on loopback)")
     return uri
+
+
+# A loopback IP literal with an optional port, and nothing else, as a redirect URI's host.
+_LOOPBACK_NETLOC = re.compile(r"(127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?")
+
+
+def redirect_uri_matches(uri: str, registered: Sequence[str]) -> bool:
+    """Exact string match (RFC 9700 4.1.3), except that a loopback IP redirect URI may
+    name any port (RFC 8252 7.3: a native app listens on whatever port it is given), with
+    the same scheme, address, path and query as a registered one."""
+    if uri in registered:
+        return True
+    key = _loopback_key(uri)
+    return key is not None and any(_loopback_key(other) == key for other in registered)
+
+
+def _loopback_key(uri: str) -> tuple[str, str, str] | None:
+    """The parts of an http://127.0.0.1 or http://[::1] URI that must match (the
+    address, path and query), or None for any other URI."""
+    parts = urlsplit(uri)
+    match = _LOOPBACK_NETLOC.fullmatch(parts.netloc)
+    if parts.scheme != "http" or match is None or parts.fragment:
+        return None
+    return match.group(1), parts.path, parts.query
 
 
 async def create(

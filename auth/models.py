@@ -12,6 +12,7 @@ import asyncpg
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
 
 from auth import store
+from auth.clients import redirect_uri_matches
 
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
@@ -63,7 +64,7 @@ class Client(ClientMixin):
         return " ".join(sorted(set(requested)))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.redirect_uris  # exact string match (RFC 9700 4.1.3)
+        return redirect_uri_matches(redirect_uri, self.redirect_uris)
 
     def check_client_secret(self, client_secret: str) -> bool:
         if self.secret_hash is None:

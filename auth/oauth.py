@@ -8,9 +8,9 @@ validate tokens on the event loop without touching authlib's server.
 Stricter than authlib's defaults, as RFC 9700 asks: PKCE with S256 for every client and
 every code; single-use codes whose replay revokes the tokens issued from them; refresh
 tokens rotated on every use, a reused one revoking its whole grant; no silent scope
-narrowing; exact redirect URI match; `iss` in authorization responses (RFC 9207). Odd
-input (unreadable credentials, characters an OAuth error cannot quote) gets an OAuth
-error.
+narrowing; exact redirect URI match (any port on loopback, RFC 8252); `iss` in
+authorization responses (RFC 9207). Odd input (unreadable credentials, characters an
+OAuth error cannot quote) gets an OAuth error.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
 from auth import keys, scopes, store
 from auth.models import AuthorizationCode, Citizen, Client, StoredToken
+from auth.tokens import is_access_token_type
 
 T = TypeVar("T")
 CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -215,16 +216,30 @@ class RefreshTokenGrant(BaseRefreshTokenGrant):
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
-    """RFC 7523 client authentication, each assertion accepted once."""
+    """RFC 7523 client authentication, each assertion accepted once.
+
+    The assertion's `aud` may name the issuer, the token endpoint (RFC 7523 3) or the
+    endpoint being called, which is what requests-oauth2client sends to /oauth/revoke
+    and /oauth/introspect. authlib asks for the audiences without the request, so one
+    instance is made per request (`for_request`).
+    """
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
-    def __init__(self, server: AuthorizationServer) -> None:
+    def __init__(self, server: AuthorizationServer, endpoint: str) -> None:
         super().__init__(validate_jti=True, leeway=60)
         self.server = server
+        self.endpoint = endpoint
+
+    @staticmethod
+    def for_request(server: AuthorizationServer) -> Callable[..., Client | None]:
+        def authenticate(query_client: Callable[[str], Client | None], request: Any) -> Any:
+            return PrivateKeyJWT(server, request.uri)(query_client, request)
+
+        return authenticate
 
     def get_audiences(self) -> list[str]:
-        return [self.server.issuer, self.server.issuer + "/oauth/token"]
+        return [self.server.issuer, self.server.issuer + "/oauth/token", self.endpoint]
 
     def resolve_client_public_key(self, client: Client) -> KeySet:
         if not client.jwks:  # joserfc would fail on an empty set, as a server error
@@ -316,7 +331,7 @@ class AuthorizationServer(BaseAuthorizationServer):
         self.register_grant(ClientCredentialsGrant)
         self.register_grant(RefreshTokenGrant)
         self.register_client_auth_method("client_secret_basic", _strict_basic)
-        self.register_client_auth_method("private_key_jwt", PrivateKeyJWT(self))
+        self.register_client_auth_method("private_key_jwt", PrivateKeyJWT.for_request(self))
         self.register_endpoint(RevocationEndpoint)
         self.register_endpoint(IntrospectionEndpoint)
         self.register_extension(Issuer(issuer))
@@ -407,7 +422,9 @@ class AuthorizationServer(BaseAuthorizationServer):
         except Exception:
             return None
         jti = decoded.claims.get("jti")
-        return jti if decoded.header.get("typ") == "at+jwt" and isinstance(jti, str) else None
+        if not is_access_token_type(decoded.header.get("typ")) or not isinstance(jti, str):
+            return None
+        return jti
 
     def _access_token(
         self, client: Client, grant_type: str, user: Citizen | None, scope: str

@@ -31,6 +31,13 @@ CLOCK_LEEWAY_SECONDS = 30
 VERIFIED_TOKENS = 10_000  # signatures remembered; an app sends the same token many times
 
 
+def is_access_token_type(typ: object) -> bool:
+    """The JWT `typ` of an access token: `at+jwt` as we issue it, or the full media type
+    `application/at+jwt`, which RFC 9068 4 says a resource server must accept too (media
+    types compare case-insensitively, RFC 7515 4.1.9)."""
+    return isinstance(typ, str) and typ.lower().removeprefix("application/") == "at+jwt"
+
+
 class InvalidToken(Exception):
     """The bearer token cannot be used; the message goes into WWW-Authenticate."""
 
@@ -124,7 +131,7 @@ class AccessTokenVerifier:
         except Exception:
             # A fixed text: what a forged header contains must not reach our headers.
             raise InvalidToken("the token is malformed or its signature is invalid") from None
-        if decoded.header.get("typ") != "at+jwt":
+        if not is_access_token_type(decoded.header.get("typ")):
             raise InvalidToken("not an access token (typ must be at+jwt)")
         self.verified[token] = decoded.claims
         if len(self.verified) > VERIFIED_TOKENS:

@@ -3,15 +3,21 @@ and under parallel refreshes (issue 17): each test fails without its fix."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
+from requests_oauth2client import InvalidClient, OAuth2Client, PrivateKeyJwt
 
-from tests.oauth import REDIRECT, Hub, authorize_url, pkce
+from auth import keys
+from tests.oauth import REDIRECT, Hub, approve, authorize_url, pkce
 
 pytestmark = pytest.mark.db
 
@@ -145,3 +151,130 @@ async def test_assertion_naming_a_client_without_keys_is_invalid_client(
     )
     assert response.status_code in (400, 401), response.text
     assert response.json()["error"] == "invalid_client"
+
+
+# RFC 9068: the typ of an access token
+
+
+async def resigned(hub: Hub, access_token: str, typ: str) -> str:
+    """The claims of `access_token`, signed again with the hub's key under header `typ`."""
+    payload = access_token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    key = (await keys.load(hub.pool, timedelta(seconds=600))).current()
+    header = {"alg": keys.ALG, "typ": typ, "kid": key.kid}
+    return jwt.encode(header, claims, key.private_key(), algorithms=[keys.ALG])
+
+
+async def test_access_token_typed_application_at_jwt_is_accepted(auth_hub: Hub) -> None:
+    """RFC 9068 4: a resource server accepts `at+jwt` and `application/at+jwt`."""
+    client = await auth_hub.client(scope_names="sensors:read")
+    auth = (client.client_id, client.client_secret or "")
+    issued = await post(auth_hub, "/oauth/token", {"grant_type": "client_credentials"}, auth=auth)
+    access_token = issued.json()["access_token"]
+    for typ in ("at+jwt", "application/at+jwt", "Application/AT+JWT"):
+        token = await resigned(auth_hub, access_token, typ)
+        assert await graphql_status(auth_hub, token) == 200, typ
+        assert (await introspect(auth_hub, token, auth))["active"] is True, typ
+    for typ in ("JWT", "application/jwt", "at+jwt+other"):
+        token = await resigned(auth_hub, access_token, typ)
+        assert await graphql_status(auth_hub, token) == 401, typ
+        assert await introspect(auth_hub, token, auth) == {"active": False}, typ
+
+
+# RFC 7523: the audience of a private_key_jwt assertion
+
+
+async def test_private_key_jwt_assertion_may_name_the_endpoint_called(auth_hub: Hub) -> None:
+    """requests-oauth2client puts the URL it posts to in `aud`, for every endpoint."""
+    key = ECKey.generate_key("P-256", parameters={"kid": "endpoint-aud", "alg": "ES256"})
+    client = await auth_hub.client(
+        scope_names="sensors:read", jwks={"keys": [key.as_dict(private=False)]}
+    )
+
+    def oauth(aud: str | None = None) -> OAuth2Client:
+        return OAuth2Client.from_discovery_endpoint(
+            f"{auth_hub.url}/.well-known/oauth-authorization-server",
+            issuer=auth_hub.url,
+            testing=True,
+            auth=PrivateKeyJwt(client.client_id, key.as_dict(private=True), alg="ES256", aud=aud),
+        )
+
+    partner = await asyncio.to_thread(oauth)
+    token = await asyncio.to_thread(partner.client_credentials, scope="sensors:read")
+    info = await asyncio.to_thread(partner.introspect_token, token.access_token)
+    assert info["active"] is True
+    assert await asyncio.to_thread(partner.revoke_access_token, token.access_token)
+    assert (await asyncio.to_thread(partner.introspect_token, token.access_token)) == {
+        "active": False
+    }
+
+    # The issuer itself is still an audience; somebody else's endpoint is not.
+    by_issuer = await asyncio.to_thread(oauth, auth_hub.url)
+    assert await asyncio.to_thread(by_issuer.client_credentials, scope="sensors:read")
+    elsewhere = await asyncio.to_thread(oauth, "https://other-server.example/oauth/introspect")
+    with pytest.raises(InvalidClient):
+        await asyncio.to_thread(elsewhere.introspect_token, token.access_token)
+
+
+# RFC 8252 7.3: loopback redirect URIs with any port
+
+
+@pytest.mark.parametrize(
+    ("registered", "used"),
+    [
+        (REDIRECT, "http://127.0.0.1:51234/callback"),
+        ("http://[::1]:8080/done?app=1", "http://[::1]:61000/done?app=1"),
+        ("http://127.0.0.1/callback", "http://127.0.0.1:40000/callback"),
+    ],
+    ids=["ipv4", "ipv6 with query", "registered without port"],
+)
+async def test_loopback_redirect_uri_may_use_any_port(
+    auth_hub: Hub, registered: str, used: str
+) -> None:
+    client = await auth_hub.client(redirect_uris=[registered])
+    verifier, challenge = pkce()
+    url = authorize_url(auth_hub.url, client.client_id, challenge, redirect_uri=used)
+    response = await approve(auth_hub.url, url, await auth_hub.citizen())
+    code = location_params(response, used)["code"]
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": used,  # the one the request used (RFC 6749 4.1.3)
+        "code_verifier": verifier,
+    }
+    auth = (client.client_id, client.client_secret or "")
+    tokens = await post(auth_hub, "/oauth/token", exchange, auth=auth)
+    assert tokens.status_code == 200, tokens.text
+
+
+@pytest.mark.parametrize(
+    "used",
+    [
+        "http://127.0.0.1:51234/callback/other",
+        "http://127.0.0.1:51234/callback?x=1",
+        "http://[::1]:9999/callback",
+        "http://localhost:51234/callback",
+        "https://127.0.0.1:51234/callback",
+        "http://127.0.0.1.evil.example:51234/callback",
+    ],
+    ids=["other path", "other query", "other address", "host name", "https", "look-alike"],
+)
+async def test_only_the_port_of_a_loopback_redirect_uri_may_differ(
+    auth_hub: Hub, used: str
+) -> None:
+    client = await auth_hub.client(redirect_uris=[REDIRECT])
+    url = authorize_url(auth_hub.url, client.client_id, pkce()[1], redirect_uri=used)
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url)
+    assert response.status_code == 400, response.text
+    assert "location" not in response.headers
+
+
+async def test_a_non_loopback_redirect_uri_must_match_its_port(auth_hub: Hub) -> None:
+    client = await auth_hub.client(redirect_uris=["https://app.example:8443/callback"])
+    url = authorize_url(
+        auth_hub.url, client.client_id, pkce()[1], redirect_uri="https://app.example/callback"
+    )
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url)
+    assert response.status_code == 400, response.text
