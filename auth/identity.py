@@ -20,10 +20,11 @@ T = TypeVar("T")
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both cases take as long.
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
-# Hashes run in threads of their own, at most this many at once: each takes tens of
-# milliseconds of CPU, and without a bound a burst of sign-ins took every core (and the
-# worker threads authlib's OAuth requests run in) from the rest of the hub.
-HASHES_AT_ONCE = max(1, (os.cpu_count() or 1) // 2)
+# Hashes run in threads of their own (not the ones authlib's OAuth requests run in), at
+# most this many at once: each takes 64 MiB and `parallelism` lanes of CPU for tens of
+# milliseconds, and unbounded, 8 sign-ins at once took every core from the rest of the hub
+# (/oauth/token went from 6 to 612 ms).
+HASHES_AT_ONCE = max(1, (os.cpu_count() or 1) // _hasher.parallelism)
 HASHING = anyio.CapacityLimiter(HASHES_AT_ONCE)
 
 

@@ -82,6 +82,8 @@ class SignInThrottle:
         failures = self._failures.get(("ip", attempt.ip))
         if failures and attempt.started in failures:
             failures.remove(attempt.started)
+            if not failures:
+                del self._failures[("ip", attempt.ip)]
 
     def _wait(self, kind: str, key: str, now: float) -> float:
         failures = self._failures.get((kind, key))
