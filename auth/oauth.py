@@ -7,10 +7,10 @@ validate tokens on the event loop without touching authlib's server.
 
 Stricter than authlib's defaults, as RFC 9700 asks: PKCE with S256 for every client and
 every code; single-use codes whose replay revokes the tokens issued from them; refresh
-tokens rotated on every use, a reused one revoking its whole grant; no silent scope
-narrowing; exact redirect URI match (any port on loopback, RFC 8252); `iss` in
-authorization responses (RFC 9207). Odd input (unreadable credentials, characters an
-OAuth error cannot quote) gets an OAuth error.
+tokens rotated on every use, a reused one revoking its whole grant (the same request sent
+twice within seconds excepted); no silent scope narrowing; exact redirect URI match (any
+port on loopback, RFC 8252); `iss` in authorization responses (RFC 9207). Odd input
+(unreadable credentials, characters an OAuth error cannot quote) gets an OAuth error.
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ from auth.models import AuthorizationCode, Citizen, Client, StoredToken
 from auth.tokens import is_access_token_type
 
 T = TypeVar("T")
+# How long after its first use a refresh token may be sent again in the same request
+# (see RefreshTokenGrant). Major providers allow seconds to a minute; a retry or a
+# parallel refresh comes within a second or two.
+REFRESH_REUSE_GRACE = timedelta(seconds=10)
 CONFIDENTIAL_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 ALL_METHODS = [*CONFIDENTIAL_METHODS, "none"]
 
@@ -184,27 +188,44 @@ class ClientCredentialsGrant(BaseClientCredentialsGrant):
 
 
 class RefreshTokenGrant(BaseRefreshTokenGrant):
+    """Rotation: each refresh token works once, and presenting a used one again revokes
+    its whole grant (RFC 9700 4.14.2), with one exception.
+
+    The same request sent twice within REFRESH_REUSE_GRACE (same client, same scope)
+    gets a fresh pair from the same grant: an app refreshing from two tabs or threads at
+    once, or retrying after a lost answer, keeps its grant. Fresh rather than the first
+    answer's pair again: refresh tokens are stored only as hashes, and the second request
+    usually arrives before the first one's tokens exist. Each new refresh token is in
+    turn single-use, and revoking the grant ends them all; the pair the app drops lapses
+    with its expiry.
+    """
+
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> StoredToken | None:
-        """Look only; the token is taken (used once) after the scope check passes."""
-        row = on_loop(store.find_token, self.server.pool, refresh_token, None)
-        if row is None or row["used_at"] is not None or row["revoked_at"] is not None:
-            if row is not None and row["used_at"] is not None:  # reuse: revoke the grant
-                on_loop(store.revoke_grant, self.server.pool, row["grant_id"])
+        """Look only: the token is used up in save_token, with its successors."""
+        server: AuthorizationServer = self.server
+        row = on_loop(store.find_token, server.pool, refresh_token, None)
+        if row is None:
             return None
         token = StoredToken(row)
-        return None if token.is_expired() or token.is_revoked() else token
-
-    def create_token_response(self) -> tuple[int, Any, list[tuple[str, str]]]:
-        form_token = self.request.form["refresh_token"]
-        taken = on_loop(
-            store.take_refresh_token, self.server.pool, form_token, self.request.client.client_id
-        )
-        if taken is None:  # used concurrently by another request: that is reuse too
-            raise InvalidGrantError("The refresh token was already used.")
-        return super().create_token_response()
+        if token.is_revoked() or token.is_expired():
+            return None
+        if row["used_at"] is not None:
+            client: Client = self.request.client
+            # The scope this request's access token would get, as the first use's got.
+            scope = client.get_allowed_scope(self.request.payload.scope or token.scope) or ""
+            forgiven = on_loop(
+                store.forgive_reuse,
+                server.pool,
+                refresh_token,
+                client.client_id,
+                scope,
+                REFRESH_REUSE_GRACE,
+            )
+            return token if forgiven else None
+        return token
 
     def authenticate_user(self, refresh_token: StoredToken) -> Citizen | None:
         if refresh_token.user_id is None:
@@ -212,7 +233,7 @@ class RefreshTokenGrant(BaseRefreshTokenGrant):
         return self.server.citizen(refresh_token.user_id)
 
     def revoke_old_credential(self, refresh_token: StoredToken) -> None:
-        """Already used up by create_token_response."""
+        """Already used up by save_token, in the transaction that stored its successors."""
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
@@ -377,9 +398,11 @@ class AuthorizationServer(BaseAuthorizationServer):
             token.get("refresh_token"),
             datetime.now(UTC) + self.refresh_token_lifetime,
             refresh_scope,
+            request.form["refresh_token"] if grant_type == "refresh_token" else None,
+            REFRESH_REUSE_GRACE,
         )
-        if not stored:  # a replay revoked the grant while these tokens were being made
-            raise InvalidGrantError("The grant was revoked.")
+        if not stored:  # a replay revoked the grant, or the token was used meanwhile
+            raise InvalidGrantError("The refresh token or its grant is no longer valid.")
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """No listeners: revocation and issuance are recorded in save_token/revoke_token."""

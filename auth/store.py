@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -187,31 +187,6 @@ async def insert_refresh_token(pool: asyncpg.Pool, refresh_token: str, **token: 
     )
 
 
-async def take_refresh_token(
-    pool: asyncpg.Pool, refresh_token: str, client_id: str
-) -> asyncpg.Record | None:
-    """Use a refresh token once; reusing one revokes its whole grant (rotation with reuse
-    detection, as RFC 9700 asks for public clients)."""
-    async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "UPDATE oauth_refresh_tokens SET used_at = now() WHERE token_hash = $1"
-            " AND client_id = $2 AND used_at IS NULL AND revoked_at IS NULL"
-            " AND expires_at > now() RETURNING *",
-            digest(refresh_token),
-            client_id,
-        )
-        if row is not None:
-            return row
-        reused = await conn.fetchval(
-            "SELECT grant_id FROM oauth_refresh_tokens WHERE token_hash = $1"
-            " AND used_at IS NOT NULL",
-            digest(refresh_token),
-        )
-        if reused is not None:
-            await _revoke_grant(conn, reused)
-        return None
-
-
 async def find_token(pool: asyncpg.Pool, token: str, jti: str | None) -> asyncpg.Record | None:
     """An access token (by its jti) or a refresh token (by its hash), with its kind."""
     if jti is not None:
@@ -275,15 +250,26 @@ async def insert_tokens_unless_revoked(
     refresh_token: str | None,
     refresh_expires_at: datetime,
     refresh_scope: str,
+    replaces: str | None = None,
+    grace: timedelta = timedelta(0),
 ) -> bool:
     """Record newly issued tokens, unless their grant was revoked meanwhile (a concurrent
-    replay of the code or refresh token that produced them); False then."""
+    replay of the code or refresh token that produced them); False then.
+
+    `replaces` is the refresh token they were issued for. It is used up in the same
+    transaction, so it is spent exactly when its successors exist, and a request that
+    presented it at the same time waits here and then finds it used: the tokens are then
+    stored only if that reuse is forgiven (`forgive_reuse`), else the grant is revoked.
+    """
     async with pool.acquire() as conn, conn.transaction():
+        # The grant first, then its tokens: the order _revoke_grant locks them in.
         revoked = await conn.fetchval(
             "SELECT revoked_at IS NOT NULL FROM oauth_grants WHERE grant_id = $1 FOR UPDATE",
             access["grant_id"],
         )
         if revoked:
+            return False
+        if replaces is not None and not await _use_refresh_token(conn, replaces, access, grace):
             return False
         await insert_access_token(conn, **access)
         if refresh_token:
@@ -293,6 +279,56 @@ async def insert_tokens_unless_revoked(
                 **(access | {"expires_at": refresh_expires_at, "scope": refresh_scope}),
             )
         return True
+
+
+async def forgive_reuse(
+    pool: asyncpg.Pool, refresh_token: str, client_id: str, scope: str, grace: timedelta
+) -> bool:
+    """Whether a refresh token that was used already may be used again: within `grace`
+    of its first use, by its own client, for the access scope that use got (the same
+    request sent twice: two tabs refreshing at once, or a retry after a lost answer).
+    Any other reuse is what rotation exists to detect, and revokes the whole grant."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await _forgive_reuse(conn, refresh_token, client_id, scope, grace)
+
+
+async def _use_refresh_token(
+    conn: asyncpg.Connection, refresh_token: str, access: dict[str, Any], grace: timedelta
+) -> bool:
+    used = await conn.fetchval(
+        "UPDATE oauth_refresh_tokens SET used_at = now() WHERE token_hash = $1"
+        " AND client_id = $2 AND used_at IS NULL AND revoked_at IS NULL"
+        " AND expires_at > now() RETURNING true",
+        digest(refresh_token),
+        access["client_id"],
+    )
+    if used:
+        return True
+    return await _forgive_reuse(conn, refresh_token, access["client_id"], access["scope"], grace)
+
+
+async def _forgive_reuse(
+    conn: asyncpg.Connection, refresh_token: str, client_id: str, scope: str, grace: timedelta
+) -> bool:
+    # The first use stored its access token in the transaction that set used_at, so
+    # that token (issued_at = used_at) holds the scope the first request got.
+    row = await conn.fetchrow(
+        "SELECT grant_id, used_at IS NOT NULL AS used,"
+        " client_id = $2 AND revoked_at IS NULL AND used_at > now() - $3::interval"
+        " AND EXISTS (SELECT FROM oauth_access_tokens a WHERE a.grant_id = t.grant_id"
+        " AND a.issued_at >= t.used_at AND a.scope = $4) AS forgiven"
+        " FROM oauth_refresh_tokens t WHERE token_hash = $1",
+        digest(refresh_token),
+        client_id,
+        grace,
+        scope,
+    )
+    if row is None or not row["used"]:  # unknown, or expired or revoked unused
+        return False
+    if row["forgiven"]:
+        return True
+    await _revoke_grant(conn, row["grant_id"])
+    return False
 
 
 async def use_assertion_jti(

@@ -16,8 +16,8 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from requests_oauth2client import InvalidClient, OAuth2Client, PrivateKeyJwt
 
-from auth import keys
-from tests.oauth import REDIRECT, Hub, approve, authorize_url, pkce
+from auth import keys, store
+from tests.oauth import REDIRECT, Hub, approve, authorize_url, code_for, pkce
 
 pytestmark = pytest.mark.db
 
@@ -278,3 +278,124 @@ async def test_a_non_loopback_redirect_uri_must_match_its_port(auth_hub: Hub) ->
     async with httpx.AsyncClient() as http:
         response = await http.get(url)
     assert response.status_code == 400, response.text
+
+
+# Parallel refreshes: the same request twice within the grace window
+
+
+async def signed_in_tokens(hub: Hub, scope: str = "profile") -> tuple[dict[str, Any], Any]:
+    client = await hub.client(redirect_uris=[REDIRECT], scope_names="profile sensors:read")
+    code, verifier = await code_for(hub, client.client_id, scope=scope)
+    auth = (client.client_id, client.client_secret or "")
+    first = await post(
+        hub,
+        "/oauth/token",
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+        },
+        auth=auth,
+    )
+    assert first.status_code == 200, first.text
+    return dict(first.json()), auth
+
+
+def refresh(token: str, **extra: str) -> dict[str, str]:
+    return {"grant_type": "refresh_token", "refresh_token": token, **extra}
+
+
+async def test_parallel_refreshes_both_succeed_and_the_grant_lives(auth_hub: Hub) -> None:
+    first, auth = await signed_in_tokens(auth_hub)
+    answers = await asyncio.gather(
+        *(post(auth_hub, "/oauth/token", refresh(first["refresh_token"]), auth=auth) for _ in "ab")
+    )
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    pairs = [a.json() for a in answers]
+    assert pairs[0]["refresh_token"] != pairs[1]["refresh_token"]  # a fresh pair each
+    for pair in pairs:
+        assert pair["scope"] == "profile"
+        assert await graphql_status(auth_hub, pair["access_token"]) == 200
+        assert (await introspect(auth_hub, pair["access_token"], auth))["active"] is True
+        # Each new refresh token works, once, like any other.
+        again = await post(auth_hub, "/oauth/token", refresh(pair["refresh_token"]), auth=auth)
+        assert again.status_code == 200, again.text
+
+
+async def test_a_retried_refresh_gets_tokens(auth_hub: Hub) -> None:
+    """The same request again after its answer was lost (sent one after the other)."""
+    first, auth = await signed_in_tokens(auth_hub, scope="profile sensors:read")
+    request = refresh(first["refresh_token"], scope="sensors:read")
+    lost = await post(auth_hub, "/oauth/token", request, auth=auth)
+    retried = await post(auth_hub, "/oauth/token", request, auth=auth)
+    assert lost.status_code == retried.status_code == 200, retried.text
+    assert retried.json()["scope"] == "sensors:read"
+    assert (await introspect(auth_hub, lost.json()["access_token"], auth))["active"] is True
+
+
+async def backdate_first_use(hub: Hub, refresh_token: str, seconds: int) -> None:
+    """As if the refresh token had been used `seconds` ago (no test waits for a clock)."""
+    await hub.pool.execute(
+        "UPDATE oauth_refresh_tokens SET used_at = used_at - make_interval(secs => $2)"
+        " WHERE token_hash = $1",
+        store.digest(refresh_token),
+        seconds,
+    )
+
+
+async def assert_grant_revoked(hub: Hub, tokens: list[dict[str, Any]], auth: Any) -> None:
+    for pair in tokens:
+        assert await introspect(hub, pair["access_token"], auth) == {"active": False}
+        replay = await post(hub, "/oauth/token", refresh(pair["refresh_token"]), auth=auth)
+        assert replay.json()["error"] == "invalid_grant"
+
+
+async def test_reuse_after_the_grace_window_revokes_the_grant(auth_hub: Hub) -> None:
+    first, auth = await signed_in_tokens(auth_hub)
+    second = await post(auth_hub, "/oauth/token", refresh(first["refresh_token"]), auth=auth)
+    assert second.status_code == 200
+    await backdate_first_use(auth_hub, first["refresh_token"], seconds=11)
+
+    reuse = await post(auth_hub, "/oauth/token", refresh(first["refresh_token"]), auth=auth)
+    assert reuse.status_code == 400
+    assert reuse.json()["error"] == "invalid_grant"
+    await assert_grant_revoked(auth_hub, [first, second.json()], auth)
+
+
+async def test_reuse_asking_another_scope_revokes_the_grant(auth_hub: Hub) -> None:
+    first, auth = await signed_in_tokens(auth_hub, scope="profile sensors:read")
+    second = await post(auth_hub, "/oauth/token", refresh(first["refresh_token"]), auth=auth)
+    assert second.status_code == 200
+    other = await post(
+        auth_hub, "/oauth/token", refresh(first["refresh_token"], scope="profile"), auth=auth
+    )
+    assert other.json()["error"] == "invalid_grant"
+    await assert_grant_revoked(auth_hub, [first, second.json()], auth)
+
+
+async def test_reuse_by_another_client_revokes_the_grant(auth_hub: Hub) -> None:
+    first, auth = await signed_in_tokens(auth_hub)
+    second = await post(auth_hub, "/oauth/token", refresh(first["refresh_token"]), auth=auth)
+    assert second.status_code == 200
+    thief = await auth_hub.client(redirect_uris=[REDIRECT], scope_names="profile sensors:read")
+    stolen = await post(
+        auth_hub,
+        "/oauth/token",
+        refresh(first["refresh_token"]),
+        auth=(thief.client_id, thief.client_secret or ""),
+    )
+    assert stolen.json()["error"] == "invalid_grant"
+    await assert_grant_revoked(auth_hub, [first, second.json()], auth)
+
+
+async def test_a_token_refreshed_within_the_window_still_expires_with_it(auth_hub: Hub) -> None:
+    """The window starts at the first use, not at each forgiven one."""
+    first, auth = await signed_in_tokens(auth_hub)
+    request = refresh(first["refresh_token"])
+    assert (await post(auth_hub, "/oauth/token", request, auth=auth)).status_code == 200
+    await backdate_first_use(auth_hub, first["refresh_token"], seconds=9)
+    assert (await post(auth_hub, "/oauth/token", request, auth=auth)).status_code == 200
+    await backdate_first_use(auth_hub, first["refresh_token"], seconds=2)
+    late = await post(auth_hub, "/oauth/token", request, auth=auth)
+    assert late.json()["error"] == "invalid_grant"
