@@ -108,7 +108,9 @@ def consent(
         '<button class="approve" type="submit" name="decision" value="approve">'
         "승인 · Approve</button>"
         '<button type="submit" name="decision" value="deny">거부 · Deny</button>'
-        "</div></form>",
+        "</div></form>"
+        '<p><a href="/oauth/consents">승인한 앱 관리 <span class="en">'
+        "Manage the apps you approved</span></a></p>",
     )
 
 

@@ -30,6 +30,7 @@ class Citizen:
         self.hub = hub
         self.username = username
         self.http = http
+        self.last_consent_page = ""
 
     async def approve(self, client_id: str, client_secret: str, scope: str) -> dict[str, str]:
         """Approve the app (signing in if needed); the tokens the app gets."""
@@ -42,6 +43,7 @@ class Citizen:
             )
             assert signed_in.status_code == 303, signed_in.text
             page = await self.http.get(signed_in.headers["location"])
+        self.last_consent_page = page.text
         decided = await self.http.post(
             "/oauth/authorize", data={**hidden_fields(page.text), "decision": "approve"}
         )
@@ -89,6 +91,7 @@ async def test_lists_approved_apps_and_revoking_one_ends_its_access(auth_hub: Hu
         kept_id, kept_secret = await app(auth_hub, "Walk to school", "profile sensors:read")
         gone_id, gone_secret = await app(auth_hub, "Taxi <b>now</b>")
         kept = await citizen.approve(kept_id, kept_secret, "profile sensors:read")
+        assert 'href="/oauth/consents"' in citizen.last_consent_page  # how citizens find it
         gone = await citizen.approve(gone_id, gone_secret, "profile")
         assert (await graphql(auth_hub, gone["access_token"])).status_code == 200
 
