@@ -7,7 +7,9 @@ set, else an embedded Tansu started once per run.
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -31,6 +33,10 @@ from tests.oauth import Hub
 
 # The installed domains register their settings sections and scopes, as `ieum` does first.
 domains.installed()
+
+# One key-encryption key for this run's signing keys, which the `ieum` processes the tests
+# start inherit (each with its own data dir would otherwise make its own and not open them).
+os.environ.setdefault("IEUM_AUTH_KEK", base64.b64encode(secrets.token_bytes(32)).decode())
 
 
 def with_database(url: str, name: str) -> str:

@@ -242,6 +242,7 @@ async def topology(
         await ensure_topics(tansu.bootstrap, PARTITIONS, topic)
         env = {k: v for k, v in os.environ.items() if not k.startswith("IEUM_")} | {
             "IEUM_DATABASE_URL": migrated_url,
+            "IEUM_AUTH_KEK": os.environ["IEUM_AUTH_KEK"],  # set by conftest for the run
             "IEUM_KAFKA_BOOTSTRAP": tansu.bootstrap,
             "IEUM_TELEMETRY_TOPIC": topic,
             "IEUM_TELEMETRY_PARTITIONS": str(PARTITIONS),
