@@ -5,6 +5,7 @@ process spent, and the report lines."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import http.client
@@ -32,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from adapters import registry
 from adapters.sandbox.faults import FaultPlan
 from adapters.sandbox.server import running
+from auth import kek
 from hub.core.settings import Settings
 from hub.embedded import broker, postgres
 from hub.embedded.ports import free_port
@@ -157,6 +159,8 @@ def hub(
         "IEUM_PUBLIC_URL": base,
         "IEUM_LOG_LEVEL": "warning",
         "IEUM_INGEST": "false",
+        # The hub's data dir is its own: it must open the signing keys this process made.
+        "IEUM_AUTH_KEK": base64.b64encode(kek.current().key).decode(),
     }
     for name, sandbox_url in sandbox_urls.items():
         adapter = registry.get(name)
