@@ -394,8 +394,8 @@ async def test_a_token_refreshed_within_the_window_still_expires_with_it(auth_hu
     first, auth = await signed_in_tokens(auth_hub)
     request = refresh(first["refresh_token"])
     assert (await post(auth_hub, "/oauth/token", request, auth=auth)).status_code == 200
-    await backdate_first_use(auth_hub, first["refresh_token"], seconds=9)
+    await backdate_first_use(auth_hub, first["refresh_token"], seconds=5)
     assert (await post(auth_hub, "/oauth/token", request, auth=auth)).status_code == 200
-    await backdate_first_use(auth_hub, first["refresh_token"], seconds=2)
+    await backdate_first_use(auth_hub, first["refresh_token"], seconds=6)
     late = await post(auth_hub, "/oauth/token", request, auth=auth)
     assert late.json()["error"] == "invalid_grant"
