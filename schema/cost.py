@@ -14,12 +14,15 @@ Introspection lists count with this schema's own sizes, so GraphiQL's introspect
 passes and a thousand aliases of it do not.
 
 `_entities` also takes at most `max_representations` representations: each resolves
-a reference, with no scope needed for open entities.
+a reference, with no scope needed for open entities. And a client holds at most
+`max_subscriptions` subscriptions at once in a process, over all its sockets: each may
+replay stored data (`since:`) and then keeps a queue.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,9 +60,11 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+from strawberry.types.graphql import OperationType
 
 MAX_COST = 10_000  # settings: max_query_cost
 MAX_REPRESENTATIONS = 1_000  # settings: max_entity_representations
+MAX_SUBSCRIPTIONS = 20  # per client, in one process; settings: max_subscriptions_per_client
 LIST_SIZE = 50  # the length assumed for a list that declares none
 PAGE_ARGUMENTS = ("first", "last", "limit")
 METADATA_KEY = "cost"
@@ -80,23 +85,31 @@ class FieldCost:
         return {METADATA_KEY: self}
 
 
-class TooCostly(GraphQLError):
-    """The document would cost more than the budget."""
-
-    def __init__(self, cost: int, limit: int) -> None:
-        super().__init__(
-            f"This query costs {cost:,}, over the limit of {limit:,}: ask for fewer fields, "
-            "aliases or list items (first:), or split it into several requests.",
-            extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "limit": limit},
-        )
+# Refusals are plain GraphQLErrors (the transports copy and format them as such), with
+# the code and the limit in their extensions.
 
 
-class TooManyRepresentations(GraphQLError):
-    def __init__(self, count: int, limit: int) -> None:
-        super().__init__(
-            f"_entities takes at most {limit:,} representations per request, got {count:,}.",
-            extensions={"code": "BAD_USER_INPUT", "argument": "representations"},
-        )
+def too_costly(cost: int, limit: int) -> GraphQLError:
+    return GraphQLError(
+        f"This query costs {cost:,}, over the limit of {limit:,}: ask for fewer fields, "
+        "aliases or list items (first:), or split it into several requests.",
+        extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "limit": limit},
+    )
+
+
+def too_many_representations(count: int, limit: int) -> GraphQLError:
+    return GraphQLError(
+        f"_entities takes at most {limit:,} representations per request, got {count:,}.",
+        extensions={"code": "BAD_USER_INPUT", "argument": "representations"},
+    )
+
+
+def too_many_subscriptions(limit: int) -> GraphQLError:
+    return GraphQLError(
+        f"This client already holds {limit:,} subscriptions, the most it may hold at "
+        "once: end one (complete it, or close its socket) before starting another.",
+        extensions={"code": "TOO_MANY_SUBSCRIPTIONS", "limit": limit},
+    )
 
 
 def document_cost(
@@ -166,11 +179,64 @@ class QueryCost(SchemaExtension):
         variables, name = context.variables, context.operation_name
         count = representations(document, variables, name)
         if count > max_representations:
-            return TooManyRepresentations(count, max_representations)
+            return too_many_representations(count, max_representations)
         cost = document_cost(context.schema._schema, document, variables, name)
         if cost > max_cost:
-            return TooCostly(cost, max_cost)
+            return too_costly(cost, max_cost)
         return None
+
+
+_held: WeakKeyDictionary[object, Counter[str]] = WeakKeyDictionary()
+
+
+class SubscriptionsPerClient(SchemaExtension):
+    """A client (its OAuth client id, else its address) may hold `limit` subscriptions at
+    once in this process, across all its sockets; strawberry counts only per socket.
+    Counted per schema, so hubs built in one process (tests) keep apart."""
+
+    def __init__(self, limit: int = MAX_SUBSCRIPTIONS) -> None:
+        self.limit = limit
+        self._holder: str | None = None
+
+    def on_operation(self) -> Iterator[None]:
+        try:
+            yield
+        finally:  # the subscription ended, failed, or its socket closed
+            if self._holder is not None:
+                held = self._held()
+                held[self._holder] -= 1
+                if held[self._holder] <= 0:
+                    del held[self._holder]
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if (
+            context.pre_execution_errors is None
+            and context.graphql_document is not None
+            and context.operation_type is OperationType.SUBSCRIPTION
+        ):
+            settings = getattr(context.context, "settings", None)
+            limit = getattr(settings, "max_subscriptions_per_client", self.limit)
+            holder, held = _holder(context.context), self._held()
+            if held[holder] >= limit:
+                context.pre_execution_errors = [too_many_subscriptions(limit)]
+            else:
+                held[holder] += 1
+                self._holder = holder
+        yield
+
+    def _held(self) -> Counter[str]:
+        return _held.setdefault(self.execution_context.schema, Counter())
+
+
+def _holder(context: object) -> str:
+    caller = getattr(context, "caller", None)
+    client_id = getattr(caller, "client_id", None)
+    if client_id is not None:
+        return f"client {client_id}"
+    connection = getattr(context, "connection", None)
+    address = getattr(getattr(connection, "client", None), "host", None)
+    return f"address {address}"
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:

@@ -5,16 +5,27 @@ GraphiQL's introspection among them, still run."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 from graphql import get_introspection_query, parse
 
 from hub import domains
 from resolvers.sensors.catalog import metrics
 from schema.builder import build_schema
-from schema.cost import LIST_SIZE, MAX_COST, MAX_REPRESENTATIONS, document_cost
+from schema.cost import (
+    LIST_SIZE,
+    MAX_COST,
+    MAX_REPRESENTATIONS,
+    MAX_SUBSCRIPTIONS,
+    document_cost,
+)
+from tests.oauth import Hub
 
 pytestmark = pytest.mark.db
 
@@ -22,7 +33,7 @@ pytestmark = pytest.mark.db
 # aliases of `districts { code }`: 27 s and 43 MB); bounded here so that a missing limit
 # fails the test rather than stalling the run. (10,000 aliases no longer parse: a document
 # has at most 15,000 tokens; 2,000 do, and cost 200 times the budget.)
-BOUND_SECONDS = 60
+BOUND_SECONDS = 30
 
 
 def aliases(selection: str, count: int) -> str:
@@ -122,3 +133,75 @@ def test_costs_of_documents() -> None:
     two = "query A { metrics { name } } query B { districts { code } }"
     assert document_cost(schema, parse(two), None, "B") == 1 + 260
     assert cost("{ ...F } fragment F on Query { metrics { name } ...F }") == 1 + len(metrics())
+
+
+LIVE = """subscription ($cells: [String!]) {
+  liveReadings(area: {cells: $cells}, metrics: ["pm2_5"]) { ts }
+}"""
+
+
+async def test_a_client_holds_a_bounded_number_of_subscriptions_over_all_its_sockets(
+    auth_hub: Hub,
+) -> None:
+    """Two sockets of one client share its allowance; closing them gives it back, and
+    another client has its own."""
+    token = await auth_hub.token("sensors:read")
+    variables = {"cells": ["8930e1c3243ffff"]}
+    async with socket(auth_hub, token) as first, socket(auth_hub, token) as second:
+        for n in range(MAX_SUBSCRIPTIONS + 1):  # they start in their own order: one is refused
+            await subscribe((first, second)[n % 2], f"s{n}", LIVE, variables)
+        error = await first_message(first, second)
+        assert error["type"] == "error", error
+        (payload,) = error["payload"]
+        assert payload["extensions"] == {
+            "code": "TOO_MANY_SUBSCRIPTIONS",
+            "limit": MAX_SUBSCRIPTIONS,
+        }
+        assert payload["message"].startswith(
+            f"This client already holds {MAX_SUBSCRIPTIONS} subscriptions"
+        )
+        await still_open(first)
+        await still_open(second)
+        async with socket(auth_hub, await auth_hub.token("sensors:read")) as other:
+            await subscribe(other, "other", LIVE, variables)
+            await still_open(other)
+    async with socket(auth_hub, token) as again:  # both sockets closed: their slots freed
+        for n in range(MAX_SUBSCRIPTIONS):
+            await subscribe(again, f"again{n}", LIVE, variables)
+        await still_open(again)
+
+
+async def first_message(*sockets: websockets.ClientConnection) -> dict[str, Any]:
+    receiving = [asyncio.create_task(ws.recv()) for ws in sockets]
+    done, pending = await asyncio.wait(
+        receiving, timeout=BOUND_SECONDS, return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in pending:
+        task.cancel()
+    assert done, "no answer"
+    message: dict[str, Any] = json.loads(done.pop().result())
+    return message
+
+
+@asynccontextmanager
+async def socket(hub: Hub, token: str) -> AsyncIterator[websockets.ClientConnection]:
+    url = hub.url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        yield ws
+
+
+async def subscribe(
+    ws: websockets.ClientConnection, id_: str, query: str, variables: dict[str, Any]
+) -> None:
+    payload = {"query": query, "variables": variables}
+    await ws.send(json.dumps({"id": id_, "type": "subscribe", "payload": payload}))
+
+
+async def still_open(ws: websockets.ClientConnection) -> None:
+    """No (other) subscription on the socket was refused: a ping is answered first."""
+    await ws.send(json.dumps({"type": "ping"}))
+    answer = json.loads(await asyncio.wait_for(ws.recv(), BOUND_SECONDS))
+    assert answer == {"type": "pong"}, answer
