@@ -76,13 +76,16 @@ class District:
                 argument="resolution",
             )
         boundary = await info.context.loader(districts.boundary_loader).load(self.code)
-        key = json.dumps(boundary, sort_keys=True)
         # Thousands of cells at resolution 9: worked out off the event loop, once.
-        return list(await asyncio.to_thread(_cells_of, key, resolution))
+        return list(await asyncio.to_thread(_cells_in, boundary, resolution))
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: str) -> District | None:
         return from_row(await info.context.loader(districts.district_loader).load(code))
+
+
+def _cells_in(boundary: dict[str, Any], resolution: int) -> tuple[str, ...]:
+    return _cells_of(json.dumps(boundary, sort_keys=True), resolution)
 
 
 @lru_cache(maxsize=64)  # a district at resolution 9: about 4,000 cells, 300 kB
