@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import anyio.to_thread
 from authlib.common.urls import add_params_to_uri
@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from auth import keys, pages, scopes
+from auth import consents, demo, keys, pages, scopes, signin
 from auth.oauth import AuthorizationServer, OAuthResponse, StarletteOAuth2Request
 from auth.session import csrf_ok, csrf_token
 
@@ -108,37 +108,6 @@ async def authorize(request: Request) -> Response:
     return response
 
 
-async def login(request: Request) -> Response:
-    state = request.app.state
-    form = await request.form()
-    sessions = await state.sessions.ready()
-    session = sessions.read(request)
-    next_url = str(form.get("next", ""))
-    if not next_url.startswith("/oauth/authorize?") or urlsplit(next_url).netloc:
-        return pages.error("잘못된 요청 · Invalid request", "Sign in from an app's request.")
-    if not csrf_ok(session, str(form.get("csrf_token", ""))):
-        return pages.error("요청 만료 · Request expired", "CSRF check failed; start again.", 403)
-    citizen = await state.identity.authenticate(
-        str(form.get("username", "")), str(form.get("password", ""))
-    )
-    if citizen is None:
-        client_id = dict(_query_of(next_url)).get("client_id", "")
-        client = await anyio.to_thread.run_sync(state.oauth.query_client, client_id)
-        response: Response = pages.sign_in(
-            client.name if client else client_id,
-            csrf_token(session),
-            next_url,
-            error="아이디 또는 비밀번호가 맞지 않습니다. · Wrong username or password.",
-        )
-    else:
-        # A new session on sign-in (no fixation), with a fresh CSRF token.
-        session = {"user_id": str(citizen.user_id)}
-        csrf_token(session)
-        response = RedirectResponse(next_url, status_code=303)
-    sessions.write(response, session)
-    return response
-
-
 async def metadata(request: Request) -> Response:
     """RFC 8414 authorization server metadata."""
     issuer = request.app.state.oauth.issuer
@@ -193,8 +162,10 @@ async def jwks(request: Request) -> Response:
 JWKS_MAX_AGE = 300
 
 routes = [
+    *signin.routes,
+    *consents.routes,
+    *demo.routes,
     Route("/oauth/authorize", authorize, methods=["GET", "POST"]),
-    Route("/oauth/login", login, methods=["POST"]),
     Route("/oauth/token", token, methods=["POST"]),
     Route("/oauth/revoke", revoke, methods=["POST"]),
     Route("/oauth/introspect", introspect, methods=["POST"]),
@@ -254,10 +225,6 @@ def _repeated(params: ImmutableMultiDict[str, Any]) -> str | None:
 
 def _control_characters(params: dict[str, str]) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for text in (*params, *params.values()) for c in text)
-
-
-def _query_of(url: str) -> list[tuple[str, str]]:
-    return parse_qsl(urlsplit(url).query)
 
 
 def _uuid(value: object) -> uuid.UUID | None:

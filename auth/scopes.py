@@ -9,7 +9,9 @@ from collections.abc import Iterable
 from hub.core.domain import ScopeInfo
 
 # Scopes the platform itself grants; each domain declares its own in its manifest.
-PROFILE = ScopeInfo("profile", "회원님의 이름과 계정 정보를 봅니다.", "See your name and account.")
+PROFILE = ScopeInfo(
+    "profile", "회원님의 이름과 계정 정보를 봅니다.", "See your name and account.", citizen=True
+)
 
 CATALOG: dict[str, ScopeInfo] = {PROFILE.name: PROFILE}
 
@@ -25,6 +27,11 @@ def register(scopes: Iterable[ScopeInfo]) -> None:
 def names() -> list[str]:
     """Every scope a client may hold, as registered by the installed domains."""
     return sorted(CATALOG)
+
+
+def citizen_names() -> list[str]:
+    """Scopes a citizen grants to an app on the consent page."""
+    return sorted(name for name, info in CATALOG.items() if info.citizen)
 
 
 class UnknownScope(ValueError):

@@ -137,13 +137,15 @@ async def _demo(
     """The demo partner and citizen, then each domain's demo data; the banner's lines."""
     pool = await db.create_pool(servers.database, settings)
     try:
-        credentials = await demo_data.load(pool)
+        credentials = await demo_data.load(pool, settings.issuer)
         base = f"http://{settings.host}:{settings.port}"
         lines = [
             f"Demo      partner client {credentials.client_id} / {credentials.client_secret}"
             " (every scope; client_credentials)",
             f"          citizen {credentials.citizen} / {credentials.citizen_password}"
             " (signs in on the consent page)",
+            f"          sign in as the citizen through the app {credentials.app_id}:"
+            f" {settings.issuer}/demo/sign-in",
             f"          token: curl -su {credentials.client_id}:{credentials.client_secret}"
             f" -d grant_type=client_credentials {base}/oauth/token",
         ]

@@ -32,6 +32,9 @@ class ScopeInfo:
     name: str  # `<domain>:<action>`, or a platform-wide name such as `profile`
     ko: str
     en: str
+    # A citizen grants it to an app on the consent page (the demo app's sign-in asks for
+    # these); the others are held by partners, officials and agencies.
+    citizen: bool = False
 
 
 @dataclass(frozen=True)

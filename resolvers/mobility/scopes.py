@@ -8,6 +8,7 @@ PLAN = ScopeInfo(
     "mobility:plan",
     "출발지와 도착지 사이의 도보·대중교통·KTX 경로와 좌석 현황을 조회합니다.",
     "Plan journeys with walking, local transit and KTX trains, with seats left.",
+    citizen=True,
 )
 BOOK = ScopeInfo(
     "mobility:book",
@@ -15,5 +16,6 @@ BOOK = ScopeInfo(
     " 조회하고 취소·환불합니다. 결제는 회원님이 확인한 금액만 청구됩니다.",
     "Book and pay for train seats for you, issue your tickets, list your bookings, and"
     " cancel them for a refund. Only the amount you confirm is charged.",
+    citizen=True,
 )
 ALL = (PLAN, BOOK)

@@ -10,6 +10,7 @@ RECEIVE = ScopeInfo(
     " 받은 알림을 봅니다.",
     "Choose which government notices (bills, fines, fine-dust warnings …) you receive"
     " through this app, and read the notices you received.",
+    citizen=True,
 )
 DELIVER = ScopeInfo(
     "notices:deliver",

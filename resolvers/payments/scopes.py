@@ -23,5 +23,6 @@ PAY = ScopeInfo(
     "payments:pay",
     "회원님의 지방세·공과금 고지서를 조회하고 납부합니다.",
     "Look up and pay your local tax and public fee bills.",
+    citizen=True,
 )
 ALL = (COLLECT, SUPERVISE, FINANCE, PAY)

@@ -241,11 +241,12 @@ async def test_wrong_or_missing_verifier_is_refused(auth_hub: Hub) -> None:
     [
         REDIRECT + "/extra",
         REDIRECT + "?next=https://evil.example",
-        "http://127.0.0.1:9998/callback",
+        "https://127.0.0.1:9999/callback",
         "http://127.0.0.1.evil.example:9999/callback",
         "http://localhost:9999/callback",
     ],
-    ids=["extra path", "extra query", "other port", "look-alike host", "other host name"],
+    # Another port is allowed on loopback (RFC 8252 7.3): test_oauth_hardening.py
+    ids=["extra path", "extra query", "other scheme", "look-alike host", "other host name"],
 )
 async def test_redirect_uri_must_match_exactly(auth_hub: Hub, redirect_uri: str) -> None:
     client = await auth_hub.client(redirect_uris=[REDIRECT])
@@ -438,8 +439,10 @@ async def test_pages_cannot_be_framed(auth_hub: Hub) -> None:
 
 
 async def test_concurrent_refresh_reuse_leaves_no_working_token(auth_hub: Hub) -> None:
+    """Concurrent uses of one refresh token that are not the same request (here: other
+    scopes) are reuse; the same request twice is forgiven (test_oauth_hardening.py)."""
     client = await auth_hub.client(redirect_uris=[REDIRECT])
-    code, verifier = await code_for(auth_hub, client.client_id)
+    code, verifier = await code_for(auth_hub, client.client_id, scope="profile sensors:read")
     auth = (client.client_id, client.client_secret)
     first = await token_request(
         auth_hub,
@@ -452,7 +455,10 @@ async def test_concurrent_refresh_reuse_leaves_no_working_token(auth_hub: Hub) -
         auth,
     )
     refresh = {"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]}
-    answers = await asyncio.gather(*(token_request(auth_hub, refresh, auth) for _ in range(4)))
+    scopes = ("profile", "sensors:read", "profile sensors:read")
+    answers = await asyncio.gather(
+        *(token_request(auth_hub, refresh | {"scope": scope}, auth) for scope in scopes)
+    )
     issued = [a.json()["access_token"] for a in answers if a.status_code == 200]
     assert len(issued) <= 1
     await asyncio.sleep(2.5)  # GraphQL reloads revocations every 2 s
