@@ -15,7 +15,14 @@ from resolvers.sensors import catalog, queries, scopes
 from resolvers.sensors.message import Reading
 from resolvers.sensors.state import SensorsState
 from schema.sensors.queries import area_cells, utc
-from schema.sensors.types import AreaInput, LiveReading, MetricAlert, MetricValue, reading_of
+from schema.sensors.types import (
+    AreaInput,
+    LiveReading,
+    MetricAlert,
+    MetricValue,
+    measured,
+    reading_of,
+)
 
 READ = [[scopes.READ.name]]
 INGEST = [[scopes.INGEST.name]]
@@ -75,7 +82,7 @@ class SensorsSubscription:
                 position=full.position,
                 vehicle_id=full.vehicle_id,
                 values=[
-                    MetricValue(metric=m.name, value=r.values[m.id])
+                    MetricValue(metric=m.name, value=measured(r.values[m.id]))
                     for m in wanted
                     if r.values[m.id] == r.values[m.id]
                 ],
@@ -94,5 +101,9 @@ class SensorsSubscription:
             value = r.values[m.id]
             if value == value and value > above:
                 yield MetricAlert(
-                    ts=r.ts, cell=h3.int_to_str(r.cell), metric=m.name, value=value, threshold=above
+                    ts=r.ts,
+                    cell=h3.int_to_str(r.cell),
+                    metric=m.name,
+                    value=measured(value),
+                    threshold=above,
                 )

@@ -181,9 +181,19 @@ class RegisterSensorDeviceInput:
     description: str = ""
 
 
+def measured(value: float) -> float:
+    """A value to the precision it is stored in (float32, about 7 significant digits):
+    19.2 as sent, not the 19.200000762939453 its widening to a double would show."""
+    return float(f"{value:.7g}")
+
+
 def aggregate_of(stats: queries.Stats) -> Aggregate:
     return Aggregate(
-        count=stats.count, mean=stats.mean, min=stats.low, max=stats.high, stddev=stats.stddev
+        count=stats.count,
+        mean=measured(stats.mean),
+        min=measured(stats.low),
+        max=measured(stats.high),
+        stddev=measured(stats.stddev),
     )
 
 
@@ -222,10 +232,10 @@ def reading_of(r: queries.RawReading | Reading, precise: bool, names: list[str])
         cell=h3.int_to_str(r.cell),
         position=position,
         vehicle_id=r.vehicle_id if precise else None,
-        speed_kmh=r.speed_kmh,
-        heading_deg=r.heading_deg,
+        speed_kmh=None if r.speed_kmh is None else measured(r.speed_kmh),
+        heading_deg=None if r.heading_deg is None else measured(r.heading_deg),
         values=[
-            MetricValue(metric=name, value=value)
+            MetricValue(metric=name, value=measured(value))
             for name, value in zip(names, r.values, strict=True)
             if value == value  # not NaN
         ],

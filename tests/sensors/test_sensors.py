@@ -106,6 +106,7 @@ async def world(migrated_url: str, kafka_bootstrap: str, auth_hub: Hub) -> Async
                     "noise_laeq": 80.0,
                     "streetlight_outages": 0.0,
                     "cctv_visible": 1.0,
+                    "temperature": 19.2,  # not exact in float32
                 }
                 values.append((vehicle.encode(), message(device, vehicle, ts, lat, lng, metrics)))
         device, vehicle = fleet[0]
@@ -343,6 +344,24 @@ async def test_raw_readings_page_and_hide_exact_positions(world: World) -> None:
     precise = await all_readings(world, await world.token("sensors:read sensors:precise"))
     assert {(r["position"]["lat"], r["position"]["lng"]) for r in precise} == set(PLACES)
     assert all(r["position"]["precise"] and r["vehicleId"] for r in precise)
+
+
+async def test_values_carry_no_float_noise(world: World) -> None:
+    """19.2 is stored as float32; shown widened it would be 19.200000762939453."""
+    token = await world.token("sensors:read")
+    readings = await all_readings(world, token)
+    shown = {v["value"] for r in readings for v in r["values"] if v["metric"] == "temperature"}
+    assert shown == {19.2}
+    series = await world.query(
+        """query($cells: [String!]!, $from: DateTime!, $to: DateTime!) {
+          sensorSeries(area: {cells: $cells}, metric: "temperature", from: $from, to: $to,
+                       bucket: HOUR) { value { mean min max } } }""",
+        token,
+        cells=[cell_str(*p) for p in PLACES],
+        **{"from": world.start.isoformat(), "to": (world.start + timedelta(hours=1)).isoformat()},
+    )
+    values = [p["value"] for p in series["data"]["sensorSeries"] if p["value"]]
+    assert values and all(v == {"mean": 19.2, "min": 19.2, "max": 19.2} for v in values)
 
 
 async def test_district_air_quality_is_open_data_with_the_korean_grade(world: World) -> None:
