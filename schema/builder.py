@@ -7,11 +7,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import strawberry
-from strawberry.extensions import ValidationCache
+from graphql import GraphQLError
+from strawberry.extensions import AddValidationRules
 from strawberry.federation.schema_directives import Key
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
-from strawberry.types import get_object_definition
+from strawberry.types import ExecutionContext, get_object_definition
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
@@ -19,11 +20,14 @@ from auth.graphql import guard_declared_scopes
 from hub.core.domain import Domain
 from schema.execution import PlainFieldsExecution
 from schema.extensions import (
-    DOCUMENT_CACHE_SIZE,
     CurrentCaller,
     DocumentCache,
+    NoNulStrings,
+    NoNulVariables,
     OperationMetrics,
     PublicErrors,
+    log_errors,
+    watch_subscription_tokens,
 )
 
 # A version @theguild/federation-composition understands, and >= 2.5 for @requiresScopes.
@@ -96,9 +100,16 @@ class HubSchema(strawberry.federation.Schema):
     def __init__(self, *, fields_of: Mapping[type, list[StrawberryField]], **kwargs: Any):
         self._fields_of = fields_of  # read while super().__init__ converts the types
         super().__init__(**kwargs)
+        watch_subscription_tokens(self._schema)
 
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
         return self._fields_of.get(type_definition.origin) or super().get_fields(type_definition)
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """strawberry logs every error at ERROR with its traceback; here only ours are."""
+        log_errors(errors)
 
 
 def build_schema(domains: Sequence[Domain]) -> strawberry.federation.Schema:
@@ -130,7 +141,8 @@ def build_schema(domains: Sequence[Domain]) -> strawberry.federation.Schema:
             PublicErrors,
             OperationMetrics,
             CurrentCaller,
-            DocumentCache,
-            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+            NoNulVariables,
+            lambda: AddValidationRules([NoNulStrings]),
+            DocumentCache,  # parses and validates: checks that refuse a document go before
         ],
     )

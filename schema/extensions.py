@@ -1,45 +1,204 @@
-"""Schema extensions at the GraphQL edge: document cache, public error codes, metrics."""
+"""Schema extensions at the GraphQL edge: document cache and limits, input checks, public
+error codes and their logging, metrics, and subscriptions that end with their token."""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import time
-from collections.abc import Iterator
-from functools import lru_cache
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from inspect import isawaitable
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, OperationType, parse
+from graphql import (
+    ArgumentNode,
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    StringValueNode,
+    parse,
+)
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+from strawberry.types import ExecutionResult
 
 from hub.core import db, monitoring
-from hub.core.errors import IeumError, UpstreamUnavailable
+from hub.core.errors import BadUserInput, IeumError, Unauthenticated, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
-
-# Apps send the same few documents over and over: parse each once.
+# Apps send the same few documents over and over: parse and validate each once. A parsed
+# document takes about 100 bytes of memory per byte of its text, so the cache is bounded
+# by the bytes of the texts it holds, and a large document is never kept.
 DOCUMENT_CACHE_SIZE = 1000
+DOCUMENT_CACHE_BYTES = 1024 * 1024  # of text: about 100 MB of parsed documents
+CACHED_DOCUMENT_MAX_BYTES = 16 * 1024
+MAX_TOKENS = 15_000  # without settings (Settings.graphql_max_tokens)
 
 
-@lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
-def _parse(query: str, options: tuple[tuple[str, Any], ...]) -> DocumentNode:
-    return parse(query, **dict(options))
+@dataclass
+class CachedDocument:
+    document: DocumentNode
+    size: int
+    # validation errors by the rules they were found with
+    validated: dict[tuple[type[ASTValidationRule], ...], list[GraphQLError]] = field(
+        default_factory=dict
+    )
+
+
+class DocumentStore:
+    """Parsed documents by their text and parse options, least recently used dropped first
+    once there are `max_entries` of them or their texts add up to more than `max_bytes`."""
+
+    def __init__(self, max_entries: int, max_bytes: int, max_document_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_document_bytes = max_document_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[tuple[str, tuple[Any, ...]], CachedDocument] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, query: str, options: tuple[Any, ...]) -> CachedDocument | None:
+        entry = self._entries.get((query, options))
+        if entry is not None:
+            self._entries.move_to_end((query, options))
+        return entry
+
+    def put(
+        self, query: str, options: tuple[Any, ...], document: DocumentNode
+    ) -> CachedDocument | None:
+        """The new entry, or None for a text larger than `max_document_bytes`."""
+        size = len(query)
+        if size > self.max_document_bytes:
+            return None
+        entry = self._entries[(query, options)] = CachedDocument(document, size)
+        self.bytes += size
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.bytes -= dropped.size
+        return entry
+
+
+DOCUMENTS = DocumentStore(DOCUMENT_CACHE_SIZE, DOCUMENT_CACHE_BYTES, CACHED_DOCUMENT_MAX_BYTES)
 
 
 class DocumentCache(SchemaExtension):
-    """Parsed documents from an LRU cache.
+    """Documents parsed with a token limit, and parsed and validated once while cached.
 
-    Unlike strawberry's ParserCache, a document that does not parse is left to strawberry,
-    which then reports the syntax error as a normal result that the other extensions see.
+    A document that does not parse (or is too large to keep) is left to strawberry, which
+    parses it with the same limit and reports a syntax error as a normal result that the
+    other extensions see. Validation is cached with the document it belongs to, so nothing
+    keeps a document alive once the cache dropped it.
     """
+
+    def __init__(self) -> None:
+        self.entry: CachedDocument | None = None
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        if context.query and context.graphql_document is None:
-            with contextlib.suppress(GraphQLError):
-                options = tuple(sorted(context.parse_options.items()))
-                context.graphql_document = _parse(context.query, options)
+        settings = getattr(context.context, "settings", None)
+        context.parse_options["max_tokens"] = getattr(settings, "graphql_max_tokens", MAX_TOKENS)
+        query = context.query
+        if query and context.graphql_document is None:
+            options = tuple(sorted(context.parse_options.items()))
+            self.entry = DOCUMENTS.get(query, options)
+            if self.entry is None and len(query) <= DOCUMENTS.max_document_bytes:
+                try:
+                    document = parse(query, **context.parse_options)
+                except GraphQLError:
+                    pass  # strawberry reports it
+                else:
+                    self.entry = DOCUMENTS.put(query, options, document)
+            if self.entry is not None:
+                context.graphql_document = self.entry.document
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        entry = self.entry
+        if (
+            entry is not None
+            and entry.document is context.graphql_document
+            and context.pre_execution_errors is None
+            and context.validation_rules
+        ):
+            rules = tuple(context.validation_rules)
+            errors = entry.validated.get(rules)
+            if errors is None:
+                errors = validate_document(context.schema._schema, entry.document, rules)
+                entry.validated[rules] = errors
+            context.pre_execution_errors = errors
+        yield
+
+
+# Inputs
+
+NUL = "\x00"
+
+
+def _nul_message(name: str) -> str:
+    return (
+        f"{name} contains a NUL character (\\u0000), which no text the hub stores or "
+        "compares can hold: remove it"
+    )
+
+
+class NoNulStrings(ASTValidationRule):
+    """A string literal with U+0000 is refused before execution: PostgreSQL's text cannot
+    hold it, and the statement would fail as if the hub were at fault."""
+
+    argument: str | None = None
+
+    def enter_argument(self, node: ArgumentNode, *_: Any) -> None:
+        self.argument = node.name.value
+
+    def leave_argument(self, node: ArgumentNode, *_: Any) -> None:
+        self.argument = None
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+        if NUL in node.value:
+            name = f"argument '{self.argument}'" if self.argument else "a default value"
+            extensions: dict[str, Any] = {"code": BadUserInput.code}
+            if self.argument:
+                extensions["argument"] = self.argument
+            self.report_error(GraphQLError(_nul_message(name), node, extensions=extensions))
+
+
+def _nul_at(value: object, path: str) -> str | None:
+    """Where in a variable's value (from JSON) a string holds U+0000, if anywhere; a loop,
+    not recursion, for values nested as deep as JSON allows."""
+    pending = [(value, path)]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            if NUL in value:
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                pending += [(key, path), (item, f"{path}.{key}")]
+        elif isinstance(value, list):
+            pending += [(item, f"{path}.{i}") for i, item in enumerate(value)]
+    return None
+
+
+class NoNulVariables(SchemaExtension):
+    """The variables' strings, checked as NoNulStrings checks literals."""
+
+    def on_execute(self) -> Iterator[None]:
+        for name, value in (self.execution_context.variables or {}).items():
+            where = _nul_at(value, f"${name}")
+            if where is not None:
+                raise GraphQLError(
+                    _nul_message(f"Variable '{where}'"),
+                    extensions={"code": BadUserInput.code, "variable": name},
+                )
         yield
 
 
@@ -53,31 +212,74 @@ class CurrentCaller(SchemaExtension):
         yield
 
 
+# Errors
+
 DATABASE_UNAVAILABLE = "PostgreSQL, the hub's database, is not answering; retry in a few seconds."
+OURS = {IeumError.code, UpstreamUnavailable.code}  # the codes of errors the client did not cause
+
+
+def public_code(error: GraphQLError) -> str:
+    """The code a client sees for an error as graphql-core or a resolver left it."""
+    original = error.original_error
+    if isinstance(original, IeumError):
+        return original.code
+    code = (error.extensions or {}).get("code")
+    if code is not None:
+        return str(code)
+    if original is None:  # syntax or validation: the document is the client's to fix
+        return "GRAPHQL_VALIDATION_FAILED"
+    if isinstance(original, GraphQLError):  # graphql-core's own: a variable's value is wrong
+        return BadUserInput.code
+    if db.unavailable(original):
+        return UpstreamUnavailable.code
+    return IeumError.code
+
+
+def log_errors(errors: list[GraphQLError]) -> None:
+    """Our faults at ERROR with their traceback; the client's mistakes one line at INFO;
+    an upstream away one line at WARNING (PostgreSQL's outage is logged once by the
+    pool's watch instead)."""
+    for error in errors:
+        code = public_code(error)
+        original = error.original_error
+        if code == IeumError.code:
+            log.error("graphql.unexpected_error path=%s", error.path, exc_info=original)
+        elif code == UpstreamUnavailable.code:
+            if original is None or not db.unavailable(original):
+                log.warning("graphql.upstream_unavailable path=%s: %s", error.path, error.message)
+        else:
+            log.info("graphql.client_error code=%s path=%s: %s", code, error.path, error.message)
 
 
 class PublicErrors(SchemaExtension):
-    """Every error gets `extensions.code`; unexpected ones are masked and logged.
+    """Every error gets `extensions.code`; unexpected ones are masked (and logged by the
+    schema's `process_errors`, see log_errors).
 
     PostgreSQL being away is not a bug: those fields answer UPSTREAM_UNAVAILABLE, and the
     outage is logged once by the pool's watch rather than as a traceback per request.
+    Results streamed over a WebSocket are made public one by one, as they are sent.
     """
 
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        if result is None or not result.errors:
-            return
-        result.errors = [self._public(error) for error in result.errors]
+        if result is not None and result.errors:
+            result.errors = [self._public(error) for error in result.errors]
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        if isinstance(result, ExecutionResult) and result.errors:
+            result.errors = [self._public(error) for error in result.errors]
+        yield
 
     def _public(self, error: GraphQLError) -> GraphQLError:
+        code = public_code(error)
         original = error.original_error
         if isinstance(original, IeumError):
             return error
-        if original is None:  # syntax, validation or variable errors: the client's to fix
-            error.extensions = {"code": "GRAPHQL_VALIDATION_FAILED", **(error.extensions or {})}
+        if code not in OURS:
+            error.extensions = {**(error.extensions or {}), "code": code}
             return error
-        if db.unavailable(original):
+        if code == UpstreamUnavailable.code and original is not None:
             pool = getattr(self.execution_context.context, "db", None)
             if isinstance(pool, db.Pool):
                 pool.outage.failed(original)
@@ -91,14 +293,13 @@ class PublicErrors(SchemaExtension):
                 original_error=public,
                 extensions=public.extensions,
             )
-        log.error("graphql.unexpected_error path=%s", error.path, exc_info=original)
         return GraphQLError(
             "Unexpected error.",
             nodes=error.nodes,
             source=error.source,
             positions=error.positions,
             path=error.path,
-            extensions={"code": "INTERNAL_SERVER_ERROR"},
+            extensions={"code": IeumError.code},
         )
 
 
@@ -118,5 +319,123 @@ class OperationMetrics(SchemaExtension):
         monitoring.GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
         errors = context.result.errors if context.result else context.pre_execution_errors
         for error in errors or ():
-            code = (error.extensions or {}).get("code", "INTERNAL_SERVER_ERROR")
+            code = (error.extensions or {}).get("code", IeumError.code)
             monitoring.GRAPHQL_ERRORS.labels(name, str(code)).inc()
+
+
+# Subscriptions
+
+RECHECK_SECONDS = 1.0  # revocations reach the hub within auth's refresh (2 s), then this
+
+
+class TokenWatch:
+    """Ends a subscription once the token of its WebSocket expires or is revoked, even
+    while no event comes: the token is checked every RECHECK_SECONDS and at its expiry,
+    by a timer, and a subscription waiting for its next event is woken by cancelling
+    that wait (the one thing that interrupts an await), which then ends it with the error.
+    """
+
+    def __init__(self, token: str, verify: Callable[[str], Any], expires_at: datetime | None):
+        self.token = token
+        self.verify = verify
+        self.expires_at = expires_at
+        self.ended: IeumError | None = None
+        self.waiting: asyncio.Task[Any] | None = None  # the task awaiting the next event
+        self.timer: asyncio.TimerHandle | None = None
+
+    def _delay(self) -> float:
+        if self.expires_at is None:
+            return RECHECK_SECONDS
+        left = (self.expires_at - datetime.now(UTC)).total_seconds()
+        return max(0.0, min(RECHECK_SECONDS, left))
+
+    def _check(self) -> None:
+        try:
+            caller = self.verify(self.token)
+        except IeumError as exc:  # token checks unavailable: a revocation may be missed
+            self._end(exc)
+            return
+        now = datetime.now(UTC)
+        if caller is not None:
+            self.expires_at = caller.expires_at
+        if self.expires_at is not None and self.expires_at <= now:
+            self._end(
+                Unauthenticated(
+                    f"token expired at {self.expires_at:%Y-%m-%dT%H:%M:%SZ}: the subscription "
+                    "ended; connect again with a new access token"
+                )
+            )
+        elif caller is None:
+            self._end(
+                Unauthenticated(
+                    "token revoked: the subscription ended; connect again with a new access token"
+                )
+            )
+        else:
+            self.timer = asyncio.get_running_loop().call_later(self._delay(), self._check)
+
+    def _end(self, error: IeumError) -> None:
+        self.ended = error
+        if self.waiting is not None:
+            self.waiting.cancel()
+
+    async def events(self, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The source's events until it ends, or until the token does (then the error)."""
+        self.timer = asyncio.get_running_loop().call_later(self._delay(), self._check)
+        try:
+            while True:
+                if self.ended is not None:
+                    raise self.ended
+                task = self.waiting = asyncio.current_task()
+                try:
+                    event = await anext(source)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if self.ended is None or task is None or task.uncancel() > 0:
+                        raise  # not (only) ours: the subscription is being stopped
+                    raise self.ended from None
+                finally:
+                    self.waiting = None
+                yield event
+        finally:
+            self.timer.cancel()  # the last one set, by _check or above
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _watched(subscribe: Callable[..., Any]) -> Callable[..., Any]:
+    """A subscription field's `subscribe`, its events watched by TokenWatch when the
+    operation runs on a WebSocket that sent a token."""
+
+    def watched(root: Any, info: Any, **args: Any) -> Any:
+        source = subscribe(root, info, **args)
+        context = info.context
+        token, verify = getattr(context, "token", None), getattr(context, "verify", None)
+        if token is None or verify is None:
+            return source
+        caller = getattr(context, "caller", None)
+
+        def watch(stream: Any) -> Any:
+            if not hasattr(stream, "__anext__"):
+                return stream  # graphql-core reports what is not a stream
+            return TokenWatch(token, verify, getattr(caller, "expires_at", None)).events(stream)
+
+        if isawaitable(source):
+
+            async def later() -> Any:
+                return watch(await source)
+
+            return later()
+        return watch(source)
+
+    return watched
+
+
+def watch_subscription_tokens(schema: GraphQLSchema) -> None:
+    """Every subscription field of the schema ends when its socket's token does."""
+    root = schema.subscription_type
+    for subscription in root.fields.values() if root else ():
+        if subscription.subscribe is not None:
+            subscription.subscribe = _watched(subscription.subscribe)

@@ -8,7 +8,9 @@
     └── UpstreamUnavailable  UPSTREAM_UNAVAILABLE: a system we depend on did not answer
 
 Anything else raised while executing is a bug: the client gets "Unexpected error." with
-code INTERNAL_SERVER_ERROR and the details go to the log.
+code INTERNAL_SERVER_ERROR and the details go to the log at ERROR, with the traceback.
+The errors above are the client's to fix (or an upstream's): they are logged as one line,
+at INFO (WARNING for an upstream), never as a traceback.
 """
 
 from __future__ import annotations

@@ -84,6 +84,19 @@ class Settings(BaseSettings):
         description="Processes answering HTTP on the hub's port (about one per core).",
     )
 
+    # GraphQL requests
+    graphql_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body /graphql reads; a larger one is answered 413.",
+    )
+    graphql_max_tokens: int = Field(
+        default=15_000,
+        ge=100,
+        description="Most lexical tokens (comments included) a GraphQL document may have; "
+        "the parser stops at the limit.",
+    )
+
     # PostgreSQL pool
     db_pool_min: int = Field(default=1, ge=0, description="Connections kept open.")
     db_pool_max: int = Field(default=10, ge=1, description="Most connections opened at once.")
