@@ -10,18 +10,17 @@ import strawberry
 from hub.core.context import Info
 from resolvers.sensors import queries, rollup_cache, scopes
 from resolvers.sensors.state import SensorsState
+from schema.sensors.types import AirGrade, air_grade
 
 READ = [[scopes.READ.name]]
 INGEST = [[scopes.INGEST.name]]
 MAX_PAGE = 1000
 
 
-@strawberry.type(description="A fine-dust value with its grade (좋음/보통/나쁨/매우나쁨).")
+@strawberry.type(description="A fine-dust value with its grade.")
 class DustLevel:
     value: float = strawberry.field(description="µg/m³, mean of the last hour.")
-    grade: str = strawberry.field(
-        description="환경부 grade: PM10 ≤30 좋음, ≤80 보통, ≤150 나쁨; PM2.5 ≤15, ≤35, ≤75."
-    )
+    grade: AirGrade
     readings: int
 
 
@@ -58,7 +57,7 @@ async def _air_quality(
         else:
             levels[name] = DustLevel(
                 value=round(stats.mean, 1),
-                grade=queries.grade(name, stats.mean),
+                grade=air_grade(name, stats.mean),
                 readings=stats.count,
             )
     if levels["pm2_5"] is None and levels["pm10"] is None:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import strawberry
 
 from hub.core.context import Info
-from resolvers.sensors import queries, stations
+from resolvers.sensors import stations
 from schema.sensors.queries import area_cells
-from schema.sensors.types import AreaInput, Position
+from schema.sensors.types import AirGrade, AreaInput, Position, air_grade
 
 # AirKorea publishes each hour's values 15-30 minutes after it ends; older than this, a
 # station is left out rather than shown as current.
@@ -22,7 +22,7 @@ class StationValue:
     value: float | None = strawberry.field(
         description="Null when the station did not measure it or set it aside (see flag)."
     )
-    grade: str | None = strawberry.field(description="환경부 grade, for pm10 and pm25.")
+    grade: AirGrade | None = strawberry.field(description="For pm10 and pm25.")
     flag: str | None = strawberry.field(description="Why the network set the value aside.")
 
 
@@ -47,7 +47,7 @@ def station_of(reading: stations.StationReading) -> AirStation:
             StationValue(
                 pollutant=pollutant,
                 value=value,
-                grade=queries.grade(metric, value) if metric and value is not None else None,
+                grade=air_grade(metric, value) if metric and value is not None else None,
                 flag=reading.flags.get(pollutant),
             )
         )

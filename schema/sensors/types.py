@@ -53,6 +53,20 @@ class BBoxInput:
     east: float
 
 
+@strawberry.enum(description="환경부 대기질 등급: the Ministry of Environment's fine-dust grade.")
+class AirGrade(Enum):
+    GOOD = strawberry.enum_value("좋음", description="좋음: PM10 0–30, PM2.5 0–15 µg/m³.")
+    MODERATE = strawberry.enum_value("보통", description="보통: PM10 31–80, PM2.5 16–35 µg/m³.")
+    BAD = strawberry.enum_value("나쁨", description="나쁨: PM10 81–150, PM2.5 36–75 µg/m³.")
+    VERY_BAD = strawberry.enum_value(
+        "매우나쁨", description="매우나쁨: PM10 151 and above, PM2.5 76 and above µg/m³."
+    )
+
+
+def air_grade(metric_name: str, value: float) -> AirGrade:
+    return AirGrade(queries.grade(metric_name, value))
+
+
 @strawberry.input(description="Exactly one of: a district, a bounding box, or H3 cells.")
 class AreaInput:
     district: str | None = strawberry.UNSET

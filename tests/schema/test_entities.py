@@ -181,7 +181,7 @@ async def test_sensors_resolves_districts_by_reference_as_the_hub_answers(
         pool,
     )  # fmt: skip
     assert one["district"]["name"] == "강남구"
-    assert one["district"]["airQuality"]["pm25"] == {"value": 40.0, "grade": "나쁨", "readings": 5}
+    assert one["district"]["airQuality"]["pm25"] == {"value": 40.0, "grade": "BAD", "readings": 5}
     listed = await run(
         hub,
         '{ districts(province: "11") { code airQuality { pm25 { value grade readings } '

@@ -364,7 +364,7 @@ async def test_values_carry_no_float_noise(world: World) -> None:
     assert values and all(v == {"mean": 19.2, "min": 19.2, "max": 19.2} for v in values)
 
 
-async def test_district_air_quality_is_open_data_with_the_korean_grade(world: World) -> None:
+async def test_district_air_quality_is_open_data_with_the_ministrys_grade(world: World) -> None:
     body = await world.query(
         '{ district(code: "11140") { boundary airQuality { pm25 { value grade readings }'
         " pm10 { grade } } } }"
@@ -380,8 +380,8 @@ async def test_district_air_quality_is_open_data_with_the_korean_grade(world: Wo
     assert 0 < len(values) < 60
     assert quality["pm25"]["readings"] == len(values)
     assert quality["pm25"]["value"] == pytest.approx(round(statistics.fmean(values), 1))
-    assert quality["pm25"]["grade"] == "보통"  # 16..35 µg/m³
-    assert quality["pm10"]["grade"] == "보통"  # 31..80 µg/m³
+    assert quality["pm25"]["grade"] == "MODERATE"  # 16..35 µg/m³
+    assert quality["pm10"]["grade"] == "MODERATE"  # 31..80 µg/m³
 
 
 EXPOSURE = """query($path: [PointInput!]!, $at: DateTime!) {

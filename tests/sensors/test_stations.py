@@ -127,7 +127,7 @@ async def test_a_districts_single_station_shows_its_values(
     assert values(jongno)["pm25"]["value"] == float(published["pm25Value"])
     assert values(jongno)["no2"]["value"] == float(published["no2Value"])
     assert jongno["khai"] == float(published["khaiValue"])
-    assert values(jongno)["pm10"]["grade"] in {"좋음", "보통", "나쁨", "매우나쁨"}
+    assert values(jongno)["pm10"]["grade"] in {"GOOD", "MODERATE", "BAD", "VERY_BAD"}
 
 
 async def test_missing_and_set_aside_values_are_null_with_the_reason(
