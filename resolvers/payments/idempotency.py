@@ -17,6 +17,7 @@ did not answer: UPSTREAM_UNAVAILABLE) stores nothing, so the retry runs again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
@@ -139,16 +140,22 @@ def _error_json(exc: IeumError) -> dict[str, Any]:
 
 def _replay(stored: Mapping[str, Any]) -> Answer:
     if "error" in stored:
-        raise Replayed(stored["error"]["message"], stored["error"]["extensions"])
+        error = stored["error"]
+        replayed = _replayed(str(error["extensions"]["code"]))
+        raise replayed(error["message"], **{**error["extensions"], "replayed": True})
     return dict(stored["ok"])
 
 
 class Replayed(IeumError):
     """A refusal given before to the same key, given again with its original code."""
 
-    def __init__(self, message: str, extensions: Mapping[str, Any]) -> None:
-        super().__init__(message)
-        self.extensions = {**extensions, "replayed": True}
+
+@functools.cache
+def _replayed(code: str) -> type[Replayed]:
+    """The class of refusals replayed with `code`. The hub reads an error's code from its
+    class: with IeumError's own, every replayed refusal was logged as our fault, with a
+    traceback, and counted as INTERNAL_SERVER_ERROR."""
+    return type(f"Replayed{code.title().replace('_', '')}", (Replayed,), {"code": code})
 
 
 async def prune(pool: asyncpg.Pool) -> int:
