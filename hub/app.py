@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -31,6 +32,7 @@ from auth import routes as oauth_routes
 from auth import runtime as auth_runtime
 from auth.tokens import InvalidToken, TokenChecksUnavailable
 from hub import domains as installed
+from hub import graphiql, ratelimit
 from hub.core import db, monitoring
 from hub.core.bus import EventBus
 from hub.core.context import Context, build_context
@@ -154,6 +156,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         NaN becomes null, not invalid JSON). Text, not bytes: strawberry sends bytes over
         WebSocket as binary frames, which graphql-transport-ws clients do not read."""
         return orjson.dumps(data).decode()
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the hub's own copy (hub/graphiql), not a CDN: on a closed network
+        strawberry's page never left "Loading…"."""
+        return graphiql.page()
 
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
         return build_context(request)
@@ -282,7 +289,10 @@ def create_app(
         graphql_ide="graphiql" if settings.graphiql else None,
         # Only the maintained protocol: legacy `graphql-ws` had auth-bypass CVEs.
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        max_subscriptions_per_connection=settings.max_subscriptions_per_client,
     )
+    rate = settings.section(ratelimit.RateSettings)
+    limiter = ratelimit.limiter_from(rate)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -294,6 +304,7 @@ def create_app(
         monitoring.POOL.pool = state.db
         state.bus = EventBus(servers.broker, timeout=settings.db_timeout_seconds)
         async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(limiter.aclose)
             stack.push_async_callback(state.db.close)
             stack.callback(setattr, monitoring.POOL, "pool", None)
             await state.bus.start()
@@ -310,6 +321,7 @@ def create_app(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            *([graphiql.assets] if settings.graphiql else []),
             *oauth_routes.routes,
             Route("/healthz", healthz),
             Route("/readyz", readyz),
@@ -317,4 +329,6 @@ def create_app(
             *(route for domain in selected for route in domain.routes),
         ],
         lifespan=lifespan,
+        # First: the cheapest refusal comes before anything else runs.
+        middleware=[Middleware(ratelimit.RateLimitMiddleware, limiter=limiter, settings=rate)],
     )

@@ -18,6 +18,7 @@ from strawberry.types.field import StrawberryField
 
 from auth.graphql import guard_declared_scopes
 from hub.core.domain import Domain
+from schema.cost import QueryCost, SubscriptionsPerClient
 from schema.execution import PlainFieldsExecution
 from schema.extensions import (
     CurrentCaller,
@@ -143,6 +144,8 @@ def build_schema(domains: Sequence[Domain]) -> strawberry.federation.Schema:
             CurrentCaller,
             NoNulVariables,
             lambda: AddValidationRules([NoNulStrings]),
+            QueryCost,
+            SubscriptionsPerClient,
             DocumentCache,  # parses and validates: checks that refuse a document go before
         ],
     )

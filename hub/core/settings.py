@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from authlib.common.security import is_secure_transport
-from pydantic import Field, PrivateAttr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -95,6 +95,29 @@ class Settings(BaseSettings):
         ge=100,
         description="Most lexical tokens (comments included) a GraphQL document may have; "
         "the parser stops at the limit.",
+    )
+    max_query_cost: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most a GraphQL document may cost (docs/api.md#limits); more is refused "
+        "before it runs (QUERY_TOO_COSTLY).",
+    )
+    max_entity_representations: int = Field(
+        default=1_000, ge=1, description="Most representations one request may give _entities."
+    )
+    max_subscriptions_per_client: int = Field(
+        default=20,
+        ge=1,
+        description="Most subscriptions an OAuth client (or an address, without a token) holds "
+        "at once in a hub process, over all its WebSockets.",
+    )
+    auth_kek: SecretStr | None = Field(
+        default=None,
+        description="Key-encryption key for token signing keys: base64 of 32 random bytes, "
+        "the same for every hub process (unset: one is made in the data dir).",
+    )
+    auth_kek_file: Path | None = Field(
+        default=None, description="A file holding the key-encryption key instead of IEUM_AUTH_KEK."
     )
 
     # PostgreSQL pool
