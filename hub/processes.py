@@ -90,6 +90,7 @@ def server_config(
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         ws="websockets-sansio",
+        ws_max_size=settings.graphql_max_body_bytes,  # a message is a request: same cap
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
+from websockets import Subprotocol
 
 from hub import processes
 from hub.embedded import postgres
@@ -145,6 +148,29 @@ def test_demo_partner_credentials_in_the_banner_work(hub: Hub) -> None:
         timeout=10,
     )
     assert viewer.json() == {"data": {"viewer": {"clientId": "demo-partner"}}}
+
+
+def test_the_banners_sign_in_link_starts_the_citizen_flow(hub: Hub) -> None:
+    banner = "".join(hub.output)
+    link = f"http://127.0.0.1:{hub.port}/demo/sign-in"
+    assert link in banner
+    started = httpx.get(link, timeout=10)
+    assert started.status_code == 303
+    assert started.headers["location"].startswith("/oauth/authorize?")
+    assert "client_id=demo-app" in started.headers["location"]
+
+
+async def test_a_websocket_message_over_the_body_limit_closes_the_socket(hub: Hub) -> None:
+    """uvicorn's own cap is 16 MiB a message; the hub's is the request body limit."""
+    url = f"ws://127.0.0.1:{hub.port}/graphql"
+    async with websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        huge = {"query": "{ __typename }", "variables": {"pad": "x" * (1024 * 1024 + 1)}}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": huge}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # message too big
 
 
 def test_no_demo_loads_no_demo_data(tmp_path: Path) -> None:
