@@ -18,6 +18,7 @@ from adapters import connections
 from adapters.connections import Connections
 from adapters.kinds import PaymentGateway, TaxBills
 from adapters.sandbox.server import RunningSandbox
+from hub.core.errors import UpstreamUnavailable
 from resolvers.payments.settings import PaymentsSettings
 
 WEBHOOK_PATH = "/payments/webhooks/gateway"
@@ -43,9 +44,20 @@ class Upstreams:
         await self._connections.aclose()
 
     async def _point_webhooks(self, sandbox: RunningSandbox) -> None:
-        """A gateway sandbox sends its webhooks to this hub (other sandboxes ignore this)."""
-        async with httpx.AsyncClient(base_url=sandbox.url) as client:
-            await client.post("/_sandbox/config", json={"webhookUrl": self.issuer + WEBHOOK_PATH})
+        """A gateway sandbox sends its webhooks to this hub (other sandboxes answer 404,
+        ignored). One that does not answer is an upstream unavailable, not our bug."""
+        try:
+            async with httpx.AsyncClient(base_url=sandbox.url) as client:
+                await client.post(
+                    "/_sandbox/config", json={"webhookUrl": self.issuer + WEBHOOK_PATH}
+                )
+        except httpx.HTTPError as exc:
+            name = sandbox.sandbox.name
+            raise UpstreamUnavailable(
+                f"payments: the {name} sandbox did not take the hub's webhook address "
+                f"({type(exc).__name__}: {exc}); try again",
+                upstream=name,
+            ) from exc
 
 
 @contextlib.asynccontextmanager

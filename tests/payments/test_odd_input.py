@@ -10,7 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.sandbox.server import running
+from adapters.tosspayments.sandbox import SANDBOX
+from hub.core.errors import UpstreamUnavailable
 from resolvers.payments import scopes
+from resolvers.payments.settings import PaymentsSettings
+from schema.payments.upstreams import Upstreams
 from tests.oauth import Hub
 
 REFUND = """mutation($p: UUID!, $k: String!) {
@@ -43,3 +48,14 @@ async def test_a_refusal_replayed_for_its_key_keeps_its_code(
     assert again["extensions"] == {**first["extensions"], "replayed": True}
     faults = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     assert faults == []
+
+
+async def test_a_gateway_sandbox_that_does_not_take_the_webhook_address_is_unavailable() -> None:
+    """The in-process gateway sandbox is told where to send webhooks on first use; when it
+    did not answer (a ReadTimeout under load), the httpx error ended as
+    INTERNAL_SERVER_ERROR instead of UPSTREAM_UNAVAILABLE."""
+    async with running(SANDBOX) as gone:
+        pass
+    upstreams = Upstreams(PaymentsSettings(), issuer="http://127.0.0.1:9")
+    with pytest.raises(UpstreamUnavailable, match="did not take the hub's webhook address"):
+        await upstreams._point_webhooks(gone)
