@@ -190,9 +190,13 @@ async def listing(
     district_code: str | None = None,
     status: str | None = None,
     day: date | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
     limit: int = 100,
 ) -> list[Payment]:
-    """Payments newest first, filtered by whichever arguments are given."""
+    """Payments newest first (the id breaks ties, so the order is total), filtered by
+    whichever arguments are given; `after` is the (requested_at, payment_id) of the last
+    payment of the page before."""
+    since, last = after if after else (None, None)
     rows = await pool.fetch(
         "SELECT * FROM payments"
         " WHERE ($1::text IS NULL OR client_id = $1)"
@@ -201,7 +205,8 @@ async def listing(
         " AND ($4::text IS NULL OR status = $4)"
         " AND ($5::date IS NULL OR collect_day = $5)"
         " AND ($7::uuid IS NULL OR user_id = $7)"
-        " ORDER BY requested_at DESC LIMIT $6",
+        " AND ($8::timestamptz IS NULL OR (requested_at, payment_id) < ($8, $9::uuid))"
+        " ORDER BY requested_at DESC, payment_id DESC LIMIT $6",
         client_id,
         terminal_id,
         district_code,
@@ -209,6 +214,8 @@ async def listing(
         day,
         limit,
         user_id,
+        since,
+        last,
     )
     return [Payment(**dict(row)) for row in rows]
 

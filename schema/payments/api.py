@@ -12,7 +12,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncGenerator
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 
 import strawberry
@@ -23,6 +23,7 @@ from hub.core.context import Info
 from hub.core.errors import BadUserInput, Forbidden
 from resolvers.payments import errors, ledger, outbox, reconciliation, scopes, store, terminals
 from resolvers.payments.store import Payment as PaymentRecord
+from schema.pagination import Connection, check_first, decode_cursor, page_of
 from schema.payments import flow
 from schema.payments.state import PaymentsState, hub_of
 from schema.payments.types import (
@@ -44,6 +45,8 @@ STAFF = [[scopes.SUPERVISE.name], [scopes.FINANCE.name]]
 ANYONE = COLLECTORS + STAFF
 SUPERVISE = [[scopes.SUPERVISE.name]]
 FINANCE = [[scopes.FINANCE.name]]
+MAX_PAGE = 500
+NOT_OURS = "'after' is not a cursor of this list: pass a page's endCursor as it came"
 FINAL = ("confirmed", "failed", "expired", "refunded")
 KEY = strawberry.argument(
     description="Unique per request (a UUID v4); send the same key again to retry safely."
@@ -70,7 +73,7 @@ def _visible(info: Info, record: PaymentRecord | None) -> PaymentRecord:
     return record
 
 
-async def _audited(info: Info, records: list[PaymentRecord]) -> list[Payment]:
+async def _audit(info: Info, records: list[PaymentRecord]) -> None:
     """Payments carry the payer's (masked) name: the read is logged before it is shown."""
     if records:
         await audit.read(
@@ -80,7 +83,29 @@ async def _audited(info: Info, records: list[PaymentRecord]) -> list[Payment]:
             subjects=[str(record.payment_id) for record in records],
             fields=["payer_name", "epay_no"],
         )
+
+
+async def _audited(info: Info, records: list[PaymentRecord]) -> list[Payment]:
+    await _audit(info, records)
     return [payment_of(record) for record in records]
+
+
+def _key(record: PaymentRecord) -> tuple[str, str]:
+    """A payment's place in `payments`: newest first, the id breaking ties."""
+    return record.requested_at.isoformat(), str(record.payment_id)
+
+
+def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The key a cursor of `payments` holds; one made up is the caller's mistake, refused
+    before it reaches PostgreSQL."""
+    requested_at, payment_id = decode_cursor(cursor, 2)
+    try:
+        at = datetime.fromisoformat(requested_at)
+        if at.tzinfo is None:
+            raise ValueError(requested_at)
+        return at, uuid.UUID(payment_id)
+    except (TypeError, ValueError, AttributeError):  # well formed, but not of this list
+        raise BadUserInput(NOT_OURS, argument="after") from None
 
 
 @strawberry.type
@@ -205,7 +230,8 @@ class PaymentsQuery:
 
     @strawberry.federation.field(
         requires_scopes=ANYONE,
-        description="Payments newest first: your own, or (supervisors, finance) anyone's.",
+        description="Payments newest first: your own, or (supervisors, finance) anyone's;"
+        " a page of `first`, the next one `after` its `pageInfo.endCursor`.",
     )
     async def payments(
         self,
@@ -216,10 +242,12 @@ class PaymentsQuery:
         ] = None,
         terminal_id: str | None = None,
         district_code: str | None = None,
-        first: int = 50,
-    ) -> list[Payment]:
-        if not 1 <= first <= 500:
-            raise BadUserInput("first must be between 1 and 500", argument="first")
+        first: Annotated[int, strawberry.argument(description="1 to 500.")] = 50,
+        after: Annotated[
+            str | None, strawberry.argument(description="The endCursor of the page before.")
+        ] = None,
+    ) -> Connection[Payment]:
+        check_first(first, MAX_PAGE)
         caller, staff = info.context.caller, _staff(info)
         records = await store.listing(
             info.context.db,
@@ -229,9 +257,11 @@ class PaymentsQuery:
             district_code=district_code,
             status=status.value if status else None,
             day=day,
-            limit=first,
+            after=_after(after) if after is not None else None,
+            limit=first + 1,
         )
-        return await _audited(info, records)
+        await _audit(info, records[:first])
+        return page_of(records, first, node=payment_of, key=_key, after=after)
 
     @strawberry.federation.field(requires_scopes=ANYONE, description="A receipt by its number.")
     async def receipt_payment(self, info: Info, number: str) -> Payment:

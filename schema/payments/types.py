@@ -15,6 +15,7 @@ from resolvers.payments import store
 from resolvers.payments.store import Payment as PaymentRecord
 from resolvers.payments.store import Refund as RefundRecord
 from resolvers.payments.terminals import Terminal as TerminalRecord
+from schema.cost import FieldCost
 
 
 @strawberry.enum(description="TAX_GB: which revenue system a bill belongs to.")
@@ -95,7 +96,10 @@ class Receipt:
     payer_name: str = strawberry.field(description="Masked.")
     district_code: str
     epay_no: str | None
-    items: list[ReceiptItem]
+    items: list[ReceiptItem] = strawberry.field(
+        description="The bill's item, and its late fee (가산금) if any.",
+        metadata=FieldCost(size=2).metadata(),
+    )
     amount: int
     refunded_amount: int
     paid_at: datetime

@@ -11,21 +11,26 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 import websockets
+from graphql import parse
 
+from hub import domains
 from hub.core.caller import Caller
 from resolvers.payments import errors, ledger
 from resolvers.payments.store import KST
+from schema.builder import build_schema
+from schema.cost import MAX_COST, document_cost
+from schema.pagination import encode_cursor
 from schema.payments import flow
 from schema.payments.upstreams import WEBHOOK_PATH
 from tests.oauth import REDIRECT, code_for
-from tests.payments.helpers import World, payments_world
+from tests.payments.helpers import PAYMENT_FIELDS, World, payments_world
 
 pytestmark = pytest.mark.db
 
@@ -348,14 +353,14 @@ async def test_a_citizen_pays_their_own_bill_from_a_private_app(world: World) ->
             auth=(app.client_id, app.client_secret or ""),
         )
     neighbour = other.json()["access_token"]  # another citizen, the same app
-    listed = await world.gql(neighbour, "{ payments { id } }")
-    assert listed["data"]["payments"] == []
+    listed = await world.gql(neighbour, "{ payments { nodes { id } } }")
+    assert listed["data"]["payments"]["nodes"] == []
     peek = await world.gql(
         neighbour, "query($i: UUID!) { payment(id: $i) { id } }", {"i": paid["id"]}
     )
     assert code(peek) == "PAYMENT_NOT_FOUND"
-    mine = await world.gql(citizen, "{ payments { id } }")
-    assert [p["id"] for p in mine["data"]["payments"]] == [paid["id"]]
+    mine = await world.gql(citizen, "{ payments { nodes { id } } }")
+    assert [p["id"] for p in mine["data"]["payments"]["nodes"]] == [paid["id"]]
     app_token = await world.clients.token("payments:pay")  # the app alone, no citizen
     assert code(await world.collect(app_token, epay_no)) == "FORBIDDEN"
 
@@ -383,6 +388,61 @@ async def test_a_terminal_follows_its_payment_status_until_final(world: World) -
                 break
             seen.append(message["payload"]["data"]["paymentStatus"]["status"])
     assert seen[-1] == "CONFIRMED"  # and the stream ended there
+
+
+PAGE = """query($t: String, $n: Int!, $a: String) {
+  payments(terminalId: $t, first: $n, after: $a) {
+    edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage endCursor }
+  }
+}"""
+
+
+async def test_payments_page_through_with_cursors_each_once_newest_first(world: World) -> None:
+    terminal = await world.terminal("11110")
+    ids = [
+        (await world.collect(terminal.token, epay_no))["data"]["collectBill"]["id"]
+        for epay_no in await world.bills(5, district_code="11110", amount=1_000)
+    ]
+    # Three of them requested in the same microsecond: their ids order them.
+    now = datetime.now(UTC).replace(microsecond=0)
+    times = [now - timedelta(seconds=2), *[now - timedelta(seconds=1)] * 3, now]
+    for payment_id, at in zip(ids, times, strict=True):
+        await world.pool.execute(
+            "UPDATE payments SET requested_at = $2 WHERE payment_id = $1",
+            uuid.UUID(payment_id),
+            at,
+        )
+    newest_first = [ids[4], *sorted(ids[1:4], key=uuid.UUID, reverse=True), ids[0]]
+
+    # The terminal (its own payments) and a supervisor (anyone's, by terminalId).
+    for token, terminal_id in ((terminal.token, None), (world.supervisor, terminal.client_id)):
+        pages, after = [], None
+        while True:
+            answer = await world.gql(token, PAGE, {"t": terminal_id, "n": 2, "a": after})
+            page = answer["data"]["payments"]
+            pages.append(page)
+            after = page["pageInfo"]["endCursor"]
+            assert page["edges"][-1]["cursor"] == after
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+        seen = [edge["node"]["id"] for page in pages for edge in page["edges"]]
+        assert seen == newest_first
+        assert [len(page["edges"]) for page in pages] == [2, 2, 1]
+        assert [page["pageInfo"]["hasPreviousPage"] for page in pages] == [False, True, True]
+
+    for forged in ("bm90IGEgY3Vyc29y", encode_cursor(1, 2), encode_cursor("2026-12-01", "x")):
+        refused = await world.gql(terminal.token, PAGE, {"n": 2, "a": forged})
+        assert code(refused) == "BAD_USER_INPUT", refused
+        assert refused["errors"][0]["extensions"]["argument"] == "after"
+    assert code(await world.gql(terminal.token, PAGE, {"n": 501})) == "BAD_USER_INPUT"
+
+
+def test_a_full_page_of_payments_with_receipts_fits_the_query_budget() -> None:
+    """A receipt has at most two items (the bill's, its late fee): counted as 50, the
+    largest page of payments with their receipts was refused as too costly."""
+    schema = build_schema(domains.select("payments"))._schema
+    query = f"{{ payments(first: 500) {{ edges {{ cursor node {{ {PAYMENT_FIELDS} }} }} }} }}"
+    assert document_cost(schema, parse(query)) <= MAX_COST
 
 
 async def test_finance_sees_balances_and_reconciles_a_day(world: World) -> None:
