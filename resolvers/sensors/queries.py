@@ -9,7 +9,6 @@ apply k-anonymity.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from dataclasses import dataclass
@@ -446,18 +445,6 @@ RAW_COLUMNS = (
 )  # fmt: skip
 
 
-def encode_cursor(ts: datetime, device_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{device_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        ts, device_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(ts), device_id
-    except (ValueError, UnicodeDecodeError):
-        raise BadUserInput("'after' is not a cursor this API gave out", argument="after") from None
-
-
 async def readings(
     pool: asyncpg.Pool,
     cells: list[int],
@@ -465,8 +452,9 @@ async def readings(
     end: datetime,
     first: int,
     after: tuple[datetime, str] | None,
-) -> tuple[list[RawReading], bool]:
-    """One page in (ts, device) order, and whether there is a next page."""
+) -> list[RawReading]:
+    """The readings after `after` (time, unit) in that order: up to `first + 1`, the
+    one more saying that a next page exists. (ts, device_id) is the table's key."""
     after_ts, after_device = after or (start - timedelta(microseconds=1), "")
     rows = await pool.fetch(
         "SELECT ts, device_id, vehicle_id, lat, lng, cell, speed_kmh, heading_deg, metrics"
@@ -479,11 +467,7 @@ async def readings(
         after_device,
         first + 1,
     )
-    page = [
-        RawReading(**{k: r[k] for k in RAW_COLUMNS}, values=unpack(r["metrics"]))
-        for r in rows[:first]
-    ]
-    return page, len(rows) > first
+    return [RawReading(**{k: r[k] for k in RAW_COLUMNS}, values=unpack(r["metrics"])) for r in rows]
 
 
 # Air quality, by the Ministry of Environment's breakpoints (µg/m³, upper bounds inclusive).

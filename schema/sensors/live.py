@@ -11,7 +11,7 @@ from strawberry.federation.schema_directives import RequiresScopes
 
 from hub.core.context import Info
 from hub.core.errors import Unauthenticated
-from resolvers.sensors import catalog, queries, scopes
+from resolvers.sensors import queries, scopes
 from resolvers.sensors.message import Reading
 from resolvers.sensors.state import SensorsState
 from schema.sensors.queries import area_cells, utc
@@ -20,13 +20,12 @@ from schema.sensors.types import (
     LiveReading,
     MetricAlert,
     MetricValue,
+    cell_centre,
     measured,
-    reading_of,
 )
 
 READ = [[scopes.READ.name]]
-INGEST = [[scopes.INGEST.name]]
-MAX_PAGE = 1000
+REPLAY_PAGE = 1000
 
 
 async def _stored_then_live(
@@ -40,15 +39,15 @@ async def _stored_then_live(
         if since is not None:
             start, cursor = utc(since) + timedelta(microseconds=1), None  # strictly after
             while True:
-                page, more = await queries.readings(
-                    info.context.db, sorted(cells), start, datetime.now(UTC), 1000, cursor
+                rows = await queries.readings(
+                    info.context.db, sorted(cells), start, datetime.now(UTC), REPLAY_PAGE, cursor
                 )
-                for stored in page:
+                for stored in rows[:REPLAY_PAGE]:
                     last[stored.device_id] = stored.ts
                     yield stored
-                if not more:
+                if len(rows) <= REPLAY_PAGE:
                     break
-                cursor = (page[-1].ts, page[-1].device_id)
+                cursor = (rows[REPLAY_PAGE - 1].ts, rows[REPLAY_PAGE - 1].device_id)
         async for reading in subscriber.readings():
             info.context.recheck()  # a revoked or expired token ends the subscription
             if scopes.READ.name not in info.context.caller.scopes:
@@ -73,14 +72,14 @@ class SensorsSubscription:
     ) -> AsyncGenerator[LiveReading, None]:
         wanted = [queries.metric(name) for name in metrics]
         cells = frozenset(await area_cells(info, area))
-        precise = scopes.PRECISE.name in info.context.caller.scopes
         async for r in _stored_then_live(info, cells, since):
-            full = reading_of(r, precise, [m.name for m in catalog.metrics()])
             yield LiveReading(
-                ts=full.ts,
-                cell=full.cell,
-                position=full.position,
-                vehicle_id=full.vehicle_id,
+                vehicle=r.vehicle_id,
+                lat=r.lat,
+                lng=r.lng,
+                ts=r.ts,
+                cell=h3.int_to_str(r.cell),
+                position=cell_centre(r.cell),
                 values=[
                     MetricValue(metric=m.name, value=measured(r.values[m.id]))
                     for m in wanted

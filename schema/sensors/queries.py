@@ -12,16 +12,18 @@ from hub.core.context import Info
 from hub.core.errors import BadUserInput
 from resolvers.platform import districts
 from resolvers.sensors import catalog, devices, queries, scopes
+from resolvers.sensors.devices import DEVICE_ID
 from resolvers.sensors.message import H3_RESOLUTION
 from resolvers.sensors.state import SensorsState
 from schema.cost import FieldCost
+from schema.pagination import Connection, check_first, decode_cursor, page_of
 from schema.sensors.types import (
     AreaInput,
     Bucket,
     HeatCell,
     Metric,
     SensorDevice,
-    SensorReadingPage,
+    SensorReading,
     SeriesPoint,
     aggregate_of,
     cell_polygon,
@@ -145,7 +147,8 @@ class SensorsQuery:
 
     @strawberry.federation.field(
         requires_scopes=READ,
-        description="Raw readings, oldest first; exact positions with sensors:precise.",
+        description="Raw readings, oldest first (by time, then unit), 1 to 1,000 a page; "
+        "exactPosition and vehicleId need sensors:precise.",
     )
     async def sensor_readings(
         self,
@@ -155,19 +158,41 @@ class SensorsQuery:
         to: datetime,
         first: int = 100,
         after: str | None = None,
-    ) -> SensorReadingPage | None:
-        if not 1 <= first <= MAX_PAGE:
-            raise BadUserInput(f"first must be 1 to {MAX_PAGE}", argument="first")
+    ) -> Connection[SensorReading] | None:
+        check_first(first, MAX_PAGE)
         cells, start, end = await window_cells(info, area, from_, to)
-        cursor = queries.decode_cursor(after) if after else None
-        page, more = await queries.readings(info.context.db, cells, start, end, first, cursor)
-        precise = scopes.PRECISE.name in info.context.caller.scopes
-        names = [m.name for m in catalog.metrics()]
-        return SensorReadingPage(
-            readings=[reading_of(r, precise, names) for r in page],
-            end_cursor=queries.encode_cursor(page[-1].ts, page[-1].device_id) if page else None,
-            has_next_page=more,
+        rows = await queries.readings(
+            info.context.db, cells, start, end, first, reading_after(after)
         )
+        names = [m.name for m in catalog.metrics()]
+        return page_of(
+            rows,
+            first,
+            node=lambda r: reading_of(r, names),
+            key=lambda r: (r.ts.isoformat(), r.device_id),
+            after=after,
+        )
+
+
+def reading_after(after: str | None) -> tuple[datetime, str] | None:
+    """The (time, unit) a page of readings ended with, from its endCursor."""
+    if after is None:
+        return None
+    ts, device_id = decode_cursor(after, 2)
+    try:
+        at = datetime.fromisoformat(ts)
+    except (TypeError, ValueError):
+        at = None
+    if (
+        at is None
+        or at.tzinfo is None
+        or not (isinstance(device_id, str) and DEVICE_ID.fullmatch(device_id))
+    ):
+        raise BadUserInput(
+            "'after' is not a cursor of this list: pass a page's endCursor as it came",
+            argument="after",
+        )
+    return at, device_id
 
 
 async def window_cells(

@@ -10,12 +10,14 @@ import strawberry
 from h3.api import basic_int as h3
 from strawberry.scalars import JSON
 
+from auth import audit
+from hub.core.context import Info
 from resolvers.sensors import derived, devices, queries, scopes
 from resolvers.sensors.message import Reading
 
 READ = [[scopes.READ.name]]
+PRECISE = [[scopes.PRECISE.name]]
 INGEST = [[scopes.INGEST.name]]
-MAX_PAGE = 1000
 
 
 @strawberry.type(description="A quantity the sensor units measure.")
@@ -103,7 +105,7 @@ class Position:
     lat: float
     lng: float
     precise: bool = strawberry.field(
-        description="False: the centre of the H3 cell (sensors:precise gives exact positions)."
+        description="False: the centre of an H3 cell, not where the reading was taken."
     )
 
 
@@ -113,22 +115,53 @@ class MetricValue:
     value: float
 
 
-@strawberry.type
+# Where a vehicle was and which vehicle it was are personal data (a taxi's driver): the
+# schema gates them with sensors:precise, so a gateway sees it too, and each read is
+# audited. Everyone else gets the reading's H3 cell and its centre.
+
+CELL_CENTRE = "The centre of the reading's H3 cell (resolution 9), for every reader."
+EXACT_POSITION = "Where the reading was taken. Scope sensors:precise; the read is audited."
+VEHICLE_ID = "The vehicle that took the reading. Scope sensors:precise; the read is audited."
+
+
+async def exact_position_of(root: SensorReading | LiveReading, info: Info) -> Position | None:
+    await _audit_vehicle(info, root.vehicle, "exact_position")
+    return Position(lat=root.lat, lng=root.lng, precise=True)
+
+
+async def vehicle_id_of(root: SensorReading | LiveReading, info: Info) -> str | None:
+    await _audit_vehicle(info, root.vehicle, "vehicle_id")
+    return root.vehicle
+
+
+async def _audit_vehicle(info: Info, vehicle: str, field: str) -> None:
+    """Before the value leaves; a page's reads of one vehicle are one row."""
+    await audit.read(
+        info,
+        action="sensor_reading.read",
+        subject_type="vehicle",
+        subjects=[vehicle],
+        fields=[field],
+    )
+
+
+@strawberry.type(description="A stored reading of one sensor unit.")
 class SensorReading:
+    vehicle: strawberry.Private[str]
+    lat: strawberry.Private[float]
+    lng: strawberry.Private[float]
     ts: datetime
-    cell: str
-    position: Position
-    vehicle_id: str | None = strawberry.field(description="Only with sensors:precise.")
+    cell: str = strawberry.field(description="H3 cell (resolution 9) of the reading.")
+    position: Position = strawberry.field(description=CELL_CENTRE)
+    exact_position: Position | None = strawberry.federation.field(
+        resolver=exact_position_of, requires_scopes=PRECISE, description=EXACT_POSITION
+    )
+    vehicle_id: str | None = strawberry.federation.field(
+        resolver=vehicle_id_of, requires_scopes=PRECISE, description=VEHICLE_ID
+    )
     speed_kmh: float | None
     heading_deg: float | None
     values: list[MetricValue]
-
-
-@strawberry.type
-class SensorReadingPage:
-    readings: list[SensorReading]
-    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
-    has_next_page: bool
 
 
 @strawberry.input(description="A point in WGS 84 degrees.")
@@ -235,17 +268,19 @@ def route_segment(segment: derived.Segment) -> RouteSegment:
     )
 
 
-def reading_of(r: queries.RawReading | Reading, precise: bool, names: list[str]) -> SensorReading:
-    if precise:
-        position = Position(lat=r.lat, lng=r.lng, precise=True)
-    else:
-        lat, lng = h3.cell_to_latlng(r.cell)
-        position = Position(lat=lat, lng=lng, precise=False)
+def cell_centre(cell: int) -> Position:
+    lat, lng = h3.cell_to_latlng(cell)
+    return Position(lat=lat, lng=lng, precise=False)
+
+
+def reading_of(r: queries.RawReading | Reading, names: list[str]) -> SensorReading:
     return SensorReading(
+        vehicle=r.vehicle_id,
+        lat=r.lat,
+        lng=r.lng,
         ts=r.ts,
         cell=h3.int_to_str(r.cell),
-        position=position,
-        vehicle_id=r.vehicle_id if precise else None,
+        position=cell_centre(r.cell),
         speed_kmh=None if r.speed_kmh is None else measured(r.speed_kmh),
         heading_deg=None if r.heading_deg is None else measured(r.heading_deg),
         values=[
@@ -263,12 +298,20 @@ def cell_polygon(cell: int) -> JSON:
     return JSON({"type": "Polygon", "coordinates": [[*ring, ring[0]]]})
 
 
-@strawberry.type
+@strawberry.type(description="A reading as it is stored, with the metrics asked for.")
 class LiveReading:
+    vehicle: strawberry.Private[str]
+    lat: strawberry.Private[float]
+    lng: strawberry.Private[float]
     ts: datetime
-    cell: str
-    position: Position
-    vehicle_id: str | None = strawberry.field(description="Only with sensors:precise.")
+    cell: str = strawberry.field(description="H3 cell (resolution 9) of the reading.")
+    position: Position = strawberry.field(description=CELL_CENTRE)
+    exact_position: Position | None = strawberry.federation.field(
+        resolver=exact_position_of, requires_scopes=PRECISE, description=EXACT_POSITION
+    )
+    vehicle_id: str | None = strawberry.federation.field(
+        resolver=vehicle_id_of, requires_scopes=PRECISE, description=VEHICLE_ID
+    )
     values: list[MetricValue] = strawberry.field(description="The metrics asked for.")
 
 

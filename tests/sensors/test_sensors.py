@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -30,6 +31,7 @@ from resolvers.sensors import live_feed, queries
 from resolvers.sensors.live import LiveReadings
 from resolvers.sensors.message import H3_RESOLUTION, Reading, parse
 from resolvers.sensors.state import SensorsState
+from schema.pagination import encode_cursor
 from tests.conftest import local_settings
 from tests.oauth import Hub
 from tests.sensors.helpers import (
@@ -310,40 +312,162 @@ async def test_windows_over_the_same_minutes_share_one_answer(world: World) -> N
     ]
 
 
-READINGS = """query($cells: [String!], $from: DateTime!, $to: DateTime!, $after: String) {
-  sensorReadings(area: {cells: $cells}, from: $from, to: $to, first: 7, after: $after) {
-    readings { ts cell vehicleId position { lat lng precise } values { metric value } }
-    endCursor hasNextPage
+READINGS = """query Readings($cells: [String!], $from: DateTime!, $to: DateTime!,
+                       $first: Int! = 7, $after: String) {
+  sensorReadings(area: {cells: $cells}, from: $from, to: $to, first: $first, after: $after) {
+    edges {
+      cursor
+      node {
+        ts cell position { lat lng precise } exactPosition { lat lng precise } vehicleId
+        values { metric value }
+      }
+    }
+    nodes { ts cell }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
   }
 }"""
 
 
-async def all_readings(world: World, token: str) -> list[dict[str, Any]]:
-    found, after = [], None
+async def reading_pages(world: World, token: str, first: int = 7) -> list[dict[str, Any]]:
+    """Every page of the fixture's readings, `first` at a time: each page's response."""
+    pages: list[dict[str, Any]] = []
+    after = None
     window = {"from": world.start.isoformat(), "to": (world.start + timedelta(hours=1)).isoformat()}
+    cells = [cell_str(*p) for p in PLACES]
     while True:
-        body = await world.query(
-            READINGS, token, cells=[cell_str(*p) for p in PLACES], after=after, **window
-        )
+        body = await world.query(READINGS, token, cells=cells, first=first, after=after, **window)
+        pages.append(body)
+        info = body["data"]["sensorReadings"]["pageInfo"]
+        if not info["hasNextPage"]:
+            return pages
+        after = info["endCursor"]
+
+
+def nodes_of(pages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [edge["node"] for body in pages for edge in body["data"]["sensorReadings"]["edges"]]
+
+
+async def all_readings(world: World, token: str) -> list[dict[str, Any]]:
+    return nodes_of(await reading_pages(world, token))
+
+
+def client_of(token: str) -> str:
+    """The client id a hub access token (a JWT) names."""
+    claims = token.split(".")[1]
+    return str(json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["client_id"])
+
+
+async def audited(world: World, token: str) -> set[tuple[str, str, str, str, str | None]]:
+    """What the audit log holds of the token's reads: (action, subject type, subject,
+    field, operation)."""
+    rows = await world.hub.pool.fetch(
+        "SELECT action, subject_type, subject, fields, operation FROM audit_log"
+        " WHERE client_id = $1",
+        client_of(token),
+    )
+    return {
+        (row["action"], row["subject_type"], row["subject"], field, row["operation"])
+        for row in rows
+        for field in row["fields"]
+    }
+
+
+async def test_raw_readings_page_through_every_reading_once(world: World) -> None:
+    token = await world.token("sensors:read sensors:precise")
+    pages = await reading_pages(world, token)
+    assert len(pages) == 9  # 60 readings, 7 a page
+    device_of = {vehicle: device for device, vehicle in world.fleet}
+    readings = nodes_of(pages)
+    assert len(readings) == 60
+    keys = [(r["ts"], device_of[r["vehicleId"]]) for r in readings]
+    assert keys == sorted(set(keys))  # each once, by time and then unit
+    for index, body in enumerate(pages):
         page = body["data"]["sensorReadings"]
-        found.extend(page["readings"])
-        if not page["hasNextPage"]:
-            return found
-        after = page["endCursor"]
+        info, edges = page["pageInfo"], page["edges"]
+        assert "errors" not in body
+        assert page["nodes"] == [{"ts": e["node"]["ts"], "cell": e["node"]["cell"]} for e in edges]
+        assert info["hasNextPage"] == (index < len(pages) - 1)
+        assert info["hasPreviousPage"] == (index > 0)
+        assert (info["startCursor"], info["endCursor"]) == (edges[0]["cursor"], edges[-1]["cursor"])
+    assert len(pages[-1]["data"]["sensorReadings"]["edges"]) == 60 - 8 * 7
+
+    # Any item's cursor continues right after that item.
+    window = {"from": world.start.isoformat(), "to": (world.start + timedelta(hours=1)).isoformat()}
+    cells = [cell_str(*p) for p in PLACES]
+    middle = pages[2]["data"]["sensorReadings"]["edges"][3]["cursor"]
+    body = await world.query(READINGS, token, cells=cells, first=2, after=middle, **window)
+    assert [e["node"] for e in body["data"]["sensorReadings"]["edges"]] == readings[18:20]
 
 
-async def test_raw_readings_page_and_hide_exact_positions(world: World) -> None:
-    coarse = await all_readings(world, await world.token("sensors:read"))
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "",
+        "not a cursor",
+        encode_cursor("2026-11-24T00:00:00+00:00"),  # not this list's key
+        encode_cursor("yesterday", "u-1"),
+        encode_cursor("2026-11-24T00:00:00", "u-1"),  # no time zone
+        encode_cursor("2026-11-24T00:00:00+00:00", 5),
+        encode_cursor("2026-11-24T00:00:00+00:00", "u-1\u0000"),
+        encode_cursor("2026-11-24T00:00:00+00:00", "u-1\n"),
+    ],
+)
+async def test_raw_readings_refuse_a_cursor_they_did_not_give(world: World, forged: str) -> None:
+    window = {"from": world.start.isoformat(), "to": (world.start + timedelta(hours=1)).isoformat()}
+    body = await world.query(
+        READINGS,
+        await world.token("sensors:read"),
+        cells=[cell_str(*PLACES[0])],
+        after=forged,
+        **window,
+    )
+    assert body["data"] == {"sensorReadings": None}
+    [error] = body["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}
+    assert "endCursor" in error["message"]
+
+
+async def test_raw_readings_hide_exact_positions_and_vehicles_without_sensors_precise(
+    world: World,
+) -> None:
+    coarse_token = await world.token("sensors:read")
+    pages = await reading_pages(world, coarse_token)
+    coarse = nodes_of(pages)
     assert len(coarse) == 60
     assert len({(r["ts"], r["position"]["lat"], r["values"][0]["value"]) for r in coarse}) > 1
     assert [r["ts"] for r in coarse] == sorted(r["ts"] for r in coarse)
     for reading in coarse:
         lat, lng = h3.cell_to_latlng(h3.str_to_int(reading["cell"]))
         assert reading["position"] == {"lat": lat, "lng": lng, "precise": False}
-        assert reading["vehicleId"] is None
-    precise = await all_readings(world, await world.token("sensors:read sensors:precise"))
-    assert {(r["position"]["lat"], r["position"]["lng"]) for r in precise} == set(PLACES)
-    assert all(r["position"]["precise"] and r["vehicleId"] for r in precise)
+        assert reading["exactPosition"] is None and reading["vehicleId"] is None
+    errors = [error for body in pages for error in body["errors"]]
+    assert len(errors) == 2 * 60  # the two gated fields of each reading, the rest answered
+    assert {e["path"][-1] for e in errors} == {"exactPosition", "vehicleId"}
+    for error in errors:
+        assert error["extensions"]["code"] == "FORBIDDEN"
+        assert error["extensions"]["requiredScopes"] == [["sensors:precise"]]
+        assert "sensors:precise" in error["message"]
+    assert await audited(world, coarse_token) == set()
+
+    precise_token = await world.token("sensors:read sensors:precise")
+    precise_pages = await reading_pages(world, precise_token)
+    precise = nodes_of(precise_pages)
+    assert [r["position"] for r in precise] == [r["position"] for r in coarse]  # still cells
+    assert {(r["exactPosition"]["lat"], r["exactPosition"]["lng"]) for r in precise} == set(PLACES)
+    assert all(r["exactPosition"]["precise"] for r in precise)
+    vehicles = sorted(vehicle for _, vehicle in world.fleet)
+    assert sorted({r["vehicleId"] for r in precise}) == vehicles
+    # The reads of each vehicle's positions and id are in the audit log: one row per
+    # page, vehicle and field, however many of its readings the page holds.
+    assert await audited(world, precise_token) == {
+        ("sensor_reading.read", "vehicle", vehicle, field, "Readings")
+        for vehicle in vehicles
+        for field in ("exact_position", "vehicle_id")
+    }
+    rows = await world.hub.pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE client_id = $1", client_of(precise_token)
+    )
+    assert rows == 2 * sum(len({r["vehicleId"] for r in nodes_of([p])}) for p in precise_pages)
 
 
 async def test_values_carry_no_float_noise(world: World) -> None:
@@ -486,9 +610,10 @@ async def subscribe(
     return ws
 
 
-LIVE = """subscription($cells: [String!], $since: DateTime) {
+LIVE = """subscription Live($cells: [String!], $since: DateTime) {
   liveReadings(area: {cells: $cells}, metrics: ["pm2_5"], since: $since) {
-    ts cell values { metric value }
+    ts cell position { precise } exactPosition { lat lng precise } vehicleId
+    values { metric value }
   }
 }"""
 
@@ -513,21 +638,34 @@ async def test_live_readings_arrive_and_survive_a_reconnect(world: World) -> Non
         world.database_url, world.bootstrap, world.topic, world.group, on_commit=world.live.publish
     ):
         await produce(world.bootstrap, world.topic, values)
-        received = []
-        for _ in range(3):
-            message_ = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            received.append(message_["payload"]["data"]["liveReadings"])
+        payloads = [json.loads(await asyncio.wait_for(ws.recv(), 10))["payload"] for _ in range(3)]
     await ws.close()
+    received = [payload["data"]["liveReadings"] for payload in payloads]
     assert [r["values"][0]["value"] for r in received] == [40.0, 41.0, 42.0]
+    # Without sensors:precise: the cell, and each gated field null with its own error.
+    for reading, payload in zip(received, payloads, strict=True):
+        assert reading["position"] == {"precise": False}
+        assert reading["exactPosition"] is None and reading["vehicleId"] is None
+        errors = payload["errors"]
+        assert sorted(e["path"][-1] for e in errors) == ["exactPosition", "vehicleId"]
+        assert {e["extensions"]["code"] for e in errors} == {"FORBIDDEN"}
+        assert all("sensors:precise" in e["message"] for e in errors)
 
-    # A client that reconnects asks for everything since the last reading it saw.
-    again = await subscribe(world, token, LIVE, {"cells": cells, "since": received[0]["ts"]})
-    replay = [
-        json.loads(await asyncio.wait_for(again.recv(), 10))["payload"]["data"]["liveReadings"]
-        for _ in range(2)
-    ]
+    # A client that reconnects asks for everything since the last reading it saw; this
+    # one holds sensors:precise, so the replayed readings come with where and which car.
+    precise = await world.token("sensors:read sensors:precise")
+    again = await subscribe(world, precise, LIVE, {"cells": cells, "since": received[0]["ts"]})
+    payloads = [json.loads(await asyncio.wait_for(again.recv(), 10))["payload"] for _ in range(2)]
     await again.close()
+    assert all("errors" not in payload for payload in payloads)
+    replay = [payload["data"]["liveReadings"] for payload in payloads]
     assert [r["values"][0]["value"] for r in replay] == [41.0, 42.0]
+    exact = {"lat": PLACES[0][0], "lng": PLACES[0][1], "precise": True}
+    assert [(r["exactPosition"], r["vehicleId"]) for r in replay] == [(exact, vehicle)] * 2
+    assert await audited(world, precise) == {
+        ("sensor_reading.read", "vehicle", vehicle, field, "Live")
+        for field in ("exact_position", "vehicle_id")
+    }
 
 
 async def test_a_separate_workers_readings_reach_a_hubs_subscriptions(
@@ -540,9 +678,8 @@ async def test_a_separate_workers_readings_reach_a_hubs_subscriptions(
     app = create_app(settings, Servers(world.database_url, world.bootstrap))
     async with serving(app, settings.port) as url:
         hub = Hub(url, auth_hub.pool)
-        ws = await subscribe(
-            hub, await hub.token("sensors:read"), LIVE, {"cells": [cell_str(*ALONE)]}
-        )
+        token = await hub.token("sensors:read sensors:precise")
+        ws = await subscribe(hub, token, LIVE, {"cells": [cell_str(*ALONE)]})
         await asyncio.sleep(1)  # the hub has found the end of the feed
         device, vehicle = world.fleet[2]
         first = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=10)
@@ -555,15 +692,18 @@ async def test_a_separate_workers_readings_reach_a_hubs_subscriptions(
         ]
         await produce(world.bootstrap, topic, values)
         async with workers(world.database_url, world.bootstrap, topic, group):
-            received = [
-                json.loads(await asyncio.wait_for(ws.recv(), 15))["payload"]["data"]["liveReadings"]
-                for _ in range(2)
+            payloads = [
+                json.loads(await asyncio.wait_for(ws.recv(), 15))["payload"] for _ in range(2)
             ]
         await ws.close()
+    assert all("errors" not in payload for payload in payloads)
+    received = [payload["data"]["liveReadings"] for payload in payloads]
     assert [r["values"] for r in received] == [
         [{"metric": "pm2_5", "value": 11.0}],
         [{"metric": "pm2_5", "value": 13.0}],
     ]
+    exact = {"lat": ALONE[0], "lng": ALONE[1], "precise": True}
+    assert [(r["exactPosition"], r["vehicleId"]) for r in received] == [(exact, vehicle)] * 2
 
 
 def test_the_feed_carries_readings_as_stored() -> None:
