@@ -125,7 +125,7 @@ def test_costs_of_documents() -> None:
     assert cost("{ __typename }") == 0
     readings = (
         'query ($n: Int) { sensorReadings(area: {district: "11110"}, from: "2026-01-01T00:00Z",'
-        ' to: "2026-01-02T00:00Z", first: $n) { readings { ts values { metric } } } }'
+        ' to: "2026-01-02T00:00Z", first: $n) { edges { node { ts values { metric } } } } }'
     )
     assert cost(readings, n=10) == 1 + 10 * (1 + LIST_SIZE * 1)
     assert cost(readings.replace(", first: $n", "")) == 1 + 100 * (1 + LIST_SIZE * 1)
