@@ -118,9 +118,13 @@ async def listing(
     day: date | None = None,
     site_id: uuid.UUID | None = None,
     district_code: str | None = None,
+    after: tuple[date, datetime, uuid.UUID] | None = None,
     limit: int = 50,
 ) -> list[Pickup]:
-    """The owner's pickups (None: everyone's), newest pickup day first."""
+    """The owner's pickups (None: everyone's), latest pickup day first, then latest
+    requested (the id breaks ties); `after` is the (pickup_day, requested_at, pickup_id)
+    of the page before's last."""
+    on, at, last = after if after else (None, None, None)
     rows = await conn.fetch(
         "SELECT p.* FROM waste_pickups p JOIN waste_sites s USING (site_id)"
         " JOIN waste_generators g USING (generator_id)"
@@ -128,7 +132,9 @@ async def listing(
         " FROM $2)) AND ($3::text IS NULL OR p.status = $3)"
         " AND ($4::date IS NULL OR p.pickup_day = $4) AND ($5::uuid IS NULL OR p.site_id = $5)"
         " AND ($6::text IS NULL OR p.district_code = $6)"
-        " ORDER BY p.pickup_day DESC, p.requested_at DESC LIMIT $7",
+        " AND ($8::date IS NULL"
+        " OR (p.pickup_day, p.requested_at, p.pickup_id) < ($8, $9::timestamptz, $10::uuid))"
+        " ORDER BY p.pickup_day DESC, p.requested_at DESC, p.pickup_id DESC LIMIT $7",
         owner.client_id if owner else None,
         owner.user_id if owner else None,
         status,
@@ -136,6 +142,9 @@ async def listing(
         site_id,
         district_code,
         limit,
+        on,
+        at,
+        last,
     )
     return _pickups(rows)
 

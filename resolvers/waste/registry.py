@@ -171,16 +171,25 @@ async def generator_by_no(
 
 
 async def generators(
-    conn: asyncpg.Connection | asyncpg.Pool, owner: Owner | None, *, limit: int = 100
+    conn: asyncpg.Connection | asyncpg.Pool,
+    owner: Owner | None,
+    *,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 100,
 ) -> list[Generator]:
-    """The owner's businesses, or everyone's (None: city staff), newest first."""
+    """The owner's businesses, or everyone's (None: city staff), newest first (the id
+    breaks ties); `after` is the (registered_at, generator_id) of the page before's last."""
+    since, last = after if after else (None, None)
     rows = await conn.fetch(
-        "SELECT * FROM waste_generators WHERE $1::text IS NULL"
-        " OR (owner_client = $1 AND owner_user IS NOT DISTINCT FROM $2)"
-        " ORDER BY registered_at DESC, generator_id LIMIT $3",
+        "SELECT * FROM waste_generators WHERE ($1::text IS NULL"
+        " OR (owner_client = $1 AND owner_user IS NOT DISTINCT FROM $2))"
+        " AND ($4::timestamptz IS NULL OR (registered_at, generator_id) < ($4, $5::uuid))"
+        " ORDER BY registered_at DESC, generator_id DESC LIMIT $3",
         owner.client_id if owner else None,
         owner.user_id if owner else None,
         limit,
+        since,
+        last,
     )
     return [Generator(**dict(row)) for row in rows]
 
@@ -246,18 +255,24 @@ async def sites(
     owner: Owner | None,
     *,
     district_code: str | None = None,
+    after: tuple[str, uuid.UUID] | None = None,
     limit: int = 100,
 ) -> list[Site]:
-    """The owner's sites (None: everyone's), of one district or all, by name."""
+    """The owner's sites (None: everyone's), of one district or all, by name (the id
+    breaks ties); `after` is the (name, site_id) of the page before's last."""
+    name, last = after if after else (None, None)
     rows = await conn.fetch(
         "SELECT s.* FROM waste_sites s JOIN waste_generators g USING (generator_id)"
         " WHERE ($1::text IS NULL OR (g.owner_client = $1 AND g.owner_user IS NOT DISTINCT"
         " FROM $2)) AND ($3::text IS NULL OR s.district_code = $3)"
+        " AND ($5::text IS NULL OR (s.name, s.site_id) > ($5, $6::uuid))"
         " ORDER BY s.name, s.site_id LIMIT $4",
         owner.client_id if owner else None,
         owner.user_id if owner else None,
         district_code,
         limit,
+        name,
+        last,
     )
     return [Site(**dict(row)) for row in rows]
 

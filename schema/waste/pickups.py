@@ -25,9 +25,10 @@ from resolvers.payments.errors import IdempotencyKeyReused
 from resolvers.waste import errors, pickups, registry, scopes, tariffs
 from resolvers.waste.pickups import Pickup as PickupRecord
 from resolvers.waste.registry import Owner
+from schema.pagination import Connection, check_first, page_of
 from schema.payments import flow
 from schema.payments.state import hub_of
-from schema.waste import payments_sync
+from schema.waste import paging, payments_sync
 from schema.waste.types import (
     Bin,
     Generator,
@@ -51,6 +52,9 @@ BUSINESS_OR_CITY = BUSINESS + CITY
 PAYING = [[scopes.BUSINESS.name, payment_scopes.PAY.name]]
 ANY_WASTE = [*BUSINESS_OR_CITY, [scopes.COLLECT.name]]
 DAYS_AHEAD = 30  # how far ahead a pickup may be requested
+MAX_PAGE = 500
+FIRST = Annotated[int, strawberry.argument(description=f"1 to {MAX_PAGE}.")]
+AFTER = Annotated[str | None, strawberry.argument(description="The endCursor of the page before.")]
 KEY = strawberry.argument(
     description="Unique per request (a UUID v4); send the same key again to retry safely."
 )
@@ -72,12 +76,6 @@ def _viewer(info: Info) -> Owner | None:
     if scopes.CITY.name in info.context.caller.scopes:
         return None
     return _business(info)
-
-
-def _first(first: int, most: int = 500) -> int:
-    if not 1 <= first <= most:
-        raise BadUserInput(f"first must be between 1 and {most}", argument="first")
-    return first
 
 
 async def _own_pickup(info: Info, pickup_id: uuid.UUID, owner: Owner | None) -> PickupRecord:
@@ -126,23 +124,42 @@ class TariffInput:
 class WasteRegistryQuery:
     @strawberry.federation.field(
         requires_scopes=BUSINESS_OR_CITY,
-        description="Your businesses, or (city staff) all of them, newest first.",
+        description="Your businesses, or (city staff) all of them, newest first; a page of"
+        " `first`, the next one `after` its `pageInfo.endCursor`.",
     )
-    async def waste_generators(self, info: Info, first: int = 50) -> list[Generator]:
-        found = await registry.generators(info.context.db, _viewer(info), limit=_first(first))
-        return [generator_of(g) for g in found]
+    async def waste_generators(
+        self, info: Info, first: FIRST = 50, after: AFTER = None
+    ) -> Connection[Generator]:
+        check_first(first, MAX_PAGE)
+        found = await registry.generators(
+            info.context.db,
+            _viewer(info),
+            after=paging.generator_after(after),
+            limit=first + 1,
+        )
+        return page_of(found, first, node=generator_of, key=paging.generator_key, after=after)
 
     @strawberry.federation.field(
         requires_scopes=BUSINESS_OR_CITY,
-        description="Your sites, or (city staff) all sites, of one district or all, by name.",
+        description="Your sites, or (city staff) all sites, of one district or all, by name;"
+        " a page of `first`, the next one `after` its `pageInfo.endCursor`.",
     )
     async def waste_sites(
-        self, info: Info, district_code: str | None = None, first: int = 100
-    ) -> list[Site]:
+        self,
+        info: Info,
+        district_code: str | None = None,
+        first: FIRST = 100,
+        after: AFTER = None,
+    ) -> Connection[Site]:
+        check_first(first, MAX_PAGE)
         found = await registry.sites(
-            info.context.db, _viewer(info), district_code=district_code, limit=_first(first)
+            info.context.db,
+            _viewer(info),
+            district_code=district_code,
+            after=paging.site_after(after),
+            limit=first + 1,
         )
-        return [site_of(s) for s in found]
+        return page_of(found, first, node=site_of, key=paging.site_key, after=after)
 
     @strawberry.federation.field(
         requires_scopes=BUSINESS_OR_CITY, description="A site: yours, or any for city staff."
@@ -177,7 +194,8 @@ class WasteRegistryQuery:
 
     @strawberry.federation.field(
         requires_scopes=BUSINESS_OR_CITY,
-        description="Your pickups, or (city staff) anyone's, latest pickup day first.",
+        description="Your pickups, or (city staff) anyone's, latest pickup day first; a page"
+        " of `first`, the next one `after` its `pageInfo.endCursor`.",
     )
     async def waste_pickups(
         self,
@@ -186,8 +204,10 @@ class WasteRegistryQuery:
         day: date | None = None,
         site_id: uuid.UUID | None = None,
         district_code: str | None = None,
-        first: int = 50,
-    ) -> list[Pickup]:
+        first: FIRST = 50,
+        after: AFTER = None,
+    ) -> Connection[Pickup]:
+        check_first(first, MAX_PAGE)
         found = await pickups.listing(
             info.context.db,
             _viewer(info),
@@ -195,9 +215,10 @@ class WasteRegistryQuery:
             day=day,
             site_id=site_id,
             district_code=district_code,
-            limit=_first(first),
+            after=paging.pickup_after(after),
+            limit=first + 1,
         )
-        return [pickup_of(p) for p in found]
+        return page_of(found, first, node=pickup_of, key=paging.pickup_key, after=after)
 
     @strawberry.federation.field(
         requires_scopes=BUSINESS_OR_CITY, description="A pickup: yours, or any for city staff."

@@ -17,6 +17,7 @@ import pytest
 
 from resolvers.waste import pickups
 from resolvers.waste.registry import BUSINESS_NO_WEIGHTS, valid_business_no
+from schema.pagination import encode_cursor
 from schema.payments import flow
 from schema.waste import payments_sync
 from tests.oauth import REDIRECT, code_for
@@ -278,21 +279,28 @@ async def test_a_business_sees_and_acts_on_its_own_sites_only(world: World, city
         """mutation($p: UUID!) { cancelPickup(pickupId: $p, reason: "no") { id } }""",
         {"p": mine_pickup["id"]},
     )
-    listed = data(await world.gql(theirs.token, "{ wasteSites { id } wastePickups { id } }"))
+    listed = data(
+        await world.gql(
+            theirs.token, "{ wasteSites { nodes { id } } wastePickups { nodes { id } } }"
+        )
+    )
     everyone = data(
         await world.gql(
             city,
-            "query($d: String!) { wasteSites(districtCode: $d) { id } }",
+            "query($d: String!) { wasteSites(districtCode: $d) { nodes { id } } }",
             {"d": mine.district},
         )
     )
     app_alone = await world.gql(
-        await world.clients.token("waste:business"), "{ wasteSites { id } }"
+        await world.clients.token("waste:business"), "{ wasteSites { nodes { id } } }"
     )
 
     assert code(peek) == code(add) == code(take) == code(cancel) == "NOT_YOUR_SITE"
-    assert listed == {"wasteSites": [{"id": theirs.site}], "wastePickups": []}
-    assert {s["id"] for s in everyone["wasteSites"]} == {mine.site, theirs.site}
+    assert listed == {
+        "wasteSites": {"nodes": [{"id": theirs.site}]},
+        "wastePickups": {"nodes": []},
+    }
+    assert {s["id"] for s in everyone["wasteSites"]["nodes"]} == {mine.site, theirs.site}
     assert code(app_alone) == "FORBIDDEN"
 
 
@@ -301,19 +309,151 @@ async def test_reading_a_representative_or_phone_is_audited(world: World, city: 
     before = await world.pool.fetchval(
         "SELECT count(*) FROM audit_log WHERE subject = $1", mine.generator
     )
-    plain = data(await world.gql(mine.token, "{ wasteGenerators { id name } }"))
-    personal = data(await world.gql(mine.token, "{ wasteGenerators { id representative phone } }"))
+    plain = data(await world.gql(mine.token, "{ wasteGenerators { nodes { id name } } }"))
+    personal = data(
+        await world.gql(mine.token, "{ wasteGenerators { nodes { id representative phone } } }")
+    )
     rows = await world.pool.fetch(
         "SELECT action, subject_type, fields FROM audit_log WHERE subject = $1", mine.generator
     )
 
-    assert plain["wasteGenerators"] == [{"id": mine.generator, "name": "맛있는식당"}]
-    assert personal["wasteGenerators"][0]["representative"] == "김사장"
+    assert plain["wasteGenerators"]["nodes"] == [{"id": mine.generator, "name": "맛있는식당"}]
+    assert personal["wasteGenerators"]["nodes"][0]["representative"] == "김사장"
     assert before == 0
     assert sorted(tuple(r["fields"]) for r in rows) == [("phone",), ("representative",)]
     assert {(r["action"], r["subject_type"]) for r in rows} == {
         ("business.read", "waste_generator")
     }
+
+
+async def pages(
+    world: World, token: str, field: str, **filters: tuple[str, Any]
+) -> list[dict[str, Any]]:
+    """Every page of a connection, two items a page, each asked `after` the one before,
+    with the same `filters` (argument name: its type and value)."""
+    declared = "".join(f", ${name}: {kind}" for name, (kind, _) in filters.items())
+    given = "".join(f", {name}: ${name}" for name in filters)
+    query = f"""query($a: String{declared}) {{ {field}(first: 2, after: $a{given}) {{
+        edges {{ cursor node {{ id }} }} pageInfo {{ hasNextPage hasPreviousPage endCursor }}
+    }} }}"""
+    found, after = [], None
+    while True:
+        variables = {"a": after, **{name: value for name, (_, value) in filters.items()}}
+        page = data(await world.gql(token, query, variables))[field]
+        found.append(page)
+        after = page["pageInfo"]["endCursor"]
+        assert page["edges"][-1]["cursor"] == after
+        if not page["pageInfo"]["hasNextPage"]:
+            return found
+
+
+def ids(found: list[dict[str, Any]]) -> list[str]:
+    return [edge["node"]["id"] for page in found for edge in page["edges"]]
+
+
+async def test_generators_and_sites_page_through_with_cursors_each_once(
+    world: World, city: str
+) -> None:
+    mine = await litre_world(world, city)
+    generators = [mine.generator]
+    for _ in range(2):
+        made = await world.gql(
+            mine.token,
+            """mutation($i: GeneratorInput!) { registerWasteGenerator(input: $i) { id } }""",
+            {"i": {"businessNo": business_no(), "name": "분점", "representative": "김사장",
+                   "phone": "010-1234-5678"}},
+        )  # fmt: skip
+        generators.append(data(made)["registerWasteGenerator"]["id"])
+    # The two newest registered in the same microsecond: their ids order them.
+    await world.pool.execute(
+        "UPDATE waste_generators SET registered_at = now() + interval '1 second'"
+        " WHERE generator_id = ANY($1)",
+        [uuid.UUID(g) for g in generators[1:]],
+    )
+    sites = [mine.site]  # 본점
+    for name in ("가게", "가게", "별관"):
+        made = await world.gql(
+            mine.token,
+            """mutation($i: SiteInput!, $k: String!) {
+                 addWasteSite(input: $i, idempotencyKey: $k) { id } }""",
+            {"i": {"generatorId": mine.generator, "name": name, "address": "종로 1",
+                   "lat": 37.57, "lng": 126.98, "districtCode": mine.district},
+             "k": str(uuid.uuid4())},
+        )  # fmt: skip
+        sites.append(data(made)["addWasteSite"]["id"])
+
+    generator_pages = await pages(world, mine.token, "wasteGenerators")
+    site_pages = await pages(world, mine.token, "wasteSites")
+    # City staff see every site: the district keeps the list to these.
+    by_district = await pages(world, city, "wasteSites", districtCode=("String", mine.district))
+
+    assert ids(generator_pages) == [
+        *sorted(generators[1:], key=uuid.UUID, reverse=True),
+        mine.generator,
+    ]
+    assert [page["pageInfo"]["hasPreviousPage"] for page in generator_pages] == [False, True]
+    by_name = [*sorted(sites[1:3], key=uuid.UUID), sites[3], sites[0]]  # 가게 가게 별관 본점
+    assert ids(site_pages) == by_name
+    assert ids(by_district) == by_name
+    assert [len(page["edges"]) for page in site_pages] == [2, 2]
+
+
+async def test_pickups_page_through_with_cursors_latest_day_first(world: World, city: str) -> None:
+    mine = await litre_world(world, city)
+    other_bin = await add_bin(world, mine.token, mine.site, 60)
+    today = pickups.korea_today()
+    days = {today: [mine.bin], today + timedelta(days=1): [mine.bin, other_bin],
+            today + timedelta(days=2): [mine.bin, other_bin]}  # fmt: skip
+    made: dict[date, list[str]] = {}
+    for day, bins in days.items():
+        for bin_id in bins:
+            requested = data(await request(world, mine, bin=bin_id, day=day))["requestPickup"]
+            made.setdefault(day, []).append(requested["id"])
+    # All requested in the same microsecond but one, requested a second later.
+    late = made[today + timedelta(days=2)][0]
+    await world.pool.execute(
+        "UPDATE waste_pickups SET requested_at = date_trunc('second', now())"
+        " + CASE WHEN pickup_id = $2 THEN interval '1 second' ELSE interval '0' END"
+        " WHERE pickup_id = ANY($1)",
+        [uuid.UUID(p) for found in made.values() for p in found],
+        uuid.UUID(late),
+    )
+
+    own = await pages(world, mine.token, "wastePickups")
+    at_site = await pages(world, city, "wastePickups", siteId=("UUID", mine.site))
+
+    latest_first = [
+        late,
+        *[p for p in made[today + timedelta(days=2)] if p != late],
+        *sorted(made[today + timedelta(days=1)], key=uuid.UUID, reverse=True),
+        *made[today],
+    ]
+    assert ids(own) == ids(at_site) == latest_first
+    assert [len(page["edges"]) for page in own] == [2, 2, 1]
+    assert [page["pageInfo"]["hasNextPage"] for page in own] == [True, True, False]
+
+
+async def test_a_cursor_the_list_did_not_give_is_refused(world: World, city: str) -> None:
+    some = str(uuid.uuid4())
+    forged = {
+        "wasteGenerators": [encode_cursor("2026-12-01T00:00:00", some), encode_cursor(1, 2)],
+        "wasteSites": [encode_cursor("\x00", some), encode_cursor("본점", "not an id")],
+        "wastePickups": [
+            encode_cursor("2026-12-01", "2026-12-01T00:00:00+00:00"),
+            encode_cursor("12/01", "2026-12-01T00:00:00+00:00", some),
+        ],
+    }
+    for field, cursors in forged.items():
+        for cursor in ("bm90IGEgY3Vyc29y", *cursors):
+            answer = await world.gql(
+                city,
+                f"query($a: String) {{ {field}(after: $a) {{ nodes {{ id }} }} }}",
+                {"a": cursor},
+            )
+            assert code(answer) == "BAD_USER_INPUT", (field, cursor, answer)
+            assert answer["errors"][0]["extensions"]["argument"] == "after"
+    too_many = await world.gql(city, "{ wastePickups(first: 501) { nodes { id } } }")
+    assert code(too_many) == "BAD_USER_INPUT"
 
 
 # Tariffs
