@@ -3,7 +3,8 @@ hub answers below 500, in GraphQL's response shape, and never with INTERNAL_SERV
 
 hypothesis-graphql writes the documents from the schema the hub publishes (introspection):
 valid queries and mutations with literal arguments, the same with every argument sent as a
-variable, and documents with one schema violation each. Each is sent anonymously and with
+variable (and with one variable missing or of any value), and documents with one schema
+violation each. Each is sent anonymously and with
 a token of every scope, to the whole hub over HTTP; mutations change this module's own
 database only. Runs are bounded: FUZZ_EXAMPLES examples a case (IEUM_FUZZ_EXAMPLES to run
 longer locally), no deadline, derandomized under CI so a failure found there reproduces.
@@ -21,7 +22,7 @@ from typing import Any
 import graphql
 import httpx
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
 
@@ -112,23 +113,24 @@ async def callers(auth_hub: Hub) -> dict[str, dict[str, str]]:
 
 
 def json_values() -> st.SearchStrategy[graphql.ValueNode]:
+    """Any JSON value as a literal but a bare null (JSON arguments are non-null)."""
     leaves = st.one_of(
-        st.just(nodes.Null),
         st.booleans().map(nodes.Boolean),
         st.integers(-(2**31), 2**31 - 1).map(nodes.Int),
         st.floats(allow_nan=False, allow_infinity=False).map(nodes.Float),
         TEXT.map(nodes.String),
     )
-    return st.recursive(
-        leaves,
-        lambda inner: st.one_of(
-            st.lists(inner, max_size=4).map(nodes.List),
-            st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), inner)
-            .map(lambda fields: [graphql_field(name, value) for name, value in fields.items()])
-            .map(nodes.Object),
-        ),
-        max_leaves=8,
-    )
+    names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+
+    def containers(
+        inner: st.SearchStrategy[graphql.ValueNode],
+    ) -> st.SearchStrategy[graphql.ValueNode]:
+        item = inner | st.just(nodes.Null)
+        return st.lists(item, max_size=3).map(nodes.List) | st.dictionaries(
+            names, item, max_size=3
+        ).map(lambda fields: nodes.Object([graphql_field(k, v) for k, v in fields.items()]))
+
+    return st.recursive(leaves, containers, max_leaves=8)
 
 
 def graphql_field(name: str, value: graphql.ValueNode) -> graphql.ObjectFieldNode:
@@ -174,7 +176,7 @@ def custom_scalars(
             lambda at: nodes.String(at.isoformat())
         ),
         "UUID": st.uuids().map(nodes.String),
-        "JSON": json_values().filter(lambda value: value is not nodes.Null),
+        "JSON": json_values(),
         "_Any": representations(schema),
     }
     if malformed:
@@ -363,6 +365,40 @@ async def test_valid_operations_with_variables_answer_well(
 ) -> None:
     document = data.draw(operations[Mode.POSITIVE], label="document")
     await answers_well(http, callers[caller], tracebacks, *with_variables(api_schema, document))
+
+
+# Any JSON a client may send as a variable's value, of whatever type.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("caller", CALLERS)
+@FUZZ
+@given(data=st.data())
+async def test_bad_variable_values_answer_well(
+    http: httpx.AsyncClient,
+    api_schema: graphql.GraphQLSchema,
+    operations: dict[Mode, st.SearchStrategy[str]],
+    callers: dict[str, dict[str, str]],
+    tracebacks: Tracebacks,
+    caller: str,
+    data: st.DataObject,
+) -> None:
+    """A valid document whose variables have one value missing, null or of any type."""
+    document, variables = with_variables(
+        api_schema, data.draw(operations[Mode.POSITIVE], label="document")
+    )
+    assume(variables)
+    name = data.draw(st.sampled_from(sorted(variables)), label="variable")
+    if data.draw(st.booleans(), label="missing"):
+        del variables[name]
+    else:
+        variables[name] = data.draw(JSON_VALUES, label="value")
+    await answers_well(http, callers[caller], tracebacks, document, variables)
 
 
 @pytest.mark.db
