@@ -235,16 +235,21 @@ async def by_id(pool: asyncpg.Pool, message_id: uuid.UUID) -> DisplayMessage | N
 
 
 async def listing(
-    pool: asyncpg.Pool, *, current_only: bool, first: int, before: datetime | None
+    pool: asyncpg.Pool,
+    *,
+    current_only: bool,
+    first: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[DisplayMessage]:
-    """Newest first; `current_only`: those scheduled or showing now."""
+    """Newest first; `current_only`: those scheduled or showing now; `after` a message's
+    (created_at, message_id): only older ones (keyset paging, the id breaks ties)."""
     rows = await pool.fetch(
         f"SELECT {_COLUMNS} FROM display_messages"
         " WHERE ($1::bool IS FALSE OR (withdrawn_at IS NULL AND ends_at > now()))"
-        " AND ($2::timestamptz IS NULL OR created_at < $2)"
-        " ORDER BY created_at DESC LIMIT $3",
+        " AND ($2::timestamptz IS NULL OR (created_at, message_id) < ($2, $3::uuid))"
+        " ORDER BY created_at DESC, message_id DESC LIMIT $4",
         current_only,
-        before,
+        *(after or (None, None)),
         first,
     )
     return [_message(row) for row in rows]

@@ -22,6 +22,8 @@ from hub.core.domain import Worker
 from hub.core.errors import BadUserInput, Unauthenticated
 from resolvers.notices import displays, displays_area, displays_coverage, displays_targeting
 from resolvers.notices.settings import NoticesSettings
+from schema.notices import cursors
+from schema.pagination import Connection, check_first, page_of
 
 OPERATE = [[displays.OPERATE.name]]
 MAX_PAGE = 200
@@ -213,6 +215,10 @@ def message_of(record: displays.DisplayMessage) -> DisplayMessageType:
     )
 
 
+def _message_key(record: displays.DisplayMessage) -> tuple[str, str]:
+    return cursors.time_key(record.created_at), str(record.message_id)
+
+
 async def _area(info: Info, given: DisplayAreaInput) -> displays_area.Area:
     chosen = [v is not None for v in (given.district_code, given.polygon, given.cells)]
     if sum(chosen) != 1:
@@ -236,7 +242,10 @@ def _publisher(info: Info) -> str:
 
 @strawberry.type
 class DisplaysQuery:
-    @strawberry.field(description="Display messages, newest first (open data).")
+    @strawberry.field(
+        description="Display messages, newest first (open data); the next page `after` its"
+        " `pageInfo.endCursor`."
+    )
     async def display_messages(
         self,
         info: Info,
@@ -244,17 +253,16 @@ class DisplaysQuery:
             bool, strawberry.argument(description="Only those scheduled or showing now.")
         ] = False,
         first: int = 50,
-        before: Annotated[
-            datetime | None,
-            strawberry.argument(description="Published before this (the last createdAt seen)."),
-        ] = None,
-    ) -> list[DisplayMessageType]:
-        if not 1 <= first <= MAX_PAGE:
-            raise BadUserInput(f"first is 1-{MAX_PAGE}", argument="first")
+        after: str | None = None,
+    ) -> Connection[DisplayMessageType]:
+        check_first(first, MAX_PAGE)
         found = await displays.listing(
-            info.context.db, current_only=current_only, first=first, before=before
+            info.context.db,
+            current_only=current_only,
+            first=first + 1,
+            after=cursors.time_and_uuid(after),
         )
-        return [message_of(m) for m in found]
+        return page_of(found, first, node=message_of, key=_message_key, after=after)
 
     @strawberry.field(description="One display message (open data); null if none has the id.")
     async def display_message(self, info: Info, id: uuid.UUID) -> DisplayMessageType | None:

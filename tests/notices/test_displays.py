@@ -43,6 +43,7 @@ from resolvers.notices.displays_targeting import ACK_GROUP, DisplayTargeting
 from resolvers.notices.displays_targeting import ensure_topics as ensure_display_topics
 from resolvers.notices.settings import NoticesSettings
 from resolvers.sensors.ingest import IngestWorker, ensure_topics
+from schema.pagination import encode_cursor
 from tests.conftest import local_settings
 from tests.oauth import Hub
 from tests.sensors.helpers import dead_letters, partner
@@ -660,3 +661,62 @@ async def _acks_all_committed(world: World) -> bool:
         return committed == ends and sum(ends.values()) > 0
     finally:
         await consumer.stop()
+
+
+MESSAGES_PAGE = """
+query ($first: Int!, $after: String, $current: Boolean!) {
+  displayMessages(first: $first, after: $after, currentOnly: $current) {
+    edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage endCursor }
+  }
+}"""
+
+
+async def every_message(world: World, current: bool) -> list[str]:
+    """Every listed message's id, two at a time with `after`, checking each page's info."""
+    ids: list[str] = []
+    after, more = None, True
+    while more:
+        answer = await world.graphql(
+            MESSAGES_PAGE, {"first": 2, "after": after, "current": current}
+        )
+        page = answer["data"]["displayMessages"]
+        info = page["pageInfo"]
+        assert info["hasPreviousPage"] == (after is not None)
+        ids += [edge["node"]["id"] for edge in page["edges"]]
+        after, more = info["endCursor"], info["hasNextPage"]
+        assert after == page["edges"][-1]["cursor"]
+    return ids
+
+
+async def test_display_messages_page_newest_first_each_once(world: World) -> None:
+    mine = [(await world.publish({"cells": [cell7(JEJU)]}))["id"] for _ in range(3)]
+    # Two published in the same instant: the id orders them, and neither is skipped.
+    await world.pool.execute(
+        "UPDATE display_messages SET created_at = (SELECT created_at FROM display_messages"
+        " WHERE message_id = $1) WHERE message_id = $2",
+        uuid.UUID(mine[0]),
+        uuid.UUID(mine[1]),
+    )
+    newest_first = [
+        str(r["message_id"])
+        for r in await world.pool.fetch(
+            "SELECT message_id FROM display_messages ORDER BY created_at DESC, message_id DESC"
+        )
+    ]
+
+    assert await every_message(world, current=False) == newest_first
+
+    withdrawn = await world.graphql(
+        "mutation ($id: UUID!) { withdrawDisplayMessage(id: $id) { status } }",
+        {"id": mine[2]},
+        world.operator,
+    )
+    assert withdrawn["data"]["withdrawDisplayMessage"]["status"] == "WITHDRAWN"
+    current = await every_message(world, current=True)
+    assert len(set(current)) == len(current) and mine[2] not in current
+    assert [i for i in current if i in mine] == [i for i in newest_first if i in mine[:2]]
+    for forged in ("abc", encode_cursor("2026-12-01", mine[0]), encode_cursor(mine[0])):
+        refused = await world.graphql(
+            MESSAGES_PAGE, {"first": 2, "after": forged, "current": False}
+        )
+        assert refused["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}
