@@ -51,22 +51,42 @@ async def inbox(
     user_id: uuid.UUID,
     client_id: str,
     *,
-    after: int | None = None,
+    before: int | None = None,
     unread_only: bool = False,
     limit: int = 50,
 ) -> list[Received]:
-    """Newest first; `after` (a delivery id) gives only those received later, oldest
-    first, for a follower."""
+    """Newest first; `before` (a delivery id): only those received earlier, the next
+    page (keyset paging on the delivery id)."""
     rows = await conn.fetch(
         _RECEIVED + " WHERE d.user_id = $1 AND d.client_id = $2 AND d.status <> 'withdrawn'"
-        " AND d.release_at <= now() AND ($3::bigint IS NULL OR d.delivery_id > $3)"
+        " AND d.release_at <= now() AND ($3::bigint IS NULL OR d.delivery_id < $3)"
         " AND (NOT $4 OR d.read_at IS NULL)"
-        " ORDER BY CASE WHEN $3::bigint IS NULL THEN -d.delivery_id ELSE d.delivery_id END"
-        " LIMIT $5",
+        " ORDER BY d.delivery_id DESC LIMIT $5",
+        user_id,
+        client_id,
+        before,
+        unread_only,
+        limit,
+    )
+    return [Received(**dict(row)) for row in rows]
+
+
+async def later(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    user_id: uuid.UUID,
+    client_id: str,
+    after: int,
+    limit: int = 100,
+) -> list[Received]:
+    """Those received after `after` (a delivery id), oldest first: what a follower of the
+    inbox has not seen yet."""
+    rows = await conn.fetch(
+        _RECEIVED + " WHERE d.user_id = $1 AND d.client_id = $2 AND d.status <> 'withdrawn'"
+        " AND d.release_at <= now() AND d.delivery_id > $3"
+        " ORDER BY d.delivery_id LIMIT $4",
         user_id,
         client_id,
         after,
-        unread_only,
         limit,
     )
     return [Received(**dict(row)) for row in rows]
@@ -150,17 +170,21 @@ async def reports(
     *,
     agency_notice_id: str | None = None,
     since: datetime | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
     limit: int = 50,
 ) -> list[Report]:
-    """Reports of an agency's notices (None: every agency's), newest first."""
+    """Reports of an agency's notices (None: every agency's), newest first; `after` a
+    notice's (accepted_at, notice_id): only older ones (keyset paging)."""
     rows = await conn.fetch(
         _REPORT + " WHERE ($1::text IS NULL OR n.agency = $1)"
         " AND ($2::text IS NULL OR n.agency_notice_id = $2)"
         " AND ($3::timestamptz IS NULL OR n.accepted_at >= $3)"
-        " GROUP BY n.notice_id ORDER BY n.accepted_at DESC LIMIT $4",
+        " AND ($4::timestamptz IS NULL OR (n.accepted_at, n.notice_id) < ($4, $5::uuid))"
+        " GROUP BY n.notice_id ORDER BY n.accepted_at DESC, n.notice_id DESC LIMIT $6",
         agency,
         agency_notice_id,
         since,
+        *(after or (None, None)),
         limit,
     )
     return [Report(**dict(row)) for row in rows]

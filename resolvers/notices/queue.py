@@ -170,6 +170,7 @@ async def next_due(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    delivery_id: int
     event_id: uuid.UUID
     notice_id: uuid.UUID
     user_id: uuid.UUID
@@ -182,16 +183,22 @@ class DeadLetter:
 
 
 async def dead_letters(
-    conn: asyncpg.Connection | asyncpg.Pool, client_id: str, limit: int
+    conn: asyncpg.Connection | asyncpg.Pool,
+    client_id: str,
+    limit: int,
+    after: tuple[datetime, int] | None = None,
 ) -> list[DeadLetter]:
-    """The app's deliveries that ran out of retries, oldest first."""
+    """The app's deliveries that ran out of retries, oldest first; `after` one's
+    (failed_at, delivery_id): only those that failed later (keyset paging)."""
     rows = await conn.fetch(
-        "SELECT d.event_id, d.notice_id, d.user_id, d.type_code, n.title_ko, d.attempts,"
-        " d.last_error, d.release_at, d.failed_at FROM notice_deliveries d"
+        "SELECT d.delivery_id, d.event_id, d.notice_id, d.user_id, d.type_code, n.title_ko,"
+        " d.attempts, d.last_error, d.release_at, d.failed_at FROM notice_deliveries d"
         " JOIN notices n USING (notice_id)"
-        " WHERE d.client_id = $1 AND d.status = 'failed' ORDER BY d.failed_at, d.delivery_id"
-        " LIMIT $2",
+        " WHERE d.client_id = $1 AND d.status = 'failed'"
+        " AND ($2::timestamptz IS NULL OR (d.failed_at, d.delivery_id) > ($2, $3::bigint))"
+        " ORDER BY d.failed_at, d.delivery_id LIMIT $4",
         client_id,
+        *(after or (None, None)),
         limit,
     )
     return [DeadLetter(**dict(row)) for row in rows]

@@ -34,6 +34,7 @@ from resolvers.notices import (
     store,
     webhooks,
 )
+from schema.notices import cursors
 from schema.notices.state import NoticesState
 from schema.notices.types import (
     DeadLetter,
@@ -50,12 +51,14 @@ from schema.notices.types import (
     report_of,
     type_of,
 )
+from schema.pagination import Connection, check_first, page_of
 
 RECEIVE = [[scopes.RECEIVE.name]]
 DELIVER = [[scopes.DELIVER.name]]
 PUBLISHERS = [[scopes.PUBLISH.name], [scopes.OPERATE.name]]
 OPERATE = [[scopes.OPERATE.name]]
 FOLLOW_SECONDS = 1.0
+MAX_PAGE = 500
 KEY = strawberry.argument(
     description="Unique per request (a UUID v4); send the same key again to retry safely."
 )
@@ -90,7 +93,7 @@ async def _agency(info: Info) -> str | None:
     return agency
 
 
-async def _audited(info: Info, found: list[inbox.Received], action: str) -> list[InboxNotice]:
+async def _audit(info: Info, found: list[inbox.Received], action: str) -> None:
     if found:
         await audit.read(
             info,
@@ -99,12 +102,30 @@ async def _audited(info: Info, found: list[inbox.Received], action: str) -> list
             subjects=[str(r.notice_id) for r in found],
             fields=["title", "body", "params"],
         )
+
+
+async def _audited(info: Info, found: list[inbox.Received], action: str) -> list[InboxNotice]:
+    await _audit(info, found, action)
     return [received_of(r) for r in found]
 
 
+# Each list's sort key, as its cursors hold it (schema/notices/cursors.py reads them back).
+
+
+def _inbox_key(record: inbox.Received) -> tuple[int]:
+    return (record.delivery_id,)
+
+
+def _report_key(record: inbox.Report) -> tuple[str, str]:
+    return cursors.time_key(record.accepted_at), str(record.notice_id)
+
+
+def _dead_letter_key(record: queue.DeadLetter) -> tuple[str, int]:
+    return cursors.time_key(record.failed_at), record.delivery_id
+
+
 def _first(first: int) -> int:
-    if not 1 <= first <= 500:
-        raise BadUserInput("first must be between 1 and 500", argument="first")
+    check_first(first, MAX_PAGE)
     return first
 
 
@@ -137,8 +158,9 @@ class NoticesQuery:
 
     @strawberry.federation.field(
         requires_scopes=RECEIVE,
-        description="The token's citizen's notices through this app, newest first (with"
-        " `after`: only later ones, oldest first). Audited.",
+        description="The token's citizen's notices through this app, newest first; the"
+        " next page `after` its `pageInfo.endCursor`. To hear of later ones, pass the"
+        " newest one's cursor to noticeReceived(after:). Audited.",
     )
     async def notice_inbox(
         self,
@@ -146,22 +168,23 @@ class NoticesQuery:
         first: int = 50,
         after: str | None = None,
         unread_only: bool = False,
-    ) -> list[InboxNotice]:
+    ) -> Connection[InboxNotice]:
         user_id, client_id = _citizen(info)
         found = await inbox.inbox(
             info.context.db,
             user_id,
             client_id,
-            after=_cursor(after),
+            before=cursors.delivery(after),
             unread_only=unread_only,
-            limit=_first(first),
+            limit=_first(first) + 1,
         )
-        return await _audited(info, found, "notice.read")
+        await _audit(info, found[:first], "notice.read")
+        return page_of(found, first, node=received_of, key=_inbox_key, after=after)
 
     @strawberry.federation.field(
         requires_scopes=PUBLISHERS,
         description="Reports of the caller's agency's notices (operators: any agency's),"
-        " newest first.",
+        " newest first; the next page `after` its `pageInfo.endCursor`.",
     )
     async def notice_reports(
         self,
@@ -170,7 +193,8 @@ class NoticesQuery:
         agency: str | None = None,
         since: datetime | None = None,
         first: int = 50,
-    ) -> list[NoticeReport]:
+        after: str | None = None,
+    ) -> Connection[NoticeReport]:
         own = await _agency(info)
         if own is not None and agency not in (None, own):
             raise errors.NotYourAgency(f"this client publishes for {own}, not {agency}")
@@ -179,38 +203,36 @@ class NoticesQuery:
             own or agency,
             agency_notice_id=agency_notice_id,
             since=since,
-            limit=_first(first),
+            after=cursors.time_and_uuid(after),
+            limit=_first(first) + 1,
         )
-        return [report_of(r) for r in found]
+        return page_of(found, first, node=report_of, key=_report_key, after=after)
 
     @strawberry.federation.field(
         requires_scopes=DELIVER,
-        description="This app's deliveries that ran out of retries, oldest first. Audited.",
+        description="This app's deliveries that ran out of retries, oldest first; the next"
+        " page `after` its `pageInfo.endCursor`. Audited.",
     )
-    async def notice_dead_letters(self, info: Info, first: int = 100) -> list[DeadLetter]:
-        found = await queue.dead_letters(info.context.db, _app(info), _first(first))
-        if found:
+    async def notice_dead_letters(
+        self, info: Info, first: int = 100, after: str | None = None
+    ) -> Connection[DeadLetter]:
+        found = await queue.dead_letters(
+            info.context.db, _app(info), _first(first) + 1, cursors.time_and_id(after)
+        )
+        if shown := found[:first]:
             await audit.read(
                 info,
                 action="notice.read",
                 subject_type="notice",
-                subjects=[str(d.notice_id) for d in found],
+                subjects=[str(d.notice_id) for d in shown],
                 fields=["citizen", "title"],
             )
-        return [dead_letter_of(d) for d in found]
+        return page_of(found, first, node=dead_letter_of, key=_dead_letter_key, after=after)
 
     @strawberry.federation.field(requires_scopes=DELIVER, description="This app's webhook.")
     async def notice_webhook(self, info: Info) -> NoticeWebhook | None:
         found = await webhooks.of_app(info.context.db, _app(info))
         return None if found is None else _webhook(found, shown=False)
-
-
-def _cursor(after: str | None) -> int | None:
-    if after is None:
-        return None
-    if not after.isdigit():
-        raise BadUserInput("after is a cursor from a notice", argument="after")
-    return int(after)
 
 
 def _webhook(found: webhooks.Webhook, *, shown: bool) -> NoticeWebhook:
@@ -373,8 +395,9 @@ class NoticesMutation:
 @strawberry.type
 class NoticesSubscription:
     @strawberry.subscription(
-        description="The token's citizen's notices through this app as they arrive (after"
-        " `after`, or from now). Each one is audited."
+        description="The token's citizen's notices through this app as they arrive: those"
+        " after `after` (a notice's `cursor`, or an inbox edge's), or from now. Each one"
+        " is audited."
     )
     async def notice_received(
         self, info: Info, after: str | None = None
@@ -383,11 +406,11 @@ class NoticesSubscription:
             raise errors.CitizenTokenRequired("needs a citizen's token with notices:receive")
         user_id, client_id = _citizen(info)
         db = info.context.db
-        cursor = _cursor(after)
+        cursor = cursors.delivery(after)
         if cursor is None:
             cursor = await inbox.latest(db, user_id, client_id)
         while True:
-            found = await inbox.inbox(db, user_id, client_id, after=cursor, limit=100)
+            found = await inbox.later(db, user_id, client_id, cursor)
             for notice in await _audited(info, found, "notice.read"):
                 yield notice
             if found:

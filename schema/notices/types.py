@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from resolvers.notices import catalogue, choices, inbox, queue
+from schema.pagination import encode_cursor
 
 
 @strawberry.type(description="A kind of notice in the catalogue, and what it says.")
@@ -78,7 +79,11 @@ class DeliveryStatus(Enum):
 class InboxNotice:
     id: uuid.UUID = strawberry.field(description="The notice's id (acknowledgeNotice takes it).")
     event_id: uuid.UUID = strawberry.field(description="The webhook-id its deliveries carry.")
-    cursor: str = strawberry.field(description="Give as `after` to get only later notices.")
+    cursor: str = strawberry.field(
+        description="Its place in the inbox, the same as its inbox edge's cursor: give it"
+        " to noticeReceived(after:) to follow the later ones, or to noticeInbox(after:)"
+        " for the earlier ones."
+    )
     notice_type: str
     agency: str
     title_ko: str
@@ -98,7 +103,7 @@ def received_of(record: inbox.Received) -> InboxNotice:
     return InboxNotice(
         id=record.notice_id,
         event_id=record.event_id,
-        cursor=str(record.delivery_id),
+        cursor=encode_cursor(record.delivery_id),
         notice_type=record.type_code,
         agency=record.agency,
         title_ko=record.title_ko,
