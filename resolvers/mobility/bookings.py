@@ -125,19 +125,26 @@ async def by_payment(conn: Conn, payment_id: uuid.UUID) -> Booking | None:
 
 
 async def of_citizen(
-    conn: Conn, client_id: str, user_id: uuid.UUID, *, limit: int, before: datetime | None
+    conn: Conn,
+    client_id: str,
+    user_id: uuid.UUID,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[Booking]:
-    """A citizen's bookings made through one app, newest first."""
+    """A citizen's bookings made through one app, newest first; `after` a booking's
+    (created_at, booking_id): only older ones (keyset paging, the id breaks ties)."""
     rows = await conn.fetch(
         """
         SELECT * FROM mobility_bookings
-        WHERE client_id = $1 AND user_id = $2 AND ($3::timestamptz IS NULL OR created_at < $3)
-        ORDER BY created_at DESC, booking_id
-        LIMIT $4
+        WHERE client_id = $1 AND user_id = $2
+          AND ($3::timestamptz IS NULL OR (created_at, booking_id) < ($3, $4::uuid))
+        ORDER BY created_at DESC, booking_id DESC
+        LIMIT $5
         """,
         client_id,
         user_id,
-        before,
+        *(after or (None, None)),
         limit,
     )
     return [Booking.of(row) for row in rows]

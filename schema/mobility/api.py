@@ -33,6 +33,7 @@ from schema.mobility.types import (
     missing_of,
     station_of,
 )
+from schema.pagination import Connection, check_first, decode_cursor, page_of
 from schema.payments.state import PaymentsState
 
 PLAN = [[scopes.PLAN.name]]
@@ -80,7 +81,7 @@ async def _own(info: Info, booking_id: uuid.UUID) -> BookingRecord:
     return found
 
 
-async def _shown(info: Info, records: list[BookingRecord]) -> list[Booking]:
+async def _audit(info: Info, records: list[BookingRecord]) -> None:
     if records:
         await audit.read(
             info,
@@ -89,7 +90,36 @@ async def _shown(info: Info, records: list[BookingRecord]) -> list[Booking]:
             subjects=[str(record.booking_id) for record in records],
             fields=BOOKING_FIELDS,
         )
+
+
+async def _shown(info: Info, records: list[BookingRecord]) -> list[Booking]:
+    await _audit(info, records)
     return [booking_of(record) for record in records]
+
+
+def _booking_key(record: BookingRecord) -> tuple[str, str]:
+    """A booking's place in `bookings`: newest first, the id breaking ties."""
+    return record.created_at.astimezone(UTC).isoformat(), str(record.booking_id)
+
+
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at, booking_id) of a bookings cursor; one this hub did not give,
+    BAD_USER_INPUT before it reaches the database."""
+    if cursor is None:
+        return None
+    created_at, booking_id = decode_cursor(cursor, 2)
+    try:
+        if not (isinstance(created_at, str) and isinstance(booking_id, str)):
+            raise ValueError(cursor)
+        at = datetime.fromisoformat(created_at)
+        if at.tzinfo is None or at.astimezone(UTC).isoformat() != created_at:
+            raise ValueError(cursor)  # another zone or spelling: not a key we wrote
+        return at, uuid.UUID(booking_id)
+    except ValueError:
+        raise BadUserInput(
+            "'after' is not a cursor of this list: pass a page's endCursor as it came",
+            argument="after",
+        ) from None
 
 
 @strawberry.type
@@ -158,21 +188,22 @@ class MobilityQuery:
 
     @strawberry.federation.field(
         requires_scopes=BOOK,
-        description="The citizen's bookings made through this app, newest first.",
+        description="The citizen's bookings made through this app, newest first; the next"
+        " page `after` its `pageInfo.endCursor`. Audited.",
     )
     async def bookings(
-        self, info: Info, first: int = 20, before: datetime | None = None
-    ) -> list[Booking]:
-        if not 1 <= first <= MAX_BOOKINGS_PAGE:
-            raise BadUserInput(f"first is 1 to {MAX_BOOKINGS_PAGE}", argument="first")
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> Connection[Booking]:
+        check_first(first, MAX_BOOKINGS_PAGE)
         found = await bookings.of_citizen(
             info.context.db,
             info.context.caller.client_id or "",
             _citizen(info),
-            limit=first,
-            before=before,
+            limit=first + 1,
+            after=_after(after),
         )
-        return await _shown(info, found)
+        await _audit(info, found[:first])
+        return page_of(found, first, node=booking_of, key=_booking_key, after=after)
 
     @strawberry.federation.field(requires_scopes=BOOK, description="One of the citizen's bookings.")
     async def booking(self, info: Info, id: uuid.UUID) -> Booking:

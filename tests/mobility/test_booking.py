@@ -19,6 +19,7 @@ from resolvers.mobility.settings import MobilitySettings
 from resolvers.payments import ledger
 from schema.mobility import booking as flow
 from schema.mobility.state import adapters_of, state_of_process
+from schema.pagination import encode_cursor
 from tests.mobility.helpers import BUSAN_HAEUNDAE, SEOUL_CITY_HALL, MobilityWorld, mobility_world
 
 pytestmark = pytest.mark.db
@@ -93,8 +94,8 @@ async def test_a_citizen_books_pays_and_gets_one_ticket(world: MobilityWorld) ->
     gateway = await world.hub.gateway_payment(held["orderId"])
     assert gateway is not None and gateway["status"] == "DONE"
     assert gateway["totalAmount"] == held["amount"]
-    mine = await world.hub.gql(token, "{ bookings { id status } }")
-    assert mine["data"]["bookings"][0] == {"id": held["id"], "status": "TICKETED"}
+    mine = await world.hub.gql(token, "{ bookings { nodes { id status } } }")
+    assert mine["data"]["bookings"]["nodes"][0] == {"id": held["id"], "status": "TICKETED"}
     audited = await world.hub.pool.fetchval(
         "SELECT count(*) FROM audit_log WHERE action = 'booking.read' AND subject = $1",
         held["id"],
@@ -252,8 +253,65 @@ async def test_bookings_are_seen_by_their_citizen_through_their_app_only(
         stranger, "query($i: UUID!) { booking(id: $i) { id } }", {"i": held["id"]}
     )
     assert code(peek) == "BOOKING_NOT_FOUND"
-    assert (await world.hub.gql(stranger, "{ bookings { id } }"))["data"]["bookings"] == []
+    theirs = await world.hub.gql(stranger, "{ bookings { nodes { id } } }")
+    assert theirs["data"]["bookings"]["nodes"] == []
     assert code(await world.cancel(stranger, held["id"])) == "BOOKING_NOT_FOUND"
+
+
+BOOKINGS_PAGE = """query($first: Int!, $after: String) {
+  bookings(first: $first, after: $after) {
+    edges { cursor node { id } } pageInfo { hasNextPage hasPreviousPage endCursor } } }"""
+
+
+async def test_a_citizens_bookings_page_newest_first_each_once(world: MobilityWorld) -> None:
+    _, token = await world.citizen()
+    train = await a_train(world, token)
+    made = [
+        (await world.hold(token, train, f"k-page-{i}"))["data"]["holdSeats"]["id"] for i in range(5)
+    ]
+    # Two made in the same instant: the id decides their order, so neither is skipped.
+    await world.hub.pool.execute(
+        "UPDATE mobility_bookings SET created_at = (SELECT created_at FROM mobility_bookings"
+        " WHERE booking_id = $1) WHERE booking_id = $2",
+        uuid.UUID(made[1]),
+        uuid.UUID(made[2]),
+    )
+    newest_first = [
+        str(r["booking_id"])
+        for r in await world.hub.pool.fetch(
+            "SELECT booking_id FROM mobility_bookings WHERE booking_id = ANY($1::uuid[])"
+            " ORDER BY created_at DESC, booking_id DESC",
+            [uuid.UUID(i) for i in made],
+        )
+    ]
+    assert newest_first[0] == made[4]
+
+    seen: list[str] = []
+    pages: list[dict[str, Any]] = []
+    after = None
+    while not pages or pages[-1]["hasNextPage"]:
+        answer = await world.hub.gql(token, BOOKINGS_PAGE, {"first": 2, "after": after})
+        page = answer["data"]["bookings"]
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        pages.append(page["pageInfo"])
+        after = page["pageInfo"]["endCursor"]
+        assert after == page["edges"][-1]["cursor"]
+
+    assert seen == newest_first
+    assert [(p["hasNextPage"], p["hasPreviousPage"]) for p in pages] == [
+        (True, False),
+        (True, True),
+        (False, True),
+    ]
+    for forged in (
+        "2026-12-01",
+        encode_cursor("2026-12-01T00:00:00", made[0]),
+        encode_cursor(1, 2),
+    ):
+        refused = await world.hub.gql(token, BOOKINGS_PAGE, {"first": 2, "after": forged})
+        assert refused["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}
+    too_many = await world.hub.gql(token, BOOKINGS_PAGE, {"first": 101})
+    assert code(too_many) == "BAD_USER_INPUT"
 
 
 async def test_cancelling_a_ticket_refunds_all_but_the_operators_fee(world: MobilityWorld) -> None:
