@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -24,6 +26,7 @@ T = TypeVar("T")
 Row = TypeVar("Row")
 
 CURSOR_VERSION = 1
+_NOT_OURS = "'{argument}' is not a cursor of this list: pass a page's endCursor as it came"
 
 
 @strawberry.federation.type(
@@ -69,11 +72,44 @@ def decode_cursor(cursor: str, arity: int, argument: str = "after") -> list[Any]
     except (ValueError, binascii.Error, UnicodeEncodeError):
         value = None
     if not (isinstance(value, list) and len(value) == arity + 1 and value[0] == CURSOR_VERSION):
-        raise BadUserInput(
-            f"'{argument}' is not a cursor of this list: pass a page's endCursor as it came",
-            argument=argument,
-        )
+        raise BadUserInput(_NOT_OURS.format(argument=argument), argument=argument)
     return value[1:]
+
+
+def read_cursor(
+    cursor: str | None, *parts: Callable[[Any], Any], argument: str = "after"
+) -> tuple[Any, ...] | None:
+    """The typed sort key of a cursor (None for the first page): each part read by its
+    reader (`aware_time`, `day`, `uuid_part`, `text`); a cursor made up, or of another list,
+    is BAD_USER_INPUT before any of it reaches PostgreSQL."""
+    if cursor is None:
+        return None
+    values = decode_cursor(cursor, len(parts), argument)
+    try:
+        return tuple(read(value) for read, value in zip(parts, values, strict=True))
+    except (TypeError, ValueError, AttributeError):
+        raise BadUserInput(_NOT_OURS.format(argument=argument), argument=argument) from None
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str) or "\x00" in value:
+        raise ValueError(value)
+    return value
+
+
+def aware_time(value: Any) -> datetime:
+    at = datetime.fromisoformat(text(value))
+    if at.tzinfo is None:
+        raise ValueError(value)
+    return at
+
+
+def day(value: Any) -> date:
+    return date.fromisoformat(text(value))
+
+
+def uuid_part(value: Any) -> uuid.UUID:
+    return uuid.UUID(text(value))
 
 
 def check_first(first: int, maximum: int, argument: str = "first") -> None:

@@ -23,7 +23,7 @@ from hub.core.context import Info
 from hub.core.errors import BadUserInput, Forbidden
 from resolvers.payments import errors, ledger, outbox, reconciliation, scopes, store, terminals
 from resolvers.payments.store import Payment as PaymentRecord
-from schema.pagination import Connection, check_first, decode_cursor, page_of
+from schema.pagination import Connection, aware_time, check_first, page_of, read_cursor, uuid_part
 from schema.payments import flow
 from schema.payments.state import PaymentsState, hub_of
 from schema.payments.types import (
@@ -46,7 +46,6 @@ ANYONE = COLLECTORS + STAFF
 SUPERVISE = [[scopes.SUPERVISE.name]]
 FINANCE = [[scopes.FINANCE.name]]
 MAX_PAGE = 500
-NOT_OURS = "'after' is not a cursor of this list: pass a page's endCursor as it came"
 FINAL = ("confirmed", "failed", "expired", "refunded")
 KEY = strawberry.argument(
     description="Unique per request (a UUID v4); send the same key again to retry safely."
@@ -95,17 +94,9 @@ def _key(record: PaymentRecord) -> tuple[str, str]:
     return record.requested_at.isoformat(), str(record.payment_id)
 
 
-def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The key a cursor of `payments` holds; one made up is the caller's mistake, refused
-    before it reaches PostgreSQL."""
-    requested_at, payment_id = decode_cursor(cursor, 2)
-    try:
-        at = datetime.fromisoformat(requested_at)
-        if at.tzinfo is None:
-            raise ValueError(requested_at)
-        return at, uuid.UUID(payment_id)
-    except (TypeError, ValueError, AttributeError):  # well formed, but not of this list
-        raise BadUserInput(NOT_OURS, argument="after") from None
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The key a cursor of `payments` holds (its requested_at and id)."""
+    return read_cursor(cursor, aware_time, uuid_part)
 
 
 @strawberry.type
@@ -257,7 +248,7 @@ class PaymentsQuery:
             district_code=district_code,
             status=status.value if status else None,
             day=day,
-            after=_after(after) if after is not None else None,
+            after=_after(after),
             limit=first + 1,
         )
         await _audit(info, records[:first])

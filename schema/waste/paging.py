@@ -7,17 +7,11 @@ before it reaches PostgreSQL: each part must be what these keys put there.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, TypeVar
 
-from hub.core.errors import BadUserInput
 from resolvers.waste.pickups import Pickup
 from resolvers.waste.registry import Generator, Site
-from schema.pagination import decode_cursor
-
-T = TypeVar("T")
-NOT_OURS = "'after' is not a cursor of this list: pass a page's endCursor as it came"
+from schema.pagination import aware_time, day, read_cursor, text, uuid_part
 
 
 def generator_key(record: Generator) -> tuple[str, str]:
@@ -37,49 +31,12 @@ def pickup_key(record: Pickup) -> tuple[str, str, str]:
 
 
 def generator_after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    at, key = decode_cursor(cursor, 2)
-    return _read(lambda: (_time(at), _uuid(key)))
+    return read_cursor(cursor, aware_time, uuid_part)
 
 
 def site_after(cursor: str | None) -> tuple[str, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    name, key = decode_cursor(cursor, 2)
-    return _read(lambda: (_text(name), _uuid(key)))
+    return read_cursor(cursor, text, uuid_part)
 
 
 def pickup_after(cursor: str | None) -> tuple[date, datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    day, at, key = decode_cursor(cursor, 3)
-    return _read(lambda: (_day(day), _time(at), _uuid(key)))
-
-
-def _read(parts: Callable[[], T]) -> T:
-    try:
-        return parts()
-    except ValueError:
-        raise BadUserInput(NOT_OURS, argument="after") from None
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or "\x00" in value:
-        raise ValueError(value)
-    return value
-
-
-def _time(value: Any) -> datetime:
-    at = datetime.fromisoformat(_text(value))
-    if at.tzinfo is None:
-        raise ValueError(value)
-    return at
-
-
-def _day(value: Any) -> date:
-    return date.fromisoformat(_text(value))
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    return uuid.UUID(_text(value))
+    return read_cursor(cursor, day, aware_time, uuid_part)

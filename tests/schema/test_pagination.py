@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from hub.core.errors import BadUserInput
-from schema.pagination import check_first, decode_cursor, encode_cursor, page_of
+from schema.pagination import (
+    aware_time,
+    check_first,
+    day,
+    decode_cursor,
+    encode_cursor,
+    page_of,
+    read_cursor,
+    text,
+    uuid_part,
+)
 
 
 def test_a_cursor_holds_its_sort_key() -> None:
@@ -39,3 +51,19 @@ def test_first_is_bounded() -> None:
     for bad in (0, -1, 101):
         with pytest.raises(BadUserInput):
             check_first(bad, 100)
+
+
+def test_a_cursor_is_read_back_typed() -> None:
+    key = ("2026-11-24T00:00:00+09:00", "2026-11-24", "0d5b1f7e-6f1e-4c1e-9d7a-6a1b2c3d4e5f")
+    at, when, ident = read_cursor(encode_cursor(*key), aware_time, day, uuid_part) or ()
+    assert (at.utcoffset(), when.day, str(ident)) == (timedelta(hours=9), 24, key[2])
+    assert read_cursor(None, text) is None
+
+
+@pytest.mark.parametrize(
+    "key",
+    [("2026-11-24T00:00:00", "x"), ("not a time", "x"), (1, "x"), ("2026-11-24T00:00Z", "a\x00")],
+)
+def test_a_cursor_with_parts_of_another_kind_is_bad_input(key: tuple[object, ...]) -> None:
+    with pytest.raises(BadUserInput):
+        read_cursor(encode_cursor(*key), aware_time, text)
