@@ -369,7 +369,11 @@ async def test_valid_operations_with_variables_answer_well(
 
 # Any JSON a client may send as a variable's value, of whatever type.
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | TEXT,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
     max_leaves=6,
 )
@@ -392,8 +396,11 @@ async def test_bad_variable_values_answer_well(
     document, variables = with_variables(
         api_schema, data.draw(operations[Mode.POSITIVE], label="document")
     )
-    assume(variables)
-    name = data.draw(st.sampled_from(sorted(variables)), label="variable")
+    # TODO(issue 17, _entities): representations that are not entity references are left
+    # out (see representations()); bad values for `_entities` too, until that fix lands.
+    names = sorted(name for name in variables if f"${name}: [_Any!]!" not in document)
+    assume(names)
+    name = data.draw(st.sampled_from(names), label="variable")
     if data.draw(st.booleans(), label="missing"):
         del variables[name]
     else:
