@@ -7,16 +7,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSchema, is_object_type
 from strawberry.extensions import AddValidationRules
 from strawberry.federation.schema_directives import Key
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, get_object_definition
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
-from auth.graphql import guard_declared_scopes
+from auth.graphql import ScopeGuard, guard_declared_scopes
 from hub.core.domain import Domain
 from schema.cost import QueryCost, SubscriptionsPerClient
 from schema.execution import PlainFieldsExecution
@@ -30,6 +31,7 @@ from schema.extensions import (
     log_errors,
     watch_subscription_tokens,
 )
+from schema.public import scopes_sentence
 
 # A version @theguild/federation-composition understands, and >= 2.5 for @requiresScopes.
 FEDERATION_VERSION: Literal["2.7"] = "2.7"
@@ -102,6 +104,7 @@ class HubSchema(strawberry.federation.Schema):
         self._fields_of = fields_of  # read while super().__init__ converts the types
         super().__init__(**kwargs)
         watch_subscription_tokens(self._schema)
+        describe_scopes(self._schema)
 
     def get_fields(self, type_definition: StrawberryObjectDefinition) -> list[StrawberryField]:
         return self._fields_of.get(type_definition.origin) or super().get_fields(type_definition)
@@ -111,6 +114,21 @@ class HubSchema(strawberry.federation.Schema):
     ) -> None:
         """strawberry logs every error at ERROR with its traceback; here only ours are."""
         log_errors(errors)
+
+
+def describe_scopes(schema: GraphQLSchema) -> None:
+    """Each gated field says in its description which scopes it needs, so an app developer
+    reading GraphiQL's docs sees it, not only a gateway reading the directive."""
+    for named in schema.type_map.values():
+        for field in getattr(named, "fields", {}).values() if is_object_type(named) else ():
+            definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            guards = [e for e in getattr(definition, "extensions", ()) if isinstance(e, ScopeGuard)]
+            if not guards:
+                continue
+            sentence = scopes_sentence(guards[-1].required)
+            text = (field.description or "").rstrip()
+            if not text.endswith(sentence):
+                field.description = f"{text}\n\n{sentence}" if text else sentence
 
 
 def build_schema(domains: Sequence[Domain]) -> strawberry.federation.Schema:

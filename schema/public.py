@@ -70,6 +70,8 @@ def _with_scopes_described(field: FieldDefinitionNode) -> FieldDefinitionNode | 
         if directive.name.value == SCOPES_DIRECTIVE:
             sentence = scopes_sentence(_scope_groups(directive))
             text = field.description.value.rstrip() if field.description else ""
+            if text.endswith(sentence):  # the hub's schema says it already
+                return None
             described = f"{text}\n\n{sentence}" if text else sentence
             return FieldDefinitionNode(
                 name=field.name,

@@ -81,3 +81,15 @@ def test_the_published_api_schema_is_current(
     if os.environ.get("IEUM_UPDATE_SCHEMA"):
         PUBLISHED.write_text(printed)
     assert PUBLISHED.read_text() == printed, "regenerate docs/schema.graphql (see docstring)"
+
+
+def test_graphiql_users_see_the_scopes_too() -> None:
+    """Introspection (what GraphiQL's docs show) carries the same sentence as the API
+    schema, once."""
+    schema = build_schema(domains.by_names(None))
+    result = schema.execute_sync('{ __type(name: "Mutation") { fields { name description } } }')
+    assert result.data is not None
+    fields = {f["name"]: f["description"] for f in result.data["__type"]["fields"]}
+    described = fields["registerSensorDevice"]
+    assert described.endswith("Needs scope `sensors:ingest`.")
+    assert described.count("Needs scope") == 1
