@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 
@@ -33,7 +33,14 @@ from schema.mobility.types import (
     missing_of,
     station_of,
 )
-from schema.pagination import Connection, check_first, decode_cursor, page_of
+from schema.pagination import (
+    Connection,
+    aware_time,
+    check_first,
+    page_of,
+    read_cursor,
+    uuid_part,
+)
 from schema.payments.state import PaymentsState
 
 PLAN = [[scopes.PLAN.name]]
@@ -102,24 +109,18 @@ def _booking_key(record: BookingRecord) -> tuple[str, str]:
     return record.created_at.astimezone(UTC).isoformat(), str(record.booking_id)
 
 
-def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    """The (created_at, booking_id) of a bookings cursor; one this hub did not give,
-    BAD_USER_INPUT before it reaches the database."""
-    if cursor is None:
-        return None
-    created_at, booking_id = decode_cursor(cursor, 2)
+def _utc_time(value: Any) -> datetime:
+    """A cursor's time in UTC; one no UTC time can be is not ours (it would overflow in
+    the database driver)."""
     try:
-        if not (isinstance(created_at, str) and isinstance(booking_id, str)):
-            raise ValueError(cursor)
-        at = datetime.fromisoformat(created_at)
-        if at.tzinfo is None or at.astimezone(UTC).isoformat() != created_at:
-            raise ValueError(cursor)  # another zone or spelling: not a key we wrote
-        return at, uuid.UUID(booking_id)
-    except ValueError:
-        raise BadUserInput(
-            "'after' is not a cursor of this list: pass a page's endCursor as it came",
-            argument="after",
-        ) from None
+        return aware_time(value).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(value) from None
+
+
+def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at, booking_id) of a bookings cursor (None: the first page)."""
+    return read_cursor(cursor, _utc_time, uuid_part)
 
 
 @strawberry.type

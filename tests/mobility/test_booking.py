@@ -305,7 +305,8 @@ async def test_a_citizens_bookings_page_newest_first_each_once(world: MobilityWo
     ]
     for forged in (
         "2026-12-01",
-        encode_cursor("2026-12-01T00:00:00", made[0]),
+        encode_cursor("2026-12-01T00:00:00", made[0]),  # no zone
+        encode_cursor("9999-12-31T23:59:59-14:00", made[0]),  # past the last UTC time
         encode_cursor(1, 2),
     ):
         refused = await world.hub.gql(token, BOOKINGS_PAGE, {"first": 2, "after": forged})

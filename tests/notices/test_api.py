@@ -230,7 +230,16 @@ async def every_page(
 
 
 THREE_PAGES = [(True, False), (True, True), (False, True)]
-FORGED = ["abc", encode_cursor(0), encode_cursor("1"), encode_cursor(2**63), encode_cursor(1, 2)]
+LATE = "9999-12-31T23:59:59-14:00"  # an aware time past the last UTC one
+FORGED = [
+    "abc",
+    encode_cursor(0),
+    encode_cursor("1"),
+    encode_cursor(2**63),
+    encode_cursor(1, 2),
+    encode_cursor(LATE, str(uuid.uuid4())),
+    encode_cursor(LATE, 1),
+]
 
 
 def refused_cursor(answer: dict[str, Any]) -> bool:

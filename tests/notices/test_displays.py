@@ -715,7 +715,8 @@ async def test_display_messages_page_newest_first_each_once(world: World) -> Non
     current = await every_message(world, current=True)
     assert len(set(current)) == len(current) and mine[2] not in current
     assert [i for i in current if i in mine] == [i for i in newest_first if i in mine[:2]]
-    for forged in ("abc", encode_cursor("2026-12-01", mine[0]), encode_cursor(mine[0])):
+    late = "9999-12-31T23:59:59-14:00"  # an aware time past the last UTC one
+    for forged in ("abc", encode_cursor("2026-12-01", mine[0]), encode_cursor(late, mine[0])):
         refused = await world.graphql(
             MESSAGES_PAGE, {"first": 2, "after": forged, "current": False}
         )
