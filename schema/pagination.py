@@ -14,7 +14,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -98,10 +98,15 @@ def text(value: Any) -> str:
 
 
 def aware_time(value: Any) -> datetime:
+    """A time with its zone, as UTC (a time past the last UTC instant is refused here,
+    not by PostgreSQL)."""
     at = datetime.fromisoformat(text(value))
     if at.tzinfo is None:
         raise ValueError(value)
-    return at
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(value) from None
 
 
 def day(value: Any) -> date:

@@ -165,7 +165,7 @@ def test_sensor_guide_lists_every_metric() -> None:
 # What differs from run to run; every other value shown must be the one answered.
 VARYING = frozenset({
     "id", "orderId", "epayNo", "dueDate", "number", "approvalNo", "paidAt", "printPath",
-    "message", "day",
+    "message", "day", "cursor", "endCursor",
 })  # fmt: skip
 
 
@@ -273,6 +273,7 @@ async def test_payments_guide(guide_world: World) -> None:
         page = await http.get(receipt["printPath"], headers={"Authorization": f"Bearer {terminal}"})
     assert page.status_code == 200 and receipt["number"] in page.text
     await run("Payment", terminal, orderId=order_id)
+    await run("Payments", terminal)
 
     # A supervisor refunds part; finance staff read the ledger and reconcile the day
     # against a settlement file that shows another amount for the payment.
@@ -376,7 +377,7 @@ def test_payments_guide_explains_every_error_code_and_scope() -> None:
 
 WASTE_VARYING = frozenset({
     "id", "siteId", "pickupId", "scanId", "orderId", "collectorId", "day", "pickupDay",
-    "paidAt", "collectedAt", "start", "number", "printPath",
+    "paidAt", "collectedAt", "start", "number", "printPath", "cursor", "endCursor",
 })  # fmt: skip
 DEPOT = {"lat": 37.5600, "lng": 126.9980}  # where the collector's truck starts
 
@@ -452,6 +453,7 @@ async def test_waste_guide(guide_world: World, tmp_path: Path) -> None:
     await run("WasteQuote", business, binId=bin_id, day=today.isoformat())
     pickup, order_id = await _paid_pickup(world, run, business, bin_id, today)
     await run("PickupReceipt", business, orderId=order_id)
+    await run("WastePickups", business)
 
     # The collector's phone signs in, gets the day's route and taps the bin's NFC tag,
     # while city staff follow the district's collections live.
@@ -621,6 +623,7 @@ MOBILITY_VARYING = frozenset({
     "mode", "trainNo", "grade", "runDate", "departsAt", "arrivesAt", "adultFare",
     "generalLeft", "specialLeft", "generalFare", "specialFare", "id", "pnr", "car", "seat",
     "amount", "payBy", "orderId", "saleNo", "name", "code", "cancelFee", "refundedAmount",
+    "endCursor",
 })  # fmt: skip
 
 
@@ -704,7 +707,7 @@ def test_mobility_guide_explains_every_error_code_and_scope() -> None:
 
 NOTICES_VARYING = frozenset({
     "chosenAt", "withdrawnAt", "url", "secret", "previousValidUntil", "id", "eventId",
-    "cursor", "readAt", "noticeId", "citizen", "failedAt", "attempts",
+    "cursor", "readAt", "noticeId", "citizen", "failedAt", "attempts", "endCursor",
 })  # fmt: skip
 
 

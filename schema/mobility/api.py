@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
 
@@ -109,18 +109,9 @@ def _booking_key(record: BookingRecord) -> tuple[str, str]:
     return record.created_at.astimezone(UTC).isoformat(), str(record.booking_id)
 
 
-def _utc_time(value: Any) -> datetime:
-    """A cursor's time in UTC; one no UTC time can be is not ours (it would overflow in
-    the database driver)."""
-    try:
-        return aware_time(value).astimezone(UTC)
-    except OverflowError:
-        raise ValueError(value) from None
-
-
 def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     """The (created_at, booking_id) of a bookings cursor (None: the first page)."""
-    return read_cursor(cursor, _utc_time, uuid_part)
+    return read_cursor(cursor, aware_time, uuid_part)
 
 
 @strawberry.type

@@ -18,15 +18,6 @@ def time_key(at: datetime) -> str:
     return at.astimezone(UTC).isoformat()
 
 
-def utc_time(value: Any) -> datetime:
-    """A cursor's time in UTC; one no UTC time can be (9999-12-31T23:00-14:00) is not
-    ours, and would overflow in the database driver."""
-    try:
-        return aware_time(value).astimezone(UTC)
-    except OverflowError:
-        raise ValueError(value) from None
-
-
 def delivery_id(value: Any) -> int:
     if type(value) is not int or not 0 < value < BIGINT:
         raise ValueError(value)
@@ -41,9 +32,9 @@ def delivery(cursor: str | None) -> int | None:
 
 def time_and_uuid(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     """The (time, uuid) of a report's or a display message's cursor."""
-    return read_cursor(cursor, utc_time, uuid_part)
+    return read_cursor(cursor, aware_time, uuid_part)
 
 
 def time_and_id(cursor: str | None) -> tuple[datetime, int] | None:
     """The (time, delivery id) of a dead letter's cursor."""
-    return read_cursor(cursor, utc_time, delivery_id)
+    return read_cursor(cursor, aware_time, delivery_id)

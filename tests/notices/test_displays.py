@@ -564,11 +564,12 @@ async def test_the_bridge_dead_letters_a_bad_ack_envelope_and_the_worker_a_bad_a
         ):
             await unit.publish(topic, payload, qos=1)
 
-    letters = [
-        r
-        for r in await dead_letters(world.bootstrap, world.bridge.topic, 4)
-        if dict(r.headers)["source_topic"] == topic.encode()
-    ]
+    letters = await dead_letters(
+        world.bootstrap,
+        world.bridge.topic,
+        4,
+        where=lambda r: dict(r.headers)["source_topic"] == topic.encode(),
+    )
     reasons = sorted(dict(r.headers)["reason"].decode() for r in letters)
     assert reasons == ["invalid", "malformed_json", "too_large", "topic_mismatch"]
     stored = await eventually(lambda: world.acks(message["id"]))

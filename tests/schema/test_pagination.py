@@ -56,13 +56,19 @@ def test_first_is_bounded() -> None:
 def test_a_cursor_is_read_back_typed() -> None:
     key = ("2026-11-24T00:00:00+09:00", "2026-11-24", "0d5b1f7e-6f1e-4c1e-9d7a-6a1b2c3d4e5f")
     at, when, ident = read_cursor(encode_cursor(*key), aware_time, day, uuid_part) or ()
-    assert (at.utcoffset(), when.day, str(ident)) == (timedelta(hours=9), 24, key[2])
+    assert (at.hour, at.utcoffset(), when.day, str(ident)) == (15, timedelta(0), 24, key[2])
     assert read_cursor(None, text) is None
 
 
 @pytest.mark.parametrize(
     "key",
-    [("2026-11-24T00:00:00", "x"), ("not a time", "x"), (1, "x"), ("2026-11-24T00:00Z", "a\x00")],
+    [
+        ("2026-11-24T00:00:00", "x"),
+        ("not a time", "x"),
+        (1, "x"),
+        ("2026-11-24T00:00Z", "a\x00"),
+        ("9999-12-31T23:59:59-14:00", "x"),  # past the last UTC instant
+    ],
 )
 def test_a_cursor_with_parts_of_another_kind_is_bad_input(key: tuple[object, ...]) -> None:
     with pytest.raises(BadUserInput):

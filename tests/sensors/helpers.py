@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,7 +130,14 @@ async def workers(
         await asyncio.gather(*tasks)
 
 
-async def dead_letters(bootstrap: str, topic: str, expected: int) -> list[ConsumerRecord]:
+async def dead_letters(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    where: Callable[[ConsumerRecord], bool] = lambda record: True,
+) -> list[ConsumerRecord]:
+    """The dead letters of `topic` that `where` picks, read until `expected` came (or 20 s):
+    other tests' letters on the same topic are skipped, not counted."""
     consumer = AIOKafkaConsumer(
         dlq_for(topic), bootstrap_servers=bootstrap, auto_offset_reset="earliest"
     )
@@ -141,7 +148,7 @@ async def dead_letters(bootstrap: str, topic: str, expected: int) -> list[Consum
         while len(found) < expected and asyncio.get_running_loop().time() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
-                found.extend(records)
+                found.extend(record for record in records if where(record))
     finally:
         await consumer.stop()
     return found
