@@ -13,22 +13,32 @@ Aliases count each time, fragments once per use, `@skip`/`@include` as included.
 Introspection lists count with this schema's own sizes, so GraphiQL's introspection
 passes and a thousand aliases of it do not.
 
+Sizes taken from arguments count at most GraphQL's largest Int (a literal beyond it is
+refused by validation, after this), and a cost counts up to `COST_CEILING`: the error
+says "over" it rather than a number no JSON reader keeps exact.
+
 `_entities` also takes at most `max_representations` representations: each resolves
-a reference, with no scope needed for open entities. And a client holds at most
-`max_subscriptions` subscriptions at once in a process, over all its sockets: each may
-replay stored data (`since:`) and then keeps a queue.
+a reference, with no scope needed for open entities. Each must be a reference
+strawberry can resolve (an object whose `__typename` names an entity type, with the
+fields that type's `resolve_reference` takes), or the request is refused before it
+runs: strawberry's entities resolver fails on anything else with a TypeError.
+
+And a client holds at most `max_subscriptions` subscriptions at once in a process, over
+all its sockets: each may replay stored data (`since:`) and then keeps a queue.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 from graphql import (
+    GRAPHQL_MAX_INT,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -66,6 +76,7 @@ MAX_COST = 10_000  # settings: max_query_cost
 MAX_REPRESENTATIONS = 1_000  # settings: max_entity_representations
 MAX_SUBSCRIPTIONS = 20  # per client, in one process; settings: max_subscriptions_per_client
 LIST_SIZE = 50  # the length assumed for a list that declares none
+COST_CEILING = 1_000_000_000  # costs count up to this; any limit is below it
 PAGE_ARGUMENTS = ("first", "last", "limit")
 METADATA_KEY = "cost"
 
@@ -90,16 +101,30 @@ class FieldCost:
 
 
 def too_costly(cost: int, limit: int) -> GraphQLError:
+    reported = min(cost, COST_CEILING)
+    costs = f"over {reported:,}" if reported == COST_CEILING else f"{reported:,}"
     return GraphQLError(
-        f"This query costs {cost:,}, over the limit of {limit:,}: ask for fewer fields, "
+        f"This query costs {costs}, over the limit of {limit:,}: ask for fewer fields, "
         "aliases or list items (first:), or split it into several requests.",
-        extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "limit": limit},
+        extensions={"code": "QUERY_TOO_COSTLY", "cost": reported, "limit": limit},
     )
 
 
 def too_many_representations(count: int, limit: int) -> GraphQLError:
     return GraphQLError(
         f"_entities takes at most {limit:,} representations per request, got {count:,}.",
+        extensions={"code": "BAD_USER_INPUT", "argument": "representations"},
+    )
+
+
+def not_a_reference(index: int, references: Mapping[str, EntityReference]) -> GraphQLError:
+    kinds = "; ".join(
+        f"{name} with {', '.join(sorted(reference.required)) or 'its fields'}"
+        for name, reference in sorted(references.items())
+    )
+    return GraphQLError(
+        f"_entities' representation {index} is not a reference to an entity: give an "
+        f"object with the entity's type in __typename and its key fields: {kinds}.",
         extensions={"code": "BAD_USER_INPUT", "argument": "representations"},
     )
 
@@ -132,17 +157,116 @@ def representations(
     document: DocumentNode,
     variables: Mapping[str, Any] | None = None,
     operation_name: str | None = None,
-) -> int:
-    """How many representations the operation's `_entities` fields are given, together."""
+) -> list[Any]:
+    """The representations the operation's `_entities` fields are given, together (those
+    in fragments on the root too), as the client sent them."""
     operation = _operation(document, operation_name)
     if operation is None:
-        return 0
-    count = 0
-    for node in operation.selection_set.selections:
-        if isinstance(node, FieldNode) and node.name.value == "_entities":
-            given = _argument(node, "representations", variables or {})
-            count += len(given) if isinstance(given, list) else 0
-    return count
+        return []
+    values = _variables(operation, variables or {})
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    given: list[Any] = []
+    for node in _root_fields(operation.selection_set, fragments, set()):
+        if node.name.value == "_entities":
+            found = next(
+                (a.value for a in node.arguments or () if a.name.value == "representations"),
+                None,
+            )
+            value = value_from_ast_untyped(found, values) if found is not None else None
+            # A single value where a list is expected is coerced to a list of one.
+            given.extend(value if isinstance(value, list) else [value])
+    # One missing or null is the validation's and the variables' coercion's to report.
+    return [value for value in given if value is not None and value is not Undefined]
+
+
+class EntityReference(NamedTuple):
+    """What a representation of one entity type gives: `fields` (besides `__typename`),
+    of which `required` must be there; None when strawberry builds the type from any."""
+
+    fields: frozenset[str] | None
+    required: frozenset[str]
+
+
+def malformed_representation(schema: GraphQLSchema, given: list[Any]) -> GraphQLError | None:
+    """The error for the first representation strawberry could not resolve, if any:
+    its entities resolver passes a representation's fields to the type's
+    `resolve_reference` as keyword arguments, and fails (TypeError, KeyError,
+    AttributeError) on one that is not an object naming an entity type with those fields."""
+    references = _entity_references(schema)
+    for index, representation in enumerate(given):
+        if not isinstance(representation, dict):
+            return not_a_reference(index, references)
+        typename = representation.get("__typename")
+        reference = references.get(typename) if isinstance(typename, str) else None
+        fields = set(representation) - {"__typename"}
+        if (
+            reference is None
+            or not reference.required <= fields
+            or (reference.fields is not None and not fields <= reference.fields)
+        ):
+            return not_a_reference(index, references)
+    return None
+
+
+_references: WeakKeyDictionary[GraphQLSchema, dict[str, EntityReference]] = WeakKeyDictionary()
+
+
+def _entity_references(schema: GraphQLSchema) -> dict[str, EntityReference]:
+    """Each entity type of the schema (a member of `_Entity`) by name, with the fields its
+    representations give: the parameters of its `resolve_reference` but `info`."""
+    found = _references.get(schema)
+    if found is not None:
+        return found
+    union = schema.type_map.get("_Entity")
+    members = union.types if isinstance(union, GraphQLUnionType) else ()
+    found = {}
+    for member in members:
+        definition = (member.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        resolve = getattr(getattr(definition, "origin", None), "resolve_reference", None)
+        if resolve is None:
+            found[member.name] = EntityReference(None, frozenset())
+            continue
+        parameters = [
+            p
+            for p in inspect.signature(resolve).parameters.values()
+            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name != "info"
+        ]
+        found[member.name] = EntityReference(
+            frozenset(p.name for p in parameters),
+            frozenset(p.name for p in parameters if p.default is inspect.Parameter.empty),
+        )
+    _references[schema] = found
+    return found
+
+
+def _variables(operation: OperationDefinitionNode, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables' values, with the operation's defaults for those not given."""
+    values = {
+        d.variable.name.value: value_from_ast_untyped(d.default_value)
+        for d in operation.variable_definitions or ()
+        if d.default_value is not None
+    }
+    return values | dict(variables)
+
+
+def _root_fields(
+    selection_set: SelectionSetNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    spread: set[str],
+) -> Iterator[FieldNode]:
+    """The fields of the root selection, those in its fragments too (each fragment once)."""
+    for node in selection_set.selections:
+        if isinstance(node, FieldNode):
+            yield node
+        elif isinstance(node, InlineFragmentNode):
+            yield from _root_fields(node.selection_set, fragments, spread)
+        elif isinstance(node, FragmentSpreadNode) and node.name.value not in spread:
+            spread.add(node.name.value)
+            fragment = fragments.get(node.name.value)
+            if fragment is not None:
+                yield from _root_fields(fragment.selection_set, fragments, spread)
 
 
 class QueryCost(SchemaExtension):
@@ -176,12 +300,15 @@ class QueryCost(SchemaExtension):
         max_representations = getattr(
             settings, "max_entity_representations", self.max_representations
         )
-        variables, name = context.variables, context.operation_name
-        count = representations(document, variables, name)
-        if count > max_representations:
-            return too_many_representations(count, max_representations)
-        cost = document_cost(context.schema._schema, document, variables, name)
-        if cost > max_cost:
+        schema, variables, name = context.schema._schema, context.variables, context.operation_name
+        given = representations(document, variables, name)
+        if len(given) > max_representations:
+            return too_many_representations(len(given), max_representations)
+        malformed = malformed_representation(schema, given)
+        if malformed is not None:
+            return malformed
+        cost = document_cost(schema, document, variables, name)
+        if cost > max_cost or cost >= COST_CEILING:
             return too_costly(cost, max_cost)
         return None
 
@@ -246,13 +373,6 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
     return operations[0] if len(operations) == 1 else None
 
 
-def _argument(node: FieldNode, name: str, variables: Mapping[str, Any]) -> Any:
-    for argument in node.arguments or ():
-        if argument.name.value == name:
-            return _value(argument.value, variables)
-    return None
-
-
 def _value(node: ValueNode, variables: Mapping[str, Any]) -> Any:
     if isinstance(node, VariableNode):
         return variables.get(node.name.value)
@@ -294,7 +414,7 @@ class _Costing:
                 total += self._selections(on or parent, node.selection_set, page)
             elif isinstance(node, FragmentSpreadNode):
                 total += self._fragment(parent, node.name.value, page)
-        return total
+        return min(total, COST_CEILING)
 
     def _fragment(self, parent: GraphQLNamedType, name: str, page: int | None) -> int:
         fragment = self.fragments.get(name)
@@ -330,6 +450,8 @@ class _Costing:
         for given in node.arguments or ():
             arguments[given.name.value] = _value(given.value, self.variables)
         paged = next((v for a in PAGE_ARGUMENTS if isinstance(v := arguments.get(a), int)), None)
+        if paged is not None:
+            paged = _bounded(paged)
         of = _unwrapped(field.type)
         if isinstance(of, GraphQLList):
             items = self._size(parent, name, declared, arguments, paged, page)
@@ -338,9 +460,10 @@ class _Costing:
             items = 0
             inner_page = paged  # a page of the given size: it sizes the lists under it
         if node.selection_set is None:  # leaves: in a list, each counts if computed
-            return weight + items * (1 if weight else 0)
+            return min(weight + items * (1 if weight else 0), COST_CEILING)
         below = self._selections(get_named_type(field.type), node.selection_set, inner_page)
-        return weight + items * (1 + below) if isinstance(of, GraphQLList) else weight + below
+        cost = weight + items * (1 + below) if isinstance(of, GraphQLList) else weight + below
+        return min(cost, COST_CEILING)
 
     def _size(
         self,
@@ -355,13 +478,18 @@ class _Costing:
             given = arguments.get("representations")
             return len(given) if isinstance(given, list) else 1
         if paged is not None:
-            return max(paged, 0)
+            return paged
         if declared is not None and declared.size is not None:
             size = declared.size
-            return size(arguments) if callable(size) else size
+            return _bounded(size(arguments) if callable(size) else size)
         if page is not None:
-            return max(page, 0)
+            return page
         return self.introspection.get((parent.name, name), LIST_SIZE)
+
+
+def _bounded(size: int) -> int:
+    """A list's length from an argument, within what an Int argument can say."""
+    return min(max(size, 0), GRAPHQL_MAX_INT)
 
 
 def _unwrapped(type_: Any) -> Any:

@@ -81,6 +81,10 @@ class District:
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: str) -> District | None:
+        if not isinstance(code, str):  # a representation is any JSON (_Any)
+            raise BadUserInput(
+                'a District\'s code is a string, e.g. "11110"', argument="representations"
+            )
         return from_row(await info.context.loader(districts.district_loader).load(code))
 
 

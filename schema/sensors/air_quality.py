@@ -8,6 +8,7 @@ import asyncpg
 import strawberry
 
 from hub.core.context import Info
+from hub.core.errors import BadUserInput
 from resolvers.sensors import queries, rollup_cache, scopes
 from resolvers.sensors.state import SensorsState
 from schema.sensors.types import AirGrade, air_grade
@@ -82,6 +83,10 @@ class District:
 
     @classmethod
     def resolve_reference(cls, code: str) -> District:
+        if not isinstance(code, str):  # a representation is any JSON (_Any)
+            raise BadUserInput(
+                'a District\'s code is a string, e.g. "11110"', argument="representations"
+            )
         # No query: platform decides which codes exist; an unknown code has no cells, so
         # its airQuality is null.
         return cls(code=code)

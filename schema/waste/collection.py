@@ -576,5 +576,9 @@ class District:
 
     @classmethod
     def resolve_reference(cls, code: str) -> District:
+        if not isinstance(code, str):  # a representation is any JSON (_Any)
+            raise BadUserInput(
+                'a District\'s code is a string, e.g. "11110"', argument="representations"
+            )
         # No query: platform decides which codes exist; an unknown code has no collections.
         return cls(code=code)

@@ -19,6 +19,7 @@ from hub import domains
 from resolvers.sensors.catalog import metrics
 from schema.builder import build_schema
 from schema.cost import (
+    COST_CEILING,
     LIST_SIZE,
     MAX_COST,
     MAX_REPRESENTATIONS,
@@ -56,9 +57,10 @@ def refusal(body: dict[str, Any]) -> dict[str, Any]:
     extensions: dict[str, Any] = error["extensions"]
     assert extensions["code"] == "QUERY_TOO_COSTLY", error
     assert extensions["limit"] == MAX_COST
-    assert error["message"].startswith(
-        f"This query costs {extensions['cost']:,}, over the limit of {MAX_COST:,}"
-    )
+    costs = f"{extensions['cost']:,}"
+    if extensions["cost"] == COST_CEILING:
+        costs = f"over {costs}"
+    assert error["message"].startswith(f"This query costs {costs}, over the limit of {MAX_COST:,}")
     return extensions
 
 
@@ -109,6 +111,29 @@ async def test_entities_take_a_bounded_number_of_representations(
     )
     body = await post(client, query, r=[jongno] * 3)
     assert body == {"data": {"_entities": [{"name": "종로구"}] * 3}}
+
+
+BEYOND_INT = 18446744073709551615  # 2**64 - 1: validation refuses it, but after the cost
+
+
+async def test_sizes_beyond_an_int_are_refused_with_a_cost_json_can_carry(
+    client: httpx.AsyncClient,
+) -> None:
+    """A cost counts up to COST_CEILING, and the error says "over" it: a cost of 2**64
+    could not be encoded (HTTP 500)."""
+    journeys = (
+        "{ journeys(from: {lat: 37.55, lng: 126.97}, to: {lat: 35.11, lng: 129.04}, "
+        f"limit: {BEYOND_INT}) {{ itineraries {{ minutes }} }} }}"
+    )
+    assert refusal(await post(client, journeys))["cost"] == COST_CEILING
+    readings = (
+        'query ($n: Int) { sensorReadings(area: {district: "11110"}, from: "2026-01-01T00:00Z",'
+        f' to: "2026-01-02T00:00Z", first: {BEYOND_INT}) {{ edges {{ node {{ ts '
+        "values { metric } } } } }"
+    )
+    assert refusal(await post(client, readings))["cost"] == COST_CEILING
+    nested = readings.replace(f"first: {BEYOND_INT}", "first: $n")
+    assert refusal(await post(client, nested, n=2**40))["cost"] == COST_CEILING
 
 
 def test_costs_of_documents() -> None:
