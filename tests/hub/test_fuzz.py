@@ -138,25 +138,20 @@ def graphql_field(name: str, value: graphql.ValueNode) -> graphql.ObjectFieldNod
 
 
 def representations(schema: graphql.GraphQLSchema) -> st.SearchStrategy[graphql.ValueNode]:
-    """`_Any`: an entity's reference, a known type with its key or odd values for it."""
+    """`_Any`: an entity's reference (a known type, or any name, with its key or any value
+    for it), or any JSON."""
     entity = schema.get_type("_Entity")
     assert isinstance(entity, graphql.GraphQLUnionType)
-    # TODO(issue 17, _entities): a representation that is not an object naming a known
-    # entity type (`[]`, `"x"`, `{__typename: ""}`) answers INTERNAL_SERVER_ERROR from
-    # strawberry's entities resolver; the schema builder is to refuse it as BAD_USER_INPUT.
-    # Then generate any JSON here too (`| json_values()`) and any text as the type's name.
-    typename = st.sampled_from([member.name for member in entity.types])
-    # TODO(issue 17, _entities): a District's key that is not a string (`code: [1]`) answers
-    # INTERNAL_SERVER_ERROR from District.resolve_reference (schema/platform.py: the
-    # DataLoader hashes it); to be refused as BAD_USER_INPUT. Then `| json_values()` here.
-    code = (st.from_regex(r"[0-9]{5}", fullmatch=True) | TEXT).map(nodes.String)
-    return st.builds(
+    typename = st.sampled_from([member.name for member in entity.types]) | TEXT
+    code = (st.from_regex(r"[0-9]{5}", fullmatch=True) | TEXT).map(nodes.String) | json_values()
+    references = st.builds(
         lambda name, key: nodes.Object(
             [graphql_field("__typename", nodes.String(name)), graphql_field("code", key)]
         ),
         typename,
         code,
     )
+    return references | json_values()
 
 
 def custom_scalars(
@@ -212,56 +207,9 @@ def operations(api_schema: graphql.GraphQLSchema) -> dict[Mode, st.SearchStrateg
             api_schema,
             custom_scalars=custom_scalars(api_schema, malformed=mode is Mode.NEGATIVE),
             mode=mode,
-        ).filter(lambda document: not tall_thin_box(document) and not beyond_int(document))
+        )
         for mode in Mode
     }
-
-
-def beyond_int(document: str) -> bool:
-    """Whether an Int literal of the document is beyond GraphQL's 32 bits (invalid).
-
-    TODO(issue 17, query cost): schema/cost.py sizes lists from such an argument before the
-    document is validated (`journeys(limit: 18446744073709551615)`), its QUERY_TOO_COSTLY
-    error carries the cost, and orjson cannot encode that integer: HTTP 500. Fuzz these
-    again (drop this filter) once the cost is bounded or the document validated first.
-    """
-    huge = False
-
-    class Ints(graphql.Visitor):
-        def enter_int_value(self, node: graphql.IntValueNode, *_: Any) -> None:
-            nonlocal huge
-            huge = huge or not -(2**31) <= int(node.value) < 2**31
-
-    graphql.visit(graphql.parse(document), Ints())
-    return huge
-
-
-def tall_thin_box(document: str) -> bool:
-    """Whether an `area.bbox` of the document is within one square degree but longer than
-    a degree on one side.
-
-    TODO(issue 17, area arguments): H3 sizes its work on such a box's bounding box (45° by
-    1e-9° took gigabytes, a fuzz run left the hub at 16 GB); the sensors' check of each side
-    is being made. Fuzz these boxes too once it lands (drop this filter).
-    """
-    found = False
-
-    class Boxes(graphql.Visitor):
-        def enter_object_value(self, node: graphql.ObjectValueNode, *_: Any) -> None:
-            nonlocal found
-            sides = {field.name.value: field.value for field in node.fields}
-            if set(sides) != {"south", "west", "north", "east"}:
-                return
-            try:
-                degrees = {name: float(value.value) for name, value in sides.items()}
-            except (AttributeError, TypeError, ValueError):
-                return
-            height = abs(degrees["north"] - degrees["south"])
-            width = abs(degrees["east"] - degrees["west"])
-            found = found or (max(height, width) > 1 and height * width <= 1)
-
-    graphql.visit(graphql.parse(document), Boxes())
-    return found
 
 
 # Arguments as variables: the same values through the variables' coercion instead of
@@ -415,9 +363,7 @@ async def test_bad_variable_values_answer_well(
     document, variables = with_variables(
         api_schema, data.draw(operations[Mode.POSITIVE], label="document")
     )
-    # TODO(issue 17, _entities): representations that are not entity references are left
-    # out (see representations()); bad values for `_entities` too, until that fix lands.
-    names = sorted(name for name in variables if f"${name}: [_Any!]!" not in document)
+    names = sorted(variables)
     assume(names)
     name = data.draw(st.sampled_from(names), label="variable")
     if data.draw(st.booleans(), label="missing"):
