@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     max_query_cost: int = Field(
         default=10_000,
         ge=1,
+        le=999_999_999,  # costs are counted up to 1e9, which is always refused
         description="Most a GraphQL document may cost (docs/api.md#limits); more is refused "
         "before it runs (QUERY_TOO_COSTLY).",
     )
