@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
+import asyncpg.pool
 from prometheus_client import Counter
 
 from hub.core import monitoring
@@ -132,6 +133,36 @@ class Pool(asyncpg.Pool):
 
     def acquire(self, *, timeout: float | None = None) -> Any:
         return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+    async def release(
+        self,
+        connection: Any,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's signature)
+    ) -> None:
+        """Give a connection back once, even if it went back by itself meanwhile.
+
+        asyncpg checks that the connection is still out, then releases it in a task
+        shielded from cancellation, which starts one loop iteration later. A call cancelled
+        mid-statement has its connection cancel the statement in the background; if that
+        fails, the connection closes and so returns to the pool, and when it happened in
+        that iteration asyncpg's task found the pool's slot already free and raised
+        InternalClientError ("release() called on a free connection holder") into the
+        cancelled caller. Here the check and the release run in one step of the task."""
+        await asyncio.shield(self._release_once(connection, timeout))
+
+    async def _release_once(self, connection: Any, budget: float | None) -> None:
+        if not (
+            isinstance(connection, asyncpg.pool.PoolConnectionProxy)
+            and connection._holder._pool is self
+        ):
+            raise asyncpg.InterfaceError(f"{connection!r} is not a connection of this pool")
+        if connection._con is None:  # closed meanwhile, so already back in the pool
+            return
+        self._check_init()
+        connection._con._on_release()
+        holder = connection._holder
+        await holder.release(holder._timeout if budget is None else budget)
 
     async def close(self) -> None:
         await self.outage.close()

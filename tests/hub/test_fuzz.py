@@ -51,13 +51,7 @@ TEXT = st.text(st.characters(codec="utf-8"), max_size=40)  # NUL bytes too
 
 # INTERNAL_SERVER_ERRORs whose fix is being made elsewhere, by a line of their traceback:
 # let through (as a Hypothesis event) until then. Remove each once its fix lands.
-KNOWN_FAULTS = [
-    # TODO(issue 17, kernel's pool): a field failing non-null nulls `data`, and graphql-core
-    # then cancels its siblings; one cancelled inside asyncpg's `pool.fetchrow` (while the
-    # statement is prepared) fails again on release, and answers INTERNAL_SERVER_ERROR
-    # instead of being dropped (about 1 in 30 requests of that shape).
-    "PoolConnectionHolder.release() called on a free connection holder",
-]
+KNOWN_FAULTS: list[str] = []
 
 
 class Tracebacks(logging.Handler):
