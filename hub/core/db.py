@@ -215,13 +215,14 @@ _UNAVAILABLE = (
 def unavailable(error: BaseException) -> bool:
     """Whether `error` means PostgreSQL could not be reached or did not answer in time,
     rather than a bug. OS errors and timeouts count only when raised inside asyncpg, so a
-    timeout elsewhere is not blamed on the database."""
+    timeout elsewhere is not blamed on the database, and not when the event loop raised
+    them itself (see _event_loop_fault)."""
     if isinstance(error, _UNAVAILABLE):
         return True
     if isinstance(error, asyncpg.InterfaceError):
         return "closed" in str(error) or "closing" in str(error)
     if isinstance(error, OSError | TimeoutError):
-        return _raised_in_asyncpg(error.__traceback__)
+        return _raised_in_asyncpg(error.__traceback__) and not _event_loop_fault(error)
     return False
 
 
@@ -232,6 +233,17 @@ def _raised_in_asyncpg(tb: TracebackType | None) -> bool:
             return True
         tb = tb.tb_next
     return False
+
+
+def _event_loop_fault(error: BaseException) -> bool:
+    """Whether the error came from the event loop's own bookkeeping (its selector), not
+    from the network: epoll refusing a socket (ENOENT) whose descriptor number the loop
+    still had registered for one closed behind its back. That is a bug in this process,
+    whatever the socket was for, and not PostgreSQL being away."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__") == "selectors"
 
 
 def describe(error: BaseException) -> str:

@@ -1,15 +1,18 @@
 """The hub's PostgreSQL pool (hub/core/db.py) against a real server: a connection that goes
-back to the pool by itself is not given back twice."""
+back to the pool by itself is not given back twice, and only PostgreSQL being away counts
+as an outage."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from hub.core import db
+from hub.embedded.ports import free_port
 from tests.conftest import local_settings
 
 pytestmark = pytest.mark.db
@@ -59,3 +62,27 @@ async def test_cancelled_calls_leave_the_pool_serving(pool: db.Pool) -> None:
     both = [await pool.acquire(), await pool.acquire()]
     for conn in both:
         await pool.release(conn)
+
+
+async def test_an_event_loop_fault_while_connecting_is_no_outage(pg_server_url: str) -> None:
+    """A socket closed behind the event loop's back leaves its descriptor registered; the
+    next socket gets that number and epoll refuses it (FileNotFoundError). Raised in
+    asyncpg's connect, it was taken for PostgreSQL being away (503 and an outage logged);
+    it is a bug in this process instead."""
+    loop = asyncio.get_running_loop()
+    stale = socket.socket()
+    loop.add_reader(stale.fileno(), lambda: None)
+    fd = stale.fileno()
+    stale.close()  # without remove_reader: the number is free, the loop still holds it
+    try:
+        with pytest.raises(FileNotFoundError) as raised:
+            await asyncpg.connect(pg_server_url, timeout=5)
+    finally:
+        loop.remove_reader(fd)
+    assert not db.unavailable(raised.value)
+
+
+async def test_a_refused_connection_is_an_outage() -> None:
+    with pytest.raises(OSError) as raised:
+        await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    assert db.unavailable(raised.value)
