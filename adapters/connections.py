@@ -30,24 +30,37 @@ class Connections:
         self.sandbox = sandbox
         self.on_sandbox = on_sandbox  # e.g. point a sandbox's webhooks at this hub
         self._built: dict[str, Any] = {}
-        self._lock = asyncio.Lock()
+        self._building: dict[str, asyncio.Future[Any]] = {}
         self._sandboxes = contextlib.AsyncExitStack()
 
     async def get(self, name: str) -> Any:
-        """The connected adapter `name` (check its kind with `adapters.kinds`)."""
+        """The connected adapter `name` (check its kind with `adapters.kinds`).
+
+        Built once, in a task of its own that callers share: a caller cancelled meanwhile
+        (a request's time budget, a sibling field's error) leaves the build, and a sandbox
+        half started, to finish for the next one rather than abandoning it."""
         if name in self._built:
             return self._built[name]
-        async with self._lock:
-            if name not in self._built:
-                adapter = registry.get(name)
-                try:
-                    settings = adapter.read_settings()
-                except ValidationError as exc:
-                    settings = await self._sandboxed(adapter, exc)
-                self._built[name] = adapter.connect(settings)
+        building = self._building.get(name)
+        if building is None:
+            building = asyncio.ensure_future(self._build(name))
+            self._building[name] = building
+            building.add_done_callback(lambda _: self._building.pop(name, None))
+        return await asyncio.shield(building)
+
+    async def _build(self, name: str) -> Any:
+        adapter = registry.get(name)
+        try:
+            settings = adapter.read_settings()
+        except ValidationError as exc:
+            settings = await self._sandboxed(adapter, exc)
+        self._built[name] = adapter.connect(settings)
         return self._built[name]
 
     async def aclose(self) -> None:
+        for building in list(self._building.values()):
+            building.cancel()
+            await asyncio.gather(building, return_exceptions=True)
         for connection in self._built.values():
             await connection.aclose()
         self._built.clear()

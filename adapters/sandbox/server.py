@@ -81,12 +81,14 @@ async def running(sandbox: Sandbox, port: int = 0) -> AsyncIterator[RunningSandb
     server, injector = _server(sandbox)
     with _bind("127.0.0.1", port) as sock:
         task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError(f"sandbox {sandbox.name} stopped while starting")
-            await asyncio.sleep(0.01)
-        try:
+        try:  # from here: cancelled while starting, the server still stops before the
+            # socket closes (closed while the loop watched it, its number was refused to
+            # the next socket that got it, a PostgreSQL connection: ENOENT from epoll)
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError(f"sandbox {sandbox.name} stopped while starting")
+                await asyncio.sleep(0.01)
             yield RunningSandbox(sandbox, f"http://127.0.0.1:{sock.getsockname()[1]}", injector)
         finally:
             server.should_exit = True

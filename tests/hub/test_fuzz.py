@@ -51,13 +51,7 @@ TEXT = st.text(st.characters(codec="utf-8"), max_size=40)  # NUL bytes too
 
 # INTERNAL_SERVER_ERRORs whose fix is being made elsewhere, by a line of their traceback:
 # let through (as a Hypothesis event) until then. Remove each once its fix lands.
-KNOWN_FAULTS = [
-    # TODO(issue 17, adapters/sandbox/server.py): a request cancelled while it starts an
-    # in-process sandbox (taxBill's) closes the sandbox's listening socket with the event
-    # loop still watching it; the next socket given that number (a PostgreSQL connect as
-    # the pool grows) is refused by epoll with FileNotFoundError (4 in 10,000 requests).
-    ", in _add_writer",
-]
+KNOWN_FAULTS: list[str] = []
 
 
 class Tracebacks(logging.Handler):
