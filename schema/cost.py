@@ -301,6 +301,9 @@ class QueryCost(SchemaExtension):
             settings, "max_entity_representations", self.max_representations
         )
         schema, variables, name = context.schema._schema, context.variables, context.operation_name
+        verdict = (id(schema), name, max_cost, max_representations)  # documents are shared
+        if not variables and verdict in _PASSED.get(document, ()):
+            return None
         given = representations(document, variables, name)
         if len(given) > max_representations:
             return too_many_representations(len(given), max_representations)
@@ -310,7 +313,17 @@ class QueryCost(SchemaExtension):
         cost = document_cost(schema, document, variables, name)
         if cost > max_cost or cost >= COST_CEILING:
             return too_costly(cost, max_cost)
+        if not variables:
+            _PASSED.setdefault(document, set()).add(verdict)
         return None
+
+
+# Documents that passed, by schema, operation name and limits, when sent without variables (their
+# cost cannot change): apps send the same few documents, and the document cache hands out
+# the same parsed one each time, so the walk runs once per document, not per request.
+_PASSED: WeakKeyDictionary[DocumentNode, set[tuple[int, str | None, int, int]]] = (
+    WeakKeyDictionary()
+)
 
 
 _held: WeakKeyDictionary[object, Counter[str]] = WeakKeyDictionary()
