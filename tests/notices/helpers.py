@@ -152,6 +152,10 @@ async def notices_world(
 
     overrides.setdefault("first_retry_seconds", 0.05)
     overrides.setdefault("longest_retry_seconds", 0.2)
+    # No quiet hours unless a test asks: otherwise a non-urgent notice sent after 21:00 KST
+    # waits for the morning, and the test waiting for it fails by the clock.
+    overrides.setdefault("day_starts_hour", 0)
+    overrides.setdefault("day_ends_hour", 24)
     settings = local_settings(**overrides)
     servers = Servers(migrated_url, kafka_bootstrap)
     app = create_app(settings, servers)

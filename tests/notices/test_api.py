@@ -37,10 +37,7 @@ FOLLOW = "subscription($after: String) { noticeReceived(after: $after) { id curs
 
 @pytest.fixture(scope="module")
 async def world(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[World]:
-    # No quiet hours: the notices go whenever the tests run (held ones are not in inboxes).
-    async with notices_world(
-        migrated_url, kafka_bootstrap, day_starts_hour=0, day_ends_hour=24
-    ) as found:
+    async with notices_world(migrated_url, kafka_bootstrap) as found:  # no quiet hours
         yield found
 
 
