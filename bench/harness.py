@@ -40,6 +40,12 @@ from hub.embedded.ports import free_port
 
 CALL_LOG_PATH = "/_bench/calls"
 
+# The benchmarks measure the hub, not its rate limits: one client sending thousands of
+# requests a second from one address would be answered 429 (docs/operating.md#rate-limits).
+# The hubs they start, in this process or as children, inherit these.
+for _limit in ("GRAPHQL_CLIENT", "GRAPHQL_IP", "SIGNIN_IP", "OAUTH_IP", "WEBSOCKET_IP"):
+    os.environ.setdefault(f"IEUM_RATE_{_limit}_PER_SECOND", "0")
+
 
 @contextmanager
 def servers(settings: Settings) -> Iterator[tuple[str, str]]:
