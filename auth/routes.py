@@ -11,6 +11,7 @@ import anyio.to_thread
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from starlette.datastructures import ImmutableMultiDict
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -175,7 +176,10 @@ routes = [
 
 
 async def _endpoint(request: Request, call: Any) -> Response:
-    raw_form = await request.form()
+    try:
+        raw_form = await request.form()
+    except HTTPException as exc:  # e.g. multipart without a boundary: Starlette's text 400
+        return _invalid_request(f"the body cannot be read as a form: {exc.detail}")
     form = {k: str(v) for k, v in raw_form.items()}
     if _control_characters(form) or _control_characters(dict(request.query_params)):
         return _invalid_request("control characters in parameters")

@@ -83,6 +83,17 @@ async def test_unreadable_basic_credentials_are_invalid_client(
     assert response.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.parametrize("endpoint", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
+async def test_a_body_that_is_not_a_form_is_an_oauth_error(auth_hub: Hub, endpoint: str) -> None:
+    """A multipart body without its boundary got Starlette's plain-text 400."""
+    async with httpx.AsyncClient(base_url=auth_hub.url) as http:
+        answer = await http.post(
+            endpoint, content=b"x", headers={"Content-Type": "multipart/form-data"}
+        )
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "invalid_request"
+
+
 async def test_readable_basic_credentials_still_work(auth_hub: Hub) -> None:
     """The control for the test above: RFC 6749 2.3.1 form-encodes id and secret first."""
     client = await auth_hub.client(scope_names="sensors:read")
