@@ -42,6 +42,21 @@ async def issued_and_verified(hub: Hub) -> str:
     return str(decoded.header["kid"])
 
 
+async def plain_key(auth_hub: Hub, signs_from: datetime) -> ECKey:
+    """A signing key stored as before keys were sealed: plain JWK."""
+    kid = f"plain-{secrets.token_hex(4)}"
+    plain = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": keys.ALG, "use": "sig"})
+    await store.insert_signing_key(
+        auth_hub.pool,
+        kid=kid,
+        alg=keys.ALG,
+        private_jwk=plain.as_dict(private=True),
+        public_jwk=plain.as_dict(private=False),
+        signs_from=signs_from,
+    )
+    return plain
+
+
 async def test_private_keys_are_stored_sealed(auth_hub: Hub) -> None:
     stored = await stored_keys(auth_hub)
     assert stored
@@ -52,16 +67,8 @@ async def test_private_keys_are_stored_sealed(auth_hub: Hub) -> None:
 
 
 async def test_a_plain_key_from_before_signs_and_rotation_seals_it(auth_hub: Hub) -> None:
-    kid = f"plain-{secrets.token_hex(4)}"
-    plain = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": keys.ALG, "use": "sig"})
-    await store.insert_signing_key(
-        auth_hub.pool,
-        kid=kid,
-        alg=keys.ALG,
-        private_jwk=plain.as_dict(private=True),
-        public_jwk=plain.as_dict(private=False),
-        signs_from=datetime.now(UTC),
-    )
+    plain = await plain_key(auth_hub, signs_from=datetime.now(UTC))
+    kid = str(plain.kid)
     assert await issued_and_verified(auth_hub) == kid  # read as it was stored
 
     added = await keys.add(auth_hub.pool, signs_in=timedelta(hours=1))
@@ -75,16 +82,8 @@ async def test_a_plain_key_from_before_signs_and_rotation_seals_it(auth_hub: Hub
 
 
 async def test_ieum_keys_encrypt_seals_plain_keys(auth_hub: Hub, migrated_url: str) -> None:
-    kid = f"plain-{secrets.token_hex(4)}"
-    plain = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": keys.ALG, "use": "sig"})
-    await store.insert_signing_key(
-        auth_hub.pool,
-        kid=kid,
-        alg=keys.ALG,
-        private_jwk=plain.as_dict(private=True),
-        public_jwk=plain.as_dict(private=False),
-        signs_from=datetime.now(UTC) + timedelta(days=1),
-    )
+    plain = await plain_key(auth_hub, signs_from=datetime.now(UTC) + timedelta(days=1))
+    kid = str(plain.kid)
     result = await asyncio.to_thread(
         subprocess.run,
         [IEUM, "keys", "encrypt"],
