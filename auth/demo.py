@@ -81,8 +81,13 @@ async def load(pool: asyncpg.Pool, issuer: str) -> DemoCredentials:
     return DemoCredentials(CLIENT_ID, client_secret, CITIZEN, password, APP_ID)
 
 
-def _flows(secret: str) -> URLSafeTimedSerializer:
+async def _flows(request: Request) -> URLSafeTimedSerializer:
+    """Signs the browser's flow cookie, with a secret every hub process shares."""
+    secret = await store.hub_secret(request.app.state.db, "demo_flow", secrets.token_urlsafe(32))
     return URLSafeTimedSerializer(secret, salt="ieum.demo.flow")
+
+
+NO_DEMO = "<p>This hub runs without demo data.</p>"
 
 
 async def _demo_app(request: Request) -> str | None:
@@ -97,7 +102,7 @@ async def sign_in(request: Request) -> Response:
     cookie of this browser, then off to the authorization page."""
     redirect_uri = await _demo_app(request)
     if redirect_uri is None:
-        return HTMLResponse(_page("No demo app", "<p>This hub runs without demo data.</p>"), 404)
+        return HTMLResponse(_page("No demo app", NO_DEMO), 404)
     verifier = secrets.token_urlsafe(48)
     state = secrets.token_urlsafe(16)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
@@ -113,8 +118,7 @@ async def sign_in(request: Request) -> Response:
         }
     )
     response = RedirectResponse(f"/oauth/authorize?{query}", status_code=303)
-    secret = await store.hub_secret(request.app.state.db, "demo_flow", secrets.token_urlsafe(32))
-    cookie = _flows(secret).dumps({"verifier": verifier, "state": state})
+    cookie = (await _flows(request)).dumps({"verifier": verifier, "state": state})
     response.set_cookie(
         FLOW_COOKIE, cookie, max_age=FLOW_SECONDS, httponly=True, samesite="lax", path="/demo"
     )
@@ -126,14 +130,14 @@ async def callback(request: Request) -> Response:
     endpoint, as the app's backend would, and show what came back."""
     redirect_uri = await _demo_app(request)
     if redirect_uri is None:
-        return HTMLResponse(_page("No demo app", "<p>This hub runs without demo data.</p>"), 404)
+        return HTMLResponse(_page("No demo app", NO_DEMO), 404)
     params = request.query_params
     if error := params.get("error"):
         detail = params.get("error_description", "")
         return HTMLResponse(_page("Not signed in", f"<p>{_e(error)}: {_e(detail)}</p>"), 400)
-    secret = await store.hub_secret(request.app.state.db, "demo_flow", secrets.token_urlsafe(32))
+    flows = await _flows(request)
     try:
-        flow = _flows(secret).loads(request.cookies.get(FLOW_COOKIE, ""), max_age=FLOW_SECONDS)
+        flow = flows.loads(request.cookies.get(FLOW_COOKIE, ""), max_age=FLOW_SECONDS)
     except BadSignature:
         flow = None
     if not flow or not secrets.compare_digest(str(flow["state"]), params.get("state", "")):
