@@ -12,12 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from graphql import (
-    DirectiveNode,
     DocumentNode,
     FieldDefinitionNode,
-    ListValueNode,
     Node,
-    StringValueNode,
     Visitor,
     build_ast_schema,
     parse,
@@ -47,7 +44,8 @@ def scopes_sentence(groups: list[list[str]]) -> str:
 
 
 class _ApiOnly(Visitor):
-    """Drops federation types, fields and directives; moves scopes into descriptions."""
+    """Drops federation types, fields and directives (the hub's schema already says each
+    gated field's scopes in its description: schema.builder.describe_scopes)."""
 
     def enter(self, node: Node, *_: Any) -> Any:
         name = getattr(getattr(node, "name", None), "value", None)
@@ -58,38 +56,6 @@ class _ApiOnly(Visitor):
             return None if name in STANDARD_DIRECTIVES else REMOVE
         if kind == "directive_definition":
             return None if name in STANDARD_DIRECTIVES else REMOVE
-        if isinstance(node, FieldDefinitionNode):
-            if name in FEDERATION_FIELDS:
-                return REMOVE
-            return _with_scopes_described(node)
+        if isinstance(node, FieldDefinitionNode) and name in FEDERATION_FIELDS:
+            return REMOVE
         return None
-
-
-def _with_scopes_described(field: FieldDefinitionNode) -> FieldDefinitionNode | None:
-    for directive in field.directives or ():
-        if directive.name.value == SCOPES_DIRECTIVE:
-            sentence = scopes_sentence(_scope_groups(directive))
-            text = field.description.value.rstrip() if field.description else ""
-            if text.endswith(sentence):  # the hub's schema says it already
-                return None
-            described = f"{text}\n\n{sentence}" if text else sentence
-            return FieldDefinitionNode(
-                name=field.name,
-                description=StringValueNode(value=described, block=True),
-                arguments=field.arguments,
-                type=field.type,
-                directives=field.directives,
-                loc=field.loc,
-            )
-    return None
-
-
-def _scope_groups(directive: DirectiveNode) -> list[list[str]]:
-    argument = next(a for a in directive.arguments or () if a.name.value == "scopes")
-    outer = argument.value
-    assert isinstance(outer, ListValueNode)
-    groups = []
-    for inner in outer.values:
-        assert isinstance(inner, ListValueNode)
-        groups.append([value.value for value in inner.values if isinstance(value, StringValueNode)])
-    return groups
