@@ -26,7 +26,6 @@ from graphql.language.visitor import REMOVE
 FEDERATION_TYPES = frozenset({"_Any", "_Entity", "_Service", "FieldSet", "link__Import"})
 FEDERATION_FIELDS = frozenset({"_entities", "_service"})
 STANDARD_DIRECTIVES = frozenset({"deprecated", "specifiedBy", "oneOf", "include", "skip"})
-SCOPES_DIRECTIVE = "requiresScopes"
 
 
 def api_sdl(subgraph_sdl: str) -> str:
