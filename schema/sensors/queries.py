@@ -16,7 +16,7 @@ from resolvers.sensors.devices import DEVICE_ID
 from resolvers.sensors.message import H3_RESOLUTION
 from resolvers.sensors.state import SensorsState
 from schema.cost import FieldCost
-from schema.pagination import Connection, check_first, decode_cursor, page_of
+from schema.pagination import Connection, aware_time, check_first, page_of, read_cursor
 from schema.sensors.types import (
     AreaInput,
     Bucket,
@@ -176,23 +176,13 @@ class SensorsQuery:
 
 def reading_after(after: str | None) -> tuple[datetime, str] | None:
     """The (time, unit) a page of readings ended with, from its endCursor."""
-    if after is None:
-        return None
-    ts, device_id = decode_cursor(after, 2)
-    try:
-        at = datetime.fromisoformat(ts)
-    except (TypeError, ValueError):
-        at = None
-    if (
-        at is None
-        or at.tzinfo is None
-        or not (isinstance(device_id, str) and DEVICE_ID.fullmatch(device_id))
-    ):
-        raise BadUserInput(
-            "'after' is not a cursor of this list: pass a page's endCursor as it came",
-            argument="after",
-        )
-    return at, device_id
+    return read_cursor(after, aware_time, _device_id)
+
+
+def _device_id(value: object) -> str:
+    if not (isinstance(value, str) and DEVICE_ID.fullmatch(value)):
+        raise ValueError(value)
+    return value
 
 
 async def window_cells(
