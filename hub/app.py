@@ -7,7 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from cross_web import HTTPException
@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema import Schema
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
@@ -39,6 +40,7 @@ from hub.core.context import Context, build_context
 from hub.core.servers import Servers
 from hub.core.settings import Settings
 from hub.health import healthz, metrics_endpoint, readyz
+from schema import prepared
 from schema.builder import build_schema
 
 
@@ -77,11 +79,62 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             )
             response: Response = error_response(too_large, 413, media_type, limit=limit)
         else:
+            if scope["method"] == "POST" and await self.run_prepared(
+                scope, body, media_type, receive, send
+            ):
+                return
             try:
                 response = await self.run(Request(scope, replay(body, receive)))
             except HTTPException as exc:
                 response = error_response(exc.reason, exc.status_code, media_type)
         await response(scope, receive, send)
+
+    async def run_prepared(
+        self, scope: AsgiScope, body: bytes, media_type: str, receive: Receive, send: Send
+    ) -> bool:
+        """Answer a POST of an operation the hub ran before (schema.prepared), without
+        strawberry's request pipeline; False, having done nothing, for any other request
+        (strawberry answers it). The answer is the one strawberry and create_response
+        give: same body, status and headers."""
+        request = Request(scope, replay(body, receive))
+        content_type = request.headers.get("content-type", "")
+        if content_type.partition(";")[0].strip().lower() != "application/json":
+            return False
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(data, dict) or data.get("extensions") is not None:
+            return False
+        query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+        if not (
+            isinstance(query, str)
+            and (variables is None or isinstance(variables, dict))
+            and (name is None or isinstance(name, str))
+        ):
+            return False
+        hub_schema = cast(Schema, self.schema)
+        schema = hub_schema._schema
+        context = build_context(request)
+        operation = prepared.runnable(schema, query, name, variables, context.settings)
+        if operation is None:
+            return False
+        result = await prepared.run(
+            schema, operation, variables, context, hub_schema.execution_context_class
+        )
+        response_data: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            response_data["errors"] = [error.formatted for error in result.errors]
+        status, headers = response_status(response_data, media_type)
+        content = orjson.dumps(response_data)
+        raw = [
+            (b"content-length", str(len(content)).encode()),
+            (b"content-type", media_type.encode()),
+            *headers,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": content})
+        return True
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         """The negotiated media type travels on the sub-response to create_response."""
@@ -131,15 +184,18 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         that got part of its answer stays 200 with the failed fields' errors. Under
         application/graphql-response+json, a request that could not run (it did not
         parse, validate or take its variables) is 400 without `data`."""
-        graphql_response = sub_response.media_type == GRAPHQL_RESPONSE_JSON
-        if graphql_response and isinstance(response_data, dict) and _not_run(response_data):
-            response_data.pop("data", None)
-            sub_response.status_code = 400
+        media_type = sub_response.media_type or "application/json"
+        status: int | None = None
+        headers: list[tuple[bytes, bytes]] = []
+        if isinstance(response_data, dict):
+            status, headers = response_status(response_data, media_type)
+            if status == 400:
+                sub_response.status_code = 400
         response = super().create_response(response_data, sub_response)
-        if isinstance(response_data, dict) and _database_down(response_data):
+        if status == 503:
             response.status_code = 503
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        if graphql_response:
+        response.headers.raw.extend(headers)
+        if media_type == GRAPHQL_RESPONSE_JSON:
             response.headers["content-type"] = GRAPHQL_RESPONSE_JSON
         return response
 
@@ -204,6 +260,22 @@ def response_media_type(accept: str | None) -> str:
     wanted = weights.get(GRAPHQL_RESPONSE_JSON, 0.0)
     legacy = max(weights.get("application/json", 0.0), weights.get("*/*", 0.0))
     return GRAPHQL_RESPONSE_JSON if wanted > 0 and wanted >= legacy else "application/json"
+
+
+def response_status(
+    response_data: GraphQLHTTPResponse, media_type: str
+) -> tuple[int, list[tuple[bytes, bytes]]]:
+    """The status of a GraphQL response and its extra headers: 503 with Retry-After when
+    PostgreSQL being away left nothing answered; under application/graphql-response+json,
+    400 for a request that could not run, whose `data` is dropped (so this may change
+    `response_data`); else 200."""
+    status, headers = 200, []
+    if media_type == GRAPHQL_RESPONSE_JSON and _not_run(response_data):
+        response_data.pop("data", None)
+        status = 400
+    if _database_down(response_data):
+        status, headers = 503, [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+    return status, headers
 
 
 def error_response(

@@ -296,26 +296,41 @@ class QueryCost(SchemaExtension):
     def _refusal(self, document: DocumentNode) -> GraphQLError | None:
         context = self.execution_context
         settings = getattr(context.context, "settings", None)
-        max_cost = getattr(settings, "max_query_cost", self.max_cost)
-        max_representations = getattr(
-            settings, "max_entity_representations", self.max_representations
+        return refusal(
+            context.schema._schema,
+            document,
+            context.variables,
+            context.operation_name,
+            getattr(settings, "max_query_cost", self.max_cost),
+            getattr(settings, "max_entity_representations", self.max_representations),
         )
-        schema, variables, name = context.schema._schema, context.variables, context.operation_name
-        verdict = (id(schema), name, max_cost, max_representations)  # documents are shared
-        if not variables and verdict in _PASSED.get(document, ()):
-            return None
-        given = representations(document, variables, name)
-        if len(given) > max_representations:
-            return too_many_representations(len(given), max_representations)
-        malformed = malformed_representation(schema, given)
-        if malformed is not None:
-            return malformed
-        cost = document_cost(schema, document, variables, name)
-        if cost > max_cost or cost >= COST_CEILING:
-            return too_costly(cost, max_cost)
-        if not variables:
-            _PASSED.setdefault(document, set()).add(verdict)
+
+
+def refusal(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None,
+    name: str | None,
+    max_cost: int,
+    max_representations: int,
+) -> GraphQLError | None:
+    """Why the operation may not run (too costly, too many or malformed representations),
+    or None. A document that passed without variables is not walked again."""
+    verdict = (id(schema), name, max_cost, max_representations)  # documents are shared
+    if not variables and verdict in _PASSED.get(document, ()):
         return None
+    given = representations(document, variables, name)
+    if len(given) > max_representations:
+        return too_many_representations(len(given), max_representations)
+    malformed = malformed_representation(schema, given)
+    if malformed is not None:
+        return malformed
+    cost = document_cost(schema, document, variables, name)
+    if cost > max_cost or cost >= COST_CEILING:
+        return too_costly(cost, max_cost)
+    if not variables:
+        _PASSED.setdefault(document, set()).add(verdict)
+    return None
 
 
 # Documents that passed, by schema, operation name and limits, when sent without variables (their

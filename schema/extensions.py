@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from inspect import isawaitable
@@ -26,6 +27,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType as StrawberryOperationType
 
 from hub.core import db, monitoring
 from hub.core.errors import BadUserInput, IeumError, Unauthenticated, UpstreamUnavailable
@@ -41,6 +43,17 @@ CACHED_DOCUMENT_MAX_BYTES = 16 * 1024
 MAX_TOKENS = 15_000  # without settings (Settings.graphql_max_tokens)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An operation of a cached document that parsed and validated against `schema`: it
+    may run without going through those steps again (schema.prepared)."""
+
+    schema: weakref.ref[GraphQLSchema]
+    document: DocumentNode
+    operation_type: StrawberryOperationType
+    operation_name: str | None  # as strawberry names it: the one asked for, or the first's
+
+
 @dataclass
 class CachedDocument:
     document: DocumentNode
@@ -49,6 +62,8 @@ class CachedDocument:
     validated: dict[tuple[type[ASTValidationRule], ...], list[GraphQLError]] = field(
         default_factory=dict
     )
+    # valid operations by (id of their schema, the operation name the client sent)
+    prepared: dict[tuple[int, str | None], Prepared] = field(default_factory=dict)
 
 
 class DocumentStore:
@@ -130,11 +145,20 @@ class DocumentCache(SchemaExtension):
             and context.validation_rules
         ):
             rules = tuple(context.validation_rules)
+            schema = context.schema._schema
             errors = entry.validated.get(rules)
             if errors is None:
-                errors = validate_document(context.schema._schema, entry.document, rules)
+                errors = validate_document(schema, entry.document, rules)
                 entry.validated[rules] = errors
             context.pre_execution_errors = errors
+            if not errors:
+                asked = context._provided_operation_name  # what the client sent
+                entry.prepared[(id(schema), asked)] = Prepared(
+                    weakref.ref(schema),
+                    entry.document,
+                    context.operation_type,
+                    context.operation_name,
+                )
         yield
 
 
@@ -192,14 +216,23 @@ class NoNulVariables(SchemaExtension):
     """The variables' strings, checked as NoNulStrings checks literals."""
 
     def on_execute(self) -> Iterator[None]:
-        for name, value in (self.execution_context.variables or {}).items():
-            where = _nul_at(value, f"${name}")
-            if where is not None:
-                raise GraphQLError(
-                    _nul_message(f"Variable '{where}'"),
-                    extensions={"code": BadUserInput.code, "variable": name},
-                )
+        found = nul_variable(self.execution_context.variables)
+        if found is not None:
+            name, where = found
+            raise GraphQLError(
+                _nul_message(f"Variable '{where}'"),
+                extensions={"code": BadUserInput.code, "variable": name},
+            )
         yield
+
+
+def nul_variable(variables: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """The first variable with a NUL in its value, and where in it, if any."""
+    for name, value in (variables or {}).items():
+        where = _nul_at(value, f"${name}")
+        if where is not None:
+            return name, where
+    return None
 
 
 class CurrentCaller(SchemaExtension):
@@ -264,43 +297,47 @@ class PublicErrors(SchemaExtension):
         yield
         result = self.execution_context.result
         if result is not None and result.errors:
-            result.errors = [self._public(error) for error in result.errors]
+            pool = getattr(self.execution_context.context, "db", None)
+            result.errors = [public_error(error, pool) for error in result.errors]
 
     def on_stream_result(self, result: Any) -> Iterator[None]:
         if isinstance(result, ExecutionResult) and result.errors:
-            result.errors = [self._public(error) for error in result.errors]
+            pool = getattr(self.execution_context.context, "db", None)
+            result.errors = [public_error(error, pool) for error in result.errors]
         yield
 
-    def _public(self, error: GraphQLError) -> GraphQLError:
-        code = public_code(error)
-        original = error.original_error
-        if isinstance(original, IeumError):
-            return error
-        if code not in OURS:
-            error.extensions = {**(error.extensions or {}), "code": code}
-            return error
-        if code == UpstreamUnavailable.code and original is not None:
-            pool = getattr(self.execution_context.context, "db", None)
-            if isinstance(pool, db.Pool):
-                pool.outage.failed(original)
-            public = UpstreamUnavailable(DATABASE_UNAVAILABLE, upstream="postgresql")
-            return GraphQLError(
-                DATABASE_UNAVAILABLE,
-                nodes=error.nodes,
-                source=error.source,
-                positions=error.positions,
-                path=error.path,
-                original_error=public,
-                extensions=public.extensions,
-            )
+
+def public_error(error: GraphQLError, pool: object) -> GraphQLError:
+    """The error as a client sees it: with its code, masked if it is our fault; a
+    PostgreSQL outage is told to the request's pool (`pool`), which logs it once."""
+    code = public_code(error)
+    original = error.original_error
+    if isinstance(original, IeumError):
+        return error
+    if code not in OURS:
+        error.extensions = {**(error.extensions or {}), "code": code}
+        return error
+    if code == UpstreamUnavailable.code and original is not None:
+        if isinstance(pool, db.Pool):
+            pool.outage.failed(original)
+        public = UpstreamUnavailable(DATABASE_UNAVAILABLE, upstream="postgresql")
         return GraphQLError(
-            "Unexpected error.",
+            DATABASE_UNAVAILABLE,
             nodes=error.nodes,
             source=error.source,
             positions=error.positions,
             path=error.path,
-            extensions={"code": IeumError.code},
+            original_error=public,
+            extensions=public.extensions,
         )
+    return GraphQLError(
+        "Unexpected error.",
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": IeumError.code},
+    )
 
 
 class OperationMetrics(SchemaExtension):
@@ -310,17 +347,24 @@ class OperationMetrics(SchemaExtension):
         started = time.perf_counter()
         yield
         context = self.execution_context
-        name = monitoring.operation_label(context.operation_name)
         try:
             kind = context.operation_type.value
         except RuntimeError:  # the document did not parse
             kind = OperationType.QUERY.value
-        monitoring.GRAPHQL_REQUESTS.labels(name, kind).inc()
-        monitoring.GRAPHQL_LATENCY.labels(name).observe(time.perf_counter() - started)
         errors = context.result.errors if context.result else context.pre_execution_errors
-        for error in errors or ():
-            code = (error.extensions or {}).get("code", IeumError.code)
-            monitoring.GRAPHQL_ERRORS.labels(name, str(code)).inc()
+        record_operation(context.operation_name, kind, started, errors)
+
+
+def record_operation(
+    name: str | None, kind: str, started: float, errors: list[GraphQLError] | None
+) -> None:
+    """One operation in the metrics: its count, time since `started`, errors by code."""
+    label = monitoring.operation_label(name)
+    monitoring.GRAPHQL_REQUESTS.labels(label, kind).inc()
+    monitoring.GRAPHQL_LATENCY.labels(label).observe(time.perf_counter() - started)
+    for error in errors or ():
+        code = (error.extensions or {}).get("code", IeumError.code)
+        monitoring.GRAPHQL_ERRORS.labels(label, str(code)).inc()
 
 
 # Subscriptions
