@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -40,10 +41,13 @@ from aiokafka.structs import ConsumerRecord
 
 from hub.core import db
 from hub.core.settings import Settings
-from resolvers.sensors import ingest_store, live_feed, monitoring
+from resolvers.sensors import copy_binary, ingest_store, live_feed, live_rows, monitoring
+from resolvers.sensors.columns import BatchDecoder, ReadingBatch
+from resolvers.sensors.ingest_checks import check_batch
 from resolvers.sensors.ingest_db import OUTAGE, Backoff, IngestDatabase, sleep_unless
-from resolvers.sensors.message import Reading, Rejected, parse
-from resolvers.sensors.rollup import rollups
+from resolvers.sensors.message import Reading
+from resolvers.sensors.message_binary import EPOCH
+from resolvers.sensors.rollup import rollup_columns, vehicle_hash
 from resolvers.sensors.settings import SensorsSettings
 
 log = logging.getLogger(__name__)
@@ -105,6 +109,7 @@ class IngestWorker:
         self.db = IngestDatabase(database_url, settings, self._prepare)
         self.stop = asyncio.Event()
         self._partitions_checked: float | None = None  # monotonic time; None: never
+        self.decoder = BatchDecoder()
 
     @property
     def conn(self) -> asyncpg.Connection | None:
@@ -188,7 +193,7 @@ class IngestWorker:
                             return
                         await self._maintain_when_idle()
                     continue
-                parsed = await _parse_batch(batch)
+                parsed = await _parse_batch(batch, self.decoder)
                 writing = await _finish(writing)
                 writing = asyncio.create_task(self._process_with_retry(consumer, producer, parsed))
         finally:
@@ -328,55 +333,76 @@ class IngestWorker:
             done = await ingest_store.lock_offsets(
                 conn, self.group_id, self.topic, (tp.partition for tp in batch)
             )
-            candidates, rejects, skipped = _not_yet_stored(parsed, done)
+            fresh, rejects, skipped = _not_yet_stored(parsed, done)
             if skipped:
                 log.info("ingest.batch.already_stored messages=%d", skipped)
-            devices = await ingest_store.device_states(conn, (r.device_id for _, r in candidates))
-            accepted: list[tuple[ConsumerRecord, Reading]] = []
-            seen: dict[tuple[str, datetime], Reading] = {}
-            redelivered = 0
-            for record, reading in candidates:
-                state = devices.get(reading.device_id)
-                key = (reading.device_id, reading.ts)
-                if state is None:
-                    rejects.append(
-                        (record, "unknown_device", f"{reading.device_id} is not registered")
-                    )
-                elif state[1]:
-                    rejects.append((record, "disabled_device", f"{reading.device_id} is disabled"))
-                elif state[0] != reading.vehicle_id:
-                    rejects.append(
-                        (record, "vehicle_mismatch", f"{reading.device_id} is on {state[0]}")
-                    )
-                elif key in seen:
-                    if _content(seen[key]) == _content(reading):
-                        redelivered += 1  # the same message twice: a producer's retry
-                    else:
-                        rejects.append(
-                            (record, "duplicate", "same device and timestamp earlier in batch")
-                        )
-                else:
-                    seen[key] = reading
-                    accepted.append((record, reading))
+            readings = parsed.readings
+            devices = await ingest_store.device_states(
+                conn, {readings.device_ids[i] for i in np.flatnonzero(fresh).tolist()}
+            )
+            checked = check_batch(readings, fresh, devices)
+            rejects += [(parsed.records[parsed.rows[i]], *why) for i, why in checked.rejects]
+            redelivered = checked.redelivered
 
-            known = await ingest_store.insert_readings(conn, [r for _, r in accepted])
-            stored = [r for _, r in accepted]
+            accepted = checked.accepted
+            payload = copy_binary.readings(
+                readings.ts[accepted],
+                checked.codes[accepted] + 1,
+                readings.lat[accepted],
+                readings.lng[accepted],
+                readings.cell[accepted],
+                readings.speed_kmh[accepted],
+                readings.heading_deg[accepted],
+                readings.values[accepted],
+            )
+            known = await ingest_store.insert_batch(
+                conn, payload, len(accepted), checked.devices, checked.vehicles
+            )
+            stored = accepted
             if known:
-                stored = [r for r in stored if (r.device_id, r.ts) not in known]
-                for record, reading in accepted:
-                    same = known.get((reading.device_id, reading.ts))
+                by_key = {
+                    (readings.device_ids[i], EPOCH + timedelta(microseconds=t)): i
+                    for i, t in zip(accepted.tolist(), readings.ts[accepted].tolist(), strict=True)
+                }
+                again = set()
+                for key, same in known.items():
+                    i = by_key[key]
+                    again.add(i)
                     if same:
                         redelivered += 1
-                    elif same is not None:
+                    else:
                         rejects.append(
                             (
-                                record,
+                                parsed.records[parsed.rows[i]],
                                 "duplicate",
                                 "this device and timestamp are stored with other values",
                             )
                         )
-            rows = rollups(stored)
-            await ingest_store.upsert_rollups(conn, rows)
+                stored = np.array([i for i in accepted.tolist() if i not in again], dtype=np.int64)
+            values = 0
+            if len(stored):
+                hashes = np.array([vehicle_hash(v) for v in checked.vehicles], dtype=np.int64)
+                rows = rollup_columns(
+                    readings.cell[stored],
+                    readings.ts[stored],
+                    readings.values[stored],
+                    hashes[checked.codes[stored]],
+                )
+                values = int(rows.n.sum())
+                await ingest_store.merge_rollup_payload(
+                    conn,
+                    copy_binary.rollups(
+                        rows.cell,
+                        rows.minute,
+                        rows.n,
+                        rows.sums,
+                        rows.sums_sq,
+                        rows.mins,
+                        rows.maxs,
+                        rows.vehicles,
+                    ),
+                    len(rows),
+                )
             await ingest_store.store_offsets(
                 conn,
                 self.group_id,
@@ -386,33 +412,35 @@ class IngestWorker:
             await _dead_letters(producer, self.dlq_topic, rejects)
 
         monitoring.INGEST_ACCEPTED.inc(len(stored))
-        monitoring.INGEST_VALUES.inc(sum(sum(row.n) for row in rows))
+        monitoring.INGEST_VALUES.inc(values)
         monitoring.INGEST_REDELIVERED.inc(redelivered)
         for _, reason, _ in rejects:
             monitoring.INGEST_REJECTED.labels(reason).inc()
         monitoring.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started + parsed.seconds)
-        if stored:
-            await live_feed.publish(producer, self.live_topic, stored)
-        if self.on_commit is not None and stored:
-            await self.on_commit(stored)
-
-
-def _content(reading: Reading) -> tuple[object, ...]:
-    """What a message says beside its key (the values packed, since NaN != NaN)."""
-    r = reading
-    return (r.vehicle_id, r.lat, r.lng, r.cell, r.speed_kmh, r.heading_deg, r.packed)
+        if len(stored):
+            committed = readings.take(stored)
+            await live_feed.publish_encoded(
+                producer, self.live_topic, live_rows.encode(committed, live_feed.CHUNK)
+            )
+            if self.on_commit is not None:
+                await self.on_commit(committed.readings())
 
 
 def _not_yet_stored(
     parsed: ParsedBatch, done: dict[int, int]
-) -> tuple[list[tuple[ConsumerRecord, Reading]], list[tuple[ConsumerRecord, str, str]], int]:
-    """The batch without the messages below the stored offsets (already committed)."""
-    candidates = [
-        (rec, r) for rec, r in parsed.candidates if rec.offset >= done.get(rec.partition, 0)
-    ]
+) -> tuple[np.ndarray, list[tuple[ConsumerRecord, str, str]], int]:
+    """The batch without the messages below the stored offsets (already committed): a
+    mask over its readings, and the rejects still to send."""
+    if not done:
+        return np.ones(len(parsed.readings), dtype=bool), list(parsed.rejects), 0
+    floor = np.zeros(len(parsed.records), dtype=np.int64)
+    for partition, offset in done.items():
+        floor[parsed.partitions == partition] = offset
+    fresh_records = parsed.offsets >= floor
+    fresh = fresh_records[parsed.rows]
     rejects = [x for x in parsed.rejects if x[0].offset >= done.get(x[0].partition, 0)]
-    skipped = len(parsed.candidates) + len(parsed.rejects) - len(candidates) - len(rejects)
-    return candidates, rejects, skipped
+    skipped = len(parsed.records) - int(fresh_records.sum())
+    return fresh, rejects, skipped
 
 
 async def _finish(writing: asyncio.Task[bool] | None) -> asyncio.Task[bool] | None:
@@ -471,34 +499,51 @@ def _ends(consumer: AIOKafkaConsumer) -> dict[int, int | None]:
 
 @dataclass(frozen=True)
 class ParsedBatch:
-    """One `getmany` result, parsed: the readings to check against the registry and the
-    messages already rejected by their content."""
+    """One `getmany` result, parsed: the readings to check against the registry (as
+    columns, each with the index of its record) and the messages already rejected by
+    their content."""
 
     batch: dict[TopicPartition, list[ConsumerRecord]]
-    candidates: list[tuple[ConsumerRecord, Reading]]
+    records: list[ConsumerRecord]  # the batch's records, in order
+    partitions: np.ndarray  # of each record
+    offsets: np.ndarray  # of each record
+    readings: ReadingBatch
+    rows: np.ndarray  # each reading's index in `records`
     rejects: list[tuple[ConsumerRecord, str, str]]
     seconds: float
 
 
-PARSE_SLICE = 500  # messages parsed between yields, so the batch being written moves on
+PARSE_SLICE = 1000  # messages parsed between yields, so the batch being written moves on
 
 
-async def _parse_batch(batch: dict[TopicPartition, list[ConsumerRecord]]) -> ParsedBatch:
+async def _parse_batch(
+    batch: dict[TopicPartition, list[ConsumerRecord]], decoder: BatchDecoder | None = None
+) -> ParsedBatch:
     started = time.perf_counter()
-    candidates: list[tuple[ConsumerRecord, Reading]] = []
-    rejects: list[tuple[ConsumerRecord, str, str]] = []
+    decoder = decoder or BatchDecoder()
+    records = [record for records in batch.values() for record in records]
     now = datetime.now(UTC)
-    parsed = 0
-    for records in batch.values():
-        for record in records:
-            try:
-                candidates.append((record, parse(record.value or b"", now)))
-            except Rejected as exc:
-                rejects.append((record, exc.reason, exc.detail))
-            parsed += 1
-            if parsed % PARSE_SLICE == 0:
-                await asyncio.sleep(0)
-    return ParsedBatch(batch, candidates, rejects, time.perf_counter() - started)
+    parts: list[ReadingBatch] = []
+    rows: list[np.ndarray] = []
+    rejects: list[tuple[ConsumerRecord, str, str]] = []
+    for first in range(0, len(records), PARSE_SLICE):
+        raws = [record.value or b"" for record in records[first : first + PARSE_SLICE]]
+        readings, index, refused = decoder.decode(raws, now)
+        parts.append(readings)
+        rows.append(index + first)
+        rejects += [(records[first + i], exc.reason, exc.detail) for i, exc in refused]
+        if first + PARSE_SLICE < len(records):
+            await asyncio.sleep(0)
+    return ParsedBatch(
+        batch,
+        records,
+        np.fromiter((r.partition for r in records), dtype=np.int64, count=len(records)),
+        np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records)),
+        ReadingBatch.concat(parts) if len(parts) != 1 else parts[0],
+        np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+        rejects,
+        time.perf_counter() - started,
+    )
 
 
 async def _dead_letters(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from resolvers.sensors.message import Reading
+from resolvers.sensors import copy_binary
 from resolvers.sensors.rollup import MAX_VEHICLES, RollupRow
 
 READING_COLUMNS = (
@@ -85,8 +85,12 @@ async def prepare_connection(
     """Session-local staging tables of this worker's connection, and a server-side limit
     on each statement (the worker's own limit covers a network that drops packets)."""
     await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS ingest_readings"
-        " (LIKE sensor_readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
+        # A batch's readings as the worker copies them: the device by its number in the
+        # batch (fixed-width rows, copy_binary.py), NaN for a speed or heading not sent.
+        "CREATE TEMP TABLE IF NOT EXISTS ingest_rows (ts timestamptz NOT NULL,"
+        " device_no integer NOT NULL, lat double precision NOT NULL,"
+        " lng double precision NOT NULL, cell bigint NOT NULL, speed_kmh real,"
+        " heading_deg real, metrics bytea NOT NULL) ON COMMIT DELETE ROWS;"
         "CREATE TEMP TABLE IF NOT EXISTS ingest_rollups"
         " (LIKE sensor_rollups INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
@@ -94,51 +98,68 @@ async def prepare_connection(
         await conn.execute(f"SET statement_timeout = {int(statement_timeout * 1000)}")
 
 
-async def insert_readings(
-    conn: asyncpg.Connection, readings: Sequence[Reading]
+async def insert_batch(
+    conn: asyncpg.Connection,
+    payload: bytes,
+    rows: int,
+    devices: Sequence[str],
+    vehicles: Sequence[str],
 ) -> dict[tuple[str, datetime], bool]:
-    """Store readings not stored before. For those that were already stored (usually
-    none, so only they cross the wire): (device, ts) → whether the stored row has the
-    same content, i.e. the same message delivered again rather than a conflicting one."""
-    if not readings:
+    """Store readings not stored before, from a batch in binary COPY form
+    (copy_binary.readings): each row names its device by its number in `devices` (from
+    1), registered on the vehicle at the same place in `vehicles`. For the readings that
+    were already stored (usually none, and then not even looked for: a one-time filter
+    on the count inserted): (device, ts) → whether the stored row has the same content,
+    i.e. the same message delivered again rather than a conflicting one."""
+    if not rows:
         return {}
-    await conn.copy_records_to_table(
-        "ingest_readings",
-        columns=READING_COLUMNS,
-        records=[
-            (
-                r.ts,
-                r.device_id,
-                r.vehicle_id,
-                r.lat,
-                r.lng,
-                r.cell,
-                r.speed_kmh,
-                r.heading_deg,
-                r.packed,
-            )
-            for r in readings
-        ],
+    await conn.copy_to_table(
+        "ingest_rows",
+        source=_chunks(payload),
+        columns=copy_binary.READINGS_COLUMNS,
+        format="binary",
     )
-    content = ", ".join(c for c in READING_COLUMNS if c not in ("device_id", "ts"))
+    columns = ", ".join(READING_COLUMNS)
+    content = [c for c in READING_COLUMNS if c not in ("device_id", "ts")]
     stored_before = await conn.fetch(
-        "WITH inserted AS ("
-        f" INSERT INTO sensor_readings ({', '.join(READING_COLUMNS)})"
-        f" SELECT {', '.join(READING_COLUMNS)} FROM ingest_readings"
+        "WITH staged AS (SELECT r.ts, d.device_id, d.vehicle_id, r.lat, r.lng, r.cell,"
+        " nullif(r.speed_kmh, 'NaN') AS speed_kmh, nullif(r.heading_deg, 'NaN') AS heading_deg,"
+        " r.metrics FROM ingest_rows r"
+        " JOIN unnest($1::text[], $2::text[]) WITH ORDINALITY AS d (device_id, vehicle_id, no)"
+        " ON d.no = r.device_no),"
+        f" inserted AS (INSERT INTO sensor_readings ({columns}) SELECT {columns} FROM staged"
         # A stable lock order: two workers overlapping in a rebalance cannot deadlock.
         " ORDER BY device_id, ts ON CONFLICT (device_id, ts) DO NOTHING"
-        " RETURNING device_id, ts),"
-        " known AS (SELECT device_id, ts FROM ingest_readings"
-        " EXCEPT SELECT device_id, ts FROM inserted)"
+        " RETURNING device_id, ts)"
         # The statement's snapshot predates its own inserts: it sees only older rows.
-        " SELECT k.device_id, k.ts, EXISTS ("
-        " SELECT 1 FROM sensor_readings s JOIN ingest_readings i USING (device_id, ts)"
-        " WHERE s.device_id = k.device_id AND s.ts = k.ts"
-        f" AND ({', '.join('s.' + c for c in content.split(', '))})"
-        f" IS NOT DISTINCT FROM ({', '.join('i.' + c for c in content.split(', '))})"
-        " ) AS same FROM known k"
+        " SELECT k.device_id, k.ts, EXISTS (SELECT 1 FROM sensor_readings s"
+        " JOIN staged i USING (device_id, ts) WHERE s.device_id = k.device_id AND s.ts = k.ts"
+        f" AND ({', '.join('s.' + c for c in content)})"
+        f" IS NOT DISTINCT FROM ({', '.join('i.' + c for c in content)})) AS same"
+        " FROM (SELECT device_id, ts FROM staged EXCEPT SELECT device_id, ts FROM inserted) k"
+        " WHERE (SELECT count(*) FROM inserted) < $3",
+        list(devices),
+        list(vehicles),
+        rows,
     )
     return {(row["device_id"], row["ts"]): row["same"] for row in stored_before}
+
+
+async def _chunks(payload: bytes) -> AsyncIterator[bytes]:
+    yield payload
+
+
+async def merge_rollup_payload(conn: asyncpg.Connection, payload: bytes, rows: int) -> None:
+    """`upsert_rollups` for rows already in binary COPY form (copy_binary.rollups)."""
+    if not rows:
+        return
+    await conn.copy_to_table(
+        "ingest_rollups",
+        source=_chunks(payload),
+        columns=copy_binary.ROLLUPS_COLUMNS,
+        format="binary",
+    )
+    await _merge_rollups(conn)
 
 
 async def upsert_rollups(conn: asyncpg.Connection, rows: Sequence[RollupRow]) -> None:
@@ -149,9 +170,16 @@ async def upsert_rollups(conn: asyncpg.Connection, rows: Sequence[RollupRow]) ->
         columns=ROLLUP_COLUMNS,
         records=[(r.cell, r.bucket, r.n, r.sum, r.sum_sq, r.min, r.max, r.vehicles) for r in rows],
     )
+    await _merge_rollups(conn)
+
+
+async def _merge_rollups(conn: asyncpg.Connection) -> None:
+    """The staged rollups into sensor_rollups (slots padded with NO_VEHICLE dropped)."""
+    staged = ", ".join(ROLLUP_COLUMNS[:-1])
     await conn.execute(
         f"INSERT INTO sensor_rollups AS r ({', '.join(ROLLUP_COLUMNS)})"
-        f" SELECT {', '.join(ROLLUP_COLUMNS)} FROM ingest_rollups ORDER BY cell, bucket"
+        f" SELECT {staged}, array_remove(vehicles, {copy_binary.NO_VEHICLE}::bigint)"
+        " FROM ingest_rollups ORDER BY cell, bucket"
         " ON CONFLICT (cell, bucket) DO UPDATE SET"
         " n = ieum_array_add(r.n, EXCLUDED.n),"
         " sum = ieum_array_add(r.sum, EXCLUDED.sum),"

@@ -86,8 +86,13 @@ async def ensure_topic(bootstrap: str, topic: str) -> None:
 async def publish(producer: AIOKafkaProducer, topic: str, readings: Sequence[Reading]) -> None:
     """Queue the readings for sending. Never raises: the batch is committed already, and
     the ingest loop does not wait for (or retry on) a live view."""
+    await publish_encoded(producer, topic, encode(readings))
+
+
+async def publish_encoded(producer: AIOKafkaProducer, topic: str, messages: list[bytes]) -> None:
+    """`publish` for messages already encoded (live_rows.py encodes a batch's columns)."""
     try:
-        for message in encode(readings):
+        for message in messages:
             delivery = await producer.send(topic, value=message)
             delivery.add_done_callback(_log_failure)
     except (KafkaError, OSError) as exc:

@@ -102,9 +102,14 @@ _NO_VALUES = struct.pack(f"<{len(metrics())}f", *([NAN] * len(metrics())))
 
 
 def parse(raw: bytes, now: datetime | None = None) -> Reading:
-    """A valid reading, or Rejected with the reason (see the module docstring)."""
+    """A valid reading, or Rejected with the reason (see the module docstring); a message
+    in the compact binary encoding (message_binary.py) is read by its own reference."""
     if len(raw) > MAX_MESSAGE_BYTES:
         raise Rejected("too_large", f"{len(raw)} bytes; at most {MAX_MESSAGE_BYTES}")
+    if raw[:2] == b"\xffI":  # the compact binary encoding (never the start of JSON)
+        from resolvers.sensors.message_binary import parse_binary  # it imports this module
+
+        return parse_binary(raw, now)
     try:
         message = _DECODER.decode(raw)
     except msgspec.DecodeError:
@@ -113,11 +118,11 @@ def parse(raw: bytes, now: datetime | None = None) -> Reading:
     packed = _PACK.pack(*values)
     if packed == _NO_VALUES:  # an empty `metrics`: the reference says why
         return parse_strict(raw, now)
-    lat, lng = _position({"lat": message.position.lat, "lng": message.position.lng})
+    lat, lng = position({"lat": message.position.lat, "lng": message.position.lng})
     return Reading(
         device_id=message.device_id,
         vehicle_id=message.vehicle_id,
-        ts=_timestamp(message.ts, now or datetime.now(UTC)),
+        ts=timestamp(message.ts, now or datetime.now(UTC)),
         lat=lat,
         lng=lng,
         cell=h3.latlng_to_cell(lat, lng, H3_RESOLUTION),
@@ -142,8 +147,8 @@ def parse_strict(raw: bytes, now: datetime | None = None) -> Reading:
         raise Rejected("schema", f"'schema' must be {SCHEMA!r}, got {message.get('schema')!r}")
     device_id = _identifier(message, "device_id")
     vehicle_id = _identifier(message, "vehicle_id")
-    ts = _timestamp(message.get("ts"), now or datetime.now(UTC))
-    lat, lng = _position(message.get("position"))
+    ts = timestamp(message.get("ts"), now or datetime.now(UTC))
+    lat, lng = position(message.get("position"))
     values = _values(message.get("metrics"))
     return Reading(
         device_id=device_id,
@@ -166,7 +171,7 @@ def _identifier(message: dict[str, object], field: str) -> str:
     return value
 
 
-def _timestamp(value: object, now: datetime) -> datetime:
+def timestamp(value: object, now: datetime) -> datetime:
     if not isinstance(value, str):
         raise Rejected("schema", "'ts' must be an ISO 8601 timestamp string")
     try:
@@ -183,7 +188,7 @@ def _timestamp(value: object, now: datetime) -> datetime:
     return ts
 
 
-def _position(value: object) -> tuple[float, float]:
+def position(value: object) -> tuple[float, float]:
     if not isinstance(value, dict):
         raise Rejected("schema", "'position' must be an object with 'lat' and 'lng'")
     lat, lng = value.get("lat"), value.get("lng")

@@ -86,3 +86,62 @@ def rollups(readings: Sequence[Reading]) -> list[RollupRow]:
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class RollupColumns:
+    """The rollup rows of a batch as arrays (rows first): what copy_binary.rollups takes."""
+
+    cell: np.ndarray
+    minute: np.ndarray  # minutes since the Unix epoch
+    n: np.ndarray
+    sums: np.ndarray
+    sums_sq: np.ndarray
+    mins: np.ndarray
+    maxs: np.ndarray
+    vehicles: np.ndarray  # (rows, MAX_VEHICLES), the smallest hashes first, then -1
+
+    def __len__(self) -> int:
+        return len(self.cell)
+
+
+def rollup_columns(
+    cells: np.ndarray, ts_us: np.ndarray, values: np.ndarray, vehicles: np.ndarray
+) -> RollupColumns:
+    """`rollups` for a batch of columns: times in µs since the epoch, values float32 (rows,
+    metrics), each row's vehicle hash. The distinct vehicles of a group are found by
+    sorting too, not with a set per group. At least one row."""
+    minutes = ts_us // 60_000_000
+    order = np.lexsort((minutes, cells))
+    cells, minutes = cells[order], minutes[order]
+    values = values[order].astype(np.float64)
+    boundary = np.empty(len(cells), dtype=bool)
+    boundary[:1] = True
+    boundary[1:] = (cells[1:] != cells[:-1]) | (minutes[1:] != minutes[:-1])
+    starts = np.flatnonzero(boundary)
+    present = ~np.isnan(values)
+    zeroed = np.where(present, values, 0.0)
+    group = np.cumsum(boundary) - 1
+    # Distinct (group, vehicle) pairs in order; each group keeps its smallest few.
+    hashes = vehicles[order]
+    pairs = np.lexsort((hashes, group))
+    g, h = group[pairs], hashes[pairs]
+    new = np.empty(len(g), dtype=bool)
+    new[:1] = True
+    new[1:] = (g[1:] != g[:-1]) | (h[1:] != h[:-1])
+    g, h = g[new], h[new]
+    first = np.searchsorted(g, np.arange(len(starts)))
+    rank = np.arange(len(g)) - first[g]
+    kept = rank < MAX_VEHICLES
+    slots = np.full((len(starts), MAX_VEHICLES), -1, dtype=np.int64)
+    slots[g[kept], rank[kept]] = h[kept]
+    return RollupColumns(
+        cell=cells[starts],
+        minute=minutes[starts],
+        n=np.add.reduceat(present.astype(np.int32), starts, axis=0),
+        sums=np.add.reduceat(zeroed, starts, axis=0),
+        sums_sq=np.add.reduceat(zeroed * zeroed, starts, axis=0),
+        mins=np.fmin.reduceat(np.where(present, values, np.inf), starts, axis=0),
+        maxs=np.fmax.reduceat(np.where(present, values, -np.inf), starts, axis=0),
+        vehicles=slots,
+    )
