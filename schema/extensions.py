@@ -4,6 +4,7 @@ error codes and their logging, metrics, and subscriptions that end with their to
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import weakref
@@ -52,6 +53,8 @@ class Prepared:
     document: DocumentNode
     operation_type: StrawberryOperationType
     operation_name: str | None  # as strawberry names it: the one asked for, or the first's
+    # the (max cost, max representations) it was found within, sent without variables
+    within: set[tuple[int, int]] = field(default_factory=set)
 
 
 @dataclass
@@ -355,13 +358,23 @@ class OperationMetrics(SchemaExtension):
         record_operation(context.operation_name, kind, started, errors)
 
 
+@functools.cache  # labels are bounded (operation_label); looking a child up takes a lock
+def _operation_metrics(label: str, kind: str) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one operation label and kind."""
+    return (
+        monitoring.GRAPHQL_REQUESTS.labels(label, kind),
+        monitoring.GRAPHQL_LATENCY.labels(label),
+    )
+
+
 def record_operation(
     name: str | None, kind: str, started: float, errors: list[GraphQLError] | None
 ) -> None:
     """One operation in the metrics: its count, time since `started`, errors by code."""
     label = monitoring.operation_label(name)
-    monitoring.GRAPHQL_REQUESTS.labels(label, kind).inc()
-    monitoring.GRAPHQL_LATENCY.labels(label).observe(time.perf_counter() - started)
+    requests, latency = _operation_metrics(label, kind)
+    requests.inc()
+    latency.observe(time.perf_counter() - started)
     for error in errors or ():
         code = (error.extensions or {}).get("code", IeumError.code)
         monitoring.GRAPHQL_ERRORS.labels(label, str(code)).inc()

@@ -73,15 +73,17 @@ def runnable(
         return None
     if variables and nul_variable(variables) is not None:
         return None
-    refused = cost.refusal(
-        schema,
-        operation.document,
-        variables,
-        operation.operation_name,
+    limits = (
         getattr(settings, "max_query_cost", cost.MAX_COST),
         getattr(settings, "max_entity_representations", cost.MAX_REPRESENTATIONS),
     )
-    return None if refused is not None else operation
+    if not variables and limits in operation.within:
+        return operation  # its cost cannot change
+    if cost.refusal(schema, operation.document, variables, operation.operation_name, *limits):
+        return None
+    if not variables:
+        operation.within.add(limits)
+    return operation
 
 
 async def run(
