@@ -21,6 +21,7 @@ from weakref import WeakKeyDictionary
 
 from graphql import (
     ExecutionResult,
+    FragmentSpreadNode,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -189,11 +190,66 @@ class PlainFieldsExecution(StrawberryGraphQLCoreExecutionContext):
         self, object_type: GraphQLObjectType, field_details_list: Any
     ) -> Selection | None:
         """The selection on `object_type` if every field in it is plain; worked out once
-        per field group and request, as graphql-core collects subfields."""
+        per field group and request, as graphql-core collects subfields, and once for all
+        requests where nothing in it can change from one request to the next."""
         key = (object_type, id(field_details_list))
         cached = self._selections.get(key)
         if cached is not None:
             return cached[1]
+        shared = self._shared_key(object_type, field_details_list)
+        if shared is not None and (known := _SHARED_SELECTIONS.get(shared)) is not None:
+            self._selections[key] = (field_details_list, known[1])
+            return known[1]
+        selection = self._new_selection(object_type, field_details_list)
+        self._selections[key] = (field_details_list, selection)  # the list kept alive
+        if shared is not None and self._static(field_details_list):
+            nodes = tuple(details.node for details in field_details_list)
+            _SHARED_SELECTIONS[shared] = (nodes, selection)  # the nodes kept alive
+            if len(_SHARED_SELECTIONS) > SHARED_SELECTIONS:
+                del _SHARED_SELECTIONS[next(iter(_SHARED_SELECTIONS))]
+        return selection
+
+    def _shared_key(
+        self, object_type: GraphQLObjectType, field_details_list: Any
+    ) -> tuple[GraphQLObjectType, tuple[int, ...]] | None:
+        """The key of a selection among all requests: the type and the field nodes of the
+        (cached, shared) document; None where this request's execution differs (a field
+        resolver wrapped by middleware, deferred or fragment-variable fields)."""
+        manager = self.middleware_manager
+        if manager is not None and manager.middlewares:
+            return None
+        if any(
+            d.defer_usage is not None or d.fragment_variable_values is not None
+            for d in field_details_list
+        ):
+            return None
+        return object_type, tuple(id(details.node) for details in field_details_list)
+
+    def _static(self, field_details_list: Any) -> bool:
+        """No directive anywhere under these fields (`@skip`/`@include` with a variable
+        would make the selection depend on the request's variables)."""
+        pending = [details.node.selection_set for details in field_details_list]
+        seen: set[str] = set()
+        while pending:
+            selection_set = pending.pop()
+            for node in selection_set.selections if selection_set else ():
+                if node.directives:
+                    return False
+                if isinstance(node, FragmentSpreadNode):
+                    name = node.name.value
+                    fragment = self.fragment_definitions.get(name)
+                    if fragment is None or fragment.directives:
+                        return False
+                    if name not in seen:
+                        seen.add(name)
+                        pending.append(fragment.selection_set)
+                else:
+                    pending.append(node.selection_set)
+        return True
+
+    def _new_selection(
+        self, object_type: GraphQLObjectType, field_details_list: Any
+    ) -> Selection | None:
         collected = self.collect_subfields(object_type, field_details_list)
         selection: Selection | None = None
         if not collected.new_defer_usages and not collected.forbidden_directive_instances:
@@ -205,7 +261,6 @@ class PlainFieldsExecution(StrawberryGraphQLCoreExecutionContext):
                 entries.append(entry)
             else:
                 selection = Selection(object_type.name, tuple(entries))
-        self._selections[key] = (field_details_list, selection)  # the list kept alive
         return selection
 
     def _entry(
@@ -231,6 +286,13 @@ class PlainFieldsExecution(StrawberryGraphQLCoreExecutionContext):
         manager = self.middleware_manager
         return manager is None or manager.get_field_resolver(plain.resolve) is plain.resolve
 
+
+# Selections shared by all requests, by object type and the ids of their field nodes, each
+# with those nodes (kept alive, so that no other node takes their ids); oldest dropped first.
+SHARED_SELECTIONS = 4096
+_SHARED_SELECTIONS: dict[
+    tuple[GraphQLObjectType, tuple[int, ...]], tuple[tuple[Any, ...], Selection | None]
+] = {}
 
 # Types a value of which is never an error or an awaitable (the common leaves).
 _DATA_TYPES = frozenset({str, int, float, bool, list, dict, tuple})

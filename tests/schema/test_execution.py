@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
 import pytest
 import strawberry
+from graphql import execute as execute_document
+from graphql import parse
 from graphql.execution.executor import Executor
 from strawberry.extensions import ValidationCache
 from strawberry.scalars import JSON
@@ -319,3 +322,58 @@ async def test_work_left_running_after_the_response_keeps_its_helpers() -> None:
             break
         await asyncio.sleep(0.01)
     assert LATE == [[1]]
+
+
+def run_document(context: type, document: Any, variables: dict[str, Any]) -> dict[str, Any]:
+    """One parsed document executed again and again, as the document cache hands it out."""
+    schema = strawberry.Schema(Query)
+    result = execute_document(
+        schema._schema, document, variable_values=variables, executor_class=context
+    )
+    assert not isinstance(result, Awaitable)
+    return {"data": result.data, "errors": [e.message for e in result.errors or ()]}
+
+
+def test_a_documents_selections_are_worked_out_once_for_all_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    schema = strawberry.Schema(Query)
+    document = parse("{ items { name stats { mean } } one { count } }")
+    collected: list[str] = []
+    original = Executor.collect_subfields
+
+    def counting(self: Executor, return_type: Any, *args: Any) -> Any:
+        collected.append(return_type.name)
+        return original(self, return_type, *args)
+
+    monkeypatch.setattr(Executor, "collect_subfields", counting)
+    first = execute_document(schema._schema, document, executor_class=PlainFieldsExecution)
+    assert sorted(collected) == ["Item", "Item", "Stats"]
+    collected.clear()
+    again = execute_document(schema._schema, document, executor_class=PlainFieldsExecution)
+    assert collected == [] and again == first
+    other = parse("{ items { name stats { mean } } one { count } }")  # same text, new nodes
+    execute_document(schema._schema, other, executor_class=PlainFieldsExecution)
+    assert sorted(collected) == ["Item", "Item", "Stats"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "query($skip: Boolean!) { items { name @skip(if: $skip) count } }",
+        "query($skip: Boolean!) { items { stats { mean @include(if: $skip) exact } } }",
+        "query($skip: Boolean!) { items { ...F @skip(if: $skip) count } }"
+        " fragment F on Item { name }",
+        "query($skip: Boolean!) { items { ...F count } }"
+        " fragment F on Item { name @skip(if: $skip) }",
+        "query($skip: Boolean!) { items { ... @include(if: $skip) { name } count } }",
+    ],
+)
+def test_a_selection_that_variables_change_is_worked_out_per_request(query: str) -> None:
+    """The same parsed document with other variables: each answer is graphql-core's own."""
+    document = parse(query)
+    for skip in (True, False, True):
+        variables = {"skip": skip}
+        assert run_document(PlainFieldsExecution, document, variables) == run_document(
+            StrawberryGraphQLCoreExecutionContext, document, variables
+        )
