@@ -2,21 +2,24 @@
 
 An adapter is configured by its own variables. Where those are missing and `sandbox` is
 on (the demo, a developer's machine), the adapter's sandbox runs inside this process,
-shared by everything in it, and the adapter is pointed at it; with `sandbox` off a missing
-setting is an UPSTREAM_UNAVAILABLE error naming what is missing.
+shared by everything in it, and the adapter is pointed at it (with several HTTP processes,
+at the one `ieum serve` runs for all of them: `share_sandboxes`); with `sandbox` off a
+missing setting is an UPSTREAM_UNAVAILABLE error naming what is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
 
 from adapters import registry
 from adapters.errors import UpstreamUnavailable
+from adapters.sandbox.faults import FaultInjector
 from adapters.sandbox.server import RunningSandbox, running
 
 OnSandbox = Callable[[RunningSandbox], Awaitable[None]]
@@ -73,10 +76,30 @@ class Connections:
                 f"{registry.describe_invalid(adapter, exc)}",
                 upstream=adapter.name,
             )
-        sandbox = await self._sandboxes.enter_async_context(running(adapter.sandbox))
+        served = _SERVED.get(adapter.name)
+        if served is not None:  # by another part of this hub: its state is shared
+            sandbox = RunningSandbox(adapter.sandbox, served, FaultInjector(_served_elsewhere))
+        else:
+            sandbox = await self._sandboxes.enter_async_context(running(adapter.sandbox))
         if self.on_sandbox is not None:
             await self.on_sandbox(sandbox)
         return adapter.read_settings(**sandbox.settings())
+
+
+# Sandboxes already served for this hub, by adapter name: their URLs. A sandbox holds
+# state (a held seat, a payment), so the processes of one hub (IEUM_WORKERS) must all call
+# the same one: `ieum serve` starts them once and names them here in every process.
+_SERVED: dict[str, str] = {}
+
+
+def share_sandboxes(urls: Mapping[str, str]) -> None:
+    """Call these sandboxes (adapter name -> URL) instead of starting one in this process."""
+    _SERVED.clear()
+    _SERVED.update(urls)
+
+
+async def _served_elsewhere(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("this sandbox is served by another process: inject faults over HTTP")
 
 
 class Closable(Protocol):

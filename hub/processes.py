@@ -1,11 +1,15 @@
 """More processes answering on the hub's port: one Python process uses one core.
 
 `ieum serve` binds a listening socket on the port for itself and for each of
-`IEUM_WORKERS - 1` extra processes, each running the whole app (its own pool, caches,
-token keys and live feed); the kernel spreads new connections over the sockets. The
-ingest worker and the demo fleet stay in the first process. A worker stops on SIGTERM or
-SIGINT, finishing its requests, and on its own when the process that started it is gone,
-so a killed hub leaves none behind.
+`IEUM_WORKERS - 1` extra processes (by default one per core), each running the whole app
+(its own pool, caches, rollups in memory, token keys, live feed and subscriptions); the
+kernel spreads new connections over the sockets. The domains' workers (ingest, the
+payments and booking workers …), the demo fleet and the sandboxes of unconfigured
+adapters stay in the first process: one of each per hub. The banner waits until every
+process answers. A process that exits on its own once serving is started again on a new
+socket; one that exits while starting stops the hub. A worker stops on SIGTERM or SIGINT,
+finishing its requests, and on its own when the process that started it is gone, so a
+killed hub leaves none behind.
 """
 
 from __future__ import annotations
@@ -17,11 +21,17 @@ import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 
 import uvicorn
+from pydantic import ValidationError
 
+from adapters import connections, registry
+from adapters.sandbox.server import running
 from hub.app import create_app
 from hub.core import gc_tuning
 from hub.core.servers import Servers
@@ -41,6 +51,10 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     """
     if count > 1 and not hasattr(socket, "SO_REUSEPORT"):
         raise OSError("IEUM_WORKERS above 1 needs SO_REUSEPORT, which this system lacks")
+    if count > 1 and port:
+        # SO_REUSEPORT would let this hub join another's group on a port in use (another
+        # checkout's hub on 8000): a socket without it is refused there, as one process is.
+        _listening(host, port, reuse_port=False).close()
     sockets = [_listening(host, port, reuse_port=count > 1)]
     port = sockets[0].getsockname()[1]
     try:
@@ -99,24 +113,17 @@ def start(
     servers: Servers,
     domains: Sequence[str] | None,
     sockets: Sequence[socket.socket],
+    sandboxes: Mapping[str, str] | None = None,
 ) -> list[BaseProcess]:
-    """A process serving the app on each of `sockets` (spawned: this process runs threads).
+    """A process serving the app on each of `sockets` (spawned: this process runs threads),
+    calling the `sandboxes` this hub serves (adapter name -> URL).
 
     Each socket is closed here once its process holds it, so a process that dies takes
     its socket out of the port's group and new connections go to the others.
     """
-    context = multiprocessing.get_context("spawn")
-    processes: list[BaseProcess] = []
-    for number, sock in enumerate(sockets):
-        process = context.Process(
-            target=_serve,
-            args=(settings, servers, list(domains) if domains else None, sock, os.getpid()),
-            name=f"ieum-http-{number + 1}",
-        )
-        process.start()
-        sock.close()
-        processes.append(process)
-    return processes
+    group = Group(settings, servers, domains, sandboxes or {})
+    group.start(sockets)
+    return [worker.process for worker in group.workers]
 
 
 def stop(processes: list[BaseProcess], timeout: float) -> None:
@@ -132,15 +139,138 @@ def stop(processes: list[BaseProcess], timeout: float) -> None:
             process.join()
 
 
+class StartFailed(RuntimeError):
+    """An HTTP process exited, or did not answer, while starting."""
+
+
+@dataclass
+class Worker:
+    number: int
+    process: BaseProcess
+    ready: Event
+
+
+class Group:
+    """The extra HTTP processes of one hub: started, waited for, replaced, stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        servers: Servers,
+        domains: Sequence[str] | None,
+        sandboxes: Mapping[str, str],
+    ) -> None:
+        self.settings = settings
+        self.servers = servers
+        self.domains = list(domains) if domains else None
+        self.sandboxes = dict(sandboxes)
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[Worker] = []
+
+    def start(self, sockets: Sequence[socket.socket]) -> None:
+        for sock in sockets:
+            self.workers.append(self._spawn(len(self.workers) + 2, sock))  # the hub is 1
+
+    def wait_ready(self, timeout: float, stopping: Callable[[], bool] = lambda: False) -> None:
+        """Return once every process serves, or the hub is stopping; StartFailed if one
+        exited or took too long."""
+        deadline = time.monotonic() + timeout
+        for worker in self.workers:
+            while not worker.ready.wait(0.2):
+                if stopping():
+                    return
+                if not worker.process.is_alive():
+                    raise StartFailed(
+                        f"HTTP process {worker.number} (pid {worker.process.pid}) exited "
+                        f"while starting, code {worker.process.exitcode}"
+                    )
+                if time.monotonic() > deadline:
+                    raise StartFailed(
+                        f"HTTP process {worker.number} did not serve within {timeout:.0f} s"
+                    )
+
+    def replace_exited(self, port: int) -> list[str]:
+        """Start again each process that exited on its own once serving (a crash, the OOM
+        killer); the new one binds its socket on `port` once its app is built, so no
+        connection waits for it meanwhile. What changed, for the log."""
+        changes = []
+        for worker in list(self.workers):
+            if worker.process.is_alive():
+                continue
+            exited = f"pid={worker.process.pid} code={worker.process.exitcode}"
+            self.workers.remove(worker)
+            if not worker.ready.is_set():  # a replacement that could not start: no loop
+                changes.append(f"{exited} failed to start; the other processes serve")
+                continue
+            replacement = self._spawn(worker.number, port)
+            self.workers.append(replacement)
+            changes.append(f"{exited} replaced by pid={replacement.process.pid}")
+        return changes
+
+    def stop(self, timeout: float) -> None:
+        stop([worker.process for worker in self.workers], timeout)
+
+    def _spawn(self, number: int, sock: socket.socket | int) -> Worker:
+        """A process serving on `sock`, or on a socket it binds itself on port `sock`."""
+        ready = self.context.Event()
+        process = self.context.Process(
+            target=_serve,
+            args=(
+                self.settings,
+                self.servers,
+                self.domains,
+                sock,
+                os.getpid(),
+                ready,
+                self.sandboxes,
+            ),
+            name=f"ieum-http-{number}",
+        )
+        process.start()
+        if isinstance(sock, socket.socket):
+            sock.close()
+        return Worker(number, process, ready)
+
+
+@contextlib.asynccontextmanager
+async def shared_sandboxes() -> AsyncIterator[dict[str, str]]:
+    """The sandboxes of adapters left unconfigured, served here for every process of the
+    hub (adapter name -> URL); each process calls them only where its domain would have
+    started one of its own (IEUM_PAYMENTS_SANDBOX …). One process per sandbox, since a
+    sandbox holds state: a seat held through one process is paid through another."""
+    urls: dict[str, str] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for name, adapter in sorted(registry.load_all().items()):
+            if adapter.sandbox is None:
+                continue
+            try:
+                adapter.read_settings()
+                continue  # configured: its upstream is real
+            except ValidationError:
+                pass
+            served = await stack.enter_async_context(running(adapter.sandbox))
+            urls[name] = served.url
+        connections.share_sandboxes(urls)
+        try:
+            yield urls
+        finally:
+            connections.share_sandboxes({})
+
+
 def _serve(
     settings: Settings,
     servers: Servers,
     domains: list[str] | None,
-    sock: socket.socket,
+    sock: socket.socket | int,
     parent: int,
+    ready: Event,
+    sandboxes: dict[str, str],
 ) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+    connections.share_sandboxes(sandboxes)
     server = Server(server_config(settings, servers, domains))
+    if not isinstance(sock, socket.socket):
+        sock = _listening(settings.host, sock, reuse_port=True)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -149,10 +279,14 @@ def _serve(
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        gc_tuning.settle_after_startup()
+        if server.started:
+            gc_tuning.settle_after_startup()
+            ready.set()
         while not serving.done() and os.getppid() == parent:
             await asyncio.wait({serving}, timeout=1)
         server.should_exit = True  # the hub that started this worker is gone
         await serving
+        if not server.started:
+            raise SystemExit(1)
 
     asyncio.run(run())

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -55,37 +55,53 @@ async def _serve(
     except OSError as exc:
         log.error("serve.cannot_listen host=%s port=%s error=%s", settings.host, settings.port, exc)
         raise SystemExit(1) from None
-    # uvicorn re-raises the signals it caught once it has stopped; we stop servers first.
-    server = processes.Server(processes.server_config(settings, servers, names))
-    extra = processes.start(settings, servers, names, others)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(sock.close)
+        # Several processes call one sandbox of each unconfigured adapter, served here.
+        sandboxes = await stack.enter_async_context(processes.shared_sandboxes()) if others else {}
+        # uvicorn re-raises the signals it caught once it has stopped; we stop servers first.
+        server = processes.Server(processes.server_config(settings, servers, names))
+        extra = processes.Group(settings, servers, names, sandboxes)
+        extra.start(others)
+        grace = settings.shutdown_grace_seconds + 5
+        stack.push_async_callback(asyncio.to_thread, extra.stop, grace)
 
-    def stop() -> None:
-        if server.should_exit:  # a second Ctrl-C: don't wait for requests
-            server.force_exit = True
-        server.should_exit = True
+        def stop() -> None:
+            if server.should_exit:  # a second Ctrl-C: don't wait for requests
+                server.force_exit = True
+            server.should_exit = True
 
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop)
-    background = _background(settings, servers, domains)
-    demo_lines = await _demo(settings, servers, domains, background) if demo else []
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    # uvicorn exposes no event for this; poll its flag.
-    while not server.started and not serving.done():  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    if server.started:
-        gc_tuning.settle_after_startup()
-        print(_banner(settings, servers, names, subgraph, url, demo_lines), flush=True)
-    try:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop)
+        background = _background(settings, servers, domains)
+        stack.push_async_callback(background.stop)  # before the processes and sandboxes
+        demo_lines = await _demo(settings, servers, domains, background) if demo else []
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        # uvicorn exposes no event for this; poll its flag.
+        while not server.started and not serving.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if server.started:
+            gc_tuning.settle_after_startup()
+            stopping = lambda: server.should_exit  # noqa: E731
+            try:
+                await asyncio.to_thread(extra.wait_ready, READY_SECONDS, stopping)
+            except processes.StartFailed as exc:
+                log.error("serve.cannot_start error=%s", exc)
+                stop()
+                await serving
+                raise SystemExit(1) from None
+            if not stopping():
+                print(_banner(settings, servers, names, subgraph, url, demo_lines), flush=True)
+            port = sock.getsockname()[1]
+            watching = asyncio.create_task(_replace_exited(extra, port, stopping))
+            stack.callback(watching.cancel)
         await serving
-    finally:
-        await background.stop()
-        await asyncio.to_thread(processes.stop, extra, settings.shutdown_grace_seconds + 5)
-        sock.close()
-    if not server.started:
-        raise SystemExit(1)
+        if not server.started:
+            raise SystemExit(1)
 
 
+READY_SECONDS = 120  # each extra process imports and builds the whole app
 STOP_SECONDS = 30  # past the ingest drain bound (IEUM_INGEST_DRAIN_SECONDS, 10 s by default)
 
 
@@ -111,6 +127,18 @@ class Background:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _replace_exited(extra: processes.Group, port: int, stopping: Callable[[], bool]) -> None:
+    """Keep every HTTP process serving until the hub stops: one that exited (a crash, the
+    OOM killer) took its socket out of the port's group, and the others answer its share
+    meanwhile. (On Ctrl-C in a terminal every process gets the signal and stops at once.)"""
+    while True:
+        await asyncio.sleep(1)
+        if stopping():
+            return
+        for replaced in await asyncio.to_thread(extra.replace_exited, port):
+            log.warning("serve.http_process_exited %s", replaced)
 
 
 def _log_failure(task: asyncio.Task[object]) -> None:
@@ -185,12 +213,19 @@ def _banner(
             f"  Database  {servers.database_label}",
             f"  Broker    {servers.broker_label}",
             f"  Data dir  {settings.data_dir.resolve()}",
-            f"  Processes {settings.workers} answering HTTP (IEUM_WORKERS)",
+            f"  Processes {_processes(settings)}",
             *(f"  {line}" for line in demo_lines),
             "  Press Ctrl-C to stop.",
             "",
         ]
     )
+
+
+def _processes(settings: Settings) -> str:
+    answering = f"{settings.workers} answering HTTP"
+    if "workers" in settings.model_fields_set:
+        return f"{answering} (IEUM_WORKERS={settings.workers})"
+    return f"{answering}, one per core (IEUM_WORKERS sets another number)"
 
 
 @contextlib.asynccontextmanager

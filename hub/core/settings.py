@@ -15,6 +15,8 @@ from authlib.common.security import is_secure_transport
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.core import cores
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 S = TypeVar("S", bound=BaseSettings)
 
@@ -78,10 +80,11 @@ class Settings(BaseSettings):
 
     # HTTP processes
     workers: int = Field(
-        default=1,
+        default_factory=lambda: min(cores.available(), 64),
         ge=1,
         le=64,
-        description="Processes answering HTTP on the hub's port (about one per core).",
+        description="Processes answering HTTP on the hub's port; by default one per core "
+        "this process may use (its CPU affinity and cgroup quota). 1: a single process.",
     )
 
     # GraphQL requests

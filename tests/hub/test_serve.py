@@ -21,6 +21,7 @@ import websockets
 from websockets import Subprotocol
 
 from hub import processes
+from hub.core import cores
 from hub.embedded import postgres
 from hub.embedded.ports import free_port
 
@@ -128,6 +129,17 @@ def test_serves_seoul_districts_with_no_configuration(hub: Hub) -> None:
     assert "embedded PostgreSQL 18" in banner
     assert "embedded Tansu" in banner
     assert str(hub.data_dir) in banner
+
+
+def test_with_no_configuration_one_process_per_core_answers(hub: Hub) -> None:
+    """The banner comes once every process serves: fresh connections, which the kernel
+    spreads over the processes, are all answered at once."""
+    banner = "".join(hub.output)
+    assert f"Processes {cores.available()} answering HTTP, one per core" in banner
+    assert len(hub.workers()) == cores.available() - 1
+    for _ in range(20):
+        response = httpx.post(f"{hub.url}/graphql", json={"query": SEOUL_QUERY}, timeout=10)
+        assert len(response.json()["data"]["districts"]) == 25
 
 
 def test_demo_partner_credentials_in_the_banner_work(hub: Hub) -> None:
@@ -320,6 +332,50 @@ def test_workers_answer_on_the_port_and_stop_with_the_hub(own_dir: Path) -> None
     finally:
         assert served.stop(signal.SIGINT) == 0
     assert not alive(worker)
+
+
+def test_a_process_that_dies_is_replaced_and_the_port_keeps_answering(own_dir: Path) -> None:
+    served = Hub(own_dir, "--no-demo", env={"IEUM_WORKERS": "2"})
+    try:
+        assert "Processes 2 answering HTTP (IEUM_WORKERS=2)" in "".join(served.output)
+        (worker,) = served.workers()
+        os.kill(worker, signal.SIGKILL)  # as the OOM killer would
+        deadline = time.monotonic() + 60
+        while served.workers() in ([], [worker]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (replacement,) = served.workers()
+        assert replacement != worker and served.process.poll() is None
+        # The replacement binds its socket once its app is built: no connection waits.
+        for _ in range(40):
+            response = httpx.post(f"{served.url}/graphql", json={"query": SEOUL_QUERY}, timeout=5)
+            assert len(response.json()["data"]["districts"]) == 25
+        assert "serve.http_process_exited" in "".join(served.output)
+    finally:
+        assert served.stop(signal.SIGINT) == 0
+    assert not alive(replacement)
+
+
+def test_a_second_hub_on_a_port_in_use_is_refused_with_several_processes(
+    own_dir: Path, tmp_path: Path
+) -> None:
+    """With SO_REUSEPORT alone it would join the first hub's port and take a share of
+    its connections."""
+    first = Hub(own_dir, "--no-demo", env={"IEUM_WORKERS": "2"})
+    try:
+        other = subprocess.run(
+            [IEUM, "serve", "--no-demo"],
+            env=first.env | {"IEUM_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert other.returncode == 1, other.stdout
+        assert "serve.cannot_listen" in other.stderr
+        assert "Address already in use" in other.stderr
+        assert first.process.poll() is None
+    finally:
+        assert first.stop(signal.SIGINT) == 0
 
 
 def test_workers_of_a_killed_hub_stop_by_themselves(own_dir: Path) -> None:

@@ -49,6 +49,9 @@ class ServeProcess:
             env={
                 **os.environ,
                 "IEUM_DATA_DIR": tempfile.mkdtemp(prefix="ieum-serve-"),  # its own lock
+                # One process: the drill kills the process that answers, and a hub of
+                # several would start another and its workers finish what was left.
+                "IEUM_WORKERS": "1",
                 **env,
                 "IEUM_PORT": str(port),
             },
