@@ -1,13 +1,14 @@
 """p50/p99 latency of the sensor queries at 20 concurrent clients over 10 million readings.
 
     .venv/bin/python bench/sensor_queries.py [--readings 10000000] [--clients 20]
-        [--seconds 10] [--workers 2]
+        [--seconds 10] [--workers N] [--only distinct] [--no-compare]
 
 Loads synthetic readings straight into PostgreSQL (1,000 vehicles moving over central
 Seoul's cells, one reading a second), builds their per-minute rollups in SQL, then runs
-the hub as `ieum serve` does with IEUM_WORKERS (processes of its own on one port) and
-measures each query from this process over keep-alive HTTP/1.1 connections (a lean
-client: the load shares the hub's two cores). Baseline in the same run:
+the hub as `ieum serve` runs it with the settings a city gets by default (one HTTP
+process per core, IEUM_WORKERS unset; `--workers N` sets it), in processes of its own on
+one port, and measures each query from this process over keep-alive HTTP/1.1
+connections (a lean client: the load shares the hub's cores). Baseline in the same run:
 the hub's `{ __typename }` (HTTP + GraphQL + token check only).
 
 Each query runs three ways. "same": one question from every client (a dashboard many
@@ -21,9 +22,12 @@ minutes), so every one is aggregated anew: the aggregate cache's misses, the wor
 their first 3 s, while each hub process reads the rollups from PostgreSQL, are reported
 apart.
 
-The misses run twice more, for comparison in the same run: with every aggregate computed
-in PostgreSQL (IEUM_ROLLUP_MEMORY_MB=0, as before the hub kept rollups in memory), and
-with a single hub process.
+The misses run twice more, for comparison in the same run (unless --no-compare): with
+every aggregate computed in PostgreSQL (IEUM_ROLLUP_MEMORY_MB=0, as before the hub kept
+rollups in memory), and with a single hub process (IEUM_WORKERS=1). `--only WORDS` runs
+only the workloads whose names hold WORDS (and the baseline). The last line gives the
+default configuration's p99 of the misses:
+`sensor_queries: workers=N series_miss_p99_ms=… heatmap_miss_p99_ms=… route_miss_p99_ms=…`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import base64
 import contextlib
 import http.client
 import random
+import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -114,30 +119,27 @@ async def load(url: str, readings: int, settings: Settings) -> datetime:
 
 @contextmanager
 def hub(settings: Settings, servers: Servers) -> Iterator[str]:
-    """The hub as `ieum serve` runs it with IEUM_WORKERS, in processes of its own."""
+    """The hub as `ieum serve` runs it: `settings.workers` processes of its own on one port."""
     sockets = processes.listening_sockets("127.0.0.1", 0, settings.workers)
     port = sockets[0].getsockname()[1]
     settings = settings.model_copy(update={"port": port, "public_url": f"http://127.0.0.1:{port}"})
-    started = processes.start(settings, servers, None, sockets)
-    base = f"http://127.0.0.1:{port}"
+    group = processes.Group(settings, servers, None, {})
+    group.start(sockets)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):
-                answer = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                answer.request("GET", "/healthz")
-                if answer.getresponse().status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the hub did not start")
-            time.sleep(0.2)
-        time.sleep(3)  # every process is up, not just the first to answer
-        yield base
+        group.wait_ready(120)  # every process serves, as before `ieum serve`'s banner
+        yield f"http://127.0.0.1:{port}"
     finally:
-        processes.stop(started, 30)
+        group.stop(30)
 
 
-async def run(readings: int, clients_: int, seconds: float, processes: int) -> None:
+async def run(
+    readings: int,
+    clients_: int,
+    seconds: float,
+    workers: int | None,
+    only: list[str],
+    compare: bool,
+) -> None:
     settings = Settings.from_env(ingest=False, log_level="warning")
     with servers(settings) as (url, bootstrap):
         await prepare_database(url, settings)
@@ -146,27 +148,48 @@ async def run(readings: int, clients_: int, seconds: float, processes: int) -> N
         reader = await clients.create(pool, name="bench", scope_names="sensors:read")
         await pool.close()
         found = Servers(url, bootstrap)
-        every = list(WORKLOADS)
-        misses = [name for name in WORKLOADS if "distinct" in name]
-        configurations = [
-            (f"{processes} processes (IEUM_WORKERS={processes}), rollups in memory", {}, every),
-            (
-                f"{processes} processes, every aggregate in PostgreSQL (IEUM_ROLLUP_MEMORY_MB=0)",
-                {"rollup_memory_mb": 0},
-                misses,
-            ),
-            ("1 process, rollups in memory", {"workers": 1}, misses),
+        chosen = [
+            name
+            for name in WORKLOADS
+            if "baseline" in name or not only or any(word in name for word in only)
         ]
+        misses = [name for name in chosen if "distinct" in name]
+        # IEUM_WORKERS only when asked: the first configuration is what `ieum serve` does.
+        asked = {} if workers is None else {"workers": workers}
+        count = Settings.from_env(**asked).workers
+        named = f"IEUM_WORKERS={workers}" if workers else "IEUM_WORKERS unset: one per core"
+        configurations: list[tuple[str, dict[str, object], list[str]]] = [
+            (f"default settings: {count} processes ({named}), rollups in memory", {}, chosen)
+        ]
+        if compare:
+            configurations += [
+                (
+                    f"{count} processes, every aggregate in PostgreSQL (IEUM_ROLLUP_MEMORY_MB=0)",
+                    {"rollup_memory_mb": 0},
+                    misses,
+                ),
+                ("1 process (IEUM_WORKERS=1), rollups in memory", {"workers": 1}, misses),
+            ]
         print(f"{clients_} concurrent clients, {seconds:.0f} s per workload")
+        headline: dict[str, float] = {}
         for title, changes, names in configurations:
             print(f"\n{title}")
             # from_env, not model_copy: a domain's fields (rollup_memory_mb) live in its
             # settings section, which model_copy would not reach.
             hub_settings = Settings.from_env(
-                **{"ingest": False, "log_level": "warning", "workers": processes, **changes}
+                **{"ingest": False, "log_level": "warning", **asked, **changes}
             )
             with hub(hub_settings, found) as base:
-                await measure_hub(url, base, reader, start, names, clients_, seconds)
+                p99s = await measure_hub(url, base, reader, start, names, clients_, seconds)
+            if not headline:
+                headline = p99s
+        misses_p99 = " ".join(
+            f"{name.split(',')[0].replace(' ', '').replace('routeexposure', 'route')}"
+            f"_miss_p99_ms={p99 * 1000:.1f}"
+            for name, p99 in headline.items()
+            if "distinct" in name and "first" not in name
+        )
+        print(f"\nsensor_queries: workers={count} {misses_p99}")
 
 
 async def measure_hub(
@@ -177,8 +200,10 @@ async def measure_hub(
     names: list[str],
     clients_: int,
     seconds: float,
-) -> None:
+) -> dict[str, float]:
+    """Measure and print each workload; return their p99s in seconds."""
     token = access_token(base, reader)
+    p99s: dict[str, float] = {}
     connections = Connections(base, {"Authorization": f"Bearer {token}"})
     try:
 
@@ -199,9 +224,12 @@ async def measure_hub(
                 await call()  # warm caches once
                 if "distinct" in name:  # each process reads the rollups it is asked about
                     report(f"{name} (first {COLD} s)", await measure(call, clients_, COLD), COLD)
-                report(name, await measure(call, clients_, seconds), seconds)
+                latencies = await measure(call, clients_, seconds)
+                report(name, latencies, seconds)
+                p99s[name] = statistics.quantiles(latencies, n=100)[98]
     finally:
         await connections.close()
+    return p99s
 
 
 def access_token(base: str, reader: clients.NewClient) -> str:
@@ -351,10 +379,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument(
-        "--workers", type=int, default=2, help="hub processes (IEUM_WORKERS): one per core"
+        "--workers",
+        type=int,
+        default=None,
+        help="hub processes (IEUM_WORKERS); unset, the default: one per core",
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], help="run the workloads whose names hold this"
+    )
+    parser.add_argument(
+        "--no-compare",
+        dest="compare",
+        action="store_false",
+        help="skip the misses with rollups in PostgreSQL and with one process",
     )
     args = parser.parse_args()
-    asyncio.run(run(args.readings, args.clients, args.seconds, args.workers))
+    asyncio.run(
+        run(args.readings, args.clients, args.seconds, args.workers, args.only, args.compare)
+    )
 
 
 if __name__ == "__main__":
