@@ -236,7 +236,7 @@ class Group:
 async def shared_sandboxes() -> AsyncIterator[dict[str, str]]:
     """The sandboxes of adapters left unconfigured, served here for every process of the
     hub (adapter name -> URL); each process calls them only where its domain would have
-    started one of its own (IEUM_PAYMENTS_SANDBOX …). One process per sandbox, since a
+    started one of its own (IEUM_PAYMENTS_SANDBOX …). One of each per hub, since a
     sandbox holds state: a seat held through one process is paid through another."""
     urls: dict[str, str] = {}
     async with contextlib.AsyncExitStack() as stack:

@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 CGROUP = Path("/sys/fs/cgroup")
+MAX_PROCESSES = 64
+
+
+def http_processes() -> int:
+    """The default of IEUM_WORKERS: a process per core where the kernel spreads a port's
+    connections over processes (Linux's SO_REUSEPORT); elsewhere extra processes would
+    idle (macOS, the BSDs) or cannot share the port (Windows), so one."""
+    return min(available(), MAX_PROCESSES) if sys.platform == "linux" else 1
 
 
 def available() -> int:

@@ -80,11 +80,12 @@ class Settings(BaseSettings):
 
     # HTTP processes
     workers: int = Field(
-        default_factory=lambda: min(cores.available(), 64),
+        default_factory=cores.http_processes,
         ge=1,
-        le=64,
+        le=cores.MAX_PROCESSES,
         description="Processes answering HTTP on the hub's port; by default one per core "
-        "this process may use (its CPU affinity and cgroup quota). 1: a single process.",
+        "this process may use (its CPU affinity and cgroup quota; on Linux, elsewhere 1). "
+        "1: a single process.",
     )
 
     # GraphQL requests

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import cast
@@ -23,10 +24,22 @@ def test_by_default_one_http_process_per_core_this_process_may_use(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("IEUM_WORKERS", raising=False)
-    assert Settings.from_env().workers == cores.available()
+    assert Settings.from_env().workers == cores.available()  # Linux: the kernel spreads
     assert cores.available() <= len(os.sched_getaffinity(0))
     monkeypatch.setenv("IEUM_WORKERS", "1")
     assert Settings.from_env().workers == 1
+
+
+def test_one_process_where_the_kernel_would_not_spread_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """macOS and the BSDs accept SO_REUSEPORT but do not spread TCP connections; Windows
+    has no SO_REUSEPORT at all, so several processes could not even start."""
+    for platform in ("darwin", "win32", "freebsd14"):
+        monkeypatch.setattr(sys, "platform", platform)
+        assert cores.http_processes() == 1
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert cores.http_processes() == min(cores.available(), 64)
 
 
 @pytest.mark.parametrize(
