@@ -1,39 +1,61 @@
 """Ingest throughput of one worker, against a bare COPY of the same rows in the same run.
 
     .venv/bin/python bench/ingest.py [--messages 100000] [--vehicles 1000]
+                                     [--encodings binary,json] [--runs 1]
 
-Starts embedded PostgreSQL and broker (or uses IEUM_DATABASE_URL / IEUM_KAFKA_BOOTSTRAP),
-registers the devices, produces the messages (every message carries all catalog metrics),
-then times one IngestWorker from the first message to the last offset stored. The
-baseline COPYs the same readings, already parsed and packed, into an unindexed copy of
-the readings table: the database's own limit for this row shape.
+Starts embedded PostgreSQL and broker (or uses IEUM_DATABASE_URL / IEUM_KAFKA_BOOTSTRAP,
+in a database of its own), registers the devices, produces the messages (every message
+carries all catalog metrics) in each encoding asked for (docs/sensors.md: JSON, the
+default, and the compact binary one), then runs `ieum ingest` in a process of its own on
+each topic and times it from the first batch stored to the last offset (`steady`), and
+from the moment it starts its consumer (`from_start`, the group join included). It
+reports the worker's and PostgreSQL's CPU per message (/proc) and the worker's memory.
+
+The baseline COPYs the same readings into an unindexed copy of the readings table: the
+payload prebuilt in PostgreSQL's binary format (the database's own limit for this row
+shape, the ratio's denominator) and from Python tuples through asyncpg (as before).
+
+Each worker run gets a database of its own (the same readings, new to it), and the bare
+COPY runs in it afterwards. The last line is the first encoding's:
+`ingest: msgs_per_s=N copy_ratio=R from_start=M` (steady messages a second, its ratio to
+the bare COPY's rows a second, messages a second from the worker's start); with several
+runs, medians, the spread printed above it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
+import os
 import random
+import statistics
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
-from harness import servers
+from harness import CpuClock, fresh_database, servers
 
 from adapters.sandbox import taxi_fleet as simulate
 from auth import clients
 from hub.bootstrap import prepare_database
-from hub.core import db, gc_tuning
+from hub.core import db
 from hub.core.settings import Settings
 from hub.domains import installed
-from resolvers.sensors import ingest_store
+from resolvers.sensors import ingest_store, message_binary
 from resolvers.sensors.catalog import metrics
-from resolvers.sensors.ingest import IngestWorker, ensure_topics
+from resolvers.sensors.ingest import ensure_topics
 from resolvers.sensors.message import parse
 
 installed()  # the domains' settings sections, as `ieum` loads them
+IEUM = Path(sys.executable).with_name("ieum")
 
 
 def make_messages(count: int, vehicles: int) -> list[tuple[bytes, bytes]]:
@@ -55,68 +77,212 @@ def make_messages(count: int, vehicles: int) -> list[tuple[bytes, bytes]]:
     return out[:count]
 
 
-async def run(messages: int, vehicles: int) -> None:
-    settings = Settings.from_env()
-    with servers(settings) as (url, bootstrap):
-        await prepare_database(url, settings)
-        pool = await db.create_pool(url, settings)
-        owner = await clients.create(pool, name="bench fleet", scope_names="sensors:ingest")
-        await simulate.register(pool, owner.client_id, simulate.fleet(vehicles))
-        data = make_messages(messages, vehicles)
-        values = len(orjson.loads(data[0][1])["metrics"]) * messages
-        topic = f"bench.telemetry.{int(time.time())}"
-        await ensure_topics(bootstrap, 4, topic)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
-        await producer.start()
+def as_binary(value: bytes) -> bytes:
+    """The same message in the compact binary encoding."""
+    body = orjson.loads(value)
+    return message_binary.encode(
+        body["device_id"],
+        body["vehicle_id"],
+        datetime.fromisoformat(body["ts"]),
+        body["position"]["lat"],
+        body["position"]["lng"],
+        body["metrics"],
+        body.get("speed_kmh"),
+        body.get("heading_deg"),
+    )
+
+
+@dataclass
+class Run:
+    steady: float  # messages a second after the first batch
+    from_start: float  # messages a second from the worker's consumer start
+    worker_us: float  # worker CPU per message, steady part
+    postgres_us: float  # PostgreSQL CPU per message, steady part
+    broker_us: float  # the embedded broker's, if it runs here
+    rss_mb: float  # worker's resident memory at the end
+    peak_mb: float  # and its peak
+
+
+async def produce(bootstrap: str, topic: str, data: list[tuple[bytes, bytes]]) -> None:
+    await ensure_topics(bootstrap, 4, topic)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+    await producer.start()
+    try:
         for key, value in data:
             await producer.send(topic, value=value, key=key)
         await producer.flush()
+    finally:
         await producer.stop()
-        print(f"{messages} messages ({len(data[0][1])} bytes, {values // messages} values each)")
 
-        stop = asyncio.Event()
-        gc_tuning.settle_after_startup()  # as `ieum ingest` and `ieum serve` do
-        worker = IngestWorker(settings, url, bootstrap, group_id="bench", topic=topic)
+
+async def one_worker(
+    url: str, bootstrap: str, pool: asyncpg.Pool, topic: str, messages: int
+) -> Run:
+    """`ieum ingest` on the topic, in a process of its own, until every offset is stored."""
+    env = {**os.environ, "IEUM_DATABASE_URL": url, "IEUM_KAFKA_BOOTSTRAP": bootstrap}
+    process = await asyncio.create_subprocess_exec(
+        str(IEUM),
+        *("ingest", "--topic", topic, "--group", f"bench-{topic}"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        while b"ingesting from" not in await process.stdout.readline():
+            if process.returncode is not None:
+                raise RuntimeError("ieum ingest exited before it started")
         started = time.perf_counter()
-        task = asyncio.create_task(worker.run(stop))
         first_batch = 0
+        clock: CpuClock | None = None
         while (done := await _stored(pool, topic)) < messages:
             if not first_batch and done:
                 first_batch, first_at = done, time.perf_counter()
+                clock = await CpuClock.start(url, {"worker": process.pid, **_broker()})
             await asyncio.sleep(0.02)
         finished = time.perf_counter()
-        stop.set()
-        await task
-        elapsed = finished - started
-        steady = (messages - first_batch) / (finished - first_at)
-        rate = messages / elapsed
-        print(
-            f"one worker: {rate:10.0f} messages/s  {values / elapsed:12.0f} values/s"
-            f"  ({elapsed:.1f} s from start, consumer group join included)"
-        )
-        print(
-            f"steady:     {steady:10.0f} messages/s  {steady * values / messages:12.0f}"
-            " values/s  (after the first batch; broker to PostgreSQL, rollups included)"
-        )
+        assert clock is not None
+        cpu = await clock.stop()
+        rss, peak = _memory(process.pid)
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
+    steady_messages = messages - first_batch
+    return Run(
+        steady=steady_messages / (finished - first_at),
+        from_start=messages / (finished - started),
+        worker_us=cpu.get("worker", 0.0) / steady_messages * 1e6,
+        postgres_us=cpu.get("PostgreSQL", 0.0) / steady_messages * 1e6,
+        broker_us=cpu.get("broker", 0.0) / steady_messages * 1e6,
+        rss_mb=rss,
+        peak_mb=peak,
+    )
 
-        readings = [parse(value) for _, value in data]
-        conn = await asyncpg.connect(url)
+
+def _broker() -> dict[str, int]:
+    """The embedded broker's process, if it runs on this machine."""
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if stat.read_text().strip().startswith("tansu"):
+                return {"broker": int(stat.parent.name)}
+    return {}
+
+
+def _memory(pid: int) -> tuple[float, float]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return tuple(int(fields[name].split()[0]) / 1024 for name in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
+
+
+async def bare_copy(url: str, data: list[tuple[bytes, bytes]]) -> tuple[float, float]:
+    """Rows a second into an unindexed copy of the readings table: the payload prebuilt
+    in binary COPY format, and from Python tuples through asyncpg."""
+    readings = [parse(value) for _, value in data]
+    records = [
+        (r.ts, r.device_id, r.vehicle_id, r.lat, r.lng, r.cell, r.speed_kmh, r.heading_deg,
+         r.packed)
+        for r in readings
+    ]  # fmt: skip
+    conn = await asyncpg.connect(url)
+    try:
         await conn.execute("CREATE TEMP TABLE bare (LIKE sensor_readings INCLUDING DEFAULTS)")
-        records = [
-            (r.ts, r.device_id, r.vehicle_id, r.lat, r.lng, r.cell, r.speed_kmh,
-             r.heading_deg, r.packed)
-            for r in readings
-        ]  # fmt: skip
         started = time.perf_counter()
         for i in range(0, len(records), 5000):
             await conn.copy_records_to_table(
                 "bare", columns=ingest_store.READING_COLUMNS, records=records[i : i + 5000]
             )
-        bare = messages / (time.perf_counter() - started)
+        tuples = len(records) / (time.perf_counter() - started)
+        payload = io.BytesIO()
+        await conn.copy_from_table(
+            "bare", columns=ingest_store.READING_COLUMNS, output=payload, format="binary"
+        )
+        prebuilt = []
+        for _ in range(3):
+            await conn.execute("TRUNCATE bare")
+            started = time.perf_counter()
+            await conn.copy_to_table(
+                "bare",
+                columns=ingest_store.READING_COLUMNS,
+                source=_once(payload.getvalue()),
+                format="binary",
+            )
+            prebuilt.append(len(records) / (time.perf_counter() - started))
+        return statistics.median(prebuilt), tuples
+    finally:
         await conn.close()
-        print(f"bare COPY:  {bare:10.0f} rows/s (same rows, no index, no rollups)")
-        print(f"ratio steady worker / bare COPY: {steady / bare:.3f}")
-        await pool.close()
+
+
+async def _once(payload: bytes):  # type: ignore[no-untyped-def]
+    yield payload
+
+
+async def run(messages: int, vehicles: int, encodings: list[str], runs: int) -> None:
+    settings = Settings.from_env()
+    data = make_messages(messages, vehicles)
+    encoded = {
+        "json": data,
+        "binary": [(key, as_binary(value)) for key, value in data] if "binary" in encodings else [],
+    }
+    values = len(orjson.loads(data[0][1])["metrics"])
+    results: dict[str, list[tuple[Run, float]]] = {name: [] for name in encodings}
+    bare: list[float] = []
+    with servers(settings) as (server_url, bootstrap):
+        for attempt in range(runs):
+            for name in encodings:
+                # Each worker run on a database of its own: the same readings, new to it.
+                async with fresh_database(server_url, "ingest") as url:
+                    await prepare_database(url, settings)
+                    pool = await db.create_pool(url, settings)
+                    try:
+                        owner = await clients.create(
+                            pool, name="bench fleet", scope_names="sensors:ingest"
+                        )
+                        await simulate.register(pool, owner.client_id, simulate.fleet(vehicles))
+                        topic = f"bench.telemetry.{int(time.time())}.{name}.{attempt}"
+                        await produce(bootstrap, topic, encoded[name])
+                        result = await one_worker(url, bootstrap, pool, topic, messages)
+                        prebuilt, tuples = await bare_copy(url, data)
+                    finally:
+                        await pool.close()
+                bare.append(prebuilt)
+                results[name].append((result, prebuilt))
+                print(
+                    f"{name:6} run {attempt + 1}: {result.steady:7.0f} msg/s steady,"
+                    f" {result.from_start:7.0f} from start ({len(encoded[name][0][1])} bytes,"
+                    f" {values} values a message); CPU a message: worker"
+                    f" {result.worker_us:5.1f} µs, PostgreSQL {result.postgres_us:5.1f} µs, broker"
+                    f" {result.broker_us:5.1f} µs;"
+                    f" worker RSS {result.rss_mb:.0f} MB (peak {result.peak_mb:.0f});"
+                    f" bare COPY {prebuilt:7.0f} rows/s prebuilt, {tuples:7.0f} from tuples;"
+                    f" ratio {result.steady / prebuilt:.3f}",
+                    flush=True,
+                )
+
+    print(f"\n{messages} messages, {vehicles} vehicles, {runs} run(s); median [min .. max]:")
+    lines = []
+    for name in encodings:
+        steady = [r.steady for r, _ in results[name]]
+        start = [r.from_start for r, _ in results[name]]
+        ratios = [r.steady / b for r, b in results[name]]
+        print(
+            f"  {name:6} steady {_spread(steady)} msg/s, from start {_spread(start)} msg/s,"
+            f" ratio to bare COPY {_spread(ratios, 3)}, worker CPU"
+            f" {_spread([r.worker_us for r, _ in results[name]], 1)} µs/msg, PostgreSQL"
+            f" {_spread([r.postgres_us for r, _ in results[name]], 1)} µs/msg, worker RSS"
+            f" {_spread([r.rss_mb for r, _ in results[name]])} MB"
+        )
+        lines.append(
+            f"ingest: msgs_per_s={statistics.median(steady):.0f}"
+            f" copy_ratio={statistics.median(ratios):.3f} from_start={statistics.median(start):.0f}"
+        )
+    print(f"  bare COPY {_spread(bare)} rows/s (a prebuilt binary payload; no index, no rollups)")
+    print(lines[0])
+
+
+def _spread(values: list[float], digits: int = 0) -> str:
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{mid:.{digits}f} [{low:.{digits}f} .. {high:.{digits}f}]"
 
 
 async def _stored(pool: asyncpg.Pool, topic: str) -> int:
@@ -129,8 +295,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--vehicles", type=int, default=1000)
+    parser.add_argument(
+        "--encodings",
+        default="binary,json",
+        help="comma-separated, of binary and json; the first gives the last line",
+    )
+    parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
-    asyncio.run(run(args.messages, args.vehicles))
+    encodings = [name.strip() for name in args.encodings.split(",") if name.strip()]
+    if not encodings or set(encodings) - {"binary", "json"}:
+        parser.error("--encodings takes binary and/or json")
+    asyncio.run(run(args.messages, args.vehicles, encodings, args.runs))
 
 
 if __name__ == "__main__":

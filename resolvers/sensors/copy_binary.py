@@ -2,16 +2,22 @@
 
 asyncpg's `copy_records_to_table` wants a tuple per row and a Python object per value
 and encodes them one by one: for a batch of readings (54 values each) and its rollups (5
-arrays of 54 each) that was most of the worker's time. Every row here has the same
-width (the staging tables hold no text: a reading names its device by its number in the
-batch), so a batch is one numpy structured array whose bytes are the COPY payload.
+arrays of 54 each) that was most of the worker's time. Here rows of one width are built
+as one byte array (byte_rows.py): the staging rows of readings (a reading names its
+device by its number in the batch) and of rollups have a single width; the rows of
+sensor_readings itself are built by shape (the ids' lengths, NULLs).
 The format: https://www.postgresql.org/docs/current/sql-copy.html (Binary Format).
 """
 
 from __future__ import annotations
 
+import itertools
+import struct
+
 import numpy as np
 
+from resolvers.sensors.byte_rows import Part, big_endian
+from resolvers.sensors.byte_rows import rows as byte_rows
 from resolvers.sensors.catalog import metrics
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # no flags, no header extension
@@ -20,38 +26,9 @@ PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01, PostgreSQL's zero time
 WIDTH = len(metrics())
 VEHICLE_SLOTS = 16  # rollup.MAX_VEHICLES; an unused slot holds NO_VEHICLE
 NO_VEHICLE = -1  # never a vehicle hash (they are 63-bit, so not negative)
+NULL = struct.pack(">i", -1)
 
-# Element type oids of PostgreSQL's built-in types.
-_OIDS = {">i4": 23, ">i8": 20, ">f4": 700, ">f8": 701}
-
-
-def _field(name: str, kind: str) -> list[tuple[object, ...]]:
-    return [(f"{name}_len", ">i4"), (name, kind)]
-
-
-def _array(name: str, kind: str, size: int) -> list[tuple[object, ...]]:
-    return [
-        (f"{name}_len", ">i4"),
-        (f"{name}_head", ">i4", (5,)),  # ndim, has-nulls flag, element oid, size, lower bound
-        (name, [("len", ">i4"), ("value", kind)], (size,)),
-    ]
-
-
-READINGS = np.dtype(
-    [
-        ("fields", ">i2"),
-        *_field("ts", ">i8"),
-        *_field("device_no", ">i4"),
-        *_field("lat", ">f8"),
-        *_field("lng", ">f8"),
-        *_field("cell", ">i8"),
-        *_field("speed_kmh", ">f4"),
-        *_field("heading_deg", ">f4"),
-        ("metrics_len", ">i4"),
-        ("metrics", "<f4", (WIDTH,)),  # bytea: the values as stored, little-endian float32
-    ]
-)
-# The staging table these rows are copied into, in this order.
+# The staging table of readings (ingest_store.prepare_connection), in this order.
 READINGS_COLUMNS = (
     "ts",
     "device_no",
@@ -62,24 +39,34 @@ READINGS_COLUMNS = (
     "heading_deg",
     "metrics",
 )
+ROLLUPS_COLUMNS = ("cell", "bucket", "n", "sum", "sum_sq", "min", "max", "vehicles")
+# Element type oids of PostgreSQL's built-in types.
+_OIDS = {"i4": 23, "i8": 20, "f4": 700, "f8": 701}
 
-_ROLLUP_ARRAYS = (
-    ("n", ">i4", WIDTH),
-    ("sum", ">f8", WIDTH),
-    ("sum_sq", ">f8", WIDTH),
-    ("min", ">f4", WIDTH),
-    ("max", ">f4", WIDTH),
-    ("vehicles", ">i8", VEHICLE_SLOTS),
-)
-ROLLUPS = np.dtype(
-    [
-        ("fields", ">i2"),
-        *_field("cell", ">i8"),
-        *_field("bucket", ">i8"),
-        *[field for name, kind, size in _ROLLUP_ARRAYS for field in _array(name, kind, size)],
-    ]
-)
-ROLLUPS_COLUMNS = ("cell", "bucket", *(name for name, _, _ in _ROLLUP_ARRAYS))
+
+def _length(size: int) -> bytes:
+    return struct.pack(">i", size)
+
+
+def _field(data: np.ndarray, kind: str) -> list[Part]:
+    """A non-NULL fixed-size field: its length, then the value."""
+    return [_length(np.dtype(kind).itemsize), big_endian(data, kind)]
+
+
+def _values(values: np.ndarray) -> list[Part]:
+    """The metric values as stored (bytea of little-endian float32)."""
+    return [_length(WIDTH * 4), np.ascontiguousarray(values, dtype="<f4")]
+
+
+def _array(data: np.ndarray, kind: str) -> list[Part]:
+    """A one-dimensional array without NULLs: its header, then length and value each."""
+    count, size = data.shape
+    item = np.dtype(kind).itemsize
+    head = _length(20 + size * (4 + item)) + struct.pack(">5i", 1, 0, _OIDS[kind], size, 1)
+    elements = np.empty((count, size, 4 + item), dtype=np.uint8)
+    elements[:, :, :4] = np.frombuffer(_length(item), dtype=np.uint8)
+    elements[:, :, 4:] = big_endian(data, kind).view(np.uint8).reshape(count, size, item)
+    return [head, elements]
 
 
 def readings(
@@ -94,28 +81,21 @@ def readings(
 ) -> bytes:
     """Staging rows of readings: times in µs since the Unix epoch, speed and heading NaN
     where absent (the INSERT turns NaN into NULL), values float32 (rows, WIDTH)."""
-    rows = np.empty(len(ts), dtype=READINGS)
-    rows["fields"] = len(READINGS_COLUMNS)
-    for name, size in (
-        ("ts", 8),
-        ("device_no", 4),
-        ("lat", 8),
-        ("lng", 8),
-        ("cell", 8),
-        ("speed_kmh", 4),
-        ("heading_deg", 4),
-    ):
-        rows[f"{name}_len"] = size
-    rows["ts"] = ts - PG_EPOCH_US
-    rows["device_no"] = device_no
-    rows["lat"] = lat
-    rows["lng"] = lng
-    rows["cell"] = cell
-    rows["speed_kmh"] = speed_kmh
-    rows["heading_deg"] = heading_deg
-    rows["metrics_len"] = WIDTH * 4
-    rows["metrics"] = values
-    return SIGNATURE + rows.tobytes() + TRAILER
+    body = byte_rows(
+        len(ts),
+        [
+            struct.pack(">h", len(READINGS_COLUMNS)),
+            *_field(ts - PG_EPOCH_US, "i8"),
+            *_field(device_no, "i4"),
+            *_field(lat, "f8"),
+            *_field(lng, "f8"),
+            *_field(cell, "i8"),
+            *_field(speed_kmh, "f4"),
+            *_field(heading_deg, "f4"),
+            *_values(values),
+        ],
+    )
+    return SIGNATURE + body.tobytes() + TRAILER
 
 
 def rollups(
@@ -130,18 +110,70 @@ def rollups(
 ) -> bytes:
     """Staging rows of rollups: `minute` counts minutes since the Unix epoch; the arrays
     are (rows, WIDTH), `vehicles` (rows, VEHICLE_SLOTS) padded with NO_VEHICLE."""
-    rows = np.empty(len(cell), dtype=ROLLUPS)
-    rows["fields"] = len(ROLLUPS_COLUMNS)
-    rows["cell_len"] = 8
-    rows["cell"] = cell
-    rows["bucket_len"] = 8
-    rows["bucket"] = minute * 60_000_000 - PG_EPOCH_US
-    for (name, kind, size), data in zip(
-        _ROLLUP_ARRAYS, (n, sums, sums_sq, mins, maxs, vehicles), strict=True
-    ):
-        item = np.dtype(kind).itemsize
-        rows[f"{name}_len"] = 20 + size * (4 + item)
-        rows[f"{name}_head"] = (1, 0, _OIDS[kind], size, 1)
-        rows[name]["len"] = item
-        rows[name]["value"] = data
-    return SIGNATURE + rows.tobytes() + TRAILER
+    body = byte_rows(
+        len(cell),
+        [
+            struct.pack(">h", len(ROLLUPS_COLUMNS)),
+            *_field(cell, "i8"),
+            *_field(minute * 60_000_000 - PG_EPOCH_US, "i8"),
+            *_array(n, "i4"),
+            *_array(sums, "f8"),
+            *_array(sums_sq, "f8"),
+            *_array(mins, "f4"),
+            *_array(maxs, "f4"),
+            *_array(vehicles, "i8"),
+        ],
+    )
+    return SIGNATURE + body.tobytes() + TRAILER
+
+
+def stored_readings(
+    ts: np.ndarray,
+    codes: np.ndarray,
+    lat: np.ndarray,
+    lng: np.ndarray,
+    cell: np.ndarray,
+    speed_kmh: np.ndarray,
+    heading_deg: np.ndarray,
+    values: np.ndarray,
+    devices: list[str],
+    vehicles: list[str],
+) -> bytes:
+    """Rows of sensor_readings itself (ingest_store.READING_COLUMNS), for a COPY straight
+    into it: each row's device is `devices[code]`, on `vehicles[code]`. Rows differ in
+    width (the ids' lengths; a speed or heading absent is NULL), so they are built by
+    shape and ordered by (shape, device, time): a stable order, so two workers writing
+    the same readings take their locks in the same order."""
+    ids = [
+        _length(len(d := device.encode())) + d + _length(len(v := vehicle.encode())) + v
+        for device, vehicle in zip(devices, vehicles, strict=True)
+    ]
+    id_len = np.array([len(i) for i in ids], dtype=np.int64)[codes]
+    has_speed = ~np.isnan(speed_kmh)
+    has_heading = ~np.isnan(heading_deg)
+    shape = (id_len * 2 + has_speed) * 2 + has_heading
+    order = np.lexsort((ts, codes, shape))
+    shape = shape[order]
+    starts = [0, *(np.flatnonzero(shape[1:] != shape[:-1]) + 1).tolist(), len(order)]
+    chunks = [SIGNATURE]
+    for start, end in itertools.pairwise(starts):
+        rows = order[start:end]
+        first = rows[0]
+        chunks.append(
+            byte_rows(
+                len(rows),
+                [
+                    struct.pack(">h", 9),
+                    *_field(ts[rows] - PG_EPOCH_US, "i8"),
+                    np.array(ids, dtype=f"S{id_len[first]}")[codes[rows]],
+                    *_field(lat[rows], "f8"),
+                    *_field(lng[rows], "f8"),
+                    *_field(cell[rows], "i8"),
+                    *(_field(speed_kmh[rows], "f4") if has_speed[first] else [NULL]),
+                    *(_field(heading_deg[rows], "f4") if has_heading[first] else [NULL]),
+                    *_values(values[rows]),
+                ],
+            ).tobytes()
+        )
+    chunks.append(TRAILER)
+    return b"".join(chunks)

@@ -345,19 +345,22 @@ class IngestWorker:
             redelivered = checked.redelivered
 
             accepted = checked.accepted
-            payload = copy_binary.readings(
-                readings.ts[accepted],
-                checked.codes[accepted] + 1,
-                readings.lat[accepted],
-                readings.lng[accepted],
-                readings.cell[accepted],
-                readings.speed_kmh[accepted],
-                readings.heading_deg[accepted],
-                readings.values[accepted],
-            )
-            known = await ingest_store.insert_batch(
-                conn, payload, len(accepted), checked.devices, checked.vehicles
-            )
+            known: dict[tuple[str, datetime], bool] = {}
+            if len(accepted) and not await ingest_store.copy_new_readings(
+                conn,
+                copy_binary.stored_readings(
+                    *_columns(readings, accepted, checked.codes),
+                    checked.devices,
+                    checked.vehicles,
+                ),
+            ):
+                known = await ingest_store.insert_batch(
+                    conn,
+                    copy_binary.readings(*_columns(readings, accepted, checked.codes + 1)),
+                    len(accepted),
+                    checked.devices,
+                    checked.vehicles,
+                )
             stored = accepted
             if known:
                 by_key = {
@@ -424,6 +427,21 @@ class IngestWorker:
             )
             if self.on_commit is not None:
                 await self.on_commit(committed.readings())
+
+
+def _columns(readings: ReadingBatch, rows: np.ndarray, codes: np.ndarray) -> list[np.ndarray]:
+    """The columns copy_binary takes, of these rows: time, device code, lat, lng, cell,
+    speed, heading, values."""
+    return [
+        readings.ts[rows],
+        codes[rows],
+        readings.lat[rows],
+        readings.lng[rows],
+        readings.cell[rows],
+        readings.speed_kmh[rows],
+        readings.heading_deg[rows],
+        readings.values[rows],
+    ]
 
 
 def _not_yet_stored(
