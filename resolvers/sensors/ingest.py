@@ -429,10 +429,15 @@ class IngestWorker:
                 await self.on_commit(committed.readings())
 
 
-def _columns(readings: ReadingBatch, rows: np.ndarray, codes: np.ndarray) -> list[np.ndarray]:
+_Columns = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]
+
+
+def _columns(readings: ReadingBatch, rows: np.ndarray, codes: np.ndarray) -> _Columns:
     """The columns copy_binary takes, of these rows: time, device code, lat, lng, cell,
     speed, heading, values."""
-    return [
+    return (
         readings.ts[rows],
         codes[rows],
         readings.lat[rows],
@@ -441,7 +446,7 @@ def _columns(readings: ReadingBatch, rows: np.ndarray, codes: np.ndarray) -> lis
         readings.speed_kmh[rows],
         readings.heading_deg[rows],
         readings.values[rows],
-    ]
+    )
 
 
 def _not_yet_stored(
