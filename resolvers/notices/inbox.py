@@ -2,20 +2,27 @@
 
 The inbox is the app's view of a citizen's notices, webhook or not: every notice released
 to that citizen through that app (held ones appear when their quiet hours end; withdrawn
-ones never). Acknowledging marks a notice read once and, for an agency's notice, queues a
-read report to the agency in the same transaction.
+ones never), in the order they were released: the order a follower gets them in.
+Acknowledging marks a notice read once and, for an agency's notice, queues a read report
+to the agency in the same transaction.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeAlias
 
 import asyncpg
 
 from resolvers.notices import errors
+
+# A notice's place in the inbox: when it was released to the citizen, then its delivery id.
+# Release order, not acceptance order: a notice held for quiet hours comes into the inbox
+# (and to its followers) when its morning comes, after the urgent ones accepted since.
+Place: TypeAlias = tuple[datetime, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +43,28 @@ class Received:
     status: str
     delivered_at: datetime | None
     read_at: datetime | None
+    release_at: datetime
 
+    @property
+    def place(self) -> Place:
+        return (self.release_at, self.delivery_id)
+
+
+START: Place = (datetime(1970, 1, 1, tzinfo=UTC), 0)
+# How long after its release a notice may still come into sight: its release time is set
+# before its transaction commits (a fan-out to many citizens takes seconds), so a follower
+# looks back this far for ones it has not sent yet.
+LOOKBACK = timedelta(seconds=60)
 
 _RECEIVED = (
     "SELECT d.delivery_id, d.event_id, d.notice_id, d.type_code, n.agency, n.title_ko,"
     " n.title_en, n.body_ko, n.body_en, n.urgent, n.payment_url, n.params, n.accepted_at,"
-    " d.status, d.delivered_at, d.read_at"
+    " d.status, d.delivered_at, d.read_at, d.release_at"
     " FROM notice_deliveries d JOIN notices n USING (notice_id)"
+)
+_SHOWN = (
+    " WHERE d.user_id = $1 AND d.client_id = $2 AND d.status <> 'withdrawn'"
+    " AND d.release_at <= now()"
 )
 
 
@@ -51,20 +73,20 @@ async def inbox(
     user_id: uuid.UUID,
     client_id: str,
     *,
-    before: int | None = None,
+    before: Place | None = None,
     unread_only: bool = False,
     limit: int = 50,
 ) -> list[Received]:
-    """Newest first; `before` (a delivery id): only those received earlier, the next
-    page (keyset paging on the delivery id)."""
+    """Newest first (by release); `before` a notice's place: only those released earlier,
+    the next page (keyset paging)."""
     rows = await conn.fetch(
-        _RECEIVED + " WHERE d.user_id = $1 AND d.client_id = $2 AND d.status <> 'withdrawn'"
-        " AND d.release_at <= now() AND ($3::bigint IS NULL OR d.delivery_id < $3)"
-        " AND (NOT $4 OR d.read_at IS NULL)"
-        " ORDER BY d.delivery_id DESC LIMIT $5",
+        _RECEIVED + _SHOWN + " AND ($3::timestamptz IS NULL"
+        " OR (d.release_at, d.delivery_id) < ($3, $4::bigint))"
+        " AND (NOT $5 OR d.read_at IS NULL)"
+        " ORDER BY d.release_at DESC, d.delivery_id DESC LIMIT $6",
         user_id,
         client_id,
-        before,
+        *(before or (None, None)),
         unread_only,
         limit,
     )
@@ -75,18 +97,21 @@ async def later(
     conn: asyncpg.Connection | asyncpg.Pool,
     user_id: uuid.UUID,
     client_id: str,
-    after: int,
+    after: Place,
+    *,
+    sent: Sequence[int] = (),
     limit: int = 100,
 ) -> list[Received]:
-    """Those received after `after` (a delivery id), oldest first: what a follower of the
-    inbox has not seen yet."""
+    """Those released after `after` (a place), oldest first, but for the delivery ids
+    `sent`: what a follower of the inbox has not seen yet."""
     rows = await conn.fetch(
-        _RECEIVED + " WHERE d.user_id = $1 AND d.client_id = $2 AND d.status <> 'withdrawn'"
-        " AND d.release_at <= now() AND d.delivery_id > $3"
-        " ORDER BY d.delivery_id LIMIT $4",
+        _RECEIVED + _SHOWN + " AND (d.release_at, d.delivery_id) > ($3, $4::bigint)"
+        " AND NOT d.delivery_id = ANY($5::bigint[])"
+        " ORDER BY d.release_at, d.delivery_id LIMIT $6",
         user_id,
         client_id,
-        after,
+        *after,
+        list(sent),
         limit,
     )
     return [Received(**dict(row)) for row in rows]
@@ -94,15 +119,46 @@ async def later(
 
 async def latest(
     conn: asyncpg.Connection | asyncpg.Pool, user_id: uuid.UUID, client_id: str
-) -> int:
-    """The newest delivery id of the citizen through the app (0: none): where a follower
-    starts."""
-    found: int | None = await conn.fetchval(
-        "SELECT max(delivery_id) FROM notice_deliveries WHERE user_id = $1 AND client_id = $2",
+) -> Place:
+    """The place of the citizen's newest notice in the inbox through the app (START:
+    none yet): where a follower from now starts."""
+    row = await conn.fetchrow(
+        "SELECT d.release_at, d.delivery_id FROM notice_deliveries d"
+        + _SHOWN
+        + " ORDER BY d.release_at DESC, d.delivery_id DESC LIMIT 1",
         user_id,
         client_id,
     )
-    return found or 0
+    return START if row is None else (row["release_at"], row["delivery_id"])
+
+
+class Follower:
+    """Follows a citizen's inbox through an app: each notice once, as it is released,
+    none at or before the place it started after. A notice whose transaction committed
+    after a later one was sent still comes (out of order) if it is within LOOKBACK of the
+    newest sent; the ids sent within that span are remembered to send none twice."""
+
+    def __init__(self, after: Place) -> None:
+        self.after = after
+        self.newest = after
+        self.sent: dict[int, datetime] = {}
+
+    async def next(
+        self,
+        conn: asyncpg.Connection | asyncpg.Pool,
+        user_id: uuid.UUID,
+        client_id: str,
+        limit: int = 100,
+    ) -> list[Received]:
+        """The notices released since the last call (at most `limit`), oldest first."""
+        floor = max(self.after, (self.newest[0] - LOOKBACK, 0))
+        found = await later(conn, user_id, client_id, floor, sent=list(self.sent), limit=limit)
+        for notice in found:
+            self.sent[notice.delivery_id] = notice.release_at
+            self.newest = max(self.newest, notice.place)
+        horizon = self.newest[0] - LOOKBACK
+        self.sent = {d: at for d, at in self.sent.items() if at >= horizon}
+        return found
 
 
 async def acknowledge(

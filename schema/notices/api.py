@@ -47,6 +47,7 @@ from schema.notices.types import (
     PublishNoticeInput,
     choice_of,
     dead_letter_of,
+    inbox_key,
     received_of,
     report_of,
     type_of,
@@ -112,10 +113,6 @@ async def _audited(info: Info, found: list[inbox.Received], action: str) -> list
 # Each list's sort key, as its cursors hold it (schema/notices/cursors.py reads them back).
 
 
-def _inbox_key(record: inbox.Received) -> tuple[int]:
-    return (record.delivery_id,)
-
-
 def _report_key(record: inbox.Report) -> tuple[str, str]:
     return cursors.time_key(record.accepted_at), str(record.notice_id)
 
@@ -174,12 +171,12 @@ class NoticesQuery:
             info.context.db,
             user_id,
             client_id,
-            before=cursors.delivery(after),
+            before=cursors.place(after),
             unread_only=unread_only,
             limit=_first(first) + 1,
         )
         await _audit(info, found[:first], "notice.read")
-        return page_of(found, first, node=received_of, key=_inbox_key, after=after)
+        return page_of(found, first, node=received_of, key=inbox_key, after=after)
 
     @strawberry.federation.field(
         requires_scopes=PUBLISHERS,
@@ -406,14 +403,11 @@ class NoticesSubscription:
             raise errors.CitizenTokenRequired("needs a citizen's token with notices:receive")
         user_id, client_id = _citizen(info)
         db = info.context.db
-        cursor = cursors.delivery(after)
-        if cursor is None:
-            cursor = await inbox.latest(db, user_id, client_id)
+        start = cursors.place(after) or await inbox.latest(db, user_id, client_id)
+        follower = inbox.Follower(start)
         while True:
-            found = await inbox.later(db, user_id, client_id, cursor)
+            found = await follower.next(db, user_id, client_id)
             for notice in await _audited(info, found, "notice.read"):
                 yield notice
-            if found:
-                cursor = found[-1].delivery_id
-            else:
+            if not found:
                 await asyncio.sleep(FOLLOW_SECONDS)

@@ -24,10 +24,10 @@ def delivery_id(value: Any) -> int:
     return value
 
 
-def delivery(cursor: str | None) -> int | None:
-    """The delivery id of an inbox cursor (InboxNotice.cursor, an inbox edge's)."""
-    found = read_cursor(cursor, delivery_id)
-    return None if found is None else int(found[0])
+def place(cursor: str | None) -> tuple[datetime, int] | None:
+    """The (release time, delivery id) of an inbox cursor (InboxNotice.cursor, an inbox
+    edge's): a notice's place in the inbox."""
+    return read_cursor(cursor, aware_time, delivery_id)
 
 
 def time_and_uuid(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from resolvers.notices import catalogue, choices, inbox, queue
+from schema.notices.cursors import time_key
 from schema.pagination import encode_cursor
 
 
@@ -99,11 +100,16 @@ class InboxNotice:
     read_at: datetime | None
 
 
+def inbox_key(record: inbox.Received) -> tuple[str, int]:
+    """A notice's place in the inbox as its cursor holds it (cursors.place reads it)."""
+    return time_key(record.release_at), record.delivery_id
+
+
 def received_of(record: inbox.Received) -> InboxNotice:
     return InboxNotice(
         id=record.notice_id,
         event_id=record.event_id,
-        cursor=encode_cursor(record.delivery_id),
+        cursor=encode_cursor(*inbox_key(record)),
         notice_type=record.type_code,
         agency=record.agency,
         title_ko=record.title_ko,

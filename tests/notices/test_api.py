@@ -281,6 +281,37 @@ async def test_the_inbox_pages_newest_first_and_its_cursors_follow_live(world: W
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
 
 
+async def test_a_notice_held_for_the_night_comes_to_a_subscriber_when_released(
+    world: World,
+) -> None:
+    """The subscriber follows after the newest notice in the inbox, an urgent one accepted
+    after a held one: the held one comes when its morning does."""
+    app = await world.app()
+    citizen = await opted_in(world, app)
+    city = await world.agency("city")
+    held = (await world.data(city, PUBLISH, i=fine_for(citizen)))["publishNotice"]["id"]
+    await world.pool.execute(  # as quiet hours would have held it
+        "UPDATE notice_deliveries SET release_at = now() + interval '1 hour',"
+        " next_attempt_at = now() + interval '1 hour' WHERE notice_id = $1",
+        uuid.UUID(held),
+    )
+    urgent = (await world.data(city, PUBLISH, i=fine_for(citizen)))["publishNotice"]["id"]
+    (newest,) = (await world.data(citizen.token, INBOX))["noticeInbox"]["nodes"]
+    assert newest["id"] == urgent
+
+    async with following(world.url, citizen.token, newest["cursor"]) as received:
+        await world.pool.execute(  # the morning comes
+            "UPDATE notice_deliveries SET release_at = now(), next_attempt_at = now()"
+            " WHERE notice_id = $1",
+            uuid.UUID(held),
+        )
+        came = await received()
+    assert came["id"] == held
+    shown = (await world.data(citizen.token, INBOX))["noticeInbox"]["nodes"]
+    assert [n["id"] for n in shown] == [held, urgent]
+    assert came["cursor"] == shown[0]["cursor"]
+
+
 async def test_an_agencys_reports_page_newest_first_each_once(world: World) -> None:
     app = await world.app()
     citizen = await opted_in(world, app)

@@ -218,6 +218,81 @@ async def test_quiet_hours_hold_non_urgent_notices_and_let_urgent_ones_go(
     assert [r.notice_id for r in shown] == [urgent.notice.notice_id]
 
 
+async def test_a_held_notice_reaches_the_inbox_its_followers_and_the_webhook_when_released(
+    pool: asyncpg.Pool, receiver: Receiver, deliverer: delivery.Deliverer
+) -> None:
+    """Released in the morning, a held notice comes after the urgent ones accepted since:
+    in the inbox, to a follower running since the night, to one resuming from the urgent
+    one's place, and to the webhook."""
+    app = await app_with_webhook(pool, receiver)
+    citizen = await citizen_choosing(pool, app, "fine_issued", "train_delayed")
+    hour = datetime.now(quiet.KST).hour
+    night = store.QuietHours(hour + 1, 24) if hour < 23 else store.QuietHours(0, 23)
+    follower = inbox.Follower(await inbox.latest(pool, citizen, app))
+    held = await store.publish(
+        pool,
+        store.NewNotice.from_agency(
+            "city", uuid.uuid4().hex, type_code="fine_issued", user_id=citizen, params=FINE
+        ),
+        night,
+    )
+    urgent = await store.publish(
+        pool,
+        store.NewNotice.from_event(
+            "mobility",
+            uuid.uuid4().hex,
+            type_code="train_delayed",
+            user_id=citizen,
+            params={"train": "KTX 101", "minutes": 20},
+        ),
+        night,
+    )
+    await drain(deliverer, pool)
+    (shown,) = await follower.next(pool, citizen, app)
+    assert shown.notice_id == urgent.notice.notice_id
+    assert await follower.next(pool, citizen, app) == []
+
+    await pool.execute(  # the morning comes
+        "UPDATE notice_deliveries SET release_at = now(), next_attempt_at = now()"
+        " WHERE notice_id = $1",
+        held.notice.notice_id,
+    )
+    assert [r.notice_id for r in await follower.next(pool, citizen, app)] == [held.notice.notice_id]
+    resumed = inbox.Follower(shown.place)  # a follower back after a lost connection
+    assert [r.notice_id for r in await resumed.next(pool, citizen, app)] == [held.notice.notice_id]
+    newest_first = await inbox.inbox(pool, citizen, app)
+    assert [r.notice_id for r in newest_first] == [held.notice.notice_id, shown.notice_id]
+    assert [
+        r.notice_id for r in await inbox.inbox(pool, citizen, app, before=newest_first[0].place)
+    ] == [shown.notice_id]
+    await drain(deliverer, pool)
+    assert [r["noticeId"] for r in receiver.of(str(citizen))] == [
+        str(urgent.notice.notice_id),
+        str(held.notice.notice_id),
+    ]
+
+
+async def test_a_follower_gets_a_notice_that_came_into_sight_late_once(
+    pool: asyncpg.Pool,
+) -> None:
+    """A notice's release time is set before its transaction commits: one committed after
+    a later one was followed still comes, once."""
+    app = f"app-{uuid.uuid4().hex[:8]}"
+    citizen = await citizen_choosing(pool, app)
+    follower = inbox.Follower(await inbox.latest(pool, citizen, app))
+    first = await fine(pool, citizen)
+    (seen,) = await follower.next(pool, citizen, app)
+    assert seen.notice_id == first.notice.notice_id
+    late = await fine(pool, citizen)
+    await pool.execute(  # as if it had been released before `first` and committed after
+        "UPDATE notice_deliveries SET release_at = $2 WHERE notice_id = $1",
+        late.notice.notice_id,
+        seen.release_at - timedelta(seconds=5),
+    )
+    assert [r.notice_id for r in await follower.next(pool, citizen, app)] == [late.notice.notice_id]
+    assert await follower.next(pool, citizen, app) == []
+
+
 def test_quiet_hours_in_korean_time() -> None:
     def at(hour: int) -> datetime:
         return datetime(2026, 3, 2, hour, 30, tzinfo=quiet.KST)
