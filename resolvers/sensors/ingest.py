@@ -41,13 +41,11 @@ from aiokafka.structs import ConsumerRecord
 
 from hub.core import db
 from hub.core.settings import Settings
-from resolvers.sensors import copy_binary, ingest_store, live_feed, live_rows, monitoring
+from resolvers.sensors import ingest_plan, ingest_store, live_feed, monitoring
 from resolvers.sensors.columns import BatchDecoder, ReadingBatch
-from resolvers.sensors.ingest_checks import check_batch
 from resolvers.sensors.ingest_db import OUTAGE, Backoff, IngestDatabase, sleep_unless
 from resolvers.sensors.message import Reading
 from resolvers.sensors.message_binary import EPOCH
-from resolvers.sensors.rollup import rollup_columns, vehicle_hash
 from resolvers.sensors.settings import SensorsSettings
 
 log = logging.getLogger(__name__)
@@ -340,34 +338,26 @@ class IngestWorker:
             devices = await ingest_store.device_states(
                 conn, {readings.device_ids[i] for i in np.flatnonzero(fresh).tolist()}
             )
-            checked = check_batch(readings, fresh, devices)
+            plan = parsed.plan
+            if plan is None or plan.states != devices or skipped:
+                plan = ingest_plan.make(readings, fresh, devices)  # not as assumed ahead
+            checked = plan.checked
             rejects += [(parsed.records[parsed.rows[i]], *why) for i, why in checked.rejects]
             redelivered = checked.redelivered
-
             accepted = checked.accepted
-            known: dict[tuple[str, datetime], bool] = {}
-            if len(accepted) and not await ingest_store.copy_new_readings(
-                conn,
-                copy_binary.stored_readings(
-                    *_columns(readings, accepted, checked.codes),
-                    checked.devices,
-                    checked.vehicles,
-                ),
-            ):
+            if len(accepted) and not await ingest_store.copy_new_readings(conn, plan.copy):
                 known = await ingest_store.insert_batch(
                     conn,
-                    copy_binary.readings(*_columns(readings, accepted, checked.codes + 1)),
+                    ingest_plan.staging_copy(readings, plan),
                     len(accepted),
                     checked.devices,
                     checked.vehicles,
                 )
-            stored = accepted
-            if known:
+                again = set()
                 by_key = {
                     (readings.device_ids[i], EPOCH + timedelta(microseconds=t)): i
                     for i, t in zip(accepted.tolist(), readings.ts[accepted].tolist(), strict=True)
                 }
-                again = set()
                 for key, same in known.items():
                     i = by_key[key]
                     again.add(i)
@@ -381,31 +371,12 @@ class IngestWorker:
                                 "this device and timestamp are stored with other values",
                             )
                         )
-                stored = np.array([i for i in accepted.tolist() if i not in again], dtype=np.int64)
-            values = 0
-            if len(stored):
-                hashes = np.array([vehicle_hash(v) for v in checked.vehicles], dtype=np.int64)
-                rows = rollup_columns(
-                    readings.cell[stored],
-                    readings.ts[stored],
-                    readings.values[stored],
-                    hashes[checked.codes[stored]],
-                )
-                values = int(rows.n.sum())
-                await ingest_store.merge_rollup_payload(
-                    conn,
-                    copy_binary.rollups(
-                        rows.cell,
-                        rows.minute,
-                        rows.n,
-                        rows.sums,
-                        rows.sums_sq,
-                        rows.mins,
-                        rows.maxs,
-                        rows.vehicles,
-                    ),
-                    len(rows),
-                )
+                if again:
+                    stored = np.array(
+                        [i for i in accepted.tolist() if i not in again], dtype=np.int64
+                    )
+                    plan = ingest_plan.restricted(readings, plan, stored)
+            await ingest_store.merge_rollup_payload(conn, plan.rollups, plan.rollup_rows)
             await ingest_store.store_offsets(
                 conn,
                 self.group_id,
@@ -414,39 +385,17 @@ class IngestWorker:
             )
             await _dead_letters(producer, self.dlq_topic, rejects)
 
+        stored = plan.stored
         monitoring.INGEST_ACCEPTED.inc(len(stored))
-        monitoring.INGEST_VALUES.inc(values)
+        monitoring.INGEST_VALUES.inc(plan.values)
         monitoring.INGEST_REDELIVERED.inc(redelivered)
         for _, reason, _ in rejects:
             monitoring.INGEST_REJECTED.labels(reason).inc()
         monitoring.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started + parsed.seconds)
         if len(stored):
-            committed = readings.take(stored)
-            await live_feed.publish_encoded(
-                producer, self.live_topic, live_rows.encode(committed, live_feed.CHUNK)
-            )
+            await live_feed.publish_encoded(producer, self.live_topic, plan.live)
             if self.on_commit is not None:
-                await self.on_commit(committed.readings())
-
-
-_Columns = tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
-]
-
-
-def _columns(readings: ReadingBatch, rows: np.ndarray, codes: np.ndarray) -> _Columns:
-    """The columns copy_binary takes, of these rows: time, device code, lat, lng, cell,
-    speed, heading, values."""
-    return (
-        readings.ts[rows],
-        codes[rows],
-        readings.lat[rows],
-        readings.lng[rows],
-        readings.cell[rows],
-        readings.speed_kmh[rows],
-        readings.heading_deg[rows],
-        readings.values[rows],
-    )
+                await self.on_commit(readings.take(stored).readings())
 
 
 def _not_yet_stored(
@@ -534,6 +483,7 @@ class ParsedBatch:
     rows: np.ndarray  # each reading's index in `records`
     rejects: list[tuple[ConsumerRecord, str, str]]
     seconds: float
+    plan: ingest_plan.Plan | None  # made ahead, for the registry the messages describe
 
 
 PARSE_SLICE = 1000  # messages parsed between yields, so the batch being written moves on
@@ -557,15 +507,20 @@ async def _parse_batch(
         rejects += [(records[first + i], exc.reason, exc.detail) for i, exc in refused]
         if first + PARSE_SLICE < len(records):
             await asyncio.sleep(0)
+    readings = ReadingBatch.concat(parts) if len(parts) != 1 else parts[0]
+    await asyncio.sleep(0)
+    fresh = np.ones(len(readings), dtype=bool)
+    plan = ingest_plan.make(readings, fresh, ingest_plan.assumed(readings))
     return ParsedBatch(
         batch,
         records,
         np.fromiter((r.partition for r in records), dtype=np.int64, count=len(records)),
         np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records)),
-        ReadingBatch.concat(parts) if len(parts) != 1 else parts[0],
+        readings,
         np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
         rejects,
         time.perf_counter() - started,
+        plan,
     )
 
 
