@@ -141,6 +141,44 @@ async def test_the_notice_says_what_its_type_says_with_the_values_given(
         )
 
 
+async def test_a_fan_out_longer_than_the_pools_statement_limit_is_accepted(
+    migrated_url: str, pool: asyncpg.Pool
+) -> None:
+    """A district's warning to many citizens is one statement; the pool's per-statement
+    limit (here 0.1 s, far below what 30,000 deliveries take) does not refuse it."""
+    district = f"9{uuid.uuid4().int % 10_000:04d}"
+    await pool.execute(
+        "INSERT INTO notice_choices (user_id, client_id, type_code, district_code)"
+        " SELECT gen_random_uuid(), 'app-fan-out', 'fine_dust_warning', $1"
+        " FROM generate_series(1, 30000)",
+        district,
+    )
+    short = await db.create_pool(migrated_url, Settings.from_env(db_statement_timeout_seconds=0.1))
+    try:
+        hour = datetime.now(quiet.KST).hour  # held for the night: no other test's worker
+        night = store.QuietHours(hour + 1, 24) if hour < 23 else store.QuietHours(0, 23)
+        accepted = await store.publish(
+            short,
+            store.NewNotice.from_event(
+                "sensors",
+                uuid.uuid4().hex,
+                type_code="fine_dust_warning",
+                district_code=district,
+                params={"district": "시험구", "pm25": 80},
+                urgent=False,
+            ),
+            night,
+        )
+        assert accepted.notice.recipients == 30_000
+        assert await short.fetchval("SHOW statement_timeout") == "100ms"  # back to the pool's
+    finally:
+        await short.close()
+        await pool.execute(
+            "DELETE FROM notice_deliveries WHERE client_id = 'app-fan-out';"
+            " DELETE FROM notice_choices WHERE client_id = 'app-fan-out'"
+        )
+
+
 async def test_an_app_down_for_a_while_gets_every_notice_in_order_per_citizen(
     pool: asyncpg.Pool, receiver: Receiver, deliverer: delivery.Deliverer
 ) -> None:
