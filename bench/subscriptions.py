@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import math
 import multiprocessing
@@ -49,12 +50,12 @@ from datetime import UTC, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from h3.api import basic_int as h3
 from harness import CpuClock, _tree, fresh_database, hub, servers
-from sensor_queries import access_token
 
 from adapters.sandbox import taxi_fleet as simulate
 from auth import clients
@@ -76,6 +77,7 @@ SUBSCRIPTION = """subscription Live($area: AreaInput!, $metrics: [String!]!) {
 METRICS = ["pm2_5", "pm10", "noise_laeq", "temperature", "humidity"]
 SEOUL = "11"  # province code
 CONNECTING_AT_ONCE = 50  # per client process
+TOKEN_REQUESTS_AT_ONCE = 20
 DRAINED_SECONDS = 2.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -131,6 +133,27 @@ async def cells_of(
     return frozenset(
         child for text in given for child in h3.cell_to_children(h3.str_to_int(text), H3_RESOLUTION)
     )
+
+
+async def access_tokens(base: str, reader: clients.NewClient, count: int) -> list[str]:
+    """`count` client-credentials tokens of the app, from the hub's token endpoint, as
+    each of its users' phones would hold one of its own."""
+    credentials = f"{reader.client_id}:{reader.client_secret or ''}".encode()
+    headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+    gate = asyncio.Semaphore(TOKEN_REQUESTS_AT_ONCE)
+
+    async def one(session: aiohttp.ClientSession) -> str:
+        async with (
+            gate,
+            session.post(
+                f"{base}/oauth/token", data={"grant_type": "client_credentials"}, headers=headers
+            ) as answer,
+        ):
+            assert answer.status == 200, await answer.text()
+            return str((await answer.json())["access_token"])
+
+    async with aiohttp.ClientSession() as session:
+        return list(await asyncio.gather(*(one(session) for _ in range(count))))
 
 
 # The client processes
@@ -396,13 +419,20 @@ async def run(args: argparse.Namespace) -> None:
             )
             with log, hub(url, bootstrap, {}, env, log) as (base, hub_pid):
                 ws_url = base.replace("http://", "ws://") + "/graphql"
-                tokens = [access_token(base, reader) for reader in readers]
+                began = time.monotonic()
+                each = math.ceil(args.tokens / args.client_processes)
+                tokens = [await access_tokens(base, reader, each) for reader in readers]
+                print(
+                    f"{sum(map(len, tokens)):,} access tokens (client credentials, one app per "
+                    f"client process) in {time.monotonic() - began:.1f} s"
+                )
                 rss_before = rss_kb(hub_pid)
                 shares: list[list[Subscriber]] = [[] for _ in range(args.client_processes)]
                 for n, area in enumerate(wanted):
                     k = n % args.client_processes
                     metrics = rng.sample(METRICS, rng.randint(1, 3))
-                    shares[k].append(Subscriber(tokens[k], area, metrics))
+                    token = tokens[k][n // args.client_processes % len(tokens[k])]
+                    shares[k].append(Subscriber(token, area, metrics))
                 pipes, processes = [], []
                 for share in shares:
                     parent, child = multiprocessing.Pipe()
@@ -537,6 +567,9 @@ async def run(args: argparse.Namespace) -> None:
             f"   {seconds / total_deliveries * 1e6:6.1f} µs a delivery" if total_deliveries else ""
         )
         print(f"  {group:28} {seconds:6.1f} s ({seconds / feed_seconds:4.0%} of a core){per}")
+    if total_deliveries and "hub" in cpu:
+        net = cpu["hub"] - idle_cpu / args.idle * feed_seconds
+        print(f"  hub, less its quiet cost: {net / total_deliveries * 1e6:.1f} µs a delivery")
     p99 = percentile(from_commit, 99) * 1000 if from_commit else float("nan")
     print(
         f"subscriptions: subscribers={subscribed} p99_ms={p99:.0f} "
@@ -555,6 +588,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5, help="the ingest worker joins")
     parser.add_argument("--district-share", type=float, default=0.1)
     parser.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        help="distinct access tokens (default: one a subscriber, as each user's phone)",
+    )
+    parser.add_argument(
         "--idle", type=float, default=5, help="seconds of the hub's CPU with no events"
     )
     parser.add_argument(
@@ -563,7 +602,9 @@ def main() -> None:
         default="deflate",
         help="permessage-deflate offered by the clients, as browsers do",
     )
-    asyncio.run(run(parser.parse_args()))
+    args = parser.parse_args()
+    args.tokens = min(args.tokens or args.subscribers, args.subscribers)
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

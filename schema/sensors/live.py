@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ from strawberry.federation.schema_directives import RequiresScopes
 
 from hub.core.context import Info
 from resolvers.sensors import queries, scopes
+from resolvers.sensors.catalog import Metric
 from resolvers.sensors.message import Reading
 from resolvers.sensors.state import SensorsState
 from schema.sensors.queries import area_cells, utc
@@ -56,6 +58,52 @@ async def _stored_then_live(
                 yield reading
 
 
+def live_reading(r: queries.RawReading | Reading, wanted: tuple[Metric, ...]) -> LiveReading:
+    return LiveReading(
+        vehicle=r.vehicle_id,
+        lat=r.lat,
+        lng=r.lng,
+        ts=r.ts,
+        cell=h3.int_to_str(r.cell),
+        position=cell_centre(r.cell),
+        values=[
+            MetricValue(metric=m.name, value=measured(r.values[m.id]))
+            for m in wanted
+            if r.values[m.id] == r.values[m.id]
+        ],
+    )
+
+
+class SharedReadings:
+    """The LiveReading of a reading with some metrics, made once for every subscriber
+    that asks for the same metrics (a reading goes to hundreds of them): the last
+    `size` made, by the reading (kept here, so its id is not reused meanwhile) and the
+    metrics. GraphQL only reads it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._made: OrderedDict[tuple[int, tuple[int, ...]], tuple[object, LiveReading]] = (
+            OrderedDict()
+        )
+
+    def get(
+        self, r: queries.RawReading | Reading, wanted: tuple[Metric, ...], ids: tuple[int, ...]
+    ) -> LiveReading:
+        """`ids`: the ids of the `wanted` metrics (a cheaper key than the metrics)."""
+        key = (id(r), ids)
+        found = self._made.get(key)
+        if found is not None and found[0] is r:
+            return found[1]
+        made = live_reading(r, wanted)
+        self._made[key] = (r, made)
+        if len(self._made) > self.size:
+            self._made.popitem(last=False)
+        return made
+
+
+SHARED = SharedReadings(4096)
+
+
 @strawberry.type
 class SensorsSubscription:
     @strawberry.subscription(
@@ -70,22 +118,11 @@ class SensorsSubscription:
         metrics: list[str],
         since: datetime | None = None,
     ) -> AsyncGenerator[LiveReading, None]:
-        wanted = [queries.metric(name) for name in metrics]
+        wanted = tuple(queries.metric(name) for name in metrics)
+        ids = tuple(m.id for m in wanted)
         cells = frozenset(await area_cells(info, area))
         async for r in _stored_then_live(info, cells, since):
-            yield LiveReading(
-                vehicle=r.vehicle_id,
-                lat=r.lat,
-                lng=r.lng,
-                ts=r.ts,
-                cell=h3.int_to_str(r.cell),
-                position=cell_centre(r.cell),
-                values=[
-                    MetricValue(metric=m.name, value=measured(r.values[m.id]))
-                    for m in wanted
-                    if r.values[m.id] == r.values[m.id]
-                ],
-            )
+            yield SHARED.get(r, wanted, ids)
 
     @strawberry.subscription(
         directives=[RequiresScopes(scopes=READ)],

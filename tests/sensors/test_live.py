@@ -10,6 +10,8 @@ import pytest
 
 from resolvers.sensors.live import QUEUE_LIMIT, LiveReadings, Subscriber, SubscriberTooSlow
 from resolvers.sensors.message import Reading, parse
+from resolvers.sensors.queries import metric
+from schema.sensors.live import SharedReadings
 from tests.sensors.helpers import message
 
 AT = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
@@ -73,3 +75,22 @@ async def test_a_subscriber_too_far_behind_is_told_to_resubscribe() -> None:
             assert await anext(got) is one
         with pytest.raises(SubscriberTooSlow):
             await asyncio.wait_for(anext(got), 1)
+
+
+def test_a_reading_is_made_once_for_the_subscribers_asking_the_same_metrics() -> None:
+    shared = SharedReadings(2)
+    pm, noise = metric("pm2_5"), metric("noise_laeq")
+    one, two, three = reading(1, 0), reading(2, 1), reading(3, 2)
+    first = shared.get(one, (pm,), (pm.id,))
+    assert shared.get(one, (pm,), (pm.id,)) is first
+    assert [v.metric for v in first.values] == ["pm2_5"]
+    both = shared.get(one, (pm, noise), (pm.id, noise.id))
+    assert both is not first and [v.metric for v in both.values] == ["pm2_5"]  # no noise sent
+    assert shared.get(two, (pm,), (pm.id,)).ts == two.ts
+    shared.get(three, (pm,), (pm.id,))
+    again = shared.get(one, (pm,), (pm.id,))  # made again once dropped: the same content
+    assert again is not first and (again.ts, again.cell, again.values) == (
+        first.ts,
+        first.cell,
+        first.values,
+    )
