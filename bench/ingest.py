@@ -138,7 +138,7 @@ async def one_worker(
         while (done := await _stored(pool, topic)) < messages:
             if not first_batch and done:
                 first_batch, first_at = done, time.perf_counter()
-                clock = await CpuClock.start(url, {"worker": process.pid, **_broker()})
+                clock = await CpuClock.start(url, {"worker": process.pid, **_broker(bootstrap)})
             await asyncio.sleep(0.02)
         finished = time.perf_counter()
         assert clock is not None
@@ -159,12 +159,12 @@ async def one_worker(
     )
 
 
-def _broker() -> dict[str, int]:
-    """The embedded broker's process, if it runs on this machine."""
-    for stat in Path("/proc").glob("[0-9]*/comm"):
+def _broker(bootstrap: str) -> dict[str, int]:
+    """The broker's process, if it runs on this machine (the embedded one)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
-            if stat.read_text().strip().startswith("tansu"):
-                return {"broker": int(stat.parent.name)}
+            if f"//{bootstrap}\0".encode() in cmdline.read_bytes():
+                return {"broker": int(cmdline.parent.name)}
     return {}
 
 

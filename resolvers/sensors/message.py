@@ -98,6 +98,8 @@ class _Message(msgspec.Struct):
 
 
 _DECODER = msgspec.json.Decoder(_Message)
+DECODER = _DECODER  # columns.py reads batches of JSON messages with it
+PACK = _PACK
 _NO_VALUES = struct.pack(f"<{len(metrics())}f", *([NAN] * len(metrics())))
 
 

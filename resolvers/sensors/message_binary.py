@@ -183,4 +183,5 @@ def _values(sent: tuple[float, ...]) -> tuple[float, ...]:
                 "out_of_range",
                 f"{metric.name} {number} {metric.unit} is outside {metric.min}..{metric.max}",
             )
-    return (*sent, *[NAN] * (len(catalog) - len(sent)))
+    # Every NaN as the one NaN the JSON path stores (a device's may carry a payload).
+    return (*(NAN if math.isnan(x) else x for x in sent), *[NAN] * (len(catalog) - len(sent)))
