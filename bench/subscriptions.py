@@ -1,14 +1,16 @@
 """Live subscriptions: 10,000 subscribers on one hub process, fed by real ingest.
 
     .venv/bin/python bench/subscriptions.py [--subscribers 10000] [--client-processes 4]
-        [--vehicles 40] [--seconds 20] [--warmup 5] [--district-share 0.1]
-        [--compression deflate|none]
+        [--vehicles 5] [--seconds 20] [--warmup 5] [--district-share 0.1] [--tokens N]
+        [--idle 5] [--compression deflate|none]
 
 Starts `ieum serve` as one process (IEUM_WORKERS=1, no in-process ingest) on a database of
 its own, and the embedded broker (or IEUM_DATABASE_URL / IEUM_KAFKA_BOOTSTRAP). Subscribers
 connect from several client processes (the `websockets` client, one WebSocket each, the
-graphql-transport-ws protocol, a client-credentials bearer token in connection_init as
-apps send it) and subscribe to `liveReadings` with one to three metrics:
+graphql-transport-ws protocol, a bearer token in connection_init as apps send it: one
+client-credentials token of its own per subscriber unless `--tokens` says fewer, from the
+hub's token endpoint; one OAuth app per client process, its subscription limit raised for
+the run) and subscribe to `liveReadings` with one to three metrics:
 
 - most watch their neighbourhood, the res-8 H3 cell around a point near one of the roads
   the simulated fleet drives and its six neighbours (49 resolution-9 cells, ~5 km²): an
@@ -25,8 +27,9 @@ timestamp as a second figure. Every subscriber whose area holds a reading's cell
 it: received ÷ expected is printed, and any error or closed socket.
 
 Memory per subscriber: the hub's RSS after connecting and subscribing, less its RSS before,
-divided by the subscribers; again after the events flowed (queues, buffers). CPU of each
-process while the events flowed, per delivery. Last line:
+divided by the subscribers; again after the events flowed (queues, buffers). CPU: the
+hub's with quiet subscribers (token rechecks), then each process's while the events
+flowed, per delivery (the hub's also less its quiet cost). Last line:
 `subscriptions: subscribers=N p99_ms=X rss_per_subscriber_kb=Y`.
 """
 
@@ -76,7 +79,7 @@ SUBSCRIPTION = """subscription Live($area: AreaInput!, $metrics: [String!]!) {
 }"""
 METRICS = ["pm2_5", "pm10", "noise_laeq", "temperature", "humidity"]
 SEOUL = "11"  # province code
-CONNECTING_AT_ONCE = 50  # per client process
+CONNECTING_AT_ONCE = 10  # per client process: a herd of 10,000 at once starves the hub
 TOKEN_REQUESTS_AT_ONCE = 20
 DRAINED_SECONDS = 2.0
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -582,7 +585,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument(
-        "--vehicles", type=int, default=40, help="reporting once a second (at most 10,000)"
+        "--vehicles", type=int, default=5, help="reporting once a second (at most 10,000)"
     )
     parser.add_argument("--seconds", type=float, default=20, help="measured, after the warm-up")
     parser.add_argument("--warmup", type=float, default=5, help="the ingest worker joins")
