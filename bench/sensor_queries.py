@@ -1,7 +1,7 @@
 """p50/p99 latency of the sensor queries at 20 concurrent clients over 10 million readings.
 
     .venv/bin/python bench/sensor_queries.py [--readings 10000000] [--clients 20]
-        [--seconds 10] [--workers N] [--only distinct] [--no-compare]
+        [--seconds 10] [--workers N] [--only distinct] [--no-compare] [--rounds 3]
 
 Loads synthetic readings straight into PostgreSQL (1,000 vehicles moving over central
 Seoul's cells, one reading a second), builds their per-minute rollups in SQL, then runs
@@ -25,9 +25,11 @@ apart.
 The misses run twice more, for comparison in the same run (unless --no-compare): with
 every aggregate computed in PostgreSQL (IEUM_ROLLUP_MEMORY_MB=0, as before the hub kept
 rollups in memory), and with a single hub process (IEUM_WORKERS=1). `--only WORDS` runs
-only the workloads whose names hold WORDS (and the baseline). The last line gives the
-default configuration's p99 of the misses:
-`sensor_queries: workers=N series_miss_p99_ms=… heatmap_miss_p99_ms=… route_miss_p99_ms=…`.
+only the workloads whose names hold WORDS (and the baseline); `--rounds R` runs the
+configurations in turn R times on the same readings (a noisy machine's spread, and the
+comparison interleaved) and prints each p99's median and range. The last line gives the
+default configuration's medians: `sensor_queries: workers=N rounds=R baseline_p99_ms=…
+series_miss_p99_ms=… heatmap_miss_p99_ms=… route_miss_p99_ms=…`.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ async def run(
     workers: int | None,
     only: list[str],
     compare: bool,
+    rounds: int,
 ) -> None:
     settings = Settings.from_env(ingest=False, log_level="warning")
     with servers(settings) as (url, bootstrap):
@@ -153,43 +156,72 @@ async def run(
             for name in WORKLOADS
             if "baseline" in name or not only or any(word in name for word in only)
         ]
-        misses = [name for name in chosen if "distinct" in name]
+        misses = [name for name in chosen if "distinct" in name or "baseline" in name]
         # IEUM_WORKERS only when asked: the first configuration is what `ieum serve` does.
         asked = {} if workers is None else {"workers": workers}
         count = Settings.from_env(**asked).workers
         named = f"IEUM_WORKERS={workers}" if workers else "IEUM_WORKERS unset: one per core"
-        configurations: list[tuple[str, dict[str, object], list[str]]] = [
-            (f"default settings: {count} processes ({named}), rollups in memory", {}, chosen)
+        configurations: list[tuple[str, str, dict[str, object], list[str]]] = [
+            (
+                "default",
+                f"default settings: {count} processes ({named}), rollups in memory",
+                {},
+                chosen,
+            )
         ]
         if compare:
             configurations += [
                 (
+                    "in SQL",
                     f"{count} processes, every aggregate in PostgreSQL (IEUM_ROLLUP_MEMORY_MB=0)",
                     {"rollup_memory_mb": 0},
                     misses,
                 ),
-                ("1 process (IEUM_WORKERS=1), rollups in memory", {"workers": 1}, misses),
+                (
+                    "1 process",
+                    "1 process (IEUM_WORKERS=1), rollups in memory",
+                    {"workers": 1},
+                    misses,
+                ),
             ]
         print(f"{clients_} concurrent clients, {seconds:.0f} s per workload")
-        headline: dict[str, float] = {}
-        for title, changes, names in configurations:
-            print(f"\n{title}")
-            # from_env, not model_copy: a domain's fields (rollup_memory_mb) live in its
-            # settings section, which model_copy would not reach.
-            hub_settings = Settings.from_env(
-                **{"ingest": False, "log_level": "warning", **asked, **changes}
-            )
-            with hub(hub_settings, found) as base:
-                p99s = await measure_hub(url, base, reader, start, names, clients_, seconds)
-            if not headline:
-                headline = p99s
-        misses_p99 = " ".join(
-            f"{name.split(',')[0].replace(' ', '').replace('routeexposure', 'route')}"
-            f"_miss_p99_ms={p99 * 1000:.1f}"
-            for name, p99 in headline.items()
-            if "distinct" in name and "first" not in name
-        )
-        print(f"\nsensor_queries: workers={count} {misses_p99}")
+        results: dict[str, list[dict[str, float]]] = {key: [] for key, *_ in configurations}
+        for round_ in range(rounds):
+            for key, title, changes, names in configurations:
+                print(f"\n{title}" + (f", round {round_ + 1} of {rounds}" if rounds > 1 else ""))
+                # from_env, not model_copy: a domain's fields (rollup_memory_mb) live in its
+                # settings section, which model_copy would not reach.
+                hub_settings = Settings.from_env(
+                    **{"ingest": False, "log_level": "warning", **asked, **changes}
+                )
+                with hub(hub_settings, found) as base:
+                    p99s = await measure_hub(url, base, reader, start, names, clients_, seconds)
+                results[key].append(p99s)
+        summarize(results, count)
+
+
+def summarize(results: dict[str, list[dict[str, float]]], count: int) -> None:
+    """p99 of each workload over the rounds, and the headline line of the defaults."""
+    print("\np99 over the rounds: median (lowest-highest)")
+    medians: dict[str, float] = {}
+    for key, rounds in results.items():
+        for name in rounds[0]:
+            values = sorted(p99s[name] * 1000 for p99s in rounds)
+            median = statistics.median(values)
+            print(f"{key:10} {name:42} {median:7.1f} ms ({values[0]:.1f}-{values[-1]:.1f})")
+            if key == "default":
+                medians[name] = median
+    shorten = {"series": "series", "heat map": "heatmap", "route exposure": "route"}
+    misses = " ".join(
+        f"{shorten[name.split(',')[0]]}_miss_p99_ms={value:.1f}"
+        for name, value in medians.items()
+        if name.endswith("distinct")
+    )
+    baseline = medians.get("baseline __typename", float("nan"))
+    print(
+        f"\nsensor_queries: workers={count} rounds={len(results['default'])}"
+        f" baseline_p99_ms={baseline:.1f} {misses}"
+    )
 
 
 async def measure_hub(
@@ -388,6 +420,12 @@ def main() -> None:
         "--only", action="append", default=[], help="run the workloads whose names hold this"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every configuration this many times in turn, on the same readings",
+    )
+    parser.add_argument(
         "--no-compare",
         dest="compare",
         action="store_false",
@@ -395,7 +433,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     asyncio.run(
-        run(args.readings, args.clients, args.seconds, args.workers, args.only, args.compare)
+        run(
+            args.readings,
+            args.clients,
+            args.seconds,
+            args.workers,
+            args.only,
+            args.compare,
+            args.rounds,
+        )
     )
 
 
