@@ -50,7 +50,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import orjson
 from h3.api import basic_int as h3
-from harness import Connections, measure, report, servers
+from harness import Connections, CpuClock, measure, report, servers
 
 from auth import clients
 from hub import processes
@@ -120,8 +120,9 @@ async def load(url: str, readings: int, settings: Settings) -> datetime:
 
 
 @contextmanager
-def hub(settings: Settings, servers: Servers) -> Iterator[str]:
-    """The hub as `ieum serve` runs it: `settings.workers` processes of its own on one port."""
+def hub(settings: Settings, servers: Servers) -> Iterator[tuple[str, list[int]]]:
+    """The hub as `ieum serve` runs it: `settings.workers` processes of its own on one
+    port. Its URL and process ids."""
     sockets = processes.listening_sockets("127.0.0.1", 0, settings.workers)
     port = sockets[0].getsockname()[1]
     settings = settings.model_copy(update={"port": port, "public_url": f"http://127.0.0.1:{port}"})
@@ -129,7 +130,7 @@ def hub(settings: Settings, servers: Servers) -> Iterator[str]:
     group.start(sockets)
     try:
         group.wait_ready(120)  # every process serves, as before `ieum serve`'s banner
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", [w.process.pid for w in group.workers if w.process.pid]
     finally:
         group.stop(30)
 
@@ -194,8 +195,10 @@ async def run(
                 hub_settings = Settings.from_env(
                     **{"ingest": False, "log_level": "warning", **asked, **changes}
                 )
-                with hub(hub_settings, found) as base:
-                    p99s = await measure_hub(url, base, reader, start, names, clients_, seconds)
+                with hub(hub_settings, found) as (base, pids):
+                    p99s = await measure_hub(
+                        url, base, pids, reader, start, names, clients_, seconds
+                    )
                 results[key].append(p99s)
         summarize(results, count)
 
@@ -227,13 +230,16 @@ def summarize(results: dict[str, list[dict[str, float]]], count: int) -> None:
 async def measure_hub(
     url: str,
     base: str,
+    pids: list[int],
     reader: clients.NewClient,
     start: datetime,
     names: list[str],
     clients_: int,
     seconds: float,
 ) -> dict[str, float]:
-    """Measure and print each workload; return their p99s in seconds."""
+    """Measure and print each workload with the CPU a request took in the hub's processes
+    and in PostgreSQL (less noisy than latency on a shared machine); return the p99s in
+    seconds."""
     token = access_token(base, reader)
     p99s: dict[str, float] = {}
     connections = Connections(base, {"Authorization": f"Bearer {token}"})
@@ -256,9 +262,17 @@ async def measure_hub(
                 await call()  # warm caches once
                 if "distinct" in name:  # each process reads the rollups it is asked about
                     report(f"{name} (first {COLD} s)", await measure(call, clients_, COLD), COLD)
+                clock = await CpuClock.start(url, {f"hub {pid}": pid for pid in pids})
                 latencies = await measure(call, clients_, seconds)
+                spent = await clock.stop()
                 report(name, latencies, seconds)
                 p99s[name] = statistics.quantiles(latencies, n=100)[98]
+                hub_cpu = sum(cpu for group, cpu in spent.items() if group.startswith("hub"))
+                database = spent.get("PostgreSQL", 0.0)
+                print(
+                    f"{'':42} CPU a request: hub {hub_cpu / len(latencies) * 1000:.2f} ms,"
+                    f" PostgreSQL {database / len(latencies) * 1000:.2f} ms"
+                )
     finally:
         await connections.close()
     return p99s
