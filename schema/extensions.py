@@ -383,6 +383,7 @@ def record_operation(
 # Subscriptions
 
 RECHECK_SECONDS = 1.0  # revocations reach the hub within auth's refresh (2 s), then this
+CHECKS_PER_TURN = 200  # token checks in one turn of the event loop
 
 
 class TokenWatch:
@@ -517,12 +518,23 @@ class _Ticker:
 
     def _tick(self) -> None:
         self.timer = self.loop.call_later(RECHECK_SECONDS, self._tick)
-        verified: dict[tuple[Any, str], Any] = {}
-        for watch in list(self.watches):
+        self._check(list(self.watches), 0, {})
+
+    def _check(
+        self, watches: list[TokenWatch], start: int, verified: dict[tuple[Any, str], Any]
+    ) -> None:
+        """CHECKS_PER_TURN watches from `start`, the rest in later turns of the loop: one
+        pass over 10,000 held the loop for as long as it took (requests, events and the
+        token refresh itself waited)."""
+        for watch in watches[start : start + CHECKS_PER_TURN]:
+            if watch not in self.watches:
+                continue  # its subscription ended meanwhile
             try:
                 watch._check(verified)
             except Exception:  # one watch's fault must not stop the others' checks
                 log.exception("graphql.token_watch_failed")
+        if start + CHECKS_PER_TURN < len(watches):
+            self.loop.call_soon(self._check, watches, start + CHECKS_PER_TURN, verified)
 
 
 def _watched(subscribe: Callable[..., Any]) -> Callable[..., Any]:

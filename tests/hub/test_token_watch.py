@@ -12,6 +12,7 @@ import pytest
 
 from hub.core.caller import Caller
 from hub.core.errors import Unauthenticated
+from schema import extensions
 from schema.extensions import RECHECK_SECONDS, TokenWatch
 
 
@@ -43,7 +44,11 @@ async def ended(watch: TokenWatch) -> Exception:
     return raised.value
 
 
-async def test_subscriptions_on_one_token_are_checked_once_a_tick_and_end_together() -> None:
+@pytest.mark.parametrize("per_turn", [200, 7])  # a tick's checks spread over turns
+async def test_subscriptions_on_one_token_are_checked_once_a_tick_and_end_together(
+    per_turn: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(extensions, "CHECKS_PER_TURN", per_turn)
     later = datetime.now(UTC) + timedelta(hours=1)
     tokens = Tokens(later)
     watches = [TokenWatch("t", tokens.verify, later) for _ in range(50)]
