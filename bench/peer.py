@@ -13,10 +13,11 @@ configured server or an embedded one): the hub as `ieum serve` starts it (its de
 rate limits off, as every bench), PostGraphile as one Node process with the Amber preset
 in production mode (no GraphiQL, no explain, no watch; bench/peer/graphile.config.mjs).
 Each verifies the same hub-issued ES256 access token on every request: the hub with its
-own verifier (auth/tokens.py: a signature checked once per token, claims and revocation
-on every request), PostGraphile in its grafast.context callback with jsonwebtoken and the
-hub's published keys (`--peer-verify each`, the default: signature and claims on every
-request, as PostGraphile's own JWT support does; `remembered`: as the hub does).
+own verifier (auth/tokens.py: a token's signature and claims checked once, then its expiry
+and revocation on every request), PostGraphile in its grafast.context callback with
+jsonwebtoken and the hub's published keys (`--peer-verify each`, the default: signature
+and claims on every request, as PostGraphile's own JWT support does; `remembered`: once
+per token, then its expiry, as the hub does; PostGraphile has no revocation list).
 
 Workloads (each side answers the same data, checked once before measuring):
 - lookup: `district(code)` vs `districtByCode(code)`, 20 clients, and again at 1 client;
@@ -662,15 +663,15 @@ async def session(
         peer_checks = (
             "ES256 signature, typ, iss/aud/exp and sub/client_id/jti every request"
             if args.peer_verify == "each"
-            else "ES256 signature and typ once per token (remembered), exp every request"
+            else "ES256 signature and claims once per token (remembered), exp every request"
         )
         sides = [
             Side(
                 "Ieum",
                 base,
                 hub_pid,
-                "auth/tokens.py: ES256 signature once per token (remembered),"
-                " iss/aud/exp/sub/client_id/jti and revocation every request",
+                "auth/tokens.py: ES256 signature and claims once per token (remembered),"
+                " exp and revocation every request",
             ),
             Side(
                 "PostGraphile",

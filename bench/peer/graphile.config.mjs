@@ -11,8 +11,8 @@
 //   PEER_ISSUER, PEER_AUDIENCE   the `iss` and `aud` the hub puts in its access tokens
 //   PEER_VERIFY        "each": a full jsonwebtoken.verify (signature and claims) on every
 //                      request, as PostGraphile's own JWT support does; "remembered": a
-//                      token's signature is checked once and its claims on every request,
-//                      as the hub's verifier does (auth/tokens.py)
+//                      token's signature and claims are checked once and its expiry on
+//                      every request, as the hub's verifier does (auth/tokens.py)
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 
