@@ -108,6 +108,7 @@ class IngestWorker:
         self.stop = asyncio.Event()
         self._partitions_checked: float | None = None  # monotonic time; None: never
         self.decoder = BatchDecoder()
+        self.live: asyncio.Task[None] | None = None  # the last committed batch's live feed
 
     @property
     def conn(self) -> asyncpg.Connection | None:
@@ -146,6 +147,8 @@ class IngestWorker:
             finally:
                 await _bounded(consumer.stop(), "consumer")
         finally:
+            if self.live is not None:  # the last batches' live feed, before the producer
+                await _bounded(self.live, "live_feed")
             await _bounded(producer.stop(), "producer")
             await self.db.close()
 
@@ -393,9 +396,28 @@ class IngestWorker:
             monitoring.INGEST_REJECTED.labels(reason).inc()
         monitoring.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started + parsed.seconds)
         if len(stored):
-            await live_feed.publish_encoded(producer, self.live_topic, plan.live)
-            if self.on_commit is not None:
-                await self.on_commit(readings.take(stored).readings())
+            # Sent while the next batch is written, in commit order (each after the last).
+            committed = readings.take(stored) if self.on_commit is not None else None
+            self.live = asyncio.create_task(
+                self._publish(self.live, producer, plan.live, committed)
+            )
+
+    async def _publish(
+        self,
+        previous: asyncio.Task[None] | None,
+        producer: AIOKafkaProducer,
+        messages: list[bytes],
+        committed: ReadingBatch | None,
+    ) -> None:
+        """A committed batch to the live feed (and `on_commit`), after the one before."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        await live_feed.publish_encoded(producer, self.live_topic, messages)
+        if self.on_commit is not None and committed is not None:
+            try:
+                await self.on_commit(committed.readings())
+            except Exception:  # the batch is committed; a listener's failure is its own
+                log.exception("ingest.on_commit.failed")
 
 
 def _not_yet_stored(
