@@ -1,14 +1,19 @@
 """`ieum ingest`: device messages from Kafka into PostgreSQL, exactly once in effect.
 
-Each batch from `getmany` becomes one PostgreSQL transaction: the new readings (COPY into
-a staging table, then INSERT … ON CONFLICT DO NOTHING), their per-cell rollups, and the
-consumer offsets the batch reaches. On (re)assignment a worker seeks to the offsets stored
-in PostgreSQL, not Kafka's, so a worker killed at any point and restarted re-reads exactly
-what was not committed, and readings already stored are not counted twice. Rejected
-messages go to the dead-letter topic, with the reason and source, before the commit:
-at-least-once there, but keyed by their source (`topic:partition:offset`), so a consumer
-of dead letters drops a repeat by its key; and a batch whose offsets are already stored
-(its COMMIT went through but the answer was lost) is recognised and skipped whole.
+Each batch from `getmany` becomes one PostgreSQL transaction: the new readings (a COPY
+straight into sensor_readings; only if some were stored before, a staging table and
+INSERT … ON CONFLICT DO NOTHING), their per-cell rollups, and the consumer offsets the
+batch reaches. A batch is decoded into columns (columns.py, JSON or the compact binary
+encoding) and its payloads are planned while the previous batch is written
+(ingest_plan.py), so the database and the worker work at the same time.
+
+On (re)assignment a worker seeks to the offsets stored in PostgreSQL, not Kafka's, so a
+worker killed at any point and restarted re-reads exactly what was not committed, and
+readings already stored are not counted twice. Rejected messages go to the dead-letter
+topic, with the reason and source, before the commit: at-least-once there, but keyed by
+their source (`topic:partition:offset`), so a consumer of dead letters drops a repeat by
+its key; and a batch whose offsets are already stored (its COMMIT went through but the
+answer was lost) is recognised and skipped whole.
 
 Offsets beyond a partition's end (the topic was recreated, e.g. by an embedded broker
 that keeps topics in memory, or truncated) are an error that is logged and counted, and
