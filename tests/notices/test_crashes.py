@@ -84,7 +84,10 @@ async def test_a_worker_killed_mid_round_loses_nothing_and_repeats_only_event_id
         if point == "after_send":
             assert sent_before > 0  # the drill died with answers it never recorded
 
-        clean = worker(migrated_url)
+        # The drill's leases are 1 s, so its deliveries come back soon; the clean worker's
+        # own are long, so that on a loaded machine a round slower than a second does not
+        # see its own deliveries come back and send them twice (repeats with no crash).
+        clean = worker(migrated_url, IEUM_NOTICES_LEASE_SECONDS="60")
         try:
             await _settled(pool, app)
         finally:
