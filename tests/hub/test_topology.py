@@ -249,6 +249,9 @@ async def topology(
             "IEUM_PUBLIC_URL": public,
             "IEUM_INGEST": "false",
             "IEUM_LOG_LEVEL": "info",
+            # A replica per container of one process, as deploying.md advises where
+            # /metrics is scraped: with several, a scrape sees one process's counts.
+            "IEUM_WORKERS": "1",
         }
         hubs: list[tuple[Process, str]] = []
         for name in ("platform", "sensors", "sensors"):
