@@ -2,7 +2,9 @@
 
 A batch of 5,000 messages carries 250,000 metric values; grouping them in Python loops
 would cost more than writing them. numpy sorts the readings by (cell, minute) once and
-reduces every metric column at the group boundaries.
+reduces every metric column at the group boundaries. The ingest worker uses
+`rollup_columns` (a batch as columns, rows as arrays for a binary COPY); `rollups`, over
+`Reading` objects, is the reference it is tested against and what other callers use.
 """
 
 from __future__ import annotations
