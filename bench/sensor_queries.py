@@ -4,12 +4,13 @@
         [--seconds 10] [--workers N] [--only distinct] [--no-compare] [--rounds 3]
 
 Loads synthetic readings straight into PostgreSQL (1,000 vehicles moving over central
-Seoul's cells, one reading a second), builds their per-minute rollups in SQL, then runs
-the hub as `ieum serve` runs it with the settings a city gets by default (one HTTP
-process per core, IEUM_WORKERS unset; `--workers N` sets it), in processes of its own on
-one port, and measures each query from this process over keep-alive HTTP/1.1
-connections (a lean client: the load shares the hub's cores). Baseline in the same run:
-the hub's `{ __typename }` (HTTP + GraphQL + token check only).
+Seoul's cells, one reading a second), builds their per-minute rollups in SQL, then starts
+`ieum serve --no-demo` on that database with the settings a city gets by default (one
+HTTP process per core, its in-process workers; IEUM_WORKERS unset, `--workers N` sets it),
+and once its banner is out measures each query from this process over keep-alive
+HTTP/1.1 connections (a lean client: the load shares the hub's cores), with the CPU a
+request took in the hub's processes and in PostgreSQL. Baseline in the same run: the
+hub's `{ __typename }` (HTTP + GraphQL + token check only).
 
 Each query runs three ways. "same": one question from every client (a dashboard many
 people look at). "last hour": every client asks for the hour up to its own clock, so no
@@ -39,12 +40,21 @@ import asyncio
 import base64
 import contextlib
 import http.client
+import os
+import queue
 import random
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -52,13 +62,12 @@ import orjson
 from h3.api import basic_int as h3
 from harness import Connections, CpuClock, measure, report, servers
 
-from auth import clients
-from hub import processes
+from auth import clients, kek
 from hub.bootstrap import prepare_database
-from hub.core import db
-from hub.core.servers import Servers
+from hub.core import cores, db
 from hub.core.settings import Settings
 from hub.domains import installed
+from hub.embedded.ports import free_port
 from resolvers.sensors import ingest_store
 from resolvers.sensors.message import H3_RESOLUTION, pack
 from resolvers.sensors.rollup import RollupRow
@@ -120,19 +129,55 @@ async def load(url: str, readings: int, settings: Settings) -> datetime:
 
 
 @contextmanager
-def hub(settings: Settings, servers: Servers) -> Iterator[tuple[str, list[int]]]:
-    """The hub as `ieum serve` runs it: `settings.workers` processes of its own on one
-    port. Its URL and process ids."""
-    sockets = processes.listening_sockets("127.0.0.1", 0, settings.workers)
-    port = sockets[0].getsockname()[1]
-    settings = settings.model_copy(update={"port": port, "public_url": f"http://127.0.0.1:{port}"})
-    group = processes.Group(settings, servers, None, {})
-    group.start(sockets)
-    try:
-        group.wait_ready(120)  # every process serves, as before `ieum serve`'s banner
-        yield f"http://127.0.0.1:{port}", [w.process.pid for w in group.workers if w.process.pid]
-    finally:
-        group.stop(30)
+def hub(url: str, bootstrap: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """`ieum serve --no-demo` as a city runs it, on the bench's database and broker, with
+    `env` on top; its URL and pid once its banner says every process serves."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    environment = {k: v for k, v in os.environ.items() if k != "IEUM_WORKERS"} | {
+        "IEUM_DATABASE_URL": url,
+        "IEUM_KAFKA_BOOTSTRAP": bootstrap,
+        "IEUM_PORT": str(port),
+        "IEUM_PUBLIC_URL": base,
+        "IEUM_LOG_LEVEL": "warning",
+        # Its data dir is its own: it must open the signing keys the earlier hubs made.
+        "IEUM_AUTH_KEK": base64.b64encode(kek.current().key).decode(),
+        **env,
+    }
+    with tempfile.TemporaryDirectory() as data_dir:
+        environment["IEUM_DATA_DIR"] = data_dir
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ieum"), "serve", "--no-demo"],
+            env=environment,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            lines = queue.SimpleQueue[str | None]()
+            threading.Thread(target=_read, args=(process.stdout, lines), daemon=True).start()
+            deadline = time.monotonic() + 180
+            while (line := lines.get(timeout=max(deadline - time.monotonic(), 0.1))) is not None:
+                if line.startswith("  Processes"):
+                    print(line.rstrip())
+                if "Press Ctrl-C to stop." in line:
+                    break
+            else:
+                raise RuntimeError("the hub stopped while starting")
+            yield base, process.pid
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _read(stream: IO[str], lines: queue.SimpleQueue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
 
 
 async def run(
@@ -151,7 +196,6 @@ async def run(
         pool = await asyncpg.create_pool(url)
         reader = await clients.create(pool, name="bench", scope_names="sensors:read")
         await pool.close()
-        found = Servers(url, bootstrap)
         chosen = [
             name
             for name in WORKLOADS
@@ -159,13 +203,13 @@ async def run(
         ]
         misses = [name for name in chosen if "distinct" in name or "baseline" in name]
         # IEUM_WORKERS only when asked: the first configuration is what `ieum serve` does.
-        asked = {} if workers is None else {"workers": workers}
-        count = Settings.from_env(**asked).workers
+        asked = {} if workers is None else {"IEUM_WORKERS": str(workers)}
+        count = workers or cores.http_processes()
         named = f"IEUM_WORKERS={workers}" if workers else "IEUM_WORKERS unset: one per core"
-        configurations: list[tuple[str, str, dict[str, object], list[str]]] = [
+        configurations: list[tuple[str, str, dict[str, str], list[str]]] = [
             (
                 "default",
-                f"default settings: {count} processes ({named}), rollups in memory",
+                f"`ieum serve` with default settings: {count} processes ({named})",
                 {},
                 chosen,
             )
@@ -175,13 +219,13 @@ async def run(
                 (
                     "in SQL",
                     f"{count} processes, every aggregate in PostgreSQL (IEUM_ROLLUP_MEMORY_MB=0)",
-                    {"rollup_memory_mb": 0},
+                    {"IEUM_ROLLUP_MEMORY_MB": "0"},
                     misses,
                 ),
                 (
                     "1 process",
                     "1 process (IEUM_WORKERS=1), rollups in memory",
-                    {"workers": 1},
+                    {"IEUM_WORKERS": "1"},
                     misses,
                 ),
             ]
@@ -190,14 +234,9 @@ async def run(
         for round_ in range(rounds):
             for key, title, changes, names in configurations:
                 print(f"\n{title}" + (f", round {round_ + 1} of {rounds}" if rounds > 1 else ""))
-                # from_env, not model_copy: a domain's fields (rollup_memory_mb) live in its
-                # settings section, which model_copy would not reach.
-                hub_settings = Settings.from_env(
-                    **{"ingest": False, "log_level": "warning", **asked, **changes}
-                )
-                with hub(hub_settings, found) as (base, pids):
+                with hub(url, bootstrap, {**asked, **changes}) as (base, pid):
                     p99s = await measure_hub(
-                        url, base, pids, reader, start, names, clients_, seconds
+                        url, base, pid, reader, start, names, clients_, seconds
                     )
                 results[key].append(p99s)
         summarize(results, count)
@@ -230,7 +269,7 @@ def summarize(results: dict[str, list[dict[str, float]]], count: int) -> None:
 async def measure_hub(
     url: str,
     base: str,
-    pids: list[int],
+    pid: int,
     reader: clients.NewClient,
     start: datetime,
     names: list[str],
@@ -262,12 +301,12 @@ async def measure_hub(
                 await call()  # warm caches once
                 if "distinct" in name:  # each process reads the rollups it is asked about
                     report(f"{name} (first {COLD} s)", await measure(call, clients_, COLD), COLD)
-                clock = await CpuClock.start(url, {f"hub {pid}": pid for pid in pids})
+                clock = await CpuClock.start(url, {"hub": pid})  # with its processes
                 latencies = await measure(call, clients_, seconds)
                 spent = await clock.stop()
                 report(name, latencies, seconds)
                 p99s[name] = statistics.quantiles(latencies, n=100)[98]
-                hub_cpu = sum(cpu for group, cpu in spent.items() if group.startswith("hub"))
+                hub_cpu = spent.get("hub", 0.0)
                 database = spent.get("PostgreSQL", 0.0)
                 print(
                     f"{'':42} CPU a request: hub {hub_cpu / len(latencies) * 1000:.2f} ms,"
