@@ -137,8 +137,13 @@ async def _replace_exited(extra: processes.Group, port: int, stopping: Callable[
         await asyncio.sleep(1)
         if stopping():
             return
-        for replaced in await asyncio.to_thread(extra.replace_exited, port):
-            log.warning("serve.http_process_exited %s", replaced)
+        try:
+            changes = await asyncio.to_thread(extra.replace_exited, port)
+        except OSError as exc:  # cannot start a process now (memory, process limits)
+            log.error("serve.cannot_replace_http_process error=%s", exc)
+            continue
+        for change in changes:
+            log.warning("serve.http_process_exited %s", change)
 
 
 def _log_failure(task: asyncio.Task[object]) -> None:
