@@ -198,12 +198,12 @@ class Group:
             if worker.process.is_alive():
                 continue
             exited = f"pid={worker.process.pid} code={worker.process.exitcode}"
-            self.workers.remove(worker)
             if not worker.ready.is_set():  # a replacement that could not start: no loop
+                self.workers.remove(worker)
                 changes.append(f"{exited} failed to start; the other processes serve")
                 continue
-            replacement = self._spawn(worker.number, port)
-            self.workers.append(replacement)
+            replacement = self._spawn(worker.number, port)  # raises: tried again later
+            self.workers[self.workers.index(worker)] = replacement
             changes.append(f"{exited} replaced by pid={replacement.process.pid}")
         return changes
 
