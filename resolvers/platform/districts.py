@@ -17,6 +17,7 @@ from resolvers.platform import district_source
 log = logging.getLogger(__name__)
 
 CODE = re.compile(r"^[0-9]{5}$")
+PROVINCE_CODE = re.compile(r"^[0-9]{2}$")
 _COLUMNS = "code, name, name_en, province, province_code, province_en, legacy_codes, source"
 
 
@@ -46,10 +47,16 @@ async def list_districts(pool: asyncpg.Pool, province: str | None) -> list[Distr
     if province is None:
         rows = await pool.fetch(f"SELECT {_COLUMNS} FROM districts ORDER BY code")
         return [DistrictRow(**row) for row in rows]
+    asked = province.strip()
+    if PROVINCE_CODE.match(asked):
+        column = "province_code"
+    elif asked.isascii():
+        column, asked = "lower(province_en)", asked.lower()
+    else:
+        column = "province"
+    # One indexed column per kind of name (migrations/0024), not an OR over all three.
     rows = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM districts"
-        " WHERE $1 IN (province, province_code, lower(province_en)) ORDER BY code",
-        province.strip().lower() if province.isascii() else province.strip(),
+        f"SELECT {_COLUMNS} FROM districts WHERE {column} = $1 ORDER BY code", asked
     )
     if not rows:
         known = await pool.fetch("SELECT DISTINCT province FROM districts ORDER BY 1")
@@ -65,16 +72,19 @@ def district_loader(pool: asyncpg.Pool) -> DataLoader[str, DistrictRow | None]:
     """District by current or legacy code; None for a code that names no district."""
 
     async def load(codes: Sequence[str]) -> list[DistrictRow | None]:
+        # Two index scans (primary key, then the legacy codes' GIN index for the others)
+        # instead of an OR, which PostgreSQL answers by reading the whole table.
         rows = await pool.fetch(
-            f"SELECT {_COLUMNS} FROM districts"
-            " WHERE code = ANY($1::text[]) OR legacy_codes && $1::text[]",
+            f"SELECT {_COLUMNS} FROM districts WHERE code = ANY($1::text[])"
+            f" UNION ALL SELECT {_COLUMNS} FROM districts"
+            " WHERE legacy_codes && $1::text[] AND code <> ALL($1::text[])",
             list(codes),
         )
-        by_code: dict[str, DistrictRow] = {}
-        for row in rows:
-            district = DistrictRow(**row)
-            for code in (district.code, *district.legacy_codes):
-                by_code[code] = district
+        districts = [DistrictRow(**row) for row in rows]
+        # Should a code be one district's current code and another's former one, it names
+        # the current holder, whatever order the rows come in.
+        by_code = {old: d for d in districts for old in d.legacy_codes}
+        by_code.update((d.code, d) for d in districts)
         return [by_code.get(code) for code in codes]
 
     return DataLoader(load_fn=load)

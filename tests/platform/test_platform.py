@@ -2,12 +2,14 @@
 
 import json
 
+import asyncpg
 import h3
 import httpx
 import pytest
 import websockets
 from shapely.geometry import Point, shape
 
+from resolvers.platform.districts import district_loader
 from tests.helpers import graphql
 
 pytestmark = pytest.mark.db
@@ -77,6 +79,30 @@ async def test_district_by_code(client: httpx.AsyncClient) -> None:
 async def test_legacy_code_finds_the_current_district(client: httpx.AsyncClient) -> None:
     body = await graphql(client, '{ district(code: "42110") { code name legacyCodes } }')
     assert body["data"]["district"] == {"code": "51110", "name": "춘천시", "legacyCodes": ["42110"]}
+
+
+async def test_a_current_code_wins_over_another_districts_former_one(migrated_url: str) -> None:
+    """Were a code reused, it names the district that has it now, in whatever order
+    PostgreSQL returns the rows."""
+    pool = await asyncpg.create_pool(migrated_url, min_size=1, max_size=2)
+    try:
+        loaded = await district_loader(pool).load_many(["11110", "42110"])
+        assert [d.name if d else None for d in loaded] == ["종로구", "춘천시"]
+        await pool.execute(
+            "UPDATE districts SET legacy_codes = legacy_codes || '{11110}' WHERE code = '51110'"
+        )
+        try:
+            for codes in (["11110"], ["42110", "11110"], ["11110", "51110"]):
+                loaded = await district_loader(pool).load_many(codes)
+                names = {code: d.name for code, d in zip(codes, loaded, strict=True) if d}
+                assert names["11110"] == "종로구", codes
+        finally:
+            await pool.execute(
+                "UPDATE districts SET legacy_codes = array_remove(legacy_codes, '11110')"
+                " WHERE code = '51110'"
+            )
+    finally:
+        await pool.close()
 
 
 async def test_unknown_code_is_null(client: httpx.AsyncClient) -> None:
