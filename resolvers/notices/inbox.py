@@ -62,9 +62,15 @@ _RECEIVED = (
     " d.status, d.delivered_at, d.read_at, d.release_at"
     " FROM notice_deliveries d JOIN notices n USING (notice_id)"
 )
+# Released, and not withdrawn: one still pending whose choice the citizen has withdrawn is
+# not shown (the worker marks it withdrawn only when it next picks it up, up to an hour
+# later for one being retried).
 _SHOWN = (
     " WHERE d.user_id = $1 AND d.client_id = $2 AND d.status <> 'withdrawn'"
     " AND d.release_at <= now()"
+    " AND (d.status <> 'pending' OR EXISTS (SELECT 1 FROM notice_choices c"
+    " WHERE c.user_id = d.user_id AND c.client_id = d.client_id"
+    " AND c.type_code = d.type_code AND c.withdrawn_at IS NULL))"
 )
 
 

@@ -209,7 +209,9 @@ async def test_a_withdrawn_choice_stops_delivery_at_once(
     receiver.down = True
     held = await fine(pool, citizen)
     await deliverer.round()  # tried once, failed: queued for a retry
+    assert [r.notice_id for r in await inbox.inbox(pool, citizen, app)] == [held.notice.notice_id]
     await choices.withdraw(pool, citizen, app, ["fine_issued"])
+    assert await inbox.inbox(pool, citizen, app) == []  # before the worker sees it again
     receiver.down = False
     await drain(deliverer, pool)
     assert receiver.of(str(citizen)) == []
