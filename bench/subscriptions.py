@@ -381,6 +381,14 @@ def rss_kb(root: int) -> int:
     return total
 
 
+def waited_for_cpu(pid: int) -> float:
+    """Seconds the process's main thread spent runnable but not running (schedstat)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def percentile(values: list[float], p: int) -> float:
     return statistics.quantiles(values, n=100)[p - 1] if len(values) > 1 else values[0]
 
@@ -488,10 +496,12 @@ async def run(args: argparse.Namespace) -> None:
                 seen: dict[int, float] = {}
                 clock = await CpuClock.start(url, roots)
                 cpu_began = time.time()
+                hub_waited = waited_for_cpu(hub_pid)
                 probe = asyncio.create_task(follow_feed(bootstrap, live_topic_for(topic), seen))
                 feed_began, sent, committed = await asyncio.to_thread(feeder_pipe.recv)
                 await drained(pipes)
                 cpu = await clock.stop()
+                hub_waited = waited_for_cpu(hub_pid) - hub_waited
                 probe.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await probe
@@ -573,6 +583,10 @@ async def run(args: argparse.Namespace) -> None:
     if total_deliveries and "hub" in cpu:
         net = cpu["hub"] - idle_cpu / args.idle * feed_seconds
         print(f"  hub, less its quiet cost: {net / total_deliveries * 1e6:.1f} µs a delivery")
+    print(
+        f"  the hub waited for a CPU, ready to run, {hub_waited / feed_seconds:.0%} of the time"
+        " (other processes on the machine: latency above is then theirs, not the hub's)"
+    )
     p99 = percentile(from_commit, 99) * 1000 if from_commit else float("nan")
     print(
         f"subscriptions: subscribers={subscribed} p99_ms={p99:.0f} "
