@@ -127,13 +127,14 @@ async def one_worker(
         *("ingest", "--topic", topic, "--group", f"bench-{topic}"),
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
-        assert process.stdout is not None
-        while b"ingesting from" not in await process.stdout.readline():
-            if process.returncode is not None:
-                raise RuntimeError("ieum ingest exited before it started")
+        assert process.stdout is not None and process.stderr is not None
+        drain = asyncio.create_task(_last_lines(process.stderr))
+        while b"ingesting from" not in (line := await process.stdout.readline()):
+            if not line:  # it exited: say why
+                raise RuntimeError(f"ieum ingest exited before it started:\n{await drain}")
         started = time.perf_counter()
         first_batch = 0
         clock: CpuClock | None = None
@@ -147,7 +148,8 @@ async def one_worker(
         cpu = await clock.stop()
         rss, peak = _memory(process.pid)
     finally:
-        process.terminate()
+        if process.returncode is None:
+            process.terminate()
         await asyncio.wait_for(process.wait(), 30)
     steady_messages = messages - first_batch
     return Run(
@@ -159,6 +161,15 @@ async def one_worker(
         rss_mb=rss,
         peak_mb=peak,
     )
+
+
+async def _last_lines(stream: asyncio.StreamReader, keep: int = 20) -> str:
+    """What a process writes to stderr (read all along, so it never blocks on a full
+    pipe), its last lines once it ends."""
+    lines: list[bytes] = []
+    while line := await stream.readline():
+        lines = [*lines[-keep + 1 :], line]
+    return b"".join(lines).decode(errors="replace")
 
 
 def _broker(bootstrap: str) -> dict[str, int]:
