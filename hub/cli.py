@@ -18,7 +18,7 @@ from adapters.errors import AdapterError
 from auth import cli as auth_cli
 from auth import clients
 from hub import domains
-from hub.core import db
+from hub.core import db, eventloop
 from hub.core.domain import Command, Domain
 from hub.core.settings import Settings, SettingsError
 from hub.embedded.broker import EmbeddedBrokerError
@@ -156,7 +156,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
             print(f"worker {args.name}: {found.help}; Ctrl-C stops", flush=True)
             await found.run(settings, servers, stop)
 
-        asyncio.run(run())
+        eventloop.run(run())
     return 0
 
 

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from adapters import connections, registry
 from adapters.sandbox.server import running
 from hub.app import create_app
-from hub.core import gc_tuning
+from hub.core import eventloop, gc_tuning
 from hub.core.servers import Servers
 from hub.core.settings import Settings
 
@@ -289,4 +289,4 @@ def _serve(
         if not server.started:
             raise SystemExit(1)
 
-    asyncio.run(run())
+    eventloop.run(run())

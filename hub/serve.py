@@ -16,7 +16,7 @@ from auth import demo as demo_data
 from hub import domains as installed
 from hub import processes
 from hub.bootstrap import prepare_database
-from hub.core import db, gc_tuning
+from hub.core import db, eventloop, gc_tuning
 from hub.core.domain import DemoEnv, Domain
 from hub.core.servers import Servers
 from hub.core.settings import Settings
@@ -34,7 +34,8 @@ def serve(settings: Settings, subgraph: str | None, *, demo: bool = True) -> Non
     url = f"http://{settings.host}:{settings.port}/graphql"
     try:
         with own_data_dir(settings, "serve", graphql_url=url) as servers:
-            asyncio.run(_serve(settings, servers, installed.select(subgraph), subgraph, url, demo))
+            domains = installed.select(subgraph)
+            eventloop.run(_serve(settings, servers, domains, subgraph, url, demo))
     except KeyboardInterrupt:
         pass
     log.info("serve.stopped")

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from adapters.mqtt.bridge import DEFAULT_GROUP, MqttBridge, MqttSettings, default_client_id
 from adapters.sandbox import taxi_fleet
-from hub.core import db, gc_tuning
+from hub.core import db, eventloop, gc_tuning
 from hub.core.domain import Command, DemoEnv, Worker
 from hub.core.servers import Servers
 from hub.core.settings import Settings
@@ -36,7 +36,7 @@ def _until_signalled(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
             loop.add_signal_handler(signum, stop.set)
         await work(stop)
 
-    asyncio.run(main())
+    eventloop.run(main())
 
 
 async def _ingest(settings: Settings, servers: Servers, stop: asyncio.Event) -> None:
