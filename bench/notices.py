@@ -155,14 +155,17 @@ async def _bench(args: argparse.Namespace, pool: asyncpg.Pool) -> None:
     )
     try:
         await _wait_for(port)
-        await pool.execute(
-            "INSERT INTO notice_choices (user_id, client_id, type_code, district_code)"
-            " SELECT gen_random_uuid(), 'bench-app-' || (n % $2), 'fine_dust_warning', $3"
-            " FROM generate_series(1, $1) AS n",
-            args.citizens,
-            args.apps,
-            DISTRICT,
-        )
+        async with pool.acquire() as conn, conn.transaction():  # setup: no 10 s limit
+            await conn.execute("SELECT set_config('statement_timeout', '0', true)")
+            await conn.execute(
+                "INSERT INTO notice_choices (user_id, client_id, type_code, district_code)"
+                " SELECT gen_random_uuid(), 'bench-app-' || (n % $2), 'fine_dust_warning', $3"
+                " FROM generate_series(1, $1) AS n",
+                args.citizens,
+                args.apps,
+                DISTRICT,
+                timeout=600,
+            )
         section = NoticesSettings(
             batch=args.batch,
             lanes=args.lanes,
