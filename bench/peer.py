@@ -69,7 +69,7 @@ from hub.bootstrap import prepare_database
 from hub.core.settings import Settings
 from hub.domains import installed
 from hub.embedded.ports import free_port
-from resolvers.sensors import catalog, queries
+from resolvers.sensors import catalog, queries, rollup_levels
 from resolvers.sensors.message import H3_RESOLUTION
 from resolvers.sensors.settings import SensorsSettings
 
@@ -173,7 +173,9 @@ async def load_rollups(url: str, vehicles: int) -> datetime:
             MINUTES * 2,
             vehicles,
         )
-        await conn.execute("ANALYZE sensor_rollups")
+        # Loaded past the ingest worker: its 5-minute slots are built from the minutes.
+        await conn.execute(rollup_levels.REBUILD)
+        await conn.execute("ANALYZE sensor_rollups; ANALYZE sensor_rollups_5min")
         rows = await conn.fetchval("SELECT count(*) FROM sensor_rollups")
     finally:
         await conn.close()

@@ -68,7 +68,7 @@ from hub.core import cores, db
 from hub.core.settings import Settings
 from hub.domains import installed
 from hub.embedded.ports import free_port
-from resolvers.sensors import ingest_store
+from resolvers.sensors import ingest_store, rollup_levels
 from resolvers.sensors.message import H3_RESOLUTION, pack
 from resolvers.sensors.rollup import RollupRow
 
@@ -120,7 +120,11 @@ async def load(url: str, readings: int, settings: Settings) -> datetime:
         "  (array_agg(DISTINCT hashtext(vehicle_id)::bigint))[1:16]"
         " FROM sensor_readings GROUP BY 1, 2"
     )
-    await conn.execute("ANALYZE sensor_readings; ANALYZE sensor_rollups")
+    # Loaded past the ingest worker: its 5-minute slots are built from the minutes.
+    await conn.execute(rollup_levels.REBUILD)
+    await conn.execute(
+        "ANALYZE sensor_readings; ANALYZE sensor_rollups; ANALYZE sensor_rollups_5min"
+    )
     count = await conn.fetchval("SELECT count(*) FROM sensor_readings")
     rollups = await conn.fetchval("SELECT count(*) FROM sensor_rollups")
     await conn.close()

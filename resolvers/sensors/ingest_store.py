@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from resolvers.sensors import copy_binary
+from resolvers.sensors import copy_binary, rollup_levels
 from resolvers.sensors.rollup import MAX_VEHICLES, RollupRow
 
 READING_COLUMNS = (
@@ -203,6 +203,7 @@ async def _merge_rollups(conn: asyncpg.Connection) -> None:
         " min = ieum_array_least(r.min, EXCLUDED.min),"
         " max = ieum_array_greatest(r.max, EXCLUDED.max),"
         f" vehicles = ieum_capped_union(r.vehicles, EXCLUDED.vehicles, {MAX_VEHICLES});"
+        f"{rollup_levels.MERGE_STAGED}"
         # Hubs keep rollups in memory by 10-minute slot (segments.py): a new version tells
         # them to read the slot again. In slot order, so two workers cannot deadlock.
         "INSERT INTO sensor_rollup_slots AS s (slot, version)"

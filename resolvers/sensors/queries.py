@@ -1,17 +1,18 @@
 """The read side of sensors: areas as cells, series, heat maps, raw readings, air quality.
 
 Aggregates come from the per-minute rollups: from the blocks the hub keeps in memory
-(`segments`) or, for questions too wide for them, aggregated in PostgreSQL; both give the
-same answer (tests/sensors/test_rollup_cache.py). Raw readings come from the partitioned
-table. Every aggregate carries the number of distinct vehicles behind it, so callers can
-apply k-anonymity.
+(`segments`) or, for questions too wide for them, aggregated in PostgreSQL, where a series
+takes whole 5-minute slots from their own rollups (rollup_levels); all give the same
+answer (tests/sensors/test_rollup_cache.py, test_rollup_levels.py). Raw readings come
+from the partitioned table. Every aggregate carries the number of distinct vehicles
+behind it, so callers can apply k-anonymity.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -22,7 +23,7 @@ from h3.api import basic_int as h3
 
 from hub.core.errors import BadUserInput
 from resolvers.platform import districts
-from resolvers.sensors import rollup_cache
+from resolvers.sensors import rollup_cache, rollup_levels
 from resolvers.sensors.catalog import Metric, by_name
 from resolvers.sensors.message import H3_RESOLUTION, unpack
 
@@ -198,16 +199,23 @@ async def series(
     bucket: timedelta,
     k: int,
 ) -> list[tuple[datetime, Stats]]:
-    """Stats per time bucket (whole minutes from `start` to before `end`)."""
+    """Stats per time bucket (whole minutes from `start` to before `end`). Their vehicles
+    are counted up to k (exact below it, k at or above it): the bound a bucket reaches
+    depends on the rows it is summed from, minutes in memory or also 5-minute slots in
+    PostgreSQL, and the answer must not."""
     rows = await store.rows(pool, cells, m.id + 1, start, end)
     if rows is None:
-        return await _series_in_sql(pool, cells, m, start, end, bucket, k)
-    origin = rollup_cache.minutes(BUCKET_ORIGIN)
-    width = bucket // timedelta(minutes=1)
-    groups = rollup_cache.group(rows, origin + (rows.minute - origin) // width * width, k)
+        points = await _series_in_sql(pool, cells, m, start, end, bucket, k)
+    else:
+        origin = rollup_cache.minutes(BUCKET_ORIGIN)
+        width = bucket // timedelta(minutes=1)
+        groups = rollup_cache.group(rows, origin + (rows.minute - origin) // width * width, k)
+        points = [
+            (rollup_cache.at(key), stats)
+            for key, stats in zip(groups.keys.tolist(), _all_stats(groups), strict=True)
+        ]
     return [
-        (rollup_cache.at(key), stats)
-        for key, stats in zip(groups.keys.tolist(), _all_stats(groups), strict=True)
+        (b, stats if stats.vehicles <= k else replace(stats, vehicles=k)) for b, stats in points
     ]
 
 
@@ -220,36 +228,74 @@ async def _series_in_sql(
     bucket: timedelta,
     k: int,
 ) -> list[tuple[datetime, Stats]]:
+    """The whole 5-minute slots inside the window from their own rows (rollup_levels),
+    the minutes at its ends from the minute rows: the same sums from a fraction of the
+    rows. Two kinds of bucket are asked again, whole and from their minutes: those whose
+    cheap vehicle bound stays below k (few, where data is dense: the rows go straight into
+    the grouping instead of being kept for a second pass rarely needed), and those with a
+    slot that merged minutes without the metric (its vehicles are not all the metric's).
+    Each bucket's numbers and vehicles come from one statement, so from one snapshot."""
     index = m.id + 1
+    first, last = rollup_levels.slots_within(start, end, bucket)
     rows = await pool.fetch(
-        "WITH r AS ("
-        "  SELECT date_bin($5, bucket, TIMESTAMPTZ '2000-01-01 00:00+00') AS b, n[$2] AS n,"
-        "         sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo, max[$2] AS hi, vehicles"
-        "  FROM sensor_rollups"
-        "  WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0),"
-        f" g AS ({_GROUPED.format(key='b')}),"
-        f" v AS ({_SPARSE_COUNT.format(key='b')})"
-        " SELECT g.b, g.n, g.s, g.ss, g.lo, g.hi, coalesce(v.vehicles, g.vmax) AS vehicles"
-        " FROM g LEFT JOIN v USING (b) ORDER BY g.b",
+        f"SELECT b, {_TOTALS}, {_VEHICLE_FLOOR} AS vehicles, bool_or(p) AS partial"
+        f" FROM ({_SERIES_ROWS}) r GROUP BY b ORDER BY b",
         cells,
         index,
         start,
         end,
         bucket,
-        k,
+        first,
+        last,
+        rollup_levels.lacking_bit(index),
     )
-    return [(row["b"], _stats(row)) for row in rows]
+    points = {row["b"]: _stats(row) for row in rows}
+    again = [row["b"] for row in rows if row["partial"] or row["vehicles"] < k]
+    if again:
+        exact = await pool.fetch(
+            f"WITH r AS (SELECT {_SERIES_ROW} FROM sensor_rollups"
+            f" WHERE {_SERIES_WHERE.format('$3', '$4')} AND"
+            " date_bin($5, bucket, TIMESTAMPTZ '2000-01-01 00:00+00') = ANY($6::timestamptz[])),"
+            f" g AS ({_GROUPED.format(key='b')}),"
+            f" v AS ({_SPARSE_COUNT.format(key='b').replace('$6', '$7')})"
+            " SELECT g.b, g.n, g.s, g.ss, g.lo, g.hi, coalesce(v.vehicles, g.vmax) AS vehicles"
+            " FROM g LEFT JOIN v USING (b)",
+            cells,
+            index,
+            start,
+            end,
+            bucket,
+            again,
+            k,
+        )
+        points.update((row["b"], _stats(row)) for row in exact)
+    return sorted(points.items())
+
+
+# A series' rows: $3 to $6 and $7 to $4 from the minutes, the slots $6 to $7 in between
+# (p: the slot merged minutes without the metric, whose bit is $8).
+_SERIES_ROW = (
+    "date_bin($5, bucket, TIMESTAMPTZ '2000-01-01 00:00+00') AS b, n[$2] AS n,"
+    " sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo, max[$2] AS hi, vehicles"
+)
+_SERIES_WHERE = "cell = ANY($1::bigint[]) AND bucket >= {} AND bucket < {} AND n[$2] > 0"
+_SERIES_ROWS = (
+    f"SELECT {_SERIES_ROW}, false AS p FROM sensor_rollups"
+    f" WHERE {_SERIES_WHERE.format('$3', '$6')}"
+    f" UNION ALL SELECT {_SERIES_ROW}, partial & $8 <> 0 FROM sensor_rollups_5min"
+    f" WHERE {_SERIES_WHERE.format('$6', '$7')}"
+    f" UNION ALL SELECT {_SERIES_ROW}, false FROM sensor_rollups"
+    f" WHERE {_SERIES_WHERE.format('$7', '$4')}"
+)
 
 
 # k-anonymity needs distinct vehicles across rollup rows, and a union of the per-row sets
 # is the costly part of a query. Two cheap lower bounds come first: the most vehicles in
 # one row, and the distinct first vehicles of the rows; the union is computed only for
 # groups where both stay below k.
-_GROUPED = (
-    "SELECT {key}, sum(n)::bigint AS n, sum(s) AS s, sum(ss) AS ss, min(lo) AS lo,"
-    " max(hi) AS hi, greatest(max(cardinality(vehicles)), count(DISTINCT vehicles[1]))"
-    " AS vmax FROM r GROUP BY {key}"
-)
+_TOTALS = "sum(n)::bigint AS n, sum(s) AS s, sum(ss) AS ss, min(lo) AS lo, max(hi) AS hi"
+_VEHICLE_FLOOR = "greatest(max(cardinality(vehicles)), count(DISTINCT vehicles[1]))"
+_GROUPED = "SELECT {key}, " + _TOTALS + ", " + _VEHICLE_FLOOR + " AS vmax FROM r GROUP BY {key}"
 _SPARSE_COUNT = (
     "SELECT r.{key}, count(DISTINCT x) AS vehicles FROM r JOIN g USING ({key}),"
     " unnest(r.vehicles) x WHERE g.vmax < $6 GROUP BY r.{key}"

@@ -1,0 +1,177 @@
+"""The 5-minute rollups: ingest keeps each slot the sum of its minutes, and a series read
+through them answers as the minutes alone do (tests/sensors/test_rollup_cache.py compares
+the same series with the hub's in-memory minutes too)."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import numpy as np
+import pytest
+from h3.api import basic_int as h3
+
+from hub.core import db
+from hub.core.settings import Settings
+from resolvers.sensors import catalog, copy_binary, ingest_store, queries, rollup_levels
+from resolvers.sensors.message import H3_RESOLUTION
+from resolvers.sensors.rollup import rollup_columns
+
+METRICS = catalog.metrics()
+CELLS = sorted(h3.grid_disk(h3.latlng_to_cell(37.5665, 126.9780, H3_RESOLUTION), 3))
+START = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+MINUTES = 40
+SLOT_COLUMNS = "cell, bucket, n, sum, sum_sq, min, max, vehicles, partial"
+
+
+def test_slots_within_take_whole_slots_for_buckets_of_whole_slots() -> None:
+    at = START + timedelta(minutes=3)
+    five, hour = timedelta(minutes=5), timedelta(hours=1)
+    assert rollup_levels.slots_within(at, at + hour, five) == (
+        START + five,
+        START + timedelta(minutes=60),
+    )
+    assert rollup_levels.slots_within(START, START + hour, timedelta(days=1)) == (
+        START,
+        START + hour,
+    )
+    # a bucket of one minute, or a window without a whole slot: minutes only
+    assert rollup_levels.slots_within(at, at + hour, timedelta(minutes=1)) == (
+        at + hour,
+        at + hour,
+    )
+    assert rollup_levels.slots_within(at, at + five, five) == (at + five, at + five)
+
+
+def batch(rng: random.Random, first_minute: int, minutes: int, readings: int) -> tuple[bytes, int]:
+    """A batch of readings as the worker stages its rollups: a few cells, over `minutes`
+    minutes (so some slots get minutes from several batches, and a batch several minutes
+    of a slot), few vehicles (k matters), and metrics each reading may lack (NaN)."""
+    cells = np.array([rng.choice(CELLS[:6]) for _ in range(readings)], dtype=np.int64)
+    base = int(START.timestamp() * 1e6) + first_minute * 60_000_000
+    ts = np.array([base + rng.randrange(minutes * 60_000_000) for _ in range(readings)])
+    values = np.array(
+        [
+            [math.nan if rng.random() < 0.6 else rng.randrange(0, 400) / 4 for _ in METRICS]
+            for _ in range(readings)
+        ],
+        dtype=np.float32,
+    )
+    vehicles = np.array([rng.randrange(1, 9) for _ in range(readings)], dtype=np.int64)
+    columns = rollup_columns(cells, ts.astype(np.int64), values, vehicles)
+    payload = copy_binary.rollups(
+        columns.cell,
+        columns.minute,
+        columns.n,
+        columns.sums,
+        columns.sums_sq,
+        columns.mins,
+        columns.maxs,
+        columns.vehicles,
+    )
+    return payload, len(columns)
+
+
+@pytest.fixture(scope="module")
+async def pool(migrated_url: str) -> AsyncIterator[asyncpg.Pool]:
+    rng = random.Random(5)
+    conn = await db.connect(migrated_url, Settings())
+    await ingest_store.prepare_connection(conn)
+    for first in range(0, MINUTES, 2):
+        payload, rows = batch(rng, first, 3, 8)
+        async with conn.transaction():
+            await ingest_store.merge_rollup_payload(conn, payload, rows)
+    await conn.close()
+    pool = await db.create_pool(migrated_url, Settings())
+    yield pool
+    await pool.close()
+
+
+async def test_ingest_keeps_each_slot_the_sum_of_its_minutes(pool: asyncpg.Pool) -> None:
+    """What the worker merged batch by batch is what the slots are rebuilt to from the
+    minutes (the migration's backfill), but for `partial`, which can only mark more."""
+    query = f"SELECT {SLOT_COLUMNS} FROM sensor_rollups_5min ORDER BY cell, bucket"
+    merged = await pool.fetch(query)
+    async with pool.acquire() as conn:
+        rebuilding = conn.transaction()
+        await rebuilding.start()
+        await conn.execute(rollup_levels.REBUILD)
+        rebuilt = await conn.fetch(query)
+        await rebuilding.rollback()  # the other tests read what ingest merged
+    assert len(merged) == len(rebuilt) > MINUTES // 5
+    for a, b in zip(merged, rebuilt, strict=True):
+        assert (a["cell"], a["bucket"], a["n"], a["min"], a["max"]) == (
+            b["cell"],
+            b["bucket"],
+            b["n"],
+            b["min"],
+            b["max"],
+        )
+        assert a["sum"] == pytest.approx(b["sum"], rel=1e-12)
+        assert a["sum_sq"] == pytest.approx(b["sum_sq"], rel=1e-12)
+        assert a["vehicles"] == b["vehicles"]
+        assert a["partial"] & b["partial"] == b["partial"]
+    assert any(row["partial"] & 1 for row in merged)  # some slots lack metrics
+    assert any(not row["partial"] & 1 for row in merged)  # and some do not
+
+
+async def minutes_only(
+    pool: asyncpg.Pool,
+    cells: list[int],
+    metric: catalog.Metric,
+    start: datetime,
+    end: datetime,
+    width: int,
+    k: int,
+) -> list[tuple[datetime, int, float, float, float, bool]]:
+    """The series from the minute rows with the metric, summed here."""
+    rows = await pool.fetch(
+        "SELECT date_bin($5, bucket, TIMESTAMPTZ '2000-01-01 00:00+00') AS b, n[$2] AS n,"
+        " sum[$2] AS s, min[$2] AS lo, max[$2] AS hi, vehicles FROM sensor_rollups"
+        " WHERE cell = ANY($1::bigint[]) AND bucket >= $3 AND bucket < $4 AND n[$2] > 0",
+        cells,
+        metric.id + 1,
+        queries._minute_ceiling(start),
+        queries._minute_ceiling(end),
+        timedelta(minutes=width),
+    )
+    buckets: dict[datetime, list[asyncpg.Record]] = {}
+    for row in rows:
+        buckets.setdefault(row["b"], []).append(row)
+    return [
+        (
+            b,
+            sum(r["n"] for r in group),
+            sum(r["s"] for r in group),
+            min(r["lo"] for r in group),
+            max(r["hi"] for r in group),
+            len({v for r in group for v in r["vehicles"]}) >= k,
+        )
+        for b, group in sorted(buckets.items())
+    ]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+async def test_series_through_slots_answer_as_the_minutes(pool: asyncpg.Pool, k: int) -> None:
+    rng = random.Random(k)
+    store = queries.rollup_cache.RollupCache(0)  # every series from PostgreSQL
+    checked = 0
+    for _ in range(20):
+        start = START + timedelta(minutes=rng.randrange(-5, MINUTES), seconds=rng.random() * 9)
+        end = start + timedelta(minutes=rng.randrange(1, MINUTES))
+        metric = rng.choice(METRICS)
+        cells = rng.choice([CELLS, CELLS[:2], CELLS[:4]])
+        for width in (1, 5, 60, 1440):
+            got = await queries.series(
+                pool, store, cells, metric, *queries.bucket_bounds(start, end),
+                timedelta(minutes=width), k,
+            )  # fmt: skip
+            want = await minutes_only(pool, cells, metric, start, end, width, k)
+            # values are multiples of 1/4: their sums are exact in any order
+            assert [(b, s.count, s.total, s.low, s.high, s.vehicles >= k) for b, s in got] == want
+            assert all(s.vehicles <= k for _, s in got)
+            checked += len(got)
+    assert checked > 50
