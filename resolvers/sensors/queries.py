@@ -237,17 +237,20 @@ async def _series_in_sql(
     Each bucket's numbers and vehicles come from one statement, so from one snapshot."""
     index = m.id + 1
     first, last = rollup_levels.slots_within(start, end, bucket)
+    source, slots = (
+        (_MINUTE_ROWS, ())
+        if first == last
+        else (_SERIES_ROWS, (first, last, rollup_levels.lacking_bit(index)))
+    )
     rows = await pool.fetch(
         f"SELECT b, {_TOTALS}, {_VEHICLE_FLOOR} AS vehicles, bool_or(p) AS partial"
-        f" FROM ({_SERIES_ROWS}) r GROUP BY b ORDER BY b",
+        f" FROM ({source}) r GROUP BY b ORDER BY b",
         cells,
         index,
         start,
         end,
         bucket,
-        first,
-        last,
-        rollup_levels.lacking_bit(index),
+        *slots,
     )
     points = {row["b"]: _stats(row) for row in rows}
     again = [row["b"] for row in rows if row["partial"] or row["vehicles"] < k]
@@ -273,12 +276,16 @@ async def _series_in_sql(
 
 
 # A series' rows: $3 to $6 and $7 to $4 from the minutes, the slots $6 to $7 in between
-# (p: the slot merged minutes without the metric, whose bit is $8).
+# (p: the slot merged minutes without the metric, whose bit is $8); without whole slots,
+# the minutes $3 to $4.
 _SERIES_ROW = (
     "date_bin($5, bucket, TIMESTAMPTZ '2000-01-01 00:00+00') AS b, n[$2] AS n,"
     " sum[$2] AS s, sum_sq[$2] AS ss, min[$2] AS lo, max[$2] AS hi, vehicles"
 )
 _SERIES_WHERE = "cell = ANY($1::bigint[]) AND bucket >= {} AND bucket < {} AND n[$2] > 0"
+_MINUTE_ROWS = (
+    f"SELECT {_SERIES_ROW}, false AS p FROM sensor_rollups WHERE {_SERIES_WHERE.format('$3', '$4')}"
+)
 _SERIES_ROWS = (
     f"SELECT {_SERIES_ROW}, false AS p FROM sensor_rollups"
     f" WHERE {_SERIES_WHERE.format('$3', '$6')}"
