@@ -234,6 +234,7 @@ class MqttBridge:
                 )
         except Rejected as exc:
             return await self._dead_letter(producer, mqtt_topic, device, payload, exc), True
+        _track(producer, self.topic)
         pending = await producer.send(self.topic, value=payload, key=reading.vehicle_id.encode())
         return pending, False
 
@@ -244,6 +245,7 @@ class MqttBridge:
             check_ack(payload, device, mqtt_topic)
         except Rejected as exc:
             return await self._dead_letter(producer, mqtt_topic, device, payload, exc), True
+        _track(producer, self.acks_topic)
         pending = await producer.send(self.acks_topic, value=payload, key=device.encode())
         return pending, False
 
@@ -255,6 +257,7 @@ class MqttBridge:
         payload: bytes,
         exc: Rejected,
     ) -> asyncio.Future[object]:
+        _track(producer, self.dlq_topic)
         pending: asyncio.Future[object] = await producer.send(
             self.dlq_topic,
             value=payload,
@@ -284,3 +287,13 @@ def check_ack(payload: bytes, device: str, mqtt_topic: str) -> None:
             "topic_mismatch",
             f"published on {mqtt_topic} but device_id is {body.get('device_id')!r}",
         )
+
+
+def _track(producer: AIOKafkaProducer, topic: str) -> None:
+    """Keep `topic` in the producer's metadata. aiokafka asks the broker about all topics
+    while it tracks none, then only about those it had to look up: once the acks topic,
+    created after the bridge started, was looked up, telemetry and dead letters fell out
+    of its metadata, and a batch waiting on them never found their partitions (the
+    bridge stalled). Tracking each topic it sends to, before sending, keeps them all;
+    for a topic already tracked this costs a finished future."""
+    producer.client.add_topic(topic)
