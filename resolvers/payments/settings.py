@@ -20,7 +20,7 @@ class PaymentsSettings(BaseSettings):
     sandbox: bool = Field(
         default=True,
         description="When an adapter's own settings are missing, run its sandbox inside the"
-        " hub (demo mode; single HTTP process only). Set false in production so a missing"
+        " hub (demo mode; one for all its HTTP processes). Set false in production so a missing"
         " setting stops the payment instead.",
     )
     in_serve: bool = Field(
