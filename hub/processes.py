@@ -3,9 +3,9 @@
 `ieum serve` binds a listening socket on the port for itself and for each of
 `IEUM_WORKERS - 1` extra processes (by default one per core), each running the whole app
 (its own pool, caches, rollups in memory, token keys, live feed and subscriptions); the
-kernel spreads new connections over the sockets. The domains' workers (ingest, the
-payments and booking workers …), the demo fleet and the sandboxes of unconfigured
-adapters stay in the first process: one of each per hub. The banner waits until every
+kernel spreads new connections over the sockets. The domains' workers, the demo fleet
+and the sandboxes of unconfigured adapters stay in the first process: one of each per
+hub. The banner waits until every
 process answers. A process that exits on its own once serving is started again on a new
 socket; one that exits while starting stops the hub. A worker stops on SIGTERM or SIGINT,
 finishing its requests, and on its own when the process that started it is gone, so a
