@@ -478,7 +478,8 @@ async def test_a_report_whose_answer_is_lost_is_resent_and_recorded_once(
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout):
         await source.report([report("LOST-1", ReportStatus.READ)])
-    assert time.monotonic() - started < BUDGET + 0.5
+    # cut off by the budget, not by the hang (which lasts far longer); generous on a loaded CI
+    assert time.monotonic() - started < BUDGET + 5
 
 
 async def test_a_wrong_report_is_refused_before_or_by_the_agency(
