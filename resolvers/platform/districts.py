@@ -72,19 +72,22 @@ def district_loader(pool: asyncpg.Pool) -> DataLoader[str, DistrictRow | None]:
     """District by current or legacy code; None for a code that names no district."""
 
     async def load(codes: Sequence[str]) -> list[DistrictRow | None]:
-        # Two index scans (primary key, then the legacy codes' GIN index for the others)
-        # instead of an OR, which PostgreSQL answers by reading the whole table.
+        # Current codes by the primary key; former codes (rare: old links, old data) by
+        # the GIN index, only for codes that are no district's current one. So a current
+        # code names its current holder even if another district once had it.
+        wanted = list(codes)
         rows = await pool.fetch(
-            f"SELECT {_COLUMNS} FROM districts WHERE code = ANY($1::text[])"
-            f" UNION ALL SELECT {_COLUMNS} FROM districts"
-            " WHERE legacy_codes && $1::text[] AND code <> ALL($1::text[])",
-            list(codes),
+            f"SELECT {_COLUMNS} FROM districts WHERE code = ANY($1::text[])", wanted
         )
-        districts = [DistrictRow(**row) for row in rows]
-        # Should a code be one district's current code and another's former one, it names
-        # the current holder, whatever order the rows come in.
-        by_code = {old: d for d in districts for old in d.legacy_codes}
-        by_code.update((d.code, d) for d in districts)
+        by_code = {row["code"]: DistrictRow(**row) for row in rows}
+        former = [code for code in wanted if code not in by_code]
+        if former:
+            rows = await pool.fetch(
+                f"SELECT {_COLUMNS} FROM districts WHERE legacy_codes && $1::text[]", former
+            )
+            for district in (DistrictRow(**row) for row in rows):
+                for old in district.legacy_codes:
+                    by_code.setdefault(old, district)
         return [by_code.get(code) for code in codes]
 
     return DataLoader(load_fn=load)
