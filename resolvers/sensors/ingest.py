@@ -181,10 +181,14 @@ class IngestWorker:
                     for tp, offset in exc.args[0].items():
                         await self._restart_partition(consumer, tp, offset, None)
                     continue
-                except NoOffsetForPartitionError:  # the listener could not seek (stopping)
-                    if stop.is_set():
+                except NoOffsetForPartitionError:
+                    # Fetched before the rebalance listener placed the partitions (it
+                    # reads their offsets from PostgreSQL), or it could not: place them.
+                    # Only a worker stopping with the database away leaves them unplaced;
+                    # it reads them again on its next start.
+                    placed = await _Rebalance(self).place(consumer.assignment())
+                    if stop.is_set() and not placed:
                         return
-                    await _Rebalance(self).on_partitions_assigned(consumer.assignment())
                     continue
                 if writing is not None and writing.done():
                     writing = await _finish(writing)  # a failed write stops the worker here
@@ -589,16 +593,19 @@ class _Rebalance(ConsumerRebalanceListener):
             pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.place(assigned)
+
+    async def place(self, assigned: set[TopicPartition]) -> bool:
         """Resume from the offsets PostgreSQL holds: they match the data exactly. While
         the database is away this waits (the fetches wait with it); a worker told to stop
-        meanwhile leaves the partitions without a position and reads nothing more."""
+        meanwhile leaves the partitions without a position and reads nothing more (False)."""
         worker = self.worker
         consumer = worker.consumer
         assert consumer is not None
         while True:
             conn = await worker.db.connection(worker.stop)
             if conn is None:
-                return
+                return False
             try:
                 async with worker.lock, worker._write_bound():
                     stored = await ingest_store.stored_offsets(conn, worker.group_id, worker.topic)
@@ -612,3 +619,4 @@ class _Rebalance(ConsumerRebalanceListener):
         for tp in assigned:
             consumer.seek(tp, stored.get(tp.partition, beginnings.get(tp, 0)))
         log.info("ingest.assigned partitions=%s", sorted(tp.partition for tp in assigned))
+        return True
