@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from hub.core.servers import Servers
 from hub.core.settings import Settings
 from hub.embedded import broker, postgres, s3store
+from hub.embedded.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ def own_data_dir(
         if database_url:
             database_label = describe_url(database_url)
         elif need_database:
-            pg = postgres.start(data_dir / "postgres")
+            # Not the hub's own port, which it binds only later.
+            pg = postgres.start(data_dir / "postgres", port=free_port(avoid={settings.port}))
             stack.callback(pg.stop)
             database_url = pg.url
             database_label = (
@@ -98,7 +100,9 @@ def own_data_dir(
         elif need_broker:
             storage, store_pid = _broker_storage(settings, data_dir, stack)
             # Registered after the store's stop, so the broker stops first (ExitStack: LIFO).
-            embedded = broker.start(data_dir / "broker.log", storage=storage)
+            embedded = broker.start(
+                data_dir / "broker.log", port=free_port(avoid={settings.port}), storage=storage
+            )
             stack.callback(embedded.stop)
             kafka_bootstrap, broker_pid = embedded.bootstrap, embedded.pid
             broker_label = broker_banner(kafka_bootstrap, storage)

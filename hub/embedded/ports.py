@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Collection
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A port on 127.0.0.1 that nothing listens on right now, and none of `avoid` (a port
+    the hub will listen on itself, not yet bound)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 def wait_for_port(port: int, timeout: float) -> bool:
