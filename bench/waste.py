@@ -628,7 +628,10 @@ def hub(settings: Settings, found: Servers, profile: str | None) -> Iterator[tup
         sockets[0].close()
         started: list[BaseProcess] = [process]
     else:
-        started = processes.start(settings, found, None, sockets)
+        group = processes.Group(settings, found, None, {})
+        group.start(sockets)  # the group holds each process's ready Event until it unpickles
+        group.wait_ready(60)
+        started = [worker.process for worker in group.workers]
     try:
         deadline = time.monotonic() + 60
         while True:

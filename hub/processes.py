@@ -108,24 +108,6 @@ def server_config(
     )
 
 
-def start(
-    settings: Settings,
-    servers: Servers,
-    domains: Sequence[str] | None,
-    sockets: Sequence[socket.socket],
-    sandboxes: Mapping[str, str] | None = None,
-) -> list[BaseProcess]:
-    """A process serving the app on each of `sockets` (spawned: this process runs threads),
-    calling the `sandboxes` this hub serves (adapter name -> URL).
-
-    Each socket is closed here once its process holds it, so a process that dies takes
-    its socket out of the port's group and new connections go to the others.
-    """
-    group = Group(settings, servers, domains, sandboxes or {})
-    group.start(sockets)
-    return [worker.process for worker in group.workers]
-
-
 def stop(processes: list[BaseProcess], timeout: float) -> None:
     """Ask each worker to finish its requests and stop; kill those that do not in time."""
     for process in processes:
