@@ -11,11 +11,14 @@ import io
 import json
 import random
 import re
+import secrets as secrets_module
 import stat
 import struct
+import threading
 import uuid
 import zlib
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -454,6 +457,54 @@ def test_without_a_secret_one_is_kept_in_the_data_folder(
     made = keys.secret(settings)
     assert keys.secret(settings) == made
     assert stat.S_IMODE((tmp_path / keys.SECRET_FILE).stat().st_mode) == 0o600
+
+
+def test_a_process_starting_while_the_secret_is_written_reads_the_same_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A second process looks while the first is making the secret (here: while it draws
+    # the random text): it must not read a file still empty, and both end on one secret.
+    monkeypatch.delenv("IEUM_WASTE_TAG_SECRET", raising=False)
+    settings = Settings.from_env(data_dir=tmp_path)
+    draw, seen, calls = secrets_module.token_urlsafe, [], []
+
+    def drawn_while_another_starts(size: int) -> str:
+        calls.append(size)
+        if len(calls) == 1:
+            seen.append(keys.secret(settings))
+        return draw(size)
+
+    monkeypatch.setattr(secrets_module, "token_urlsafe", drawn_while_another_starts)
+    assert keys.secret(settings) == seen[0] == keys.secret(settings)
+    assert stat.S_IMODE((tmp_path / keys.SECRET_FILE).stat().st_mode) == 0o600
+    assert [path.name for path in tmp_path.iterdir()] == [keys.SECRET_FILE]
+
+
+def test_threads_starting_together_agree_on_one_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IEUM_WASTE_TAG_SECRET", raising=False)
+    for attempt in range(20):
+        settings = Settings.from_env(data_dir=tmp_path / str(attempt))
+        start = threading.Barrier(6)
+
+        def first_start(settings: Settings = settings, start: threading.Barrier = start) -> bytes:
+            start.wait()
+            return keys.secret(settings)
+
+        with ThreadPoolExecutor(6) as pool:
+            made = set(pool.map(lambda _: first_start(), range(6)))
+        assert len(made) == 1
+        assert [p.name for p in settings.data_dir.iterdir()] == [keys.SECRET_FILE]
+
+
+def test_an_empty_secret_file_is_refused_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IEUM_WASTE_TAG_SECRET", raising=False)
+    (tmp_path / keys.SECRET_FILE).write_text("")
+    with pytest.raises(keys.SecretMismatch, match="empty"):
+        keys.secret(Settings.from_env(data_dir=tmp_path))
 
 
 @pytest.mark.db

@@ -12,10 +12,13 @@ the database alone gives no key, and a sealed key moved to another row does not 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import asyncpg
@@ -71,19 +74,31 @@ def secret(settings: Settings) -> bytes:
     """The key that seals tag keys, from IEUM_WASTE_TAG_SECRET or the data folder."""
     configured = settings.section(WasteSettings).tag_secret
     if configured is not None:
-        text = configured.get_secret_value()
-    else:
-        path = settings.data_dir / SECRET_FILE
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as file:
-                    file.write(secrets.token_urlsafe(32))
-            except FileExistsError:
-                pass  # another process made it first
-        text = path.read_text().strip()
-    return derive_secret(text)
+        return derive_secret(configured.get_secret_value())
+    return derive_secret(_kept_secret(settings.data_dir / SECRET_FILE))
+
+
+def _kept_secret(path: Path) -> str:
+    """The secret kept at `path`, made on first use. It is written whole to a file of its
+    own (mode 600) and then linked to `path`, which fails if `path` exists: a reader never
+    sees the file half written, and of processes starting together the first to link wins
+    and every other reads its secret (os.replace would let a later one overwrite it)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 600
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(32))
+                file.flush()
+                os.fsync(file.fileno())
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(temporary, path)
+        finally:
+            Path(temporary).unlink()
+    text = path.read_text().strip()
+    if not text:
+        raise SecretMismatch(f"{path} is empty: delete it, or set IEUM_WASTE_TAG_SECRET")
+    return text
 
 
 def derive_secret(text: str) -> bytes:
