@@ -65,6 +65,10 @@ class Hub:
         self.reader.start()
         if not self.ready.wait(60):
             self.process.kill()
+            self.process.wait()
+            self.reader.join(10)
+            assert self.process.stdout
+            self.process.stdout.close()  # left open, it would warn in whichever test ran next
             raise AssertionError("ieum serve did not start:\n" + "".join(self.output))
 
     def _read(self) -> None:
