@@ -99,6 +99,20 @@ async def open_for(
     return _pickup(row)
 
 
+async def open_from(
+    conn: asyncpg.Connection | asyncpg.Pool, bin_id: uuid.UUID, day: date
+) -> list[Pickup]:
+    """The bin's pickups not over on `day` or later, soonest first."""
+    rows = await conn.fetch(
+        "SELECT * FROM waste_pickups WHERE bin_id = $1 AND pickup_day >= $2"
+        " AND status = ANY($3) ORDER BY pickup_day, requested_at",
+        bin_id,
+        day,
+        list(OPEN),
+    )
+    return _pickups(rows)
+
+
 async def owner_of(conn: asyncpg.Connection | asyncpg.Pool, pickup_id: uuid.UUID) -> Owner | None:
     """The business (app and citizen) whose site the pickup is at."""
     row = await conn.fetchrow(
@@ -332,6 +346,25 @@ async def settle(
         " RETURNING *",
         pickup_id,
         settled_amount,
+        top_up_payment_id,
+    )
+    return _pickup(row)
+
+
+async def replace_top_up(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    pickup_id: uuid.UUID,
+    previous: uuid.UUID,
+    top_up_payment_id: uuid.UUID,
+) -> Pickup | None:
+    """A settled pickup's top-up charged anew, in place of `previous` (expired or failed);
+    None if it was replaced already."""
+    row = await conn.fetchrow(
+        "UPDATE waste_pickups SET top_up_payment_id = $3"
+        " WHERE pickup_id = $1 AND top_up_payment_id = $2 AND settled_amount IS NOT NULL"
+        " RETURNING *",
+        pickup_id,
+        previous,
         top_up_payment_id,
     )
     return _pickup(row)
