@@ -5,7 +5,7 @@ collected pickups and the apartments' RFID bins)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import Protocol
@@ -43,6 +43,7 @@ class DayTotal:
     day: date
     hub_kg: Decimal  # weighed pickups only: one collected without a weight adds no kg
     hub_pickups: int
+    hub_businesses: int  # distinct businesses whose pickups these are
     rfid_kg: Decimal
     rfid_disposals: int
 
@@ -53,6 +54,16 @@ class DayTotal:
     @property
     def disposals(self) -> int:
         return self.hub_pickups + self.rfid_disposals
+
+    def opened(self, min_businesses: int) -> DayTotal | None:
+        """The day as open data: the hub's part left out when fewer than `min_businesses`
+        businesses make it (it would show one business's own waste); None when nothing
+        is left to show."""
+        if self.hub_businesses == 0 or self.hub_businesses >= min_businesses:
+            return self
+        if not self.rfid_disposals and not self.rfid_kg:
+            return None
+        return replace(self, hub_kg=Decimal(0), hub_pickups=0, hub_businesses=0)
 
 
 async def mapped_cities(pool: asyncpg.Pool) -> dict[str, MappedCity]:
@@ -116,12 +127,13 @@ async def daily_totals(
     rows = await pool.fetch(
         """
         WITH hub AS (
-            SELECT (collected_at AT TIME ZONE 'Asia/Seoul')::date AS day,
-                   coalesce(sum(weight_kg), 0) AS kg, count(*) AS pickups
-            FROM waste_pickups
-            WHERE district_code = $1 AND status = 'collected'
-              AND collected_at >= $2::date::timestamp AT TIME ZONE 'Asia/Seoul'
-              AND collected_at < ($3::date + 1)::timestamp AT TIME ZONE 'Asia/Seoul'
+            SELECT (p.collected_at AT TIME ZONE 'Asia/Seoul')::date AS day,
+                   coalesce(sum(p.weight_kg), 0) AS kg, count(*) AS pickups,
+                   count(DISTINCT s.generator_id) AS businesses
+            FROM waste_pickups p JOIN waste_sites s USING (site_id)
+            WHERE p.district_code = $1 AND p.status = 'collected'
+              AND p.collected_at >= $2::date::timestamp AT TIME ZONE 'Asia/Seoul'
+              AND p.collected_at < ($3::date + 1)::timestamp AT TIME ZONE 'Asia/Seoul'
             GROUP BY 1
         ), rfid AS (
             SELECT day, sum(quantity_kg) AS kg, sum(disposals) AS disposals
@@ -130,6 +142,7 @@ async def daily_totals(
             GROUP BY day
         )
         SELECT day, coalesce(hub.kg, 0) AS hub_kg, coalesce(hub.pickups, 0) AS hub_pickups,
+               coalesce(hub.businesses, 0) AS hub_businesses,
                coalesce(rfid.kg, 0) AS rfid_kg, coalesce(rfid.disposals, 0) AS rfid_disposals
         FROM hub FULL JOIN rfid USING (day)
         ORDER BY day
@@ -140,7 +153,12 @@ async def daily_totals(
     )
     return [
         DayTotal(
-            row["day"], row["hub_kg"], row["hub_pickups"], row["rfid_kg"], row["rfid_disposals"]
+            row["day"],
+            row["hub_kg"],
+            row["hub_pickups"],
+            row["hub_businesses"],
+            row["rfid_kg"],
+            row["rfid_disposals"],
         )
         for row in rows
     ]

@@ -14,6 +14,15 @@ class WasteSettings(BaseSettings):
         gt=0,
         description="A scan farther than this from the bin's site is flagged SCAN_TOO_FAR.",
     )
+    open_min_businesses: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Open daily volumes (District.wasteVolumes, the open RFID-format export)"
+        " show the hub's collections of a district's day only when at least this many"
+        " businesses make them, so that no one business's waste is published; city staff"
+        " see every day.",
+    )
     rfid_adapter: str = Field(
         default="rfidwaste",
         description="Adapter of the national RFID volume-rate system (apartment volumes).",

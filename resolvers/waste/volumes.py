@@ -4,7 +4,8 @@ The hub's own collections are its collected pickups, counted on the Korean day (
 of their scan: litres are the bins' volumes, kilograms the truck scale's weights (a pickup
 collected where there is no scale has litres and no weight, hence `weighed`). A district's
 daily figures add the apartment complexes' RFID volumes imported from the national system
-(waste_rfid_volumes, kilograms and disposals per day): open data. Figures per site, or per
+(waste_rfid_volumes, kilograms and disposals per day): open data, the hub's part of a day
+withheld when too few businesses make it (`DistrictDay.withheld`). Figures per site, or per
 hour, come from the hub's collections alone (the RFID system reports whole days of whole
 cities) and need a scope.
 """
@@ -31,13 +32,13 @@ DISTRICT_DAYS = """
 WITH days AS (
     SELECT d::date AS day FROM generate_series($2::date, $3::date, interval '1 day') AS d
 ), hub AS (
-    SELECT (collected_at AT TIME ZONE 'Asia/Seoul')::date AS day, count(*) AS collections,
-           coalesce(sum(volume_litres), 0) AS litres, count(weight_kg) AS weighed,
-           coalesce(sum(weight_kg), 0) AS kg
-    FROM waste_pickups
-    WHERE district_code = $1 AND status = 'collected'
-      AND collected_at >= $2::date::timestamp AT TIME ZONE 'Asia/Seoul'
-      AND collected_at < ($3::date + 1)::timestamp AT TIME ZONE 'Asia/Seoul'
+    SELECT (p.collected_at AT TIME ZONE 'Asia/Seoul')::date AS day, count(*) AS collections,
+           coalesce(sum(p.volume_litres), 0) AS litres, count(p.weight_kg) AS weighed,
+           coalesce(sum(p.weight_kg), 0) AS kg, count(DISTINCT s.generator_id) AS businesses
+    FROM waste_pickups p JOIN waste_sites s USING (site_id)
+    WHERE p.district_code = $1 AND p.status = 'collected'
+      AND p.collected_at >= $2::date::timestamp AT TIME ZONE 'Asia/Seoul'
+      AND p.collected_at < ($3::date + 1)::timestamp AT TIME ZONE 'Asia/Seoul'
     GROUP BY 1
 ), rfid AS (
     SELECT day, sum(quantity_kg) AS kg, sum(disposals) AS disposals
@@ -47,7 +48,8 @@ WITH days AS (
 )
 SELECT days.day, coalesce(hub.collections, 0) AS collections,
        coalesce(hub.litres, 0) AS litres, coalesce(hub.weighed, 0) AS weighed,
-       coalesce(hub.kg, 0) AS kg, coalesce(rfid.kg, 0) AS rfid_kg,
+       coalesce(hub.kg, 0) AS kg, coalesce(hub.businesses, 0) AS businesses,
+       coalesce(rfid.kg, 0) AS rfid_kg,
        coalesce(rfid.disposals, 0) AS rfid_disposals
 FROM days LEFT JOIN hub USING (day) LEFT JOIN rfid USING (day)
 ORDER BY days.day
@@ -77,12 +79,18 @@ class DistrictDay(msgspec.Struct, frozen=True, kw_only=True):
     litres: int
     weighed: int  # collections with a weight
     kg: Decimal  # weighed by the hub's collectors
+    businesses: int  # distinct businesses whose collections these are
     rfid_kg: Decimal
     rfid_disposals: int
 
     @property
     def total_kg(self) -> Decimal:
         return self.kg + self.rfid_kg
+
+    def withheld(self, min_businesses: int) -> bool:
+        """Whether the hub's figures would show fewer than `min_businesses` businesses'
+        own waste (a day without collections shows nobody's)."""
+        return 0 < self.businesses < min_businesses
 
 
 class Volume(msgspec.Struct, frozen=True, kw_only=True):

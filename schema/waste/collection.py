@@ -313,18 +313,30 @@ class VolumePeriod(Enum):
     HOUR = "hour"
 
 
+WITHHELD = (
+    " Null when fewer than IEUM_WASTE_OPEN_MIN_BUSINESSES businesses (3) had bins collected"
+    " that day: open data shows no one business's waste. City staff (waste:city) see it."
+)
+
+
 @strawberry.type(description="One Korean day of a district's food waste (open data).")
 class DailyWasteVolume:
     day: date
-    collections: int = strawberry.field(description="Bins collected by the hub's collectors.")
-    litres: int = strawberry.field(description="Their bins' volumes added up.")
-    weighed_collections: int = strawberry.field(description="Those weighed by a truck scale.")
-    kilograms: float = strawberry.field(description="Their weights added up.")
+    collections: int | None = strawberry.field(
+        description="Bins collected by the hub's collectors." + WITHHELD
+    )
+    litres: int | None = strawberry.field(description="Their bins' volumes added up." + WITHHELD)
+    weighed_collections: int | None = strawberry.field(
+        description="Those weighed by a truck scale." + WITHHELD
+    )
+    kilograms: float | None = strawberry.field(description="Their weights added up." + WITHHELD)
     rfid_kilograms: float = strawberry.field(
         description="Apartment complexes' RFID bins, from the national volume-rate system."
     )
     rfid_disposals: int
-    total_kilograms: float = strawberry.field(description="kilograms + rfidKilograms.")
+    total_kilograms: float | None = strawberry.field(
+        description="kilograms + rfidKilograms." + WITHHELD
+    )
 
 
 @strawberry.type(description="The hub's collections of a district (or site) in a day or hour.")
@@ -338,16 +350,16 @@ class WasteVolume:
     kilograms: float
 
 
-def _daily(found: volumes.DistrictDay) -> DailyWasteVolume:
+def _daily(found: volumes.DistrictDay, withheld: bool) -> DailyWasteVolume:
     return DailyWasteVolume(
         day=found.day,
-        collections=found.collections,
-        litres=found.litres,
-        weighed_collections=found.weighed,
-        kilograms=float(found.kg),
+        collections=None if withheld else found.collections,
+        litres=None if withheld else found.litres,
+        weighed_collections=None if withheld else found.weighed,
+        kilograms=None if withheld else float(found.kg),
         rfid_kilograms=float(found.rfid_kg),
         rfid_disposals=found.rfid_disposals,
-        total_kilograms=float(found.total_kg),
+        total_kilograms=None if withheld else float(found.total_kg),
     )
 
 
@@ -563,7 +575,8 @@ class District:
     @strawberry.field(
         description="Food waste collected each Korean day from `from` to `to` (both"
         " included, a year at most): the hub's collections and the apartment complexes'"
-        " RFID volumes. Open data."
+        " RFID volumes. Open data; the hub's figures of a day with fewer than"
+        " IEUM_WASTE_OPEN_MIN_BUSINESSES businesses are null, except for city staff."
     )
     async def waste_volumes(
         self,
@@ -572,7 +585,10 @@ class District:
         to: date,
     ) -> list[DailyWasteVolume]:
         found = await volumes.district_days(info.context.db, self.code, from_, to)
-        return [_daily(day) for day in found]
+        if scopes.CITY.name in info.context.caller.scopes:
+            return [_daily(day, withheld=False) for day in found]
+        k = _state(info).settings.open_min_businesses
+        return [_daily(day, withheld=day.withheld(k)) for day in found]
 
     @classmethod
     def resolve_reference(cls, code: str) -> District:

@@ -3,6 +3,7 @@
     a confirmed fee        → the pickup paid, then scheduled on its day
     a cancelled pickup     → its confirmed fee refunded (also one confirmed after the cancel)
     a weighed kg pickup    → settled: the difference charged as a top-up, or refunded
+    an expired top-up      → charged anew when the business asks (renew_top_up)
 
 Every call into payments carries a key derived from the pickup (`cancel-<pickup id>` …),
 so running a step again, after a crash or from another worker, charges or refunds once.
@@ -24,7 +25,7 @@ import asyncpg
 from adapters.errors import UpstreamError
 from hub.core import db
 from hub.core.domain import Worker
-from hub.core.errors import IeumError
+from hub.core.errors import BadUserInput, IeumError
 from hub.core.servers import Servers
 from hub.core.settings import Settings
 from resolvers.payments import store
@@ -41,6 +42,7 @@ ITEM = "음식물류 폐기물 수거 수수료"
 TOP_UP_ITEM = "음식물류 폐기물 수거 수수료 (계량 정산)"
 REFUNDER = "waste"  # who asks payments for the refunds: the same for every retry
 CONFIRMED = ("confirmed", "partially_refunded")  # the money is in, not all of it refunded
+RENEWABLE = ("failed", "expired")  # a payment that can no longer be confirmed
 # A cancelled pickup's payment is watched this long for a late confirm: payments resolves
 # a lost answer within minutes and drops an unconfirmed order after IEUM_PAYMENTS_ORDER_
 # MINUTES; a day is far beyond both.
@@ -141,6 +143,36 @@ async def settle_after_weighing(
         except IeumError as exc:  # kept for finance: settling again would not change it
             log.error("waste.settle_refund_refused pickup=%s error=%s", pickup.pickup_id, exc)
     return await pickups.settle(pool, pickup.pickup_id, amount, top_up)
+
+
+async def renew_top_up(pool: asyncpg.Pool, hub: flow.Payments, pickup: Pickup) -> Pickup:
+    """The pickup with a top-up to pay: its top-up as it is while it can still be paid or
+    is paid, else (it expired after IEUM_PAYMENTS_ORDER_MINUTES unconfirmed, or the card
+    failed) a new charge of the same amount for the same settlement. Retries and
+    concurrent calls that see the same top-up make one charge (the key derives from it)."""
+    if pickup.top_up_payment_id is None:
+        raise BadUserInput("this pickup has no top-up to pay", argument="pickupId")
+    previous = await store.by_id(pool, pickup.top_up_payment_id)
+    assert previous is not None
+    if previous.status not in RENEWABLE:
+        return pickup
+    charged = await flow.charge(
+        hub,
+        flow.Collector(pickup.requested_by, pickup.requested_user, None),
+        source=SOURCE,
+        reference=f"{pickup.pickup_id}:top-up",
+        district_code=pickup.district_code,
+        item=TOP_UP_ITEM,
+        amount=previous.amount,
+        payer_name=await payer_name(pool, pickup),
+        key=f"top-up-{pickup.pickup_id}-after-{previous.payment_id}",
+    )
+    renewed = await pickups.replace_top_up(
+        pool, pickup.pickup_id, previous.payment_id, charged.payment_id
+    )
+    now = renewed or await pickups.by_id(pool, pickup.pickup_id)
+    assert now is not None
+    return now
 
 
 async def sync_payments(pool: asyncpg.Pool, payments_hub: flow.Payments) -> int:

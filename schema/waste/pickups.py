@@ -363,6 +363,18 @@ class WasteRegistryMutation:
         return pickup_of(await _own_pickup(info, pickup_id, None))
 
     @strawberry.federation.field(
+        requires_scopes=PAYING,
+        description="A weighed pickup's top-up to pay again: its payment expired (not"
+        " confirmed within the payments' order window) or its card failed, and a new one of"
+        " the same amount is opened; read the card with its orderId, then"
+        " confirmPickupPayment. A top-up still payable, or paid, is returned as it is.",
+    )
+    async def renew_pickup_top_up(self, info: Info, pickup_id: uuid.UUID) -> Pickup:
+        pickup = await _own_pickup(info, pickup_id, _business(info))
+        renewed = await payments_sync.renew_top_up(info.context.db, hub_of(info), pickup)
+        return pickup_of(renewed)
+
+    @strawberry.federation.field(
         requires_scopes=BUSINESS_OR_CITY,
         description="Cancel a pickup before it is collected (a business its own, city staff"
         " any); a paid fee is refunded in full. Cancelling it again returns it.",

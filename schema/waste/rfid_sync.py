@@ -114,15 +114,23 @@ async def import_month(
 
 
 async def rfid_format(
-    pool: asyncpg.Pool, district_code: str, year: int, month: int
+    pool: asyncpg.Pool,
+    district_code: str,
+    year: int,
+    month: int,
+    min_businesses: int | None = None,
 ) -> list[dict[str, Any]] | None:
-    """A district's days of a month as the service's items (None: no such district)."""
+    """A district's days of a month as the service's items (None: no such district). With
+    `min_businesses`, as open data: a day's hub collections count only when that many
+    businesses or more make them (`DayTotal.opened`)."""
     district = await district_loader(pool).load(district_code)
     if district is None:
         return None
     first = date(year, month, 1)
     last = first.replace(day=calendar.monthrange(year, month)[1])
     totals = await rfid.daily_totals(pool, district.code, first, last)
+    if min_businesses is not None:
+        totals = [t for t in (each.opened(min_businesses) for each in totals) if t is not None]
     return [
         wire.day_item(t.day, district.province, district.name, t.quantity_kg, t.disposals)
         for t in totals
@@ -130,7 +138,8 @@ async def rfid_format(
 
 
 async def open_rfid_format(request: Request) -> Response:
-    """Open data: no token. Paged like the service (`page`, `rowNum`; all rows when no
+    """Open data: no token (days of too few businesses as `rfid_format` leaves them).
+    Paged like the service (`page`, `rowNum`; all rows when no
     rowNum is given), so a client written for it reads this as it reads the service."""
     district = request.path_params["district"]
     year, month = request.path_params["year"], request.path_params["month"]
@@ -143,7 +152,8 @@ async def open_rfid_format(request: Request) -> Response:
         return PlainTextResponse("page and rowNum are whole numbers", status_code=400)
     if number < 1 or (rows is not None and not 1 <= rows <= wire.MAX_ROWS):
         return PlainTextResponse(f"page from 1, rowNum from 1 to {wire.MAX_ROWS}", 400)
-    items = await rfid_format(request.app.state.db, district, year, month)
+    k = request.app.state.settings.section(WasteSettings).open_min_businesses
+    items = await rfid_format(request.app.state.db, district, year, month, k)
     if items is None:
         return PlainTextResponse(f"no district {district}", status_code=404)
     return JSONResponse(wire.page(items, number, rows or max(len(items), 1)))

@@ -728,7 +728,8 @@ VOLUMES = """query($f: Date!, $t: Date!, $p: VolumePeriod, $s: Boolean, $d: Stri
 async def test_volumes_add_up_exactly(world: World, city: str) -> None:
     """Collections on three Korean days at two sites of 중랑구 (one a business's own), some
     weighed and some not, plus imported RFID days: every total is exact, per district and
-    day (open, through District), per site and hour (city), own sites only (business)."""
+    day (through District: city staff; open data withholds these days, of fewer than three
+    businesses), per site and hour (city), own sites only (business)."""
     jungnang = "11260"
     who = await crew(world, city, jungnang)
     token, generator = await business_token(world)
@@ -757,14 +758,11 @@ async def test_volumes_add_up_exactly(world: World, city: str) -> None:
     )
     first, last = (days[0] - timedelta(days=1)).isoformat(), today.isoformat()
 
-    anonymous = await world.gql(
-        None,
-        """query($f: Date!, $t: Date!) { district(code: "11260") { name
+    district_query = """query($f: Date!, $t: Date!) { district(code: "11260") { name
              wasteVolumes(from: $f, to: $t) { day collections litres weighedCollections
-               kilograms rfidKilograms rfidDisposals totalKilograms } } }""",
-        {"f": first, "t": last},
-    )
-    district_days = data(anonymous)["district"]["wasteVolumes"]
+               kilograms rfidKilograms rfidDisposals totalKilograms } } }"""
+    staff = await world.gql(city, district_query, {"f": first, "t": last})
+    district_days = data(staff)["district"]["wasteVolumes"]
     assert [d["day"] for d in district_days] == [
         (days[0] - timedelta(days=1)).isoformat(),
         *(d.isoformat() for d in days),
@@ -802,8 +800,17 @@ async def test_volumes_add_up_exactly(world: World, city: str) -> None:
             "totalKilograms": 20.1,
         },
     ]
+    anonymous = await world.gql(None, district_query, {"f": first, "t": last})
+    withheld = {"collections", "litres", "weighedCollections", "kilograms", "totalKilograms"}
+    assert (
+        data(anonymous)["district"]["wasteVolumes"]
+        == [
+            district_days[0],  # no collections: nobody's waste to withhold
+            *({k: None if k in withheld else v for k, v in d.items()} for d in district_days[1:]),
+        ]
+    )
     entity = await world.gql(
-        None,
+        city,
         """query($f: Date!, $t: Date!) { _entities(representations: [
              {__typename: "District", code: "11260"}]) {
              ... on District { wasteVolumes(from: $f, to: $t) { day totalKilograms } } } }""",
@@ -837,3 +844,57 @@ async def test_volumes_add_up_exactly(world: World, city: str) -> None:
     assert code(await world.gql(None, VOLUMES, {"f": first, "t": last})) == "UNAUTHENTICATED"
     year = {"f": "2024-01-01", "t": "2025-06-01"}
     assert code(await world.gql(city, VOLUMES, year)) == "BAD_USER_INPUT"
+
+
+async def test_open_volumes_show_a_day_only_with_enough_businesses(world: World, city: str) -> None:
+    """k-anonymity of open daily volumes (IEUM_WASTE_OPEN_MIN_BUSINESSES, 3): a day whose
+    collections are two businesses' (one with two sites: counted once) is withheld from
+    anyone without waste:city, in District.wasteVolumes and in the open RFID-format
+    export; a day of three businesses is shown."""
+    gangbuk = "11305"
+    who = await crew(world, city, gangbuk)
+    today = pickups.korea_today()
+    yesterday = today - timedelta(days=1)
+    at = [
+        datetime.combine(d, datetime.min.time(), KST) + timedelta(minutes=1)
+        for d in (yesterday, today)
+    ]
+    first = await site(world.pool, gangbuk)
+    first_again = uuid.uuid4()  # the same business's second site
+    await world.pool.execute(
+        "INSERT INTO waste_sites (site_id, generator_id, name, address, lat, lng, district_code)"
+        " SELECT $1, generator_id, '2호점', address, lat, lng, district_code FROM waste_sites"
+        " WHERE site_id = $2",
+        first_again,
+        first,
+    )
+    for site_id in (first, first_again, await site(world.pool, gangbuk)):
+        await collect(world, who, site_id, at[0], 120, 10.0)
+    for _ in range(3):
+        await collect(world, who, await site(world.pool, gangbuk), at[1], 120, 20.0)
+
+    query = """query($f: Date!, $t: Date!) { district(code: "11305") {
+      wasteVolumes(from: $f, to: $t) { day collections kilograms rfidKilograms totalKilograms }
+    } }"""
+    days = {"f": yesterday.isoformat(), "t": today.isoformat()}
+    opened = data(await world.gql(None, query, days))["district"]["wasteVolumes"]
+    assert opened == [
+        {"day": yesterday.isoformat(), "collections": None, "kilograms": None,
+         "rfidKilograms": 0.0, "totalKilograms": None},
+        {"day": today.isoformat(), "collections": 3, "kilograms": 60.0,
+         "rfidKilograms": 0.0, "totalKilograms": 60.0},
+    ]  # fmt: skip
+    business = await world.clients.token("waste:business")  # a scope, not the city's
+    assert data(await world.gql(business, query, days))["district"]["wasteVolumes"] == opened
+    staff = data(await world.gql(city, query, days))["district"]["wasteVolumes"]
+    assert [(d["collections"], d["kilograms"]) for d in staff] == [(3, 30.0), (3, 60.0)]
+
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        months = {(d.year, d.month) for d in (yesterday, today)}
+        listed = []
+        for year, month in sorted(months):
+            answer = await http.get(f"/waste/open/rfid-format/{gangbuk}/{year}/{month}")
+            listed += answer.json()["data"]["list"]
+    assert [(item["disDate"], item["disCount"]) for item in listed] == [
+        (today.strftime("%Y%m%d"), 3)
+    ]  # yesterday, two businesses' and no RFID volumes, is not listed at all

@@ -4,6 +4,7 @@ tax and gateway sandboxes over HTTP, businesses signed in as citizens of a priva
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -571,6 +572,34 @@ async def test_concurrent_retries_make_one_pickup_and_one_payment(world: World, 
     assert count == 1 and await _payments_of(world, made[0]["id"]) == 1
 
 
+async def test_a_confirm_retried_at_once_and_later_pays_the_pickup_once(
+    world: World, city: str
+) -> None:
+    business = await litre_world(world, city)
+    requested = data(await request(world, business))["requestPickup"]
+    payment = requested["payment"]
+    payment_key = await world.card_present(payment["orderId"], payment["amount"])
+    key = str(uuid.uuid4())
+    mutation = f"""mutation($p: UUID!, $pk: String!, $a: Int!, $k: String!) {{
+      confirmPickupPayment(pickupId: $p, paymentKey: $pk, amount: $a, idempotencyKey: $k) {{
+        {PICKUP} }} }}"""
+    sent = {"p": requested["id"], "pk": payment_key, "a": payment["amount"], "k": key}
+    answers = await asyncio.gather(*(world.gql(business.token, mutation, sent) for _ in range(6)))
+    later = await world.gql(business.token, mutation, sent)  # the answer was lost: resent
+    paid = [data(answer)["confirmPickupPayment"] for answer in [*answers, later]]
+    assert {(p["status"], p["payment"]["status"], p["payment"]["id"]) for p in paid} == {
+        ("SCHEDULED", "CONFIRMED", payment["id"])
+    }
+    booked = await world.pool.fetchval(
+        "SELECT count(*) FROM ledger_transactions WHERE payment_id = $1",
+        uuid.UUID(payment["id"]),
+    )
+    assert booked == 1 and await _payments_of(world, requested["id"]) == 1
+    gateway = await world.gateway_payment(payment["orderId"])
+    assert gateway is not None and gateway["status"] == "DONE"
+    assert gateway["totalAmount"] == payment["amount"]
+
+
 async def _payments_of(world: World, pickup_id: str) -> int:
     """How many payments the hub opened for the pickup."""
     return int(
@@ -640,6 +669,54 @@ async def test_a_pickup_weighed_above_its_estimate_is_topped_up(
     topped = data(await confirm(world, business.token, pickup, "topUp"))["confirmPickupPayment"]
     assert topped["topUp"]["status"] == "CONFIRMED" and topped["status"] == "COLLECTED"
     assert topped["payment"]["refundedAmount"] == 0
+
+
+RENEW = f"""mutation($p: UUID!) {{ renewPickupTopUp(pickupId: $p) {{ {PICKUP} }} }}"""
+
+
+async def test_an_expired_top_up_is_charged_anew_and_paid_once(
+    world: World, city: str, collector: str
+) -> None:
+    business, paid = await _weighed(world, city, collector, "97.25")
+    async with world.flow() as hub:
+        await payments_sync.settle_after_weighing(world.pool, hub, uuid.UUID(paid["id"]))
+    first = await pickup_of(world, business.token, paid["id"])
+    still_open = data(await world.gql(business.token, RENEW, {"p": paid["id"]}))
+    assert still_open["renewPickupTopUp"]["topUp"] == first["topUp"]  # payable: unchanged
+
+    # The business does not pay within IEUM_PAYMENTS_ORDER_MINUTES: the payments worker
+    # expires the top-up, which can no longer be confirmed.
+    await world.pool.execute(
+        "UPDATE payments SET requested_at = requested_at - interval '1 day' WHERE payment_id = $1",
+        uuid.UUID(first["topUp"]["id"]),
+    )
+    async with world.flow() as hub:
+        await flow.recover(hub)
+    expired = await pickup_of(world, business.token, paid["id"])
+    assert expired["topUp"]["status"] == "EXPIRED"
+    assert code(await confirm(world, business.token, expired, "topUp")) == "PAYMENT_CLOSED"
+
+    renewals = await asyncio.gather(
+        *(world.gql(business.token, RENEW, {"p": paid["id"]}) for _ in range(3))
+    )
+    renewed = {json.dumps(data(r)["renewPickupTopUp"]["topUp"]) for r in renewals}
+    assert len(renewed) == 1  # retried at once: one new charge
+    top_up = data(renewals[0])["renewPickupTopUp"]["topUp"]
+    assert top_up["status"] == "REQUESTED" and top_up["amount"] == first["topUp"]["amount"]
+    assert top_up["orderId"] != first["topUp"]["orderId"]
+    again = await pickup_of(world, business.token, paid["id"])
+    topped = data(await confirm(world, business.token, again, "topUp"))["confirmPickupPayment"]
+    assert topped["topUp"]["status"] == "CONFIRMED" and topped["settledAmount"] == 19_450
+    confirmed = await world.pool.fetchval(
+        "SELECT count(*) FROM payments WHERE source = 'waste' AND reference = $1"
+        " AND status = 'confirmed'",
+        f"{paid['id']}:top-up",
+    )
+    assert confirmed == 1
+    paid_up = data(await world.gql(business.token, RENEW, {"p": paid["id"]}))
+    assert paid_up["renewPickupTopUp"]["topUp"]["status"] == "CONFIRMED"  # nothing to renew
+    other = await litre_world(world, city)
+    assert code(await world.gql(other.token, RENEW, {"p": paid["id"]})) == "NOT_YOUR_SITE"
 
 
 async def test_a_pickup_weighed_below_its_estimate_is_partly_refunded(
