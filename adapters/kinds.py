@@ -104,6 +104,21 @@ class TaxBill:
         return self.amount + (self.late_fee if on > self.due_date else 0)
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedBill:
+    """A bill as the tax system's feed lists it when it is issued."""
+
+    bill: TaxBill
+    seq: int  # its place in the feed: increasing, never reused
+    payer_ref: str | None  # the payer's pseudonym for notices (see docs/notices.md); None: unknown
+
+
+@dataclass(frozen=True, slots=True)
+class BillFeedPage:
+    bills: list[IssuedBill]
+    last_seq: int  # the highest place the feed has given: a cursor beyond it was renumbered
+
+
 class NoticeOutcome(StrEnum):
     ACCEPTED = "accepted"  # recorded now, or recorded before under the same receipt number
     ALREADY_PAID = "already_paid"  # the bill was paid through another channel meanwhile
@@ -139,6 +154,11 @@ class TaxBills(Connection, Protocol):
 
     async def bills_of(self, payer_id: str) -> list[TaxBill]:
         """A payer's bills, unpaid first."""
+        ...
+
+    async def issued_after(self, seq: int, limit: int) -> BillFeedPage:
+        """Up to `limit` bills issued after the feed's place `seq` (0: from its start), in
+        the order they were issued."""
         ...
 
     async def notify_receipt(self, notice: ReceiptNotice) -> NoticeAck:

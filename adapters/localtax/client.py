@@ -1,11 +1,12 @@
-"""The adapter: bills by 전자납부번호 and by payer, receipt and cancel notices, through the
-hub's resilience layer. Lookups are retried as reads; notices carry their receipt number as
-the idempotency key, since the tax system records a receipt number once."""
+"""The adapter: bills by 전자납부번호, by payer and as issued (the feed), receipt and cancel
+notices, through the hub's resilience layer. Lookups are retried as reads; notices carry
+their receipt number as the idempotency key, since the tax system records a receipt number
+once."""
 
 from __future__ import annotations
 
 from adapters.errors import UpstreamRejected
-from adapters.kinds import NoticeAck, ReceiptNotice, TaxBill
+from adapters.kinds import BillFeedPage, NoticeAck, ReceiptNotice, TaxBill
 from adapters.localtax import parse, wire
 from adapters.localtax.settings import LocalTaxSettings
 from adapters.resilience import Upstream
@@ -52,6 +53,13 @@ class LocalTax:
                 break
             page_no += 1
         return sorted(bills.values(), key=lambda found: (found.paid, found.due_date, found.epay_no))
+
+    async def issued_after(self, seq: int, limit: int = wire.MAX_ROWS) -> BillFeedPage:
+        return await self.upstream.get(
+            wire.BILL_FEED,
+            parse.bill_feed,
+            params={"AFTER": seq, "numOfRows": min(max(limit, 1), wire.MAX_ROWS)},
+        )
 
     async def notify_receipt(self, notice: ReceiptNotice) -> NoticeAck:
         body = {

@@ -1,6 +1,7 @@
 """The sandbox's control API under /_sandbox/: not part of the tax system's format.
 
-Tests, benchmarks and operators add bills (thousands in one call), pay a bill through
+Tests, benchmarks and operators add bills (thousands in one call; each is issued: the
+feed lists it next), pay a bill through
 another channel (the race a receipt notice can lose) and read what was recorded, so a test
 can check that each payment was recorded exactly once however often it was notified.
 """
@@ -39,6 +40,7 @@ class NewBill(BaseModel):
     due_date: date | None = None  # 30 days after today when left out
     tax_no: str | None = Field(default=None, min_length=1, max_length=31)
     paid_by: str | None = Field(default=None, pattern=r"^[a-z_]{2,20}$")
+    payer_ref: str = Field(default="", max_length=100)  # PAYER_REF in the feed
 
 
 class NewBills(BaseModel):
@@ -121,6 +123,7 @@ def _add(books: Books, new: NewBill, today: date) -> str:
             amount=new.amount,
             late_fee=late_fee,
             due_date=due,
+            payer_ref=new.payer_ref,
         )
     )
     if new.paid_by:

@@ -8,6 +8,7 @@ not retried), a quota (rate limited) or the service's own failure (retried when 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -21,7 +22,14 @@ from adapters.errors import (
     UpstreamRejected,
     UpstreamServerError,
 )
-from adapters.kinds import NoticeAck, NoticeOutcome, TaxBill, TaxKind
+from adapters.kinds import (
+    BillFeedPage,
+    IssuedBill,
+    NoticeAck,
+    NoticeOutcome,
+    TaxBill,
+    TaxKind,
+)
 from adapters.localtax.wire import DAY, UPSTREAM, Result
 
 _FAILURES: dict[str, type[UpstreamError]] = {
@@ -95,6 +103,28 @@ def bill_page(response: httpx.Response) -> Page:
     if not isinstance(items, list):
         raise MalformedResponse(UPSTREAM, f"items is a {type(items).__name__}, not a list")
     return Page([tax_bill(item) for item in items], int(found.body["totalCount"]))
+
+
+def bill_feed(response: httpx.Response) -> BillFeedPage:
+    """getBillFeed: the bills issued after a place, each with its FEED_SEQ and PAYER_REF."""
+    found = answer(response)
+    _expect_normal(found)
+    items = found.body.get("items") or []
+    if not isinstance(items, list):
+        raise MalformedResponse(UPSTREAM, f"items is a {type(items).__name__}, not a list")
+    bills = [
+        IssuedBill(tax_bill(item), _seq(item.get("FEED_SEQ")), item.get("PAYER_REF") or None)
+        for item in items
+    ]
+    if any(later.seq <= earlier.seq for earlier, later in itertools.pairwise(bills)):
+        raise MalformedResponse(UPSTREAM, "the feed's FEED_SEQ do not increase")
+    return BillFeedPage(bills, _seq(found.body.get("lastSeq")))
+
+
+def _seq(raw: object) -> int:
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
+        return int(raw)
+    raise MalformedResponse(UPSTREAM, f"feed place {raw!r} is not a string of digits")
 
 
 def notice_ack(response: httpx.Response) -> NoticeAck:

@@ -29,6 +29,8 @@ class Bill:
     due_date: date
     receipt_no: str | None = None  # the receipt that pays it now; None while unpaid
     receipts: list[str] = field(default_factory=list)  # every receipt it ever had
+    payer_ref: str = ""  # the payer's pseudonym for notices ("" when the CI is unknown)
+    feed_seq: int = 0  # its place in the feed of issued bills (set when added)
 
     def amount_due(self, on: date) -> int:
         return self.amount + (self.late_fee if on > self.due_date else 0)
@@ -71,6 +73,7 @@ class Books:
         self.receipts: dict[str, Receipt] = {}
         self.cancels: dict[str, Cancel] = {}
         self._of_payer: dict[str, list[Bill]] = {}
+        self.feed: list[Bill] = []  # in the order they were issued (feed_seq 1, 2, …)
         self._serial = itertools.count(1)
         self._other_receipts = itertools.count(1)
 
@@ -81,8 +84,14 @@ class Books:
         return number
 
     def add(self, bill: Bill) -> None:
+        bill.feed_seq = len(self.feed) + 1
+        self.feed.append(bill)
         self.bills[bill.epay_no] = bill
         self._of_payer.setdefault(bill.payer_id, []).append(bill)
+
+    def issued_after(self, seq: int, rows: int) -> list[Bill]:
+        """The feed: up to `rows` bills issued after the one numbered `seq`, in order."""
+        return self.feed[max(seq, 0) : max(seq, 0) + rows]
 
     def of_payer(self, payer_id: str) -> list[Bill]:
         """Unpaid first, then by due date."""

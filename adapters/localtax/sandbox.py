@@ -1,5 +1,8 @@
 """A sandbox of the local tax system in its documented format (docs/upstreams/localtax.md).
 
+Every bill it holds was issued into its feed (getBillFeed), the demo bills first: a
+restarted sandbox is a new tax system whose feed starts again at 1.
+
 The /localtax/v1 paths speak the format an adapter is written against; the /_sandbox/
 paths (control.py) are not part of it. The books (records.py) live in memory, one set per
 app, with the demo bills of the day it starts (demo.py).
@@ -107,6 +110,22 @@ def create_app(today: Callable[[], date] = kst_today) -> Starlette:
         body = {"items": items, "totalCount": len(found), "pageNo": page, "numOfRows": rows}
         return envelope(Result.NORMAL, body)
 
+    async def bill_feed(request: Request) -> JSONResponse:
+        if answer := refused(request):
+            return answer
+        after = request.query_params.get("AFTER", "0")
+        rows = request.query_params.get("numOfRows", "10")
+        if not (after.isascii() and after.isdigit() and rows.isascii() and rows.isdigit()):
+            return _invalid("AFTER and numOfRows are whole numbers")
+        if not 1 <= int(rows) <= wire.MAX_ROWS:
+            return _invalid(f"numOfRows from 1 to {wire.MAX_ROWS}")
+        items = [
+            {**render(b, books), "FEED_SEQ": str(b.feed_seq), "PAYER_REF": b.payer_ref}
+            for b in books.issued_after(int(after), int(rows))
+        ]
+        body = {"items": items, "numOfRows": int(rows), "lastSeq": str(len(books.feed))}
+        return envelope(Result.NORMAL, body)
+
     async def receipt(request: Request) -> JSONResponse:
         if answer := refused(request):
             return answer
@@ -132,6 +151,7 @@ def create_app(today: Callable[[], date] = kst_today) -> Starlette:
             Route(wire.INSTITUTION, institution),
             Route(wire.BILL, bill),
             Route(wire.BILL_LIST, bill_list),
+            Route(wire.BILL_FEED, bill_feed),
             Route(wire.RECEIPT, receipt, methods=["POST"]),
             Route(wire.CANCEL, cancel, methods=["POST"]),
             *control.routes(books, today),

@@ -25,6 +25,7 @@ INSTITUTION_HEADER = "X-Inst-Cd"  # 수납기관코드 the key was issued to
 INSTITUTION = "/localtax/v1/getInstInfo"
 BILL = "/localtax/v1/getBill"
 BILL_LIST = "/localtax/v1/getBillList"
+BILL_FEED = "/localtax/v1/getBillFeed"  # bills as they are issued, after a position
 RECEIPT = "/localtax/v1/rcptNotice"
 CANCEL = "/localtax/v1/rcptCnclNotice"
 

@@ -190,6 +190,31 @@ async def test_a_payers_bills_come_unpaid_first_across_pages(
     assert sorted(bill.amount for bill in found) == [1000 + n for n in range(230)]
 
 
+async def test_the_feed_lists_bills_as_issued_after_a_place_with_the_payers_pseudonym(
+    served: RunningSandbox, tax: TaxBills
+) -> None:
+    start = (await tax.issued_after(0, 1)).last_seq  # the demo bills come first
+    numbers = await add_bills(
+        served,
+        {"payer_ref": "QwO6-5c_ROcfiUsHzZm2n1MzGsdqTr8n0DZpF5jKvhU"},
+        {},
+        {"paid_by": "bank"},
+    )
+    page = await tax.issued_after(start, 2)
+    assert [(i.bill.epay_no, i.seq) for i in page.bills] == [
+        (numbers[0], start + 1),
+        (numbers[1], start + 2),
+    ]
+    assert [i.payer_ref for i in page.bills] == [
+        "QwO6-5c_ROcfiUsHzZm2n1MzGsdqTr8n0DZpF5jKvhU",
+        None,
+    ]
+    (rest,) = (await tax.issued_after(start + 2, 100)).bills
+    assert (rest.bill.epay_no, rest.bill.paid) == (numbers[2], True)
+    caught_up = await tax.issued_after(start + 3, 100)
+    assert (caught_up.bills, caught_up.last_seq) == ([], start + 3)
+
+
 async def test_the_late_fee_applies_after_the_due_date_in_korean_time(
     served: RunningSandbox, tax: TaxBills
 ) -> None:
