@@ -1,8 +1,15 @@
-"""Notices from payment events: a citizen's payment received, and their refund.
+"""Notices from payment events: a bill issued to a citizen, their payment received, and
+their refund.
 
 Only payments a citizen made through an app (with their token) have a citizen to tell;
 an official's terminal payment has none and makes no notice. The payment is read through
 the payments domain's Python API (the event carries no citizen).
+
+A bill the tax system issued (`bill.created`, from its feed) names its payer by the
+pseudonym agencies use (`payer_ref`, see citizens.py): the tax-due notice goes to the
+citizen who linked that identity, with the bill to pay when the type may carry a payment,
+once per 전자납부번호 however often the bill is announced. A bill already paid, or whose
+payer the tax system knows no CI of, makes none.
 """
 
 from __future__ import annotations
@@ -12,14 +19,19 @@ from typing import Any
 
 import asyncpg
 
+from resolvers.notices import catalogue
 from resolvers.notices.store import NewNotice
 from resolvers.payments import store as payments
+from resolvers.payments.bill_feed import BILL_CREATED
 
 DOMAIN = "payments"
+TAX_DUE = "tax_due"
 
 
 async def translate(pool: asyncpg.Pool, envelope: dict[str, Any]) -> NewNotice | None:
     kind = envelope.get("type")
+    if kind == BILL_CREATED:
+        return await _bill_created(pool, envelope["data"])
     if kind not in ("payment.confirmed", "payment.refunded"):
         return None
     payment = await payments.by_id(pool, uuid.UUID(envelope["data"]["payment_id"]))
@@ -56,3 +68,19 @@ async def _refunded_by(pool: asyncpg.Pool, payment_id: uuid.UUID, total: int) ->
         if running == total:
             return refund.amount
     return total
+
+
+async def _bill_created(pool: asyncpg.Pool, bill: dict[str, Any]) -> NewNotice | None:
+    if bill["paid"] or not bill.get("payer_ref"):
+        return None
+    payable = (await catalogue.by_code(pool, TAX_DUE)).payment_link
+    return NewNotice(
+        type_code=TAX_DUE,
+        dedupe_key=f"bill/{bill['epay_no']}",
+        source=DOMAIN,
+        citizen_ref=bill["payer_ref"],
+        params={"item": bill["item"], "amount": bill["amount"], "due_date": bill["due_date"]},
+        payment={"amount": bill["amount"], "epayNo": bill["epay_no"], "dueDate": bill["due_date"]}
+        if payable
+        else None,
+    )

@@ -1,9 +1,10 @@
 """The payments domain's worker and commands.
 
-`ieum worker payments` (and `ieum serve`, unless IEUM_PAYMENTS_IN_SERVE=false) runs four
+`ieum worker payments` (and `ieum serve`, unless IEUM_PAYMENTS_IN_SERVE=false) runs five
 loops: the recovery job (unknown payments and refunds resolved, abandoned requests
-expired), receipt notices to the tax system, the outbox relay to Kafka, and the daily
-reconciliation of yesterday once the gateway's settlement file is out (01:00 KST).
+expired), receipt notices to the tax system, the tax system's feed of issued bills
+(bill.created events), the outbox relay to Kafka, and the daily reconciliation of
+yesterday once the gateway's settlement file is out (01:00 KST).
 Several workers may run at once: every loop claims its rows with SKIP LOCKED or
 conditional updates.
 """
@@ -29,7 +30,7 @@ from hub.core.servers import Servers
 from hub.core.settings import Settings
 from resolvers.payments import outbox, reconciliation, store, terminals
 from resolvers.payments.settings import PaymentsSettings
-from schema.payments import flow, upstreams
+from schema.payments import bill_feed, flow, upstreams
 
 log = logging.getLogger(__name__)
 NOTICE_SECONDS = 0.5
@@ -62,10 +63,12 @@ async def run_worker(settings: Settings, servers: Servers, stop: asyncio.Event) 
     try:
         async with upstreams.shared(section, settings.issuer) as shared:
             hub = flow.Payments(pool, shared, section)
+            feed = bill_feed.BillFeed(pool, shared, section.tax_adapter)
             loops = [
                 _every(section.recovery_seconds, stop, lambda: flow.recover(hub), "recovery"),
                 _every(NOTICE_SECONDS, stop, lambda: _notices(hub), "notices"),
                 _every(3600, stop, lambda: _daily(hub), "reconciliation"),
+                _every(bill_feed.FEED_SECONDS, stop, feed.read, "bill_feed"),
             ]
             if servers.kafka_bootstrap is not None:
                 relay = outbox.Relay(
