@@ -1,0 +1,89 @@
+"""The collector policy of long-running processes: full collections freeze their
+survivors, and a thaw frees the cycles that died frozen."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from hub.core import gc_tuning
+
+
+class Node:
+    """An object in a reference cycle of its own: only the collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def tracked(obj: object) -> bool:
+    """Whether the collector walks `obj` (frozen objects are not in its generations)."""
+    return any(found is obj for found in gc.get_objects())
+
+
+@pytest.fixture
+def policy() -> Iterator[gc_tuning.LongLived]:
+    """The only policy in this process meanwhile (a test of `ieum serve` run in this
+    process may have installed one)."""
+    others = [callback for callback in gc.callbacks if isinstance(callback, gc_tuning.LongLived)]
+    for other in others:
+        gc.callbacks.remove(other)
+    gc.unfreeze()
+    policy = gc_tuning.LongLived()
+    gc.callbacks.append(policy)
+    try:
+        yield policy
+    finally:
+        gc.callbacks.remove(policy)
+        gc.callbacks.extend(others)
+
+
+def test_a_full_collection_freezes_what_survived_it(policy: gc_tuning.LongLived) -> None:
+    alive = Node()
+    assert tracked(alive)
+    gc.collect()
+    assert not tracked(alive)  # the next full collection does not walk it
+    young = Node()
+    gc.collect(1)  # a younger collection leaves its survivors to the collector
+    assert tracked(young)
+
+
+def test_a_cycle_that_died_frozen_is_freed_after_the_frozen_objects_doubled(
+    policy: gc_tuning.LongLived, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doomed = Node()
+    gone = weakref.ref(doomed)
+    gc.collect()
+    del doomed
+    gc.collect()
+    assert gone() is not None  # frozen: not walked, so not freed
+
+    monkeypatch.setattr(gc_tuning, "THAW_MIN_SECONDS", 0.0)
+    policy.baseline = gc.get_freeze_count() // 3  # as if the frozen set had tripled
+    gc.collect()  # ends by thawing everything for the next one
+    assert policy.thawing and gc.get_freeze_count() == 0
+    gc.collect()
+    assert gone() is None
+    assert not policy.thawing and gc.get_freeze_count() > 0  # frozen again
+
+
+def test_no_thaw_before_the_frozen_objects_doubled(policy: gc_tuning.LongLived) -> None:
+    policy.thawed_at -= gc_tuning.THAW_MIN_SECONDS + 1
+    policy.baseline = gc.get_freeze_count() + 10**9
+    gc.collect()
+    assert not policy.thawing and gc.get_freeze_count() > 0
+
+
+def test_a_slow_full_collection_is_logged(
+    policy: gc_tuning.LongLived, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(gc_tuning, "SLOW_PAUSE_SECONDS", 0.0)
+    with caplog.at_level(logging.WARNING, logger="hub.core.gc_tuning"):
+        gc.collect()
+        gc.collect(0)
+    [record] = caplog.records
+    assert record.getMessage().startswith("gc.slow_collection pause_ms=")
