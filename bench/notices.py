@@ -8,6 +8,11 @@ each signature as an app would, drop repeats by webhook-id and, with --fail-shar
 delivery, the time to accept the notice (fan-out), peak memory of the worker and the
 receivers, and checks that every delivery arrived once (at least once, distinct ids).
 
+The worker runs at the hub's defaults (IEUM_NOTICES_BATCH, _LANES, _APP_CONCURRENCY, and
+the apps register without maxBatch: IEUM_NOTICES_DEFAULT_MAX_BATCH) unless told otherwise;
+`--max-batch 1` is one notice per request. Where the time goes: the worker's CPU per
+delivery, and the mean wall time of its steps (claim, audit, one webhook request, settle).
+
     .venv/bin/python bench/notices.py [--citizens 100000] [--apps 10] [--fail-share 0.1]
 """
 
@@ -25,6 +30,8 @@ import resource
 import sys
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +46,10 @@ from hub.bootstrap import prepare_database  # noqa: E402
 from hub.core import db  # noqa: E402
 from hub.core.settings import Settings  # noqa: E402
 from hub.embedded.ports import free_port  # noqa: E402
-from resolvers.notices import delivery, signing, store, webhooks  # noqa: E402
+from resolvers.notices import delivery, queue, signing, store, webhooks  # noqa: E402
 from resolvers.notices.settings import NoticesSettings  # noqa: E402
 
+DEFAULTS = NoticesSettings()
 DISTRICT = "11110"
 WARNING = {"district": "종로구", "pm25": 82}
 
@@ -142,7 +150,14 @@ async def _bench(args: argparse.Namespace, pool: asyncpg.Pool) -> None:
     secrets: list[str] = []
     for n, app in enumerate(apps):
         url = f"http://127.0.0.1:{port}/app/{n}"
-        hook = await webhooks.register(pool, app, url, key=app, max_batch=args.max_batch)
+        hook = await webhooks.register(
+            pool,
+            app,
+            url,
+            key=app,
+            max_batch=args.max_batch,
+            default_max_batch=DEFAULTS.default_max_batch,
+        )
         secrets.append(signing.shown(hook.secret))
     receivers = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -173,6 +188,7 @@ async def _bench(args: argparse.Namespace, pool: asyncpg.Pool) -> None:
             first_retry_seconds=args.retry_seconds,
             longest_retry_seconds=args.retry_seconds * 4,
         )
+        steps = _timed_steps()
         started = time.perf_counter()
         accepted = await store.publish(
             pool,
@@ -205,7 +221,13 @@ async def _bench(args: argparse.Namespace, pool: asyncpg.Pool) -> None:
         statuses = dict(
             await pool.fetch("SELECT status, count(*) FROM notice_deliveries GROUP BY status")
         )
-        _report(args, fanned, last - sent_at, cpu, stats, statuses)
+        _report(args, hook.max_batch, fanned, last - sent_at, cpu, stats, statuses)
+        print(
+            "mean wall time per step: "
+            + ", ".join(
+                f"{name} {total / n * 1000:.1f} ms ({n:,})" for name, (n, total) in steps.items()
+            )
+        )
     finally:
         receivers.terminate()
         await receivers.wait()
@@ -221,8 +243,34 @@ async def _all_settled(pool: asyncpg.Pool) -> None:
         await asyncio.sleep(0.2)
 
 
+def _timed_steps() -> dict[str, tuple[int, float]]:
+    """Wrap the worker's steps to add up their calls and wall time (awaits overlap across
+    lanes and apps: a step's mean is its latency, not its cost)."""
+    found: dict[str, tuple[int, float]] = defaultdict(lambda: (0, 0.0))
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        original: Callable[..., Awaitable[Any]] = getattr(owner, name)
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                n, total = found[label]
+                found[label] = (n + 1, total + time.perf_counter() - started)
+
+        setattr(owner, name, timed)
+
+    wrap(queue, "claim", "claim (SQL)")
+    wrap(delivery, "_audited", "audit (SQL)")
+    wrap(delivery.Deliverer, "_send", "webhook request")
+    wrap(queue, "settle", "settle (SQL)")
+    return found
+
+
 def _report(
     args: argparse.Namespace,
+    per_request: int,
     fanned: float,
     took: float,
     cpu: float,
@@ -231,8 +279,9 @@ def _report(
 ) -> None:
     received = sum(stats["received"])
     print(
-        f"citizens {args.citizens:,} across {args.apps} apps, {args.max_batch} notice(s) per"
-        f" request; receivers failing {args.fail_share:.0%} of requests"
+        f"citizens {args.citizens:,} across {args.apps} apps, up to {per_request} notice(s) per"
+        f" request; receivers failing {args.fail_share:.0%} of requests; claims of"
+        f" {args.batch}, {args.lanes} lanes, {args.app_concurrency} requests in flight per app"
     )
     print(f"fan-out (accept the notice and make its deliveries): {fanned:.2f} s")
     print(f"deliveries/s: {args.citizens / took:,.0f} (time until the last delivery {took:.1f} s)")
@@ -241,7 +290,8 @@ def _report(
         f" refused: {stats['refused']})"
     )
     print(
-        f"worker CPU: {cpu:.1f} s ({cpu / took:.0%} of one core); peak RSS: worker"
+        f"worker CPU: {cpu:.1f} s ({cpu / took:.0%} of one core,"
+        f" {cpu / args.citizens * 1000:.2f} ms per delivery); peak RSS: worker"
         f" {_maxrss() / 1024:.0f} MB, receivers {stats['maxrss_kb'] / 1024:.0f} MB"
     )
     print(
@@ -276,10 +326,12 @@ def main() -> None:
     parser.add_argument("--citizens", type=int, default=100_000)
     parser.add_argument("--apps", type=int, default=10)
     parser.add_argument("--fail-share", type=float, default=0.0)
-    parser.add_argument("--batch", type=int, default=2000, help="deliveries per claim")
-    parser.add_argument("--max-batch", type=int, default=50, help="notices per webhook request")
-    parser.add_argument("--lanes", type=int, default=3)
-    parser.add_argument("--app-concurrency", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=DEFAULTS.batch, help="deliveries per claim")
+    parser.add_argument(
+        "--max-batch", type=int, help="notices per webhook request (the hub's default)"
+    )
+    parser.add_argument("--lanes", type=int, default=DEFAULTS.lanes)
+    parser.add_argument("--app-concurrency", type=int, default=DEFAULTS.app_concurrency)
     parser.add_argument("--retry-seconds", type=float, default=0.5, help="first retry wait")
     parser.add_argument("--serve-receivers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

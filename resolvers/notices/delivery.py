@@ -2,24 +2,34 @@
 citizen.
 
 Each lane loops: claim a batch (queue.claim), log in the audit log that each app is being
-shown its citizen's notice, send the batch concurrently (at most `app_concurrency`
-requests in flight per app, keep-alive connections) and settle the outcomes in one
-statement. Lanes sleep until a publish or a redrive wakes them (NOTIFY), the next retry is
-due, or a second passes. A 2xx answer is delivered; anything else (status, timeout,
-refused connection) is a failed attempt with its reason.
+shown its citizen's notice, and send each app its share of the batch on its own: at most
+`app_concurrency` requests in flight per app (keep-alive connections), then that app's
+outcomes settled in one statement, as soon as it answered, not when the slowest app of the
+batch did. A 2xx answer is delivered; anything else (status, timeout, refused connection)
+is a failed attempt with its reason. Lanes sleep until a publish or a redrive wakes them
+(NOTIFY), the next retry is due, or a second passes.
 
-One notice per request by default: `{"type": "notice.received", "timestamp", "data"}`,
-`webhook-id` the delivery's event id. An app registered with `maxBatch` > 1 takes up to
-that many per request: `{"type": "notice.batch", "timestamp", "data": {"notices": [data,
-…]}}`, each `data` with its own `eventId` (the one to drop repeats by: a redelivered batch
-may hold other notices), `webhook-id` derived from the event ids it holds; one answer
-settles them all. A batch holds at most one notice per citizen, so order holds.
+An app that hangs cannot hold a lane or anyone's deliveries past a lease: each request
+has `webhook_timeout_seconds` from connecting to the answer's last byte (at most a quarter
+of the lease); once one of an app's requests timed out, the rest of its share is not sent
+but failed (retried later, with backoff); no request starts after half the lease. A round
+waits `PATIENCE_SECONDS` for its apps' shares; a share still going then finishes and
+settles on its own, and this worker's rounds skip that app until it has.
+
+By default a request carries up to the app's `maxBatch` notices (new apps: 50,
+`IEUM_NOTICES_DEFAULT_MAX_BATCH`): `{"type": "notice.batch", "timestamp", "data":
+{"notices": [data, …]}}`, each `data` with its own `eventId` (the one to drop repeats by: a
+redelivered batch may hold other notices), `webhook-id` derived from the event ids it
+holds; one answer settles them all. A batch holds at most one notice per citizen, so
+order holds. An app registered with `maxBatch` 1, and a request that holds one notice,
+is `{"type": "notice.received", "timestamp", "data"}`, `webhook-id` the delivery's event id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import uuid
@@ -43,8 +53,12 @@ log = logging.getLogger(__name__)
 
 CRASHED = 70  # exit code of a crash drill
 POLL_SECONDS = 1.0
+PATIENCE_SECONDS = 1.0  # a round waits this long for its apps; a slower app goes on alone
 NO_WEBHOOK = "the app has no webhook registered"
 EXPIRED = "expired before it could be delivered"
+TIMED_OUT = "timed out"
+NOT_SENT = "not sent: an earlier request to the app timed out"
+TOO_LATE = "not sent: the app's earlier requests took half the lease"
 EVENT_TYPE, BATCH_TYPE = "notice.received", "notice.batch"
 BATCH_IDS = uuid.UUID("3d7f5c1e-8a2b-5c4d-9e6f-0a1b2c3d4e5f")  # namespace of batch ids
 
@@ -100,12 +114,16 @@ class Deliverer:
             window=timedelta(hours=section.retry_hours),
         )
         self._wake = asyncio.Event()
+        self._slow: dict[str, asyncio.Task[None]] = {}  # apps whose share outlived its round
 
     async def round(self) -> int:
-        """Claim, send and settle one batch; how many deliveries it claimed."""
+        """Claim a batch and send each app its share; how many deliveries it claimed. It
+        returns when every share is settled, or after `PATIENCE_SECONDS` with the slow
+        apps' shares still going on their own."""
+        lease = timedelta(seconds=self.section.lease_seconds)
         async with self.pool.acquire() as conn:
             claimed, withdrawn = await queue.claim(
-                conn, self.section.batch, timedelta(seconds=self.section.lease_seconds)
+                conn, self.section.batch, lease, skip=sorted(self._slow)
             )
             if not claimed:
                 return withdrawn
@@ -113,8 +131,9 @@ class Deliverer:
             hooks = await webhooks.of_apps(conn, sorted({d.client_id for d in claimed}))
         await _audited(self.pool, [d for d in claimed if d.client_id in hooks])
         now = datetime.now(UTC)
+        # No request starts after half the lease: every one ends before the lease does.
+        latest = asyncio.get_running_loop().time() + self.section.lease_seconds / 2
         outcomes: list[queue.Outcome] = []
-        requests: list[tuple[webhooks.Webhook, list[queue.Claimed]]] = []
         by_app: dict[str, list[queue.Claimed]] = defaultdict(list)
         for d in claimed:
             if d.expires_at is not None and d.expires_at <= now:
@@ -123,32 +142,77 @@ class Deliverer:
                 outcomes.append(queue.Outcome(d.delivery_id, False, NO_WEBHOOK))
             else:
                 by_app[d.client_id].append(d)
-        for client_id, due in by_app.items():
-            hook = hooks[client_id]
-            step = hook.max_batch
-            requests += [(hook, due[i : i + step]) for i in range(0, len(due), step)]
-        for sent in await asyncio.gather(*(self._send(h, ds, now) for h, ds in requests)):
-            outcomes += sent
+        shares = {
+            asyncio.create_task(self._share(hooks[client_id], due, now, latest)): client_id
+            for client_id, due in by_app.items()
+        }
+        if outcomes:
+            async with self.pool.acquire() as conn:
+                await queue.settle(conn, outcomes, self.retry)
+        if shares:
+            done, going = await asyncio.wait(shares, timeout=PATIENCE_SECONDS)
+            failed = [exc for task in done if (exc := task.exception()) is not None]
+            for task in going:
+                self._slow[shares[task]] = task
+                task.add_done_callback(functools.partial(self._caught_up, shares[task]))
+            if failed:
+                raise failed[0]  # a share's failure (the database away) is the round's
+        return len(claimed) + withdrawn
+
+    def _caught_up(self, client_id: str, task: asyncio.Task[None]) -> None:
+        """A slow app's share is settled: rounds may claim its deliveries again."""
+        self._slow.pop(client_id, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("notices.delivery_share_failed app=%s error=%r", client_id, exc)
+        self._wake.set()
+
+    async def _share(
+        self, hook: webhooks.Webhook, due: list[queue.Claimed], now: datetime, latest: float
+    ) -> None:
+        """Send one app its deliveries (in requests of up to its maxBatch), then settle
+        them. After a timeout the app is taken to hang: its requests not yet started fail
+        without being sent, as do those that would start after `latest`."""
+        client, limit = self._client(hook.client_id)
+        loop = asyncio.get_running_loop()
+        hung = False
+
+        async def one(deliveries: list[queue.Claimed]) -> list[queue.Outcome]:
+            nonlocal hung
+            async with limit:
+                if hung or loop.time() > latest:
+                    error = NOT_SENT if hung else TOO_LATE
+                    return [queue.Outcome(d.delivery_id, False, error) for d in deliveries]
+                sent = await self._send(client, hook, deliveries, now)
+            hung = hung or sent[0].error == TIMED_OUT
+            return sent
+
+        step = hook.max_batch
+        requests = [due[i : i + step] for i in range(0, len(due), step)]
+        outcomes = [o for sent in await asyncio.gather(*map(one, requests)) for o in sent]
         self._crash_at("after_send")
         async with self.pool.acquire() as conn:
             await queue.settle(conn, outcomes, self.retry)
-        return len(claimed) + withdrawn
 
     async def _send(
-        self, hook: webhooks.Webhook, deliveries: list[queue.Claimed], now: datetime
+        self,
+        client: httpx.AsyncClient,
+        hook: webhooks.Webhook,
+        deliveries: list[queue.Claimed],
+        now: datetime,
     ) -> list[queue.Outcome]:
-        """One request carrying `deliveries`; the same outcome for each of them."""
+        """One request carrying `deliveries`; the same outcome for each of them. httpx's
+        timeout bounds each read; the whole request is bounded here too, so an app that
+        answers a byte at a time cannot stretch it."""
         webhook_id, body = request_of(deliveries)
         headers = signing.headers(hook.valid_secrets(now), webhook_id, body)
-        client, limit = self._client(hook.client_id)
-        async with limit:
-            try:
+        try:
+            async with asyncio.timeout(self.section.webhook_timeout_seconds):
                 response = await client.post(hook.url, content=body, headers=headers)
-                error = "" if response.is_success else f"HTTP {response.status_code}"
-            except httpx.TimeoutException:
-                error = "timed out"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+            error = "" if response.is_success else f"HTTP {response.status_code}"
+        except (httpx.TimeoutException, TimeoutError):
+            error = TIMED_OUT
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
         return [queue.Outcome(d.delivery_id, not error, error) for d in deliveries]
 
     def _client(self, client_id: str) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
@@ -170,6 +234,11 @@ class Deliverer:
         return found
 
     async def aclose(self) -> None:
+        """Stop the slow apps' shares (their deliveries are sent again when their lease
+        ends, with the same event ids) and close the connections."""
+        for task in list(self._slow.values()):
+            task.cancel()
+        await asyncio.gather(*self._slow.values(), return_exceptions=True)
         for client, _ in self._clients.values():
             await client.aclose()
         self._clients.clear()

@@ -78,6 +78,7 @@ WITH due AS (
             WHERE e.client_id = d.client_id AND e.user_id = d.user_id
               AND e.status = 'pending' AND e.delivery_id < d.delivery_id
               AND e.release_at <= now())
+       AND d.client_id <> ALL($3::text[])
      ORDER BY d.next_attempt_at, d.delivery_id
      LIMIT $1
        FOR UPDATE SKIP LOCKED
@@ -125,12 +126,13 @@ SELECT s.notice_id, s.event_id, s.status, coalesce(s.last_error, ''), now()
 
 
 async def claim(
-    conn: asyncpg.Connection, batch: int, lease: timedelta
+    conn: asyncpg.Connection, batch: int, lease: timedelta, skip: Sequence[str] = ()
 ) -> tuple[list[Claimed], int]:
-    """Lease up to `batch` due deliveries; those whose choice was withdrawn are closed
-    instead. Returns the deliveries to send and how many were withdrawn."""
+    """Lease up to `batch` due deliveries, none of the apps in `skip`; those whose choice
+    was withdrawn are closed instead. Returns the deliveries to send and how many were
+    withdrawn."""
     async with conn.transaction():
-        rows = await conn.fetch(_CLAIM, batch, lease)
+        rows = await conn.fetch(_CLAIM, batch, lease, list(skip))
         withdrawn = [row["delivery_id"] for row in rows if not row["chosen"]]
         if withdrawn:
             await conn.execute(

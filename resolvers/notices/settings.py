@@ -48,8 +48,19 @@ class NoticesSettings(BaseSettings):
     app_concurrency: int = Field(
         default=8, ge=1, le=1000, description="Webhook requests in flight to one app at once."
     )
+    default_max_batch: int = Field(
+        default=50,
+        ge=1,
+        le=100,
+        description="Notices one webhook request carries for an app that registered without"
+        " maxBatch (an app that asks for 1 gets one notice per request).",
+    )
     webhook_timeout_seconds: float = Field(
-        default=10, gt=0, le=60, description="Time limit of one webhook request."
+        default=10,
+        gt=0,
+        le=60,
+        description="Time limit of one webhook request, from connecting to the answer's last"
+        " byte; at most a quarter of the lease.",
     )
     lease_seconds: float = Field(
         default=60,
@@ -115,6 +126,11 @@ class NoticesSettings(BaseSettings):
     def _day(self) -> NoticesSettings:
         if self.day_starts_hour >= self.day_ends_hour:
             raise ValueError("IEUM_NOTICES_DAY_STARTS_HOUR must be before DAY_ENDS_HOUR")
+        if self.webhook_timeout_seconds * 4 > self.lease_seconds:
+            raise ValueError(
+                "IEUM_NOTICES_WEBHOOK_TIMEOUT_SECONDS is at most a quarter of LEASE_SECONDS:"
+                " a delivery still being sent when its lease ends is sent again"
+            )
         if self.crash_point is not None and self.crash_point not in CRASH_POINTS:
             raise ValueError(f"crash_point must be one of {', '.join(CRASH_POINTS)}")
         return self

@@ -73,21 +73,26 @@ async def register(
     client_id: str,
     url: str,
     key: str,
-    max_batch: int = 1,
+    max_batch: int | None = None,
+    default_max_batch: int = 50,
 ) -> Webhook:
     """Set the app's webhook URL (and batch size); a new app gets its first secret. An app
-    registered before keeps its secrets (rotate to change them)."""
-    if not 1 <= max_batch <= MAX_BATCH:
-        raise errors.WebhookUrlInvalid(f"maxBatch: 1 to {MAX_BATCH}", argument="maxBatch")
+    registered before keeps its secrets (rotate to change them) and, when `max_batch` is
+    None, its batch size; a new one without it gets `default_max_batch`."""
+    for value in (max_batch, default_max_batch):
+        if value is not None and not 1 <= value <= MAX_BATCH:
+            raise errors.WebhookUrlInvalid(f"maxBatch: 1 to {MAX_BATCH}", argument="maxBatch")
     row = await conn.fetchrow(
         "INSERT INTO notice_webhooks (client_id, url, secret, secret_key, max_batch)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO UPDATE"
-        " SET url = EXCLUDED.url, max_batch = EXCLUDED.max_batch RETURNING *",
+        " VALUES ($1, $2, $3, $4, coalesce($5::int, $6::int)) ON CONFLICT (client_id) DO UPDATE"
+        " SET url = EXCLUDED.url, max_batch = coalesce($5::int, notice_webhooks.max_batch)"
+        " RETURNING *",
         client_id,
         check_url(url),
         signing.new_secret(),
         key,
         max_batch,
+        default_max_batch,
     )
     return Webhook(**dict(row))
 

@@ -343,15 +343,21 @@ class NoticesMutation:
         url: str,
         idempotency_key: Annotated[str, KEY],
         max_batch: Annotated[
-            int,
+            int | None,
             strawberry.argument(
                 description="Notices one request may carry (1–100); above 1, requests are"
-                " notice.batch events (docs/notices.md)."
+                " notice.batch events (docs/notices.md). Left out: a new app gets the hub's"
+                " default (IEUM_NOTICES_DEFAULT_MAX_BATCH, 50), a registered one keeps its own."
             ),
-        ] = 1,
+        ] = None,
     ) -> NoticeWebhook:
         found = await webhooks.register(
-            info.context.db, _app(info), url, idempotency_key, max_batch
+            info.context.db,
+            _app(info),
+            url,
+            idempotency_key,
+            max_batch,
+            info.context.state(NoticesState).settings.default_max_batch,
         )
         return _webhook(found, shown=found.secret_key == idempotency_key)
 

@@ -2,13 +2,15 @@
 request with the verifier docs/notices.md gives apps (examples/notices_webhook_verifier.py),
 and records what it accepted.
 
-It can be told to be down (answer 503) or to fail a share of requests, as an app in
-trouble would; repeats (the same webhook-id) are answered 200 and counted, not stored
-twice, as the at-least-once contract asks of apps.
+It can be told to be down (answer 503), to fail a share of requests, or to hang (accept
+the request and not answer until the test ends), as an app in trouble would. A batch
+(`notice.batch`) is taken notice by notice; repeats (an event id taken before) are
+answered 200 and counted, not stored twice, as the at-least-once contract asks of apps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import random
@@ -45,13 +47,17 @@ VERIFIER = _verifier_module()
 class Receiver:
     secrets: list[bytes] = field(default_factory=list)  # accepted signing keys
     down: bool = False
+    hanging: bool = False  # take requests and answer none until `release()`
+    hung: list[str] = field(default_factory=list)  # event ids of the requests left hanging
     fail_share: float = 0.0
     received: list[dict[str, Any]] = field(default_factory=list)  # first copies, in order
     repeats: int = 0
     refused: list[str] = field(default_factory=list)  # why requests were refused
     requests: int = 0
     url: str = ""
+    batches: int = 0  # notice.batch requests taken
     _seen: set[str] = field(default_factory=set)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: Request) -> Response:
         self.requests += 1
@@ -69,13 +75,28 @@ class Receiver:
         except VERIFIER.Rejected as exc:
             self.refused.append(exc.reason)
             return PlainTextResponse(exc.reason, status_code=400)
-        event_id = request.headers["webhook-id"]
-        if event_id in self._seen:
-            self.repeats += 1
-            return PlainTextResponse("seen")
-        self._seen.add(event_id)
-        self.received.append(json.loads(body))
+        event = json.loads(body)
+        if event["type"] == "notice.batch":
+            self.batches += 1
+            notices = [{"type": "notice.received", "data": n} for n in event["data"]["notices"]]
+        else:
+            notices = [event]
+        if self.hanging:
+            self.hung += [n["data"]["eventId"] for n in notices]
+            await self._released.wait()  # the hub gave up long before
+            return PlainTextResponse("too late", status_code=503)
+        for notice in notices:
+            event_id = notice["data"]["eventId"]
+            if event_id in self._seen:
+                self.repeats += 1
+                continue
+            self._seen.add(event_id)
+            self.received.append(notice)
         return PlainTextResponse("ok")
+
+    def release(self) -> None:
+        """Let the hanging requests end (so the server can stop)."""
+        self._released.set()
 
     def of(self, citizen: str) -> list[dict[str, Any]]:
         return [r["data"] for r in self.received if r["data"]["citizen"] == citizen]
@@ -87,4 +108,7 @@ async def receiving() -> AsyncIterator[Receiver]:
     app = Starlette(routes=[Route("/hook", receiver.handle, methods=["POST"])])
     async with serving(app) as url:
         receiver.url = url + "/hook"
-        yield receiver
+        try:
+            yield receiver
+        finally:
+            receiver.release()  # before the server stops: it waits for its requests

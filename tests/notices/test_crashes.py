@@ -43,7 +43,12 @@ async def pool(migrated_url: str) -> AsyncIterator[asyncpg.Pool]:
 def worker(database_url: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.notices.worker_process", database_url],
-        env={**os.environ, "IEUM_NOTICES_LEASE_SECONDS": "1", **env},
+        env={
+            **os.environ,
+            "IEUM_NOTICES_LEASE_SECONDS": "1",
+            "IEUM_NOTICES_WEBHOOK_TIMEOUT_SECONDS": "0.25",
+            **env,
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -77,11 +77,18 @@ async def fine(
     )
 
 
-async def drain(deliverer: delivery.Deliverer, pool: asyncpg.Pool, seconds: float = 10) -> None:
-    """Run rounds until nothing is pending (or fail after `seconds`)."""
+async def drain(
+    deliverer: delivery.Deliverer,
+    pool: asyncpg.Pool,
+    seconds: float = 10,
+    apps: list[str] | None = None,
+) -> None:
+    """Run rounds until nothing is pending (of `apps`, if given), or fail after `seconds`."""
     deadline = time.monotonic() + seconds
     while await pool.fetchval(
         "SELECT count(*) FROM notice_deliveries WHERE status = 'pending' AND release_at <= now()"
+        " AND ($1::text[] IS NULL OR client_id = ANY($1))",
+        apps,
     ):
         assert time.monotonic() < deadline, "deliveries still pending"
         if not await deliverer.round():
@@ -459,3 +466,26 @@ def test_webhook_urls_are_https_except_to_this_machine() -> None:
     for bad in ("http://app.example.com/hook", "ftp://x/", "https://user:pw@x.com/", "x"):
         with pytest.raises(errors.WebhookUrlInvalid):
             hooks.check_url(bad)
+
+
+async def test_a_new_app_takes_batches_by_default_and_one_that_asked_for_one_keeps_it(
+    pool: asyncpg.Pool, deliverer: delivery.Deliverer
+) -> None:
+    """Several citizens' notices come in one notice.batch to an app registered without
+    maxBatch; an app that asked for 1 gets each as its own notice.received, and
+    registering again without maxBatch (a new URL) changes neither."""
+    async with receiving() as batched, receiving() as single:
+        default = await app_with_webhook(pool, batched)
+        one = f"app-{uuid.uuid4().hex[:8]}"
+        hook = await hooks.register(pool, one, single.url, key="k", max_batch=1)
+        single.secrets.append(hook.secret)
+        again = await hooks.register(pool, one, single.url + "?v=2", key="k2")
+        assert (again.max_batch, again.secret) == (1, hook.secret)
+        assert (await hooks.of_app(pool, default)).max_batch == 50  # type: ignore[union-attr]
+        for app in (default, one):
+            for citizen in [await citizen_choosing(pool, app) for _ in range(3)]:
+                await fine(pool, citizen)
+        await drain(deliverer, pool, apps=[default, one])  # earlier tests' may be pending
+    assert (batched.requests, batched.batches, len(batched.received)) == (1, 1, 3)
+    assert (single.requests, single.batches, len(single.received)) == (3, 0, 3)
+    assert all(r["type"] == "notice.received" for r in single.received)
