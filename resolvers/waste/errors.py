@@ -67,6 +67,12 @@ class OutsideCollectorDistricts(Forbidden):
     code = "OUTSIDE_COLLECTOR_DISTRICTS"
 
 
+class AssignedToAnotherCollector(Forbidden):
+    """The bin's site is given to another collector company of its district."""
+
+    code = "ASSIGNED_TO_ANOTHER_COLLECTOR"
+
+
 class NotACollector(Forbidden):
     code = "NOT_A_COLLECTOR"
 

@@ -164,15 +164,22 @@ async def listing(
 
 
 async def pickups_for_day(
-    conn: asyncpg.Connection | asyncpg.Pool, districts: Sequence[str], day: date
+    conn: asyncpg.Connection | asyncpg.Pool,
+    districts: Sequence[str],
+    day: date,
+    collector_id: str | None = None,
 ) -> list[Pickup]:
-    """The paid pickups of `day` in these districts: what a collector's route visits."""
+    """The paid pickups of `day` in these districts: what a collector's route visits (with
+    `collector_id`, not those of sites given to another company)."""
     rows = await conn.fetch(
-        "SELECT * FROM waste_pickups WHERE district_code = ANY($1) AND pickup_day = $2"
-        " AND status = ANY($3) ORDER BY site_id, bin_id",
+        "SELECT * FROM waste_pickups p WHERE district_code = ANY($1) AND pickup_day = $2"
+        " AND status = ANY($3) AND ($4::text IS NULL OR NOT EXISTS ("
+        "SELECT FROM waste_site_collectors a WHERE a.site_id = p.site_id"
+        " AND a.collector_id <> $4)) ORDER BY site_id, bin_id",
         list(districts),
         day,
         list(ON_ROUTE),
+        collector_id,
     )
     return _pickups(rows)
 

@@ -2,7 +2,8 @@
 it records, in one statement.
 
 A scan is refused when its tag does not verify (each tag error its own code), when the bin
-lies outside the company's districts (OUTSIDE_COLLECTOR_DISTRICTS), when the bin has no
+lies outside the company's districts (OUTSIDE_COLLECTOR_DISTRICTS) or at a site the city
+gave to another company of the district (ASSIGNED_TO_ANOTHER_COLLECTOR), when the bin has no
 paid pickup on the scan's Korean day (PICKUP_NOT_PAID), or when that pickup was collected
 by another scan (PICKUP_ALREADY_COLLECTED). A scan farther than the setting from the bin's
 site is accepted, the bin being collected all the same, and flagged SCAN_TOO_FAR for the
@@ -44,6 +45,7 @@ GRAMS_10 = Decimal("0.01")  # weights are kept to 10 g, as the column holds them
 # the values. In a pool of its own the statement needs no transaction to set that in.
 POOL_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
 OUTSIDE = errors.OutsideCollectorDistricts.code
+ANOTHER = errors.AssignedToAnotherCollector.code
 # The whole scan in one statement. An NFC read is accepted here, with the rest or not at
 # all (the tag's counter moved forward: $1 uid, $2 key, $3 counter); a QR label names its bin
 # ($4). The bin's pickup that day is the one a scan collects first: waiting, then missed (a
@@ -61,11 +63,13 @@ tag AS (
         AS bin_id
 ), found AS (
     SELECT b.bin_id, b.volume_litres, b.site_id, s.district_code, p.pickup_id, p.status,
+           a.collector_id AS site_collector,
            2 * {EARTH_RADIUS_M}::float8 * asin(sqrt(least(1.0::float8,
                sin((radians(s.lat) - radians($11)) / 2) ^ 2
                + cos(radians($11)) * cos(radians(s.lat)) * sin(radians(s.lng - $12) / 2) ^ 2
            ))) AS distance_m
     FROM waste_bins b JOIN waste_sites s USING (site_id)
+    LEFT JOIN waste_site_collectors a ON a.site_id = s.site_id
     LEFT JOIN LATERAL (
         SELECT pickup_id, status FROM waste_pickups
         WHERE bin_id = b.bin_id AND pickup_day = $5
@@ -77,6 +81,7 @@ tag AS (
 ), decided AS (
     SELECT found.*, CASE
         WHEN NOT district_code = ANY($8) THEN '{OUTSIDE}'
+        WHEN site_collector <> $7 THEN '{ANOTHER}'
         WHEN pickup_id IS NULL THEN '{errors.PickupNotPaid.code}'
         WHEN status = 'collected' THEN '{errors.PickupAlreadyCollected.code}'
         WHEN distance_m > $14 THEN '{TOO_FAR}'
@@ -86,7 +91,8 @@ tag AS (
     INSERT INTO waste_scans AS scan (scan_id, collector_id, bin_id, pickup_id, tag_kind,
                                      scanned_at, lat, lng, distance_m, weight_kg, outcome,
                                      flagged)
-    SELECT $6, $7, bin_id, CASE WHEN outcome = '{OUTSIDE}' THEN NULL ELSE pickup_id END, $9,
+    SELECT $6, $7, bin_id,
+           CASE WHEN outcome IN ('{OUTSIDE}', '{ANOTHER}') THEN NULL ELSE pickup_id END, $9,
            $10, $11, $12, distance_m, $13, outcome, outcome = '{TOO_FAR}'
     FROM decided
     ON CONFLICT (scan_id) DO NOTHING RETURNING scan
@@ -113,6 +119,7 @@ REFUSALS: dict[str, type[IeumError]] = {
     cls.code: cls
     for cls in (
         errors.OutsideCollectorDistricts,
+        errors.AssignedToAnotherCollector,
         errors.PickupNotPaid,
         errors.PickupAlreadyCollected,
     )
@@ -278,6 +285,8 @@ def _refusal_text(code: str) -> str:
     return {
         errors.OutsideCollectorDistricts.code: "the bin lies outside your company's districts:"
         " do not collect it",
+        errors.AssignedToAnotherCollector.code: "the city gave the bin's site to another"
+        " collector company: do not collect it",
         errors.PickupNotPaid.code: "the bin has no paid pickup that day: do not collect it",
         errors.PickupAlreadyCollected.code: "the bin's pickup of that day was collected already",
     }[code]

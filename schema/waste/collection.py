@@ -177,7 +177,7 @@ async def _route(
     info: Info, collector: CollectorRecord, day: date, start: PositionInput | None
 ) -> CollectionRoute:
     db = info.context.db
-    due = await pickups.pickups_for_day(db, collector.districts, day)
+    due = await pickups.pickups_for_day(db, collector.districts, day, collector.collector_id)
     sites = await registry.sites_by_ids(db, list({p.site_id for p in due}))
     at: dict[uuid.UUID, list[pickups.Pickup]] = {}
     for pickup in due:
@@ -381,9 +381,10 @@ class WasteCollectionQuery:
 
     @strawberry.federation.field(
         requires_scopes=COLLECT,
-        description="The day's paid pickups in the company's districts, site by site, in"
-        " the order to visit them: the shortest open path OR-Tools finds from `start` (the"
-        " depot; without it, from whichever site makes the path shortest).",
+        description="The day's paid pickups in the company's districts (but for sites given"
+        " to another company), site by site, in the order to visit them: the shortest open"
+        " path OR-Tools finds from `start` (the depot; without it, from whichever site makes"
+        " the path shortest).",
     )
     async def waste_route(
         self,
@@ -452,12 +453,28 @@ class WasteCollectionMutation:
         return collector_of(registered)
 
     @strawberry.federation.field(
+        requires_scopes=CITY,
+        description="Give a site to one of the collector companies of its district (null:"
+        " to none, any of them collects it). A given site is on that company's route only;"
+        " another company's scan of its bins is refused (ASSIGNED_TO_ANOTHER_COLLECTOR)."
+        " A company registered again without the site's district loses it.",
+    )
+    async def assign_waste_site(
+        self, info: Info, site_id: uuid.UUID, collector_id: str | None
+    ) -> Site:
+        await collectors.assign_site(info.context.db, site_id, collector_id)
+        found = await registry.site_by_id(info.context.db, site_id)
+        assert found is not None  # assign_site found it; sites are never deleted
+        return site_of(found)
+
+    @strawberry.federation.field(
         requires_scopes=COLLECT,
         description="A scan at pickup: the tag is verified, the bin must have a paid pickup"
         " that day in the company's districts; it is then collected (a kg tariff is settled"
         " against `weightKg`) and city staff see it live. Refusals: TAG_FORGED,"
         " TAG_KEY_REVOKED, TAG_REVOKED, NFC_BAD_CMAC, NFC_COUNTER_REPLAYED,"
-        " OUTSIDE_COLLECTOR_DISTRICTS, PICKUP_NOT_PAID, PICKUP_ALREADY_COLLECTED.",
+        " OUTSIDE_COLLECTOR_DISTRICTS, ASSIGNED_TO_ANOTHER_COLLECTOR, PICKUP_NOT_PAID,"
+        " PICKUP_ALREADY_COLLECTED.",
     )
     async def scan_bin(self, info: Info, input: ScanInput) -> ScanResult:
         collector = await _state(info).collector(info.context.db, info.context.caller.client_id)

@@ -12,7 +12,7 @@ import strawberry
 from auth import audit
 from hub.core.context import Info
 from resolvers.payments import store as payments
-from resolvers.waste import registry
+from resolvers.waste import collectors, registry
 from resolvers.waste.pickups import Pickup as PickupRecord
 from resolvers.waste.registry import Bin as BinRecord
 from resolvers.waste.registry import Generator as GeneratorRecord
@@ -98,6 +98,13 @@ class Site:
     @strawberry.field(description="Its bins, oldest first (retired ones too).")
     async def bins(self, info: Info) -> list[Bin]:
         return [bin_of(b) for b in await registry.bins_of(info.context.db, self.id)]
+
+    @strawberry.field(
+        description="The collector company the city gave the site to (assignWasteSite);"
+        " null: any company collecting in its district."
+    )
+    async def collector_id(self, info: Info) -> str | None:
+        return await collectors.of_site(info.context.db, self.id)
 
 
 def site_of(record: SiteRecord) -> Site:

@@ -456,6 +456,59 @@ async def test_a_bin_of_another_district_is_refused(world: World, city: str) -> 
     assert collected["scanBin"]["pickup"]["status"] == "COLLECTED"
 
 
+ASSIGN = """mutation($s: UUID!, $c: String) {
+  assignWasteSite(siteId: $s, collectorId: $c) { id collectorId } }"""
+
+
+async def test_a_bin_of_a_site_given_to_another_company_is_refused(world: World, city: str) -> None:
+    """Two companies in one district: a site the city gave to one is on its route only and
+    the other's scan is refused; a site given to none is either's."""
+    here = district()
+    first, second = await crew(world, city, here), await crew(world, city, here)
+    given, shared = await site(world.pool, here), await site(world.pool, here)
+    given_bin, shared_bin = await bin_at(world.pool, given), await bin_at(world.pool, shared)
+    for bin_id in (given_bin, shared_bin):
+        await pickup(world.pool, bin_id)
+    assigned = data(await world.gql(city, ASSIGN, {"s": str(given), "c": first.client_id}))
+    assert assigned["assignWasteSite"] == {"id": str(given), "collectorId": first.client_id}
+
+    def sites(route: dict[str, Any]) -> set[str]:
+        return {stop["site"]["id"] for stop in route["wasteRoute"]["stops"]}
+
+    assert sites(data(await world.gql(first.token, ROUTE))) == {str(given), str(shared)}
+    assert sites(data(await world.gql(second.token, ROUTE))) == {str(shared)}
+    sent = scan_of(await label(world, given_bin))
+    assert code(await scan(world, second, sent)) == "ASSIGNED_TO_ANOTHER_COLLECTOR"
+    assert code(await scan(world, second, sent)) == "ASSIGNED_TO_ANOTHER_COLLECTOR"  # stored
+    refused = await world.pool.fetchrow(
+        "SELECT outcome, pickup_id FROM waste_scans WHERE scan_id = $1",
+        uuid.UUID(sent["scanId"]),
+    )
+    assert tuple(refused) == ("ASSIGNED_TO_ANOTHER_COLLECTOR", None)
+    collected = data(await scan(world, first, scan_of(await label(world, given_bin))))
+    assert collected["scanBin"]["pickup"]["status"] == "COLLECTED"
+    either = data(await scan(world, second, scan_of(await label(world, shared_bin))))
+    assert either["scanBin"]["pickup"]["status"] == "COLLECTED"
+
+    elsewhere = await crew(world, city, district())
+    wrong = await world.gql(city, ASSIGN, {"s": str(shared), "c": elsewhere.client_id})
+    assert code(wrong) == "OUTSIDE_COLLECTOR_DISTRICTS"
+    assert code(await world.gql(first.token, ASSIGN, {"s": str(shared), "c": None})) == (
+        "FORBIDDEN"
+    )
+    # The first company moved to another district loses the site; then none holds it.
+    await world.gql(
+        city,
+        """mutation($c: String!, $d: [String!]!) {
+             registerCollector(clientId: $c, name: "깨끗한환경", districts: $d) { id } }""",
+        {"c": first.client_id, "d": [district()]},
+    )
+    released = await world.gql(
+        city, "query($s: UUID!) { wasteSite(id: $s) { collectorId } }", {"s": str(given)}
+    )
+    assert data(released)["wasteSite"]["collectorId"] is None
+
+
 async def test_a_far_scan_collects_and_is_flagged(world: World, city: str) -> None:
     here = district()
     who = await crew(world, city, here)
