@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from adapters.errors import (
     MalformedResponse,
@@ -38,7 +39,7 @@ class Point:
 
 def paths(response: httpx.Response, origin: Point, destination: Point) -> list[LocalPath]:
     """The paths of one answer, in the service's order."""
-    answer = response.json()
+    answer = orjson.loads(response.content)
     if not isinstance(answer, dict):
         raise MalformedResponse(UPSTREAM, f"the answer is a {type(answer).__name__}")
     if "error" in answer:
@@ -61,7 +62,7 @@ def paths(response: httpx.Response, origin: Point, destination: Point) -> list[L
 def refusal(response: httpx.Response) -> UpstreamError:
     """A 4xx answer: the service's error when the body carries one."""
     try:
-        answer = response.json()
+        answer = orjson.loads(response.content)
     except ValueError:
         answer = None
     if isinstance(answer, dict) and "error" in answer:

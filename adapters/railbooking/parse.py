@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 import httpx
+import orjson
 
 from adapters.errors import MalformedResponse, UpstreamRejected
 from adapters.kinds import BookingRefused, RailReservation, Seat, SeatAvailability, SeatClass
@@ -33,7 +34,7 @@ Answer = dict[str, Any]
 
 
 def succeeded(response: httpx.Response) -> Answer:
-    answer = response.json()
+    answer = orjson.loads(response.content)
     if not isinstance(answer, dict) or answer.get("strResult") != "SUCC":
         raise MalformedResponse(UPSTREAM, f"HTTP {response.status_code} without strResult SUCC")
     return answer
@@ -42,7 +43,7 @@ def succeeded(response: httpx.Response) -> Answer:
 def refusal(response: httpx.Response) -> Exception:
     """A 4xx answer: BookingRefused with the operator's code, or UpstreamRejected when it
     says our partner id, key or clock is wrong."""
-    answer = response.json()
+    answer = orjson.loads(response.content)
     if not isinstance(answer, dict) or answer.get("strResult") != "FAIL":
         return UpstreamRejected(UPSTREAM, f"HTTP {response.status_code}: {response.text[:200]}")
     code, message = str(answer["h_msg_cd"]), str(answer["h_msg_txt"])

@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import orjson
 
 from adapters.datagokr import Reason
 from adapters.errors import (
@@ -61,7 +62,7 @@ def page(response: httpx.Response) -> Page:
     gateway = _gateway_error(response)
     if gateway is not None:
         raise gateway
-    answer = response.json()
+    answer = orjson.loads(response.content)
     if not isinstance(answer, dict) or not isinstance(answer.get("response"), dict):
         raise MalformedResponse(UPSTREAM, "the answer has no response object")
     header = answer["response"].get("header") or {}
@@ -168,9 +169,16 @@ def _whole(item: dict[str, Any], field: str) -> int:
 
 
 def _moment(item: dict[str, Any], field: str) -> datetime:
-    """YYYYMMDDHHMISS in Korean time, as a string or a number."""
+    """YYYYMMDDHHMISS in Korean time, as a string or a number. Fourteen digits are read
+    by slicing (strptime was a tenth of a journey search's CPU); strptime reads the rest,
+    as leniently as before."""
     text = _text(item, field)
     try:
+        if len(text) == 14 and text.isascii() and text.isdigit():
+            return datetime(
+                int(text[:4]), int(text[4:6]), int(text[6:8]),
+                int(text[8:10]), int(text[10:12]), int(text[12:]), tzinfo=KST,
+            )  # fmt: skip
         return datetime.strptime(text, MOMENT).replace(tzinfo=KST)
     except ValueError:
         raise MalformedResponse(UPSTREAM, f"{field} {text!r} is not YYYYMMDDHHMISS") from None
@@ -178,13 +186,14 @@ def _moment(item: dict[str, Any], field: str) -> datetime:
 
 def _gateway_error(response: httpx.Response) -> UpstreamError | None:
     """The gateway's OpenAPI_ServiceResponse, in XML or JSON; None for any other answer."""
-    text = response.text.lstrip()
-    if text.startswith("<"):
+    body = response.content.lstrip()
+    if body.startswith(b"<"):
+        text = response.text.lstrip()
         fields = dict(_XML_FIELD.findall(text))
         if not fields:
             raise MalformedResponse(UPSTREAM, f"an XML answer without a reason: {text[:200]}")
-    elif '"OpenAPI_ServiceResponse"' in text:
-        fields = response.json()["OpenAPI_ServiceResponse"]["cmmMsgHeader"]
+    elif b'"OpenAPI_ServiceResponse"' in body:
+        fields = orjson.loads(body)["OpenAPI_ServiceResponse"]["cmmMsgHeader"]
     else:
         return None
     code = _code(fields.get("returnReasonCode"))

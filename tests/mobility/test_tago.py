@@ -469,6 +469,8 @@ def test_errors_in_either_envelope_are_specific(
     ("changed", "match"),
     [
         ({"depplandtime": "2026-08-12 09:00"}, "not YYYYMMDDHHMISS"),
+        ({"depplandtime": "20261312090000"}, "not YYYYMMDDHHMISS"),  # fourteen digits, month 13
+        ({"arrplandtime": "２０２６０８１２１００２００"}, "not YYYYMMDDHHMISS"),  # not ASCII
         ({"arrplandtime": 20260812085900}, "arrives before it leaves"),
         ({"adultcharge": -100}, "not a whole number"),
         ({"trainno": None}, "trainno is None"),
