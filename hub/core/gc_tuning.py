@@ -11,10 +11,11 @@ runs). `ieum serve` and `ieum ingest` call this once started.
 A process holding many long-lived connections (10,000 subscriptions: about 3 million
 objects) pays for each full collection with a pause of seconds, since CPython walks every
 object it tracks, live or not, and runs one whenever the survivors grew by a quarter.
-`LongLived` freezes what a full collection leaves (it is alive, and most of it stays so),
-so the next one walks only what came since. What was frozen and dies in a reference cycle
-is not freed until a thaw: once the frozen objects doubled since the last one, at most
-every `THAW_MIN_SECONDS`, the next full collection walks everything once.
+`LongLived` freezes what survives a collection of the middle generation or a full one (it
+outlived two collections: subscriptions, connections, caches), so a full collection walks
+only the young objects. What was frozen and dies in a reference cycle is not freed until a
+thaw: once the frozen objects doubled since the last one, at most every
+`THAW_MIN_SECONDS`, the next full collection walks everything once.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ THAW_MIN_SECONDS = 300.0
 
 
 class LongLived:
-    """A `gc.callbacks` entry: after each full collection, freeze its survivors, or thaw
-    them all for the next one (see the module's docstring)."""
+    """A `gc.callbacks` entry: after each collection of the older generations, freeze its
+    survivors, or thaw them all for the next full one (see the module's docstring)."""
 
     def __init__(self) -> None:
         self.baseline = gc.get_freeze_count()  # frozen after the last thaw's collection
@@ -42,7 +43,8 @@ class LongLived:
         self.started = 0.0
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        if info["generation"] != 2:
+        generation = info["generation"]
+        if generation == 0:
             return
         if phase == "start":
             self.started = time.perf_counter()
@@ -50,17 +52,19 @@ class LongLived:
         pause = time.perf_counter() - self.started
         if pause > SLOW_PAUSE_SECONDS:
             log.warning(
-                "gc.slow_collection pause_ms=%.0f collected=%d frozen=%d thawed=%s",
+                "gc.slow_collection generation=%d pause_ms=%.0f collected=%d frozen=%d thawed=%s",
+                generation,
                 pause * 1000,
                 info["collected"],
                 gc.get_freeze_count(),
                 self.thawing,
             )
         now = time.monotonic()
-        if self.thawing:  # this collection walked everything: what is left is alive
-            self.thawing = False
-            gc.freeze()
-            self.baseline = gc.get_freeze_count()
+        if self.thawing:
+            if generation == 2:  # this one walked everything: what is left is alive
+                self.thawing = False
+                gc.freeze()
+                self.baseline = gc.get_freeze_count()
         elif gc.get_freeze_count() > 2 * self.baseline and now - self.thawed_at > THAW_MIN_SECONDS:
             gc.unfreeze()  # the next full collection frees the cycles frozen meanwhile
             self.thawing, self.thawed_at = True, now
@@ -70,8 +74,8 @@ class LongLived:
 
 def settle_after_startup() -> None:
     """Move what startup allocated out of the collector's sight (`gc.freeze`: it lives as
-    long as the process), collect the young generation less often, and freeze what each
-    full collection leaves from now on."""
+    long as the process), collect the young generation less often, and freeze from now on
+    what outlives the older generations' collections."""
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
