@@ -264,6 +264,8 @@ class Upstream:
                 method, url, params=_query(params), json=json, headers=headers
             ) as answer:
                 body = await answer.read()
+                # No httpx.Request: parsing its URL cost more than the rest of the
+                # response (a journey search's calls carry long queries); no parse reads it.
                 return httpx.Response(
                     answer.status,
                     headers=[
@@ -272,7 +274,6 @@ class Upstream:
                         if name.lower() not in _DECODED  # the body is already decoded
                     ],
                     content=body,
-                    request=httpx.Request(method, str(answer.url)),
                 )
         except TimeoutError:
             raise UpstreamTimeout(
