@@ -3,8 +3,8 @@ random addresses, and citizens booking the last seats of a few trains, with ever
 upstream answering after a fixed latency.
 
     .venv/bin/python bench/journeys.py [--clients 20] [--latency-ms 30] [--seconds 20]
-        [--solo-seconds 6] [--cached-seconds 12] [--bookings 240] [--seats 60]
-        [--workers 1] [--concurrency 256] [--pool 20]
+        [--solo-seconds 6] [--light-rate 5] [--light-seconds 10] [--cached-seconds 12]
+        [--bookings 240] [--seats 60] [--workers 1] [--concurrency 256] [--pool 20]
 
 Starts embedded PostgreSQL and broker (or uses IEUM_DATABASE_URL / IEUM_KAFKA_BOOTSTRAP)
 with a fresh database, dropped at the end; the timetable (tago), operator (railbooking),
@@ -21,11 +21,19 @@ shares the hub's cores.
    the trains between them, concurrently (one latency), then seats for the best trains
    (a second). Apps search back to back between random points around two cities of one
    rail corridor, leaving at a random hour tomorrow: first one app alone (no queueing),
-   then `--clients` at once. Overhead = end to end - 2 x latency: the hub's own work, and
-   also the sandboxes' (each call's time at its sandbox is printed) and the loopback
-   HTTP. Nothing is sold before the bookings part and the sandbox pre-sells at most 60 %
-   of a class, so no train is sold out and no search needs a third round for seats (the
-   operator's calls per answer are printed: at most the first window's 7). A search is
+   then `--light-rate` searches a second started at random moments (an open loop: a load
+   the two cores are not saturated by), then `--clients` at once. Overhead = end to end -
+   2 x latency: the hub's own work, and also the sandboxes' handling of the slowest call of
+   each round (each call's time at its sandbox is printed) and the loopback HTTP: an upper
+   bound. With one app alone each call is told to its search, and the overhead is also
+   measured as the issue defines it: end to end less the slowest call (latency and
+   handling) of each round, split into the hub's work outside the rounds and the rounds'
+   stagger (calls sent or read one after another); the slowest searches are taken apart.
+   With 20 closed-loop clients on two cores shared with the sandboxes, the overhead is
+   mostly queueing: compare the CPU per answer. Nothing is sold before the bookings part
+   and the sandbox pre-sells at most 60 % of a class, so no train is sold out and no
+   search needs a third round for seats (the operator's calls per answer are printed: at
+   most the first window's 7; the rounds of each search alone too). A search is
    complete with itineraries and nothing missing; the rate counts complete ones, since an
    answer made quick by an upstream's open breaker is of no use.
 2. The same searches with the hub's default caches (timetables 10 min, local paths 5 min,
@@ -190,6 +198,13 @@ async def run(args: argparse.Namespace) -> int:
                     print("\n1. journeys, mobility caches off (every search asks every upstream)")
                     solo = await world.journeys(1, args.solo_seconds)
                     solo.print(latency, "one client alone", overhead=True, solo=True)
+                    light = await world.journeys(1, args.light_seconds, rate=args.light_rate)
+                    light.print(
+                        latency,
+                        f"{args.light_rate:g} searches/s started at random moments (open loop,"
+                        " a load the machine is not saturated by)",
+                        overhead=True,
+                    )
                     uncached = await world.journeys(args.clients, args.seconds)
                     uncached.print(latency, f"{args.clients} clients", overhead=True)
                 async with world.hub(bootstrap, {}, Path(logs) / "cached.log"):
@@ -205,6 +220,7 @@ async def run(args: argparse.Namespace) -> int:
         name: len(run.spans) - run.complete + run.errors
         for name, run in (
             ("alone", solo),
+            ("paced", light),
             (f"{args.clients} clients", uncached),
             ("cached", cached),
         )
@@ -212,9 +228,11 @@ async def run(args: argparse.Namespace) -> int:
     }
     print(f"\njourney answers not complete: {incomplete or 'none'}")
     q = statistics.quantiles(uncached.overheads(latency), n=100)
+    paced = statistics.quantiles(light.overheads(latency), n=100)
     print(
         f"journeys: per_s={uncached.rate:.0f} overhead_p50_ms={q[49] * 1000:.1f}"
-        f" overhead_p99_ms={q[98] * 1000:.1f} bookings_per_s={booked.rate:.1f}"
+        f" overhead_p99_ms={q[98] * 1000:.1f} paced_overhead_p50_ms={paced[49] * 1000:.1f}"
+        f" paced_overhead_p99_ms={paced[98] * 1000:.1f} bookings_per_s={booked.rate:.1f}"
         f" double={len(offenders)}"
     )
     return 1 if offenders or incomplete or booked.errors else 0
@@ -268,20 +286,29 @@ class World:
         for message, count in logged.most_common(3):
             print(f"    {count} x {message}")
 
-    async def journeys(self, clients: int, seconds: float) -> JourneyRun:
-        """`clients` apps searching back to back: a warm-up, then `seconds` measured."""
+    async def journeys(self, clients: int, seconds: float, rate: float = 0.0) -> JourneyRun:
+        """`clients` apps searching back to back, or with `rate`, searches started at
+        random (Poisson) moments that many a second whether or not the earlier ones have
+        been answered: a warm-up, then `seconds` measured."""
         token = await app_token(self.url, self.base, "mobility:plan")
         apps = [
             Connections(self.base, {"Authorization": f"Bearer {token}"}) for _ in range(clients)
         ]
         places = random.Random(self.args.seed)
+
+        async def load(seconds: float, result: JourneyRun) -> None:
+            if rate:
+                await _paced(apps[0], places, rate, seconds, result)
+            else:
+                await _searching(apps, places, seconds, result)
+
         try:
-            await _searching(apps, places, self.args.warmup, JourneyRun())
+            await load(self.args.warmup, JourneyRun())
             await calls_logged(self.urls)  # forgets the warm-up's
             clock = await CpuClock.start(self.url, self.pids)
             result = JourneyRun()
             started = time.monotonic()
-            await _searching(apps, places, seconds, result)
+            await load(seconds, result)
             result.elapsed = time.monotonic() - started
             result.cpu = await clock.stop()
             result.calls = await calls_logged(self.urls)
@@ -326,25 +353,23 @@ class JourneyRun:
         return self.complete / self.elapsed if self.elapsed else 0.0
 
     def overheads(self, latency: float) -> list[float]:
-        """End to end less the two upstream rounds' latency, for every answered search."""
+        """End to end less the two upstream rounds' latency, for every answered search: an
+        upper bound of the hub's own time, as it also holds the sandboxes' handling of the
+        slowest call of each round (queueing on the shared cores under load)."""
         return [seconds - 2 * latency for seconds in self.latencies]
 
-    def outside_rounds(self, latency: float) -> list[float]:
-        """Per search, end to end less its two upstream rounds as the sandboxes saw them
-        (local paths and trains from the first call's arrival to the last answer, then
-        seats likewise): the hub's work before, between and after its rounds. Its work
-        sending and reading the calls falls within the rounds. One client at a time only:
-        a call is taken for the search running while the sandbox served it."""
-        first = sorted(
+    def anatomies(self, latency: float) -> list[Anatomy]:
+        """Each search's upstream rounds as the sandboxes served them. One client at a
+        time only: a call is taken for the search running while the sandbox served it.
+        A call's time is its fixed latency (the fault injector waits before the call is
+        noted) and its handling."""
+        first = [
             (began - latency, ended)
             for name in ("tago", "odsay")
             for began, ended in self.calls[name]
-        )
-        second = sorted((began - latency, ended) for began, ended in self.calls["railbooking"])
-        return [
-            (ended - began) - _span(first, began, ended) - _span(second, began, ended)
-            for began, ended in self.spans
         ]
+        second = [(began - latency, ended) for began, ended in self.calls["railbooking"]]
+        return [Anatomy(span, _within(first, *span), _within(second, *span)) for span in self.spans]
 
     def print(self, latency: float, who: str, overhead: bool = False, solo: bool = False) -> None:
         count = len(self.spans)
@@ -364,17 +389,88 @@ class JourneyRun:
         if overhead:
             quantiles(f"hub overhead (e2e - 2 x {latency * 1000:g} ms)", self.overheads(latency))
         if solo:
-            quantiles("  of which outside the upstream rounds", self.outside_rounds(latency))
+            self.print_rounds(latency)
         for name, calls in self.calls.items():
             if len(calls) >= 2:
                 quantiles(f"a {name} call at its sandbox", [e - b for b, e in calls])
         print_cpu("answer", self.cpu, count)
 
+    def print_rounds(self, latency: float) -> None:
+        """The hub's own time by the issue's measure, end to end less the slowest call of
+        each round on the critical path, where it goes, and the slowest searches."""
+        searches = self.anatomies(latency)
+        quantiles("hub overhead (e2e - slowest call per round)", [a.overhead for a in searches])
+        quantiles("  of which outside the upstream rounds", [a.outside for a in searches])
+        quantiles("  of which staggering within the rounds", [a.stagger for a in searches])
+        quantiles("the slowest call of round 1", [a.slowest(a.first) for a in searches])
+        quantiles("the slowest call of round 2", [a.slowest(a.second) for a in searches])
+        rounds = Counter(a.rounds for a in searches)
+        print(f"  searches by upstream rounds: {dict(sorted(rounds.items()))}")
+        print("  the slowest searches (ms): e2e = before + round 1 + between + round 2 + after")
+        for a in sorted(searches, key=lambda a: a.span[1] - a.span[0])[-3:]:
+            print("    " + a.describe())
 
-def _span(calls: list[Span], began: float, ended: float) -> float:
-    """From the first arrival to the last answer of the calls served within a search."""
-    within = [call for call in calls if began <= call[0] and call[1] <= ended]
-    return max(e for _, e in within) - min(b for b, _ in within) if within else 0.0
+
+@dataclass(frozen=True)
+class Anatomy:
+    """One search and the calls it made: local paths and trains (round 1), seats (2)."""
+
+    span: Span
+    first: list[Span]
+    second: list[Span]
+
+    @staticmethod
+    def slowest(calls: list[Span]) -> float:
+        return max((e - b for b, e in calls), default=0.0)
+
+    @staticmethod
+    def extent(calls: list[Span]) -> float:
+        """From the first call's arrival to the last answer."""
+        return max(e for _, e in calls) - min(b for b, _ in calls) if calls else 0.0
+
+    @property
+    def overhead(self) -> float:
+        return self.span[1] - self.span[0] - self.slowest(self.first) - self.slowest(self.second)
+
+    @property
+    def outside(self) -> float:
+        """Before, between and after the rounds: the hub's own work alone."""
+        return self.span[1] - self.span[0] - self.extent(self.first) - self.extent(self.second)
+
+    @property
+    def stagger(self) -> float:
+        """A round longer than its slowest call: calls sent or read one after another."""
+        return self.overhead - self.outside
+
+    @property
+    def rounds(self) -> int:
+        """2; 3 or more when seats were asked again after the first window (sold out)."""
+        return bool(self.first) + math.ceil(len(self.second) / SEATS_WINDOW)
+
+    def describe(self) -> str:
+        began, ended = self.span
+        one, two = sorted(self.first), sorted(self.second)
+        end_one = max((e for _, e in one), default=began)
+        start_two = two[0][0] if two else end_one
+        end_two = max((e for _, e in two), default=start_two)
+        parts = (
+            (one[0][0] if one else began) - began,
+            self.extent(one),
+            start_two - end_one,
+            self.extent(two),
+            ended - end_two,
+        )
+        return (
+            f"{(ended - began) * 1000:.0f} = "
+            + " + ".join(f"{part * 1000:.1f}" for part in parts)
+            + f"; {len(one)} calls in round 1 (slowest {self.slowest(one) * 1000:.1f}),"
+            f" {len(two)} in round 2 (slowest {self.slowest(two) * 1000:.1f})"
+        )
+
+
+def _within(calls: list[Span], began: float, ended: float) -> list[Span]:
+    """The calls served within a search."""
+    return [call for call in calls if began <= call[0] and call[1] <= ended]
 
 
 async def _searching(
@@ -384,29 +480,50 @@ async def _searching(
 
     async def app(connection: Connections) -> None:
         while time.monotonic() < deadline:
-            origin, destination = places.choice(PAIRS)
-            variables = {
-                "from": around(places, origin),
-                "to": around(places, destination),
-                "after": tomorrow_at(places).isoformat(),
-            }
-            began = time.monotonic()
-            answer = await gql(connection, JOURNEYS, variables)
-            ended = time.monotonic()
-            found = (answer.get("data") or {}).get("journeys")
-            if found is None:
-                result.errors += 1
-                if result.errors <= 3:
-                    print(f"  an answer without data: {answer.get('errors')}", file=sys.stderr)
-                continue
-            result.spans.append((began, ended))
-            result.degraded += bool(answer.get("errors"))
-            result.empty += not found["itineraries"]
-            result.missing.update(f"{gap['upstream']} {gap['kind']}" for gap in found["missing"])
-            whole = found["itineraries"] and not found["missing"] and not answer.get("errors")
-            result.complete += bool(whole)
+            await _search(connection, places, result)
 
     await asyncio.gather(*(app(connection) for connection in apps))
+
+
+async def _paced(
+    app: Connections, places: random.Random, rate: float, seconds: float, result: JourneyRun
+) -> None:
+    """Searches started `rate` a second on average (exponential gaps), each on a
+    connection of its own when the earlier ones are still waiting: an open loop, so the
+    load stays what it is however slow the answers."""
+    deadline = time.monotonic() + seconds
+    running: set[asyncio.Task[None]] = set()
+    while time.monotonic() < deadline:
+        task = asyncio.create_task(_search(app, places, result))
+        running.add(task)
+        task.add_done_callback(running.discard)
+        await asyncio.sleep(places.expovariate(rate))
+    await asyncio.gather(*running)
+
+
+async def _search(connection: Connections, places: random.Random, result: JourneyRun) -> None:
+    """One search between random points of a corridor, noted in `result`."""
+    origin, destination = places.choice(PAIRS)
+    variables = {
+        "from": around(places, origin),
+        "to": around(places, destination),
+        "after": tomorrow_at(places).isoformat(),
+    }
+    began = time.monotonic()
+    answer = await gql(connection, JOURNEYS, variables)
+    ended = time.monotonic()
+    found = (answer.get("data") or {}).get("journeys")
+    if found is None:
+        result.errors += 1
+        if result.errors <= 3:
+            print(f"  an answer without data: {answer.get('errors')}", file=sys.stderr)
+        return
+    result.spans.append((began, ended))
+    result.degraded += bool(answer.get("errors"))
+    result.empty += not found["itineraries"]
+    result.missing.update(f"{gap['upstream']} {gap['kind']}" for gap in found["missing"])
+    whole = found["itineraries"] and not found["missing"] and not answer.get("errors")
+    result.complete += bool(whole)
 
 
 def around(places: random.Random, city: str) -> dict[str, float]:
@@ -816,6 +933,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20, help="apps, then citizens, at once")
     parser.add_argument("--latency-ms", type=float, default=30, help="every upstream call's")
     parser.add_argument("--solo-seconds", type=float, default=6, help="one client, caches off")
+    parser.add_argument("--light-rate", type=float, default=5, help="searches/s, open loop")
+    parser.add_argument("--light-seconds", type=float, default=10, help="measured, open loop")
     parser.add_argument("--seconds", type=float, default=20, help="measured, caches off")
     parser.add_argument("--cached-seconds", type=float, default=12, help="measured, caches on")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of searches first")
