@@ -154,20 +154,26 @@ async def post_many(conn: asyncpg.Connection, postings: Iterable[Posting]) -> No
     await conn.executemany(_POST, [posting.arguments() for posting in postings])
 
 
-async def payment_confirmed(
-    conn: asyncpg.Connection, payment_id: UUID, tax_kind: int, district: str, amount: int
-) -> int | None:
+def payment_posting(payment_id: UUID, tax_kind: int, district: str, amount: int) -> Posting:
     """A confirmed card payment: the gateway owes us the money, the district earned it."""
-    return await post(
-        conn,
+    return Posting(
         kind="payment",
         reference=f"payment:{payment_id}",
         payment_id=payment_id,
-        lines=[
+        lines=(
             Line(GATEWAY_RECEIVABLE, debit=amount),
             Line(revenue(tax_kind, district), credit=amount),
-        ],
+        ),
     )
+
+
+async def payment_confirmed(
+    conn: asyncpg.Connection, payment_id: UUID, tax_kind: int, district: str, amount: int
+) -> int | None:
+    """Book a confirmed payment (store.finish_confirmed books it in its own statement)."""
+    posting = payment_posting(payment_id, tax_kind, district, amount)
+    transaction_id: int | None = await conn.fetchval(_POST, *posting.arguments())
+    return transaction_id
 
 
 async def refund_done(

@@ -159,8 +159,12 @@ async def by_id(conn: asyncpg.Connection | asyncpg.Pool, payment_id: uuid.UUID) 
     return _payment(await conn.fetchrow("SELECT * FROM payments WHERE payment_id = $1", payment_id))
 
 
-async def by_order(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> Payment | None:
-    return _payment(await conn.fetchrow("SELECT * FROM payments WHERE order_id = $1", order_id))
+async def by_order(
+    conn: asyncpg.Connection | asyncpg.Pool, order_id: str, *, lock: bool = False
+) -> Payment | None:
+    """The payment of an order; with `lock`, locked until the caller's transaction ends."""
+    query = "SELECT * FROM payments WHERE order_id = $1"
+    return _payment(await conn.fetchrow(query + " FOR UPDATE" if lock else query, order_id))
 
 
 async def by_receipt(conn: asyncpg.Connection | asyncpg.Pool, receipt_no: str) -> Payment | None:
@@ -237,18 +241,6 @@ async def refund_by_id(
     )
 
 
-async def terminal_day_total(conn: asyncpg.Connection, terminal_id: str, day: date) -> int:
-    """What a terminal collected or is collecting on a day, refunds not deducted."""
-    total = await conn.fetchval(
-        "SELECT coalesce(sum(amount), 0) FROM payments"
-        " WHERE terminal_id = $1 AND collect_day = $2 AND status <> ALL($3)",
-        terminal_id,
-        day,
-        ["failed", "expired"],
-    )
-    return int(total)
-
-
 # Collecting
 
 
@@ -291,38 +283,38 @@ async def open_payment(
 
 async def _insert(conn: asyncpg.Connection, new: NewPayment, amount: int) -> Payment:
     order_id = f"ieum-{uuid.uuid4().hex}"
-    try:
-        async with conn.transaction():  # a savepoint: the caller's transaction goes on
-            row = await conn.fetchrow(
-                "INSERT INTO payments (payment_id, order_id, epay_no, tax_kind, tax_no,"
-                " district_code, item_code, item, payer_masked, due_date, base_amount,"
-                " late_fee, amount, channel, client_id, user_id, terminal_id, collect_day,"
-                " source, reference, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-                " $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, 'requested')"
-                " RETURNING *",
-                uuid.uuid4(),
-                order_id,
-                new.epay_no,
-                new.tax_kind,
-                new.tax_no,
-                new.district_code,
-                new.item_code,
-                new.item,
-                new.payer_masked,
-                new.due_date,
-                new.base_amount,
-                amount - new.base_amount,
-                amount,
-                new.channel,
-                new.client_id,
-                new.user_id,
-                new.terminal_id,
-                korea_today(),
-                new.source,
-                new.reference,
-            )
-    except asyncpg.UniqueViolationError:
-        raise LiveBillPayment(await live_of(conn, new)) from None
+    # ON CONFLICT, not a savepoint around a unique violation: one round trip, and the
+    # caller's transaction goes on. The conflict is the bill's (or charge's) live payment.
+    row = await conn.fetchrow(
+        "INSERT INTO payments (payment_id, order_id, epay_no, tax_kind, tax_no,"
+        " district_code, item_code, item, payer_masked, due_date, base_amount,"
+        " late_fee, amount, channel, client_id, user_id, terminal_id, collect_day,"
+        " source, reference, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+        " $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, 'requested')"
+        " ON CONFLICT DO NOTHING RETURNING *",
+        uuid.uuid4(),
+        order_id,
+        new.epay_no,
+        new.tax_kind,
+        new.tax_no,
+        new.district_code,
+        new.item_code,
+        new.item,
+        new.payer_masked,
+        new.due_date,
+        new.base_amount,
+        amount - new.base_amount,
+        amount,
+        new.channel,
+        new.client_id,
+        new.user_id,
+        new.terminal_id,
+        korea_today(),
+        new.source,
+        new.reference,
+    )
+    if row is None:
+        raise LiveBillPayment(await live_of(conn, new))
     payment = Payment(**dict(row))
     await _event(conn, "requested", payment)
     return payment
@@ -332,14 +324,19 @@ async def _insert(conn: asyncpg.Connection, new: NewPayment, amount: int) -> Pay
 
 
 async def begin_confirm(
-    conn: asyncpg.Connection, payment_id: uuid.UUID, payment_key: str
+    conn: asyncpg.Connection, order_id: str, client_id: str, amount: int, payment_key: str
 ) -> Payment | None:
-    """requested → confirming with the gateway's payment key, stored before the call.
-    None if the payment was not in `requested` (another request got there first)."""
+    """requested → confirming with the gateway's payment key, stored before the call, for
+    the client's payment of this order and amount. None if there is no such payment in
+    `requested` (another request got there first, or the order or amount is wrong: the
+    caller reads the payment to tell which)."""
     row = await conn.fetchrow(
-        "UPDATE payments SET status = 'confirming', payment_key = $2, updated_at = now()"
-        " WHERE payment_id = $1 AND status = 'requested' RETURNING *",
-        payment_id,
+        "UPDATE payments SET status = 'confirming', payment_key = $4, updated_at = now()"
+        " WHERE order_id = $1 AND client_id = $2 AND amount = $3 AND status = 'requested'"
+        " RETURNING *",
+        order_id,
+        client_id,
+        amount,
         payment_key,
     )
     return _payment(row)
@@ -360,9 +357,40 @@ async def mark_unknown(conn: asyncpg.Connection, payment_id: uuid.UUID) -> Payme
     return payment
 
 
+# The confirmation in one statement: the payment confirmed with its receipt number, its
+# ledger posting (ledger.py's, booked once by its reference) and the receipt notice the tax
+# system is owed (for its own bills only), all only when this statement confirmed it.
+_CONFIRMED = """
+WITH confirmed AS (
+    UPDATE payments SET status = 'confirmed', payment_key = $2, method = $3,
+           card_number = $4, approve_no = $5, confirmed_at = $6, updated_at = now(),
+           failure_code = NULL, failure_message = NULL,
+           receipt_no = district_code || '-' || to_char($6 AT TIME ZONE 'Asia/Seoul',
+               'YYYYMMDD') || '-' || lpad(nextval('payment_receipt_seq')::text, 8, '0')
+     WHERE payment_id = $1
+       AND status IN ('requested', 'confirming', 'unknown', 'failed', 'expired')
+    RETURNING *
+), booked AS (
+    INSERT INTO ledger_transactions (kind, reference, payment_id, memo)
+    SELECT $8, $9, $10, $11 FROM confirmed
+    ON CONFLICT (reference) DO NOTHING
+    RETURNING transaction_id
+), entries AS (
+    INSERT INTO ledger_entries (transaction_id, account, debit, credit)
+    SELECT booked.transaction_id, e.account, e.debit, e.credit
+      FROM booked, unnest($12::text[], $13::bigint[], $14::bigint[]) AS e (account, debit, credit)
+), owed AS (
+    INSERT INTO payment_tax_notices (notice_id, payment_id, kind, receipt_no, amount)
+    SELECT $7, payment_id, 'receipt', receipt_no, amount FROM confirmed
+     WHERE source = 'tax_bill'
+)
+SELECT * FROM confirmed
+"""
+
+
 async def finish_confirmed(
     conn: asyncpg.Connection,
-    payment_id: uuid.UUID,
+    payment: Payment,
     *,
     payment_key: str,
     method: str,
@@ -373,45 +401,34 @@ async def finish_confirmed(
 ) -> Payment:
     """The gateway approved: confirmed, booked, receipted and owed a receipt notice, in one
     transaction. Whoever learns it first (the answer, a lookup, the webhook) books it; the
-    others find it done."""
+    others find it done. `payment` is the payment as last read (what is booked, its amount,
+    kind and district, never changes)."""
+    payment_id = payment.payment_id
+    posting = ledger.payment_posting(
+        payment_id, payment.tax_kind, payment.district_code, payment.amount
+    )
     async with conn.transaction():
         row = await conn.fetchrow(
-            "UPDATE payments SET status = 'confirmed', payment_key = $2, method = $3,"
-            " card_number = $4, approve_no = $5, confirmed_at = $6, updated_at = now(),"
-            " failure_code = NULL, failure_message = NULL,"
-            " receipt_no = district_code || '-' || to_char($6 AT TIME ZONE 'Asia/Seoul',"
-            " 'YYYYMMDD') || '-' || lpad(nextval('payment_receipt_seq')::text, 8, '0')"
-            " WHERE payment_id = $1 AND status IN ('requested', 'confirming', 'unknown',"
-            " 'failed', 'expired') RETURNING *",
+            _CONFIRMED,
             payment_id,
             payment_key,
             method,
             card_number,
             approve_no,
             approved_at,
+            uuid.uuid4(),
+            *posting.arguments(),
         )
         if row is None:  # booked already
             found = await by_id(conn, payment_id)
             assert found is not None
             return found
-        payment = Payment(**dict(row))
-        await ledger.payment_confirmed(
-            conn, payment.payment_id, payment.tax_kind, payment.district_code, payment.amount
-        )
-        await _event(conn, "confirmed", payment)
-        assert payment.receipt_no is not None
-        if payment.source == "tax_bill":  # the tax system knows only its own bills
-            await conn.execute(
-                "INSERT INTO payment_tax_notices (notice_id, payment_id, kind, receipt_no,"
-                " amount) VALUES ($1, $2, 'receipt', $3, $4)",
-                uuid.uuid4(),
-                payment.payment_id,
-                payment.receipt_no,
-                payment.amount,
-            )
+        confirmed = Payment(**dict(row))
+        assert confirmed.receipt_no is not None
+        await _event(conn, "confirmed", confirmed)
         if before_commit is not None:
             before_commit()
-    return payment
+    return confirmed
 
 
 async def finish_failed(
@@ -625,15 +642,18 @@ async def claim_notices(
     return [Notice(**dict(row)) for row in rows]
 
 
-async def answer_notice(
-    conn: asyncpg.Connection, notice_id: uuid.UUID, status: str, detail: str = ""
+async def answer_notices(
+    conn: asyncpg.Connection, answers: list[tuple[uuid.UUID, str, str]]
 ) -> None:
+    """Store the tax system's answers (notice id, status, detail) to pending notices."""
     await conn.execute(
-        "UPDATE payment_tax_notices SET status = $2, last_error = nullif($3, ''),"
-        " answered_at = now() WHERE notice_id = $1 AND status = 'pending'",
-        notice_id,
-        status,
-        detail,
+        "UPDATE payment_tax_notices n SET status = a.status, last_error = nullif(a.detail, ''),"
+        " answered_at = now()"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[]) AS a (notice_id, status, detail)"
+        " WHERE n.notice_id = a.notice_id AND n.status = 'pending'",
+        [notice_id for notice_id, _, _ in answers],
+        [status for _, status, _ in answers],
+        [detail for _, _, detail in answers],
     )
 
 
@@ -664,22 +684,23 @@ async def notices_of(
 # Webhooks
 
 
-async def first_delivery(
-    conn: asyncpg.Connection, event_id: str, event_type: str, payment_key: str, status: str
+async def record_webhook(
+    conn: asyncpg.Connection,
+    event_id: str,
+    event_type: str,
+    payment_key: str,
+    status: str,
+    outcome: str,
 ) -> bool:
-    """Record a webhook event; False if it was seen before (a redelivery)."""
+    """Record a webhook event with what it did; False if it was seen before (a
+    redelivery: a concurrent one waits for the first's commit)."""
     inserted = await conn.fetchval(
         "INSERT INTO payment_webhook_events (event_id, event_type, payment_key, status, outcome)"
-        " VALUES ($1, $2, $3, $4, 'received') ON CONFLICT DO NOTHING RETURNING true",
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
         event_id,
         event_type,
         payment_key,
         status,
+        outcome,
     )
     return bool(inserted)
-
-
-async def webhook_outcome(conn: asyncpg.Connection, event_id: str, outcome: str) -> None:
-    await conn.execute(
-        "UPDATE payment_webhook_events SET outcome = $2 WHERE event_id = $1", event_id, outcome
-    )

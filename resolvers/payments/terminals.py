@@ -9,8 +9,8 @@ the terminal row as well.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -87,13 +87,20 @@ async def get(conn: asyncpg.Connection | asyncpg.Pool, terminal_id: str) -> Term
     return _terminal(row)
 
 
-async def lock(conn: asyncpg.Connection, terminal_id: str) -> Terminal | None:
-    """The terminal, locked until the caller's transaction ends (its daily total is checked
-    and raised under this lock, so concurrent collections cannot pass the limit together)."""
+class DayUse(NamedTuple):
+    daily_limit: int
+    active: bool
+    used: int  # won collected or being collected on the day, refunds not deducted
+
+
+async def day_use(conn: asyncpg.Connection, terminal_id: str, day: date) -> DayUse | None:
+    """The terminal's limit and what it collected on `day`, with the terminal locked until
+    the caller's transaction ends (its daily total is checked and raised under this lock,
+    so concurrent collections cannot pass the limit together). None: no such terminal."""
     row = await conn.fetchrow(
-        "SELECT * FROM payment_terminals WHERE terminal_id = $1 FOR UPDATE", terminal_id
+        "SELECT daily_limit, active, used FROM payment_terminal_day($1, $2)", terminal_id, day
     )
-    return _terminal(row)
+    return None if row is None else DayUse(row["daily_limit"], row["active"], row["used"])
 
 
 async def listing(pool: asyncpg.Pool, district_code: str | None = None) -> list[Terminal]:

@@ -32,8 +32,10 @@ from adapters.errors import UpstreamError
 from adapters.kinds import (
     Declined,
     GatewayPayment,
+    NoticeAck,
     NoticeOutcome,
     ReceiptNotice,
+    WebhookEvent,
     WebhookRejected,
 )
 from hub.core.caller import Caller
@@ -249,16 +251,15 @@ async def charge(
 async def _within_limit(
     conn: asyncpg.Connection, terminal_id: str, amount: int, today: date
 ) -> None:
-    terminal = await terminals.lock(conn, terminal_id)
-    if terminal is None or not terminal.active:
+    day = await terminals.day_use(conn, terminal_id, today)
+    if day is None or not day.active:
         raise errors.TerminalDisabled("this terminal was disabled")
-    used = await store.terminal_day_total(conn, terminal_id, today)
-    if used + amount > terminal.daily_limit:
+    if day.used + amount > day.daily_limit:
         raise errors.DailyLimitExceeded(
             f"collecting {amount:,} won would take this terminal past its daily limit of"
-            f" {terminal.daily_limit:,} won ({used:,} won collected today)",
-            limit=terminal.daily_limit,
-            used=used,
+            f" {day.daily_limit:,} won ({day.used:,} won collected today)",
+            limit=day.daily_limit,
+            used=day.used,
         )
 
 
@@ -291,6 +292,13 @@ async def _confirm(
     payment_key: str,
     amount: int,
 ) -> Payment:
+    try:
+        started = await store.begin_confirm(conn, order_id, who.client_id, amount, payment_key)
+    except asyncpg.UniqueViolationError:
+        raise BadUserInput("this payment key belongs to another order") from None
+    if started is not None:
+        return await _send_confirm(hub, conn, started)
+    # Not this client's requested payment of this amount: say why, or where it is now.
     payment = await store.by_order(conn, order_id)
     if payment is None or payment.client_id != who.client_id:
         raise errors.PaymentNotFound(f"you have no payment with order id {order_id}")
@@ -299,27 +307,17 @@ async def _confirm(
             f"payment {order_id} is {payment.status}; collect the bill again",
             status=payment.status,
         )
-    if payment.status != "requested":
-        if payment.payment_key != payment_key:
-            raise BadUserInput("this order was confirmed with another payment key")
-        if payment.status == "unknown":
-            return await resolve(hub, conn, payment)
-        return payment  # confirmed or later, or a confirm in flight: its state as it is
-    if amount != payment.amount:
+    if payment.status == "requested":  # so the amount is not the payment's
         raise errors.AmountMismatch(
             f"the card was read for {amount:,} won but the bill's payment is"
             f" {payment.amount:,} won",
             expected=payment.amount,
         )
-    try:
-        started = await store.begin_confirm(conn, payment.payment_id, payment_key)
-    except asyncpg.UniqueViolationError:
-        raise BadUserInput("this payment key belongs to another order") from None
-    if started is None:  # another request got there first
-        found = await store.by_id(conn, payment.payment_id)
-        assert found is not None
-        return found
-    return await _send_confirm(hub, conn, started)
+    if payment.payment_key != payment_key:
+        raise BadUserInput("this order was confirmed with another payment key")
+    if payment.status == "unknown":
+        return await resolve(hub, conn, payment)
+    return payment  # confirmed or later, or a confirm in flight: its state as it is
 
 
 async def _send_confirm(hub: Payments, conn: asyncpg.Connection, payment: Payment) -> Payment:
@@ -375,7 +373,7 @@ async def _apply(
     if answer.status in APPROVED:
         return await store.finish_confirmed(
             conn,
-            payment.payment_id,
+            payment,
             payment_key=answer.payment_key,
             method=answer.method,
             card_number=answer.card_number,
@@ -505,34 +503,65 @@ async def _refund_now(conn: asyncpg.Connection, opened: Refund) -> Refund:
 async def on_webhook(hub: Payments, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
     """Apply a gateway webhook once: (HTTP status, outcome). A verified event is always
     answered 200 so the gateway stops redelivering; what could not be applied is kept
-    with its outcome for the recovery job and reconciliation."""
+    with its outcome for the recovery job and reconciliation.
+
+    Most webhooks find their payment confirmed already by the confirm's own answer: one
+    read and the event's record, no transaction. Only a payment still in flight is read
+    again, locked, and the event applied to it."""
     gateway = await hub.upstreams.gateway()
     try:
         event = gateway.verify_webhook(body, headers)
     except WebhookRejected as exc:
         log.warning("payments.webhook_rejected reason=%s", exc)
         return 401, f"rejected: {exc}"
-    async with hub.pool.acquire() as conn, conn.transaction():
-        seen = not await store.first_delivery(
-            conn,
-            event.event_id,
-            event.event_type,
-            event.payment.payment_key,
-            event.payment.status,
-        )
-        if seen:
+    found = event.payment
+    async with hub.pool.acquire() as conn:
+        payment = await store.by_order(conn, found.order_id)
+        if payment is None or payment.status not in store.IN_FLIGHT:
+            outcome = _outcome(payment, found.payment_key)
+            first = await _record(conn, event, outcome)
+            return 200, outcome if first else "duplicate"
+        try:
+            async with conn.transaction():
+                # Locked: a confirm applying the gateway's answer right now (the webhook
+                # races it) commits first, and this reads what it stored.
+                payment = await store.by_order(conn, found.order_id, lock=True)
+                outcome = _outcome(payment, found.payment_key)
+                if outcome == "apply":
+                    assert payment is not None
+                    outcome = "applied:" + (await _apply(hub, conn, payment, found)).status
+                if not await _record(conn, event, outcome):
+                    raise _Redelivered
+        except _Redelivered:
             return 200, "duplicate"
-        payment = await store.by_order(conn, event.payment.order_id)
-        if payment is None:
-            outcome = "unknown_order"
-        elif payment.payment_key not in (None, event.payment.payment_key):
-            outcome = "payment_key_mismatch"
-        elif payment.status in ("requested", "confirming", "unknown"):
-            outcome = "applied:" + (await _apply(hub, conn, payment, event.payment)).status
-        else:
-            outcome = "no_change"  # late, or out of order: the hub's state is ahead
-        await store.webhook_outcome(conn, event.event_id, outcome)
     return 200, outcome
+
+
+async def _record(conn: asyncpg.Connection, event: WebhookEvent, outcome: str) -> bool:
+    return await store.record_webhook(
+        conn,
+        event.event_id,
+        event.event_type,
+        event.payment.payment_key,
+        event.payment.status,
+        outcome,
+    )
+
+
+class _Redelivered(Exception):
+    """A webhook event seen before: what this delivery did is rolled back."""
+
+
+def _outcome(payment: Payment | None, payment_key: str) -> str:
+    """What a webhook does to the payment it names: apply (while its confirm is in
+    flight), or nothing, and why."""
+    if payment is None:
+        return "unknown_order"
+    if payment.payment_key not in (None, payment_key):
+        return "payment_key_mismatch"
+    if payment.status in store.IN_FLIGHT:
+        return "apply"
+    return "no_change"  # late, or out of order: the hub's state is ahead
 
 
 # Background work
@@ -566,14 +595,26 @@ NOTICES_AT_ONCE = 20
 
 
 async def deliver_notices(hub: Payments) -> int:
-    """Send the due receipt and cancel notices; returns how many were answered."""
+    """Send the due receipt and cancel notices; returns how many were answered. The
+    answers are stored in one statement (a notice answered but not stored is sent again
+    after its lease: the tax system records a receipt number once)."""
     async with hub.pool.acquire() as conn:
         due = await store.claim_notices(conn, NOTICE_LEASE, limit=NOTICES_AT_ONCE)
-    answered = await asyncio.gather(*(_deliver(hub, notice) for notice in due))
-    return sum(answered)
+    acks = await asyncio.gather(*(_deliver(hub, notice) for notice in due))
+    answered = [(notice, ack) for notice, ack in zip(due, acks, strict=True) if ack is not None]
+    if not answered:
+        return 0
+    async with hub.pool.acquire() as conn:
+        await store.answer_notices(
+            conn, [(notice.notice_id, ack.outcome.value, ack.detail) for notice, ack in answered]
+        )
+        for notice, ack in answered:
+            await _answered(hub, conn, notice, ack)
+    return len(answered)
 
 
-async def _deliver(hub: Payments, notice: store.Notice) -> bool:
+async def _deliver(hub: Payments, notice: store.Notice) -> NoticeAck | None:
+    """The tax system's answer to a notice; None when it gave none (tried again later)."""
     tax = await hub.upstreams.tax()
     sent = ReceiptNotice(
         receipt_no=notice.receipt_no,
@@ -584,37 +625,37 @@ async def _deliver(hub: Payments, notice: store.Notice) -> bool:
     )
     try:
         if notice.kind == "receipt":
-            ack = await tax.notify_receipt(sent)
-        else:
-            ack = await tax.notify_cancel(sent)
+            return await tax.notify_receipt(sent)
+        return await tax.notify_cancel(sent)
     except UpstreamError as exc:
         wait = min(2.0**notice.attempts, hub.settings.notice_retry_max_seconds)
         async with hub.pool.acquire() as conn:
             await store.retry_notice(conn, notice.notice_id, timedelta(seconds=wait), str(exc))
-        return False
-    async with hub.pool.acquire() as conn:
-        await store.answer_notice(conn, notice.notice_id, ack.outcome.value, ack.detail)
-        if ack.outcome is NoticeOutcome.ALREADY_PAID and notice.kind == "receipt":
-            log.warning("payments.paid_elsewhere receipt=%s: refunding", notice.receipt_no)
-            try:
-                await _refund(
-                    hub,
-                    conn,
-                    "hub",
-                    notice.payment_id,
-                    None,
-                    "이미 다른 경로로 납부된 고지서 (paid through another channel)",
-                    automatic=True,
-                )
-            except (errors.NotRefundable, errors.RefundExceedsBalance) as exc:
-                log.info(
-                    "payments.auto_refund_skipped receipt=%s reason=%s", notice.receipt_no, exc
-                )
-        elif ack.outcome is NoticeOutcome.REJECTED:
-            log.error(
-                "payments.notice_rejected kind=%s receipt=%s detail=%s",
-                notice.kind,
-                notice.receipt_no,
-                ack.detail,
+        return None
+
+
+async def _answered(
+    hub: Payments, conn: asyncpg.Connection, notice: store.Notice, ack: NoticeAck
+) -> None:
+    """What an answer stored calls for: a refund of a bill paid elsewhere meanwhile."""
+    if ack.outcome is NoticeOutcome.ALREADY_PAID and notice.kind == "receipt":
+        log.warning("payments.paid_elsewhere receipt=%s: refunding", notice.receipt_no)
+        try:
+            await _refund(
+                hub,
+                conn,
+                "hub",
+                notice.payment_id,
+                None,
+                "이미 다른 경로로 납부된 고지서 (paid through another channel)",
+                automatic=True,
             )
-    return True
+        except (errors.NotRefundable, errors.RefundExceedsBalance) as exc:
+            log.info("payments.auto_refund_skipped receipt=%s reason=%s", notice.receipt_no, exc)
+    elif ack.outcome is NoticeOutcome.REJECTED:
+        log.error(
+            "payments.notice_rejected kind=%s receipt=%s detail=%s",
+            notice.kind,
+            notice.receipt_no,
+            ack.detail,
+        )
