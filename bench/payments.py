@@ -2,7 +2,7 @@
 ledger's postings against bare INSERTs of the same rows, in one run.
 
     .venv/bin/python bench/payments.py [--payments 2000] [--terminals 20] [--latency-ms 20]
-        [--workers 2] [--pool 40] [--postings 20000]
+        [--workers 2] [--pool 40] [--postings 20000] [--pace SECONDS]
 
 Starts embedded PostgreSQL and broker (or uses IEUM_DATABASE_URL / IEUM_KAFKA_BOOTSTRAP)
 with a fresh database, dropped at the end; the tax system's and the gateway's sandboxes in
@@ -14,6 +14,13 @@ over bills of its own as at the counter: collectBill → the card read at the ga
 phone's SDK, not the hub) → confirmPayment. The gateway answers every confirm after a
 fixed latency (a fault plan) and sends its webhook to the hub as it would; the load
 client is a lean keep-alive one (bench/harness.py): it shares the hub's cores.
+
+By default the terminals run closed loop, each starting its next payment as soon as the
+last one is done: the hub is saturated, and each payment's latency is mostly its wait
+behind the others' (about terminals / rate). With --pace S each terminal starts a payment
+every S seconds (the next one at once when one took longer), their starts spread over S,
+as officials at counters do: terminals / S payments/s offered, and the latencies are the
+hub's at that rate, not at saturation.
 
 Per payment: end to end (collect + card + confirm, what the official waits at the
 counter), and the hub's overhead: collect + confirm minus the injected gateway latency.
@@ -118,7 +125,9 @@ async def payments(
     args: argparse.Namespace, url: str, base: str, urls: dict[str, str], pids: dict[str, int]
 ) -> None:
     counters, bills = await counters_with_bills(args, url, base, urls)
-    await asyncio.gather(*(c.run(b[: args.warmup]) for c, b in zip(counters, bills, strict=True)))
+    await asyncio.gather(
+        *(c.run(b[: args.warmup], 0, 0) for c, b in zip(counters, bills, strict=True))
+    )
     for counter in counters:
         counter.samples.clear()
     measured, left = [], args.payments
@@ -127,14 +136,25 @@ async def payments(
         left -= len(measured[-1])
     clock = await CpuClock.start(url, pids)
     started = time.perf_counter()
-    await asyncio.gather(*(c.run(b) for c, b in zip(counters, measured, strict=True)))
+    await asyncio.gather(
+        *(
+            c.run(b, args.pace, args.pace * i / len(counters))
+            for i, (c, b) in enumerate(zip(counters, measured, strict=True))
+        )
+    )
     elapsed = time.perf_counter() - started
     cpu = await clock.stop()
     for counter in counters:
         await counter.close()
     samples = [sample for counter in counters for sample in counter.samples]
+    pace = (
+        f"each starting a payment every {args.pace:g} s ({args.terminals / args.pace:.0f}"
+        " payments/s offered)"
+        if args.pace
+        else "closed loop"
+    )
     print(
-        f"{args.terminals} terminals, {args.workers} hub processes (IEUM_WORKERS) with"
+        f"{args.terminals} terminals, {pace}; {args.workers} hub processes (IEUM_WORKERS) with"
         f" IEUM_DB_POOL_MAX={args.pool} each, gateway confirm latency {args.latency_ms:g} ms,"
         f" {args.warmup} warm-up payments per terminal"
     )
@@ -202,8 +222,13 @@ class Counter:
         self.samples: list[Sample] = []
         self.failed = 0
 
-    async def run(self, bills: list[str]) -> None:
+    async def run(self, bills: list[str], pace: float, offset: float) -> None:
+        """Pay `bills` one after another; with `pace`, one every `pace` seconds from
+        `offset` on (none waits when the last one took longer)."""
+        due = time.perf_counter() + offset
         for epay_no in bills:
+            await asyncio.sleep(due - time.perf_counter())
+            due += pace
             began = time.perf_counter()
             collected = await self.gql(COLLECT, {"e": epay_no, "k": str(uuid.uuid4())})
             read = time.perf_counter()
@@ -422,6 +447,13 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=40, help="IEUM_DB_POOL_MAX per process")
     parser.add_argument("--postings", type=int, default=20_000, help="ledger part")
     parser.add_argument("--batch", type=int, default=100, help="ledger postings a commit")
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="each terminal starts a payment this often (default 0: closed loop)",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the hub on the way out
     asyncio.run(run(args))
