@@ -377,7 +377,8 @@ def test_payments_guide_explains_every_error_code_and_scope() -> None:
 
 WASTE_VARYING = frozenset({
     "id", "siteId", "pickupId", "scanId", "orderId", "collectorId", "day", "pickupDay",
-    "paidAt", "collectedAt", "start", "number", "printPath", "cursor", "endCursor",
+    "paidAt", "collectedAt", "start", "number", "printPath", "cursor", "endCursor", "binId",
+    "pickupOrderId",
 })  # fmt: skip
 DEPOT = {"lat": 37.5600, "lng": 126.9980}  # where the collector's truck starts
 
@@ -505,6 +506,34 @@ async def test_waste_guide(guide_world: World, tmp_path: Path) -> None:
     # The business pays tomorrow's pickup, then cancels it: the fee is refunded.
     tomorrow, _ = await _paid_pickup(world, run, business, bin_id, today + timedelta(days=1))
     await run("CancelPickup", business, pickupId=tomorrow)
+
+    # A second bin; both ordered for the day after with one payment; one pickup cancelled
+    # alone (its share refunded), then the order (the rest).
+    added = await run("AddWasteBin", business, siteId=site_id, idempotencyKey=str(uuid.uuid4()))
+    bins, later = [bin_id, added["addWasteBin"]["id"]], (today + timedelta(days=2)).isoformat()
+    await run("WasteOrderQuote", business, binIds=bins, day=later)
+    ordered = (
+        await run(
+            "RequestPickupOrder", business, binIds=bins, day=later, idempotencyKey=str(uuid.uuid4())
+        )
+    )["requestPickupOrder"]
+    payment = ordered["payment"]
+    await run(
+        "ConfirmPickupOrderPayment",
+        business,
+        pickupOrderId=ordered["id"],
+        paymentKey=await world.card_present(payment["orderId"], payment["amount"]),
+        amount=payment["amount"],
+        idempotencyKey=str(uuid.uuid4()),
+    )
+    cancel_one = operations["CancelPickup"][0].replace("임시 휴업", "한 통만 내놓음")
+    alone = await world.gql(business, cancel_one, {"pickupId": ordered["pickups"][0]["id"]})
+    assert alone["data"]["cancelPickup"]["payment"] == {
+        "status": "PARTIALLY_REFUNDED",
+        "amount": 14_400,
+        "refundedAmount": 7_200,
+    }
+    await run("CancelPickupOrder", business, pickupOrderId=ordered["id"])
     assert ran == set(operations)
 
 

@@ -96,7 +96,8 @@ class OverlappingTariff(BadUserInput):
 
 
 class PickupAlreadyRequested(IeumError):
-    """The bin has a paid pickup that day already."""
+    """The bin has a paid pickup that day already (or, to an order, any pickup that day;
+    to requestPickup, one of a pickup order)."""
 
     code = "PICKUP_ALREADY_REQUESTED"
 
@@ -111,3 +112,19 @@ class PickupAlreadyCollected(IeumError):
     """The scanned bin's pickup of that day was collected already (by another scan)."""
 
     code = "PICKUP_ALREADY_COLLECTED"
+
+
+class PickupOrderNotFound(NotFound):
+    code = "PICKUP_ORDER_NOT_FOUND"
+
+
+class PickupOrderAcrossBusinesses(BadUserInput):
+    """An order's bins are of several businesses: one payment has one payer."""
+
+    code = "PICKUP_ORDER_ACROSS_BUSINESSES"
+
+
+class PickupOrderAcrossDistricts(BadUserInput):
+    """An order's bins are in several districts: one payment is one district's revenue."""
+
+    code = "PICKUP_ORDER_ACROSS_DISTRICTS"

@@ -50,6 +50,8 @@ class Pickup(msgspec.Struct, frozen=True, kw_only=True):
     volume_litres: int | None
     cancelled_at: datetime | None
     cancel_reason: str | None
+    pickup_order_id: uuid.UUID | None  # the order it was requested and paid with, if any
+    refund_id: uuid.UUID | None  # the refund asked for it once cancelled
 
 
 class NewPickup(msgspec.Struct, frozen=True, kw_only=True):
@@ -195,12 +197,28 @@ async def awaiting_payment(conn: asyncpg.Connection | asyncpg.Pool) -> list[Pick
 
 
 async def cancelled_since(conn: asyncpg.Connection | asyncpg.Pool, since: datetime) -> list[Pickup]:
-    """Pickups cancelled since `since` that had a payment: one confirmed after the cancel
-    still has to be refunded."""
+    """Pickups cancelled since `since` that had a payment and no refund asked yet: one
+    confirmed after the cancel still has to be refunded."""
     rows = await conn.fetch(
         "SELECT * FROM waste_pickups WHERE status = 'cancelled' AND payment_id IS NOT NULL"
-        " AND cancelled_at >= $1 ORDER BY cancelled_at",
+        " AND refund_id IS NULL AND cancelled_at >= $1 ORDER BY cancelled_at",
         since,
+    )
+    return _pickups(rows)
+
+
+async def paid_with(conn: asyncpg.Connection | asyncpg.Pool, payment_id: uuid.UUID) -> list[Pickup]:
+    """The pickups a payment is for: one, or those of a pickup order still on it."""
+    rows = await conn.fetch(
+        "SELECT * FROM waste_pickups WHERE payment_id = $1 ORDER BY pickup_id", payment_id
+    )
+    return _pickups(rows)
+
+
+async def of_order(conn: asyncpg.Connection | asyncpg.Pool, order_id: uuid.UUID) -> list[Pickup]:
+    """A pickup order's pickups, in the order of their bins' ids."""
+    rows = await conn.fetch(
+        "SELECT * FROM waste_pickups WHERE pickup_order_id = $1 ORDER BY bin_id", order_id
     )
     return _pickups(rows)
 
@@ -303,6 +321,24 @@ async def cancel(
         list(OPEN),
     )
     return _pickup(row)
+
+
+async def record_refund(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    refund_id: uuid.UUID,
+    *,
+    pickup_id: uuid.UUID | None = None,
+    payment_id: uuid.UUID | None = None,
+) -> None:
+    """The refund asked for a cancelled pickup (`pickup_id`), or for every cancelled pickup
+    of a payment (`payment_id`) when it refunded what was left of it."""
+    await conn.execute(
+        "UPDATE waste_pickups SET refund_id = $1 WHERE status = 'cancelled'"
+        " AND refund_id IS NULL AND (pickup_id = $2 OR payment_id = $3)",
+        refund_id,
+        pickup_id,
+        payment_id,
+    )
 
 
 async def record_collection(

@@ -21,6 +21,7 @@ from schema.waste.collection import (
     WasteCollectionSubscription,
     lifespan,
 )
+from schema.waste.orders import WasteOrderMutation, WasteOrderQuery
 from schema.waste.payments_sync import PAYMENT_SYNC
 from schema.waste.pickups import WasteRegistryMutation, WasteRegistryQuery
 
@@ -28,8 +29,10 @@ domain = Domain(
     name="waste",
     description="food-waste pickups: tagged bins, fees paid by phone, collected volumes",
     requires=("platform", "payments"),
-    query=merge_types("WasteQueries", (WasteRegistryQuery, WasteCollectionQuery)),
-    mutation=merge_types("WasteMutations", (WasteRegistryMutation, WasteCollectionMutation)),
+    query=merge_types("WasteQueries", (WasteRegistryQuery, WasteOrderQuery, WasteCollectionQuery)),
+    mutation=merge_types(
+        "WasteMutations", (WasteRegistryMutation, WasteOrderMutation, WasteCollectionMutation)
+    ),
     subscription=WasteCollectionSubscription,
     types=(District,),  # extends platform's District with wasteVolumes
     settings=WasteSettings,

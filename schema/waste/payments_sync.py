@@ -1,12 +1,16 @@
 """Pickups kept in step with their money in the payments domain (its Python API only).
 
-    a confirmed fee        → the pickup paid, then scheduled on its day
-    a cancelled pickup     → its confirmed fee refunded (also one confirmed after the cancel)
+    a confirmed fee        → the pickup paid, then scheduled on its day (a pickup order's
+                             fee: every pickup of the order still requested)
+    a cancelled pickup     → its confirmed fee refunded (also one confirmed after the cancel);
+                             of a pickup order, its share, or all that is left of the
+                             order's payment once every pickup it paid is cancelled
     a weighed kg pickup    → settled: the difference charged as a top-up, or refunded
     an expired top-up      → charged anew when the business asks (renew_top_up)
 
 Every call into payments carries a key derived from the pickup (`cancel-<pickup id>` …),
-so running a step again, after a crash or from another worker, charges or refunds once.
+so running a step again, after a crash or from another worker, charges or refunds once;
+a refund asked is also recorded on the pickup (`refund_id`), and is never asked again.
 The waste worker (`PAYMENT_SYNC`) runs `sync_payments` every
 IEUM_WASTE_PAYMENT_SYNC_SECONDS for what the request that started it could not finish
 (a confirm whose answer was lost and resolved later, a webhook, a crash).
@@ -30,7 +34,8 @@ from hub.core.servers import Servers
 from hub.core.settings import Settings
 from resolvers.payments import store
 from resolvers.payments.settings import PaymentsSettings
-from resolvers.waste import pickups, registry, tariffs
+from resolvers.waste import orders, pickups, registry, tariffs
+from resolvers.waste.orders import Order
 from resolvers.waste.pickups import Pickup
 from resolvers.waste.settings import WasteSettings
 from schema.payments import flow, upstreams
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 SOURCE = "waste"
 ITEM = "음식물류 폐기물 수거 수수료"
 TOP_UP_ITEM = "음식물류 폐기물 수거 수수료 (계량 정산)"
+ORDER_CANCELLED = "수거 주문 취소 (pickup order cancelled)"
 REFUNDER = "waste"  # who asks payments for the refunds: the same for every retry
 CONFIRMED = ("confirmed", "partially_refunded")  # the money is in, not all of it refunded
 RENEWABLE = ("failed", "expired")  # a payment that can no longer be confirmed
@@ -73,26 +79,98 @@ async def apply_payment(
         return await pickups.schedule(conn, paid.pickup_id, pickups.korea_today()) or paid
 
 
+async def apply_to_paid(conn: asyncpg.Connection, payment: store.Payment) -> list[Pickup]:
+    """Every requested pickup a confirmed fee pays (one, or a pickup order's) → paid →
+    scheduled, in one transaction; those it changed."""
+    if payment.status not in CONFIRMED:
+        return []
+    changed = []
+    async with conn.transaction():
+        for pickup in await pickups.paid_with(conn, payment.payment_id):
+            if pickup.status == "requested" and (now := await apply_payment(conn, pickup, payment)):
+                changed.append(now)
+    return changed
+
+
+async def follow_confirmed(hub: flow.Payments, payment: store.Payment) -> None:
+    """What a confirmed fee changes: the pickups it pays scheduled, and those of them
+    cancelled before it was confirmed (an order's) refunded."""
+    async with hub.pool.acquire() as conn:
+        await apply_to_paid(conn, payment)
+    if payment.status in CONFIRMED:
+        for pickup in await pickups.paid_with(hub.pool, payment.payment_id):
+            if pickup.status == "cancelled" and pickup.refund_id is None:
+                await refund_cancelled(hub, pickup)
+
+
 async def refund_cancelled(hub: flow.Payments, pickup: Pickup) -> bool:
-    """Refund what a cancelled pickup's fee still holds; True if a refund was asked."""
-    if pickup.status != "cancelled" or pickup.payment_id is None:
+    """Refund what a cancelled pickup's fee still holds for it; True if a refund was asked.
+
+    A pickup paid alone gets back all its payment holds. A pickup of an order gets back
+    its share (`quoted_amount`) while other pickups of the payment are not cancelled;
+    once every pickup the payment paid is cancelled, all the payment still holds is
+    refunded at once (one refund however many of them ask), which is every share not
+    refunded yet."""
+    now = await pickups.by_id(hub.pool, pickup.pickup_id)
+    if now is None or now.status != "cancelled" or now.payment_id is None:
         return False
-    payment = await store.by_id(hub.pool, pickup.payment_id)
+    if now.refund_id is not None:
+        return False  # asked already
+    payment = await store.by_id(hub.pool, now.payment_id)
     if payment is None or payment.status not in CONFIRMED:
         return False
+    amount: int | None = None  # what is left
+    reason = f"수거 취소 (pickup cancelled): {now.cancel_reason or ''}".strip()
+    key = f"cancel-{now.pickup_id}"
+    if now.pickup_order_id is not None:
+        paid_for = await pickups.paid_with(hub.pool, now.payment_id)
+        if all(p.status == "cancelled" for p in paid_for):
+            reason, key = ORDER_CANCELLED, f"cancel-order-{now.pickup_order_id}-{now.payment_id}"
+        else:
+            amount = now.quoted_amount
     try:
-        await flow.refund(
-            hub,
-            REFUNDER,
-            pickup.payment_id,
-            None,
-            f"수거 취소 (pickup cancelled): {pickup.cancel_reason or ''}".strip(),
-            f"cancel-{pickup.pickup_id}",
-        )
+        _, refund = await flow.refund(hub, REFUNDER, now.payment_id, amount, reason, key)
     except IeumError as exc:  # refunded already through another way: nothing left to do
-        log.warning("waste.cancel_refund_refused pickup=%s error=%s", pickup.pickup_id, exc)
+        log.warning("waste.cancel_refund_refused pickup=%s error=%s", now.pickup_id, exc)
         return False
+    if amount is None:
+        await pickups.record_refund(hub.pool, refund.refund_id, payment_id=now.payment_id)
+    else:
+        await pickups.record_refund(hub.pool, refund.refund_id, pickup_id=now.pickup_id)
     return True
+
+
+async def charge_order(hub: flow.Payments, who: flow.Collector, order: Order) -> Order:
+    """The order with a payment to confirm: the open one, or a new one when there is none
+    or the last one failed or expired, of the shares of its pickups still requested (none
+    left: no payment). Requests that see the same state open one payment."""
+    previous = await store.by_id(hub.pool, order.payment_id) if order.payment_id else None
+    if previous is not None and previous.status not in RENEWABLE:
+        return order
+    waiting = await pickups.of_order(hub.pool, order.pickup_order_id)
+    amount = sum(p.quoted_amount for p in waiting if p.status == "requested")
+    if amount == 0:
+        return order
+    generator = await registry.generator_by_id(hub.pool, order.generator_id)
+    assert generator is not None
+    payment = await flow.charge(
+        hub,
+        who,
+        source=SOURCE,
+        reference=str(order.pickup_order_id),
+        district_code=order.district_code,
+        item=ITEM,
+        amount=amount,
+        payer_name=generator.name,
+        key=f"pickup-order-{order.pickup_order_id}-after-{order.payment_id or 'none'}",
+    )
+    async with hub.pool.acquire() as conn:
+        await orders.attach_payment(
+            conn, order.pickup_order_id, order.payment_id, payment.payment_id
+        )
+    found = await orders.by_id(hub.pool, order.pickup_order_id)
+    assert found is not None
+    return found
 
 
 async def settle_after_weighing(
@@ -186,7 +264,9 @@ async def sync_payments(pool: asyncpg.Pool, payments_hub: flow.Payments) -> int:
             payment = await store.by_id(conn, pickup.payment_id)
             if payment is not None and await apply_payment(conn, pickup, payment):
                 changed += 1
-        since = datetime.now(pickups.KST) - CANCEL_WATCH
+        # Never longer than payments keeps refund keys: a refund asked again with its key
+        # is that refund, never a second one.
+        since = datetime.now(pickups.KST) - min(CANCEL_WATCH, payments_hub.keep_keys)
         for pickup in await pickups.cancelled_since(conn, since):
             changed += await refund_cancelled(payments_hub, pickup)
         for pickup in await pickups.unsettled(conn):

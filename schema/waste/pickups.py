@@ -4,6 +4,8 @@ A business acts through a citizen signed in to its app (`waste:business`; paying
 needs `payments:pay`) and sees its own generators, sites, bins and pickups only. City staff
 (`waste:city`) see all of them, set tariffs and may cancel any pickup.
 
+Several bins with one payment: schema/waste/orders.py.
+
 Requesting a pickup is idempotent on waste's side: the pickup's id derives from the
 business and the idempotency key, so a retry finds the pickup the first try made, and its
 fee is charged with a key derived from the pickup, so the retry finds the same payment.
@@ -60,7 +62,7 @@ KEY = strawberry.argument(
 )
 
 
-def _business(info: Info) -> Owner:
+def acting_business(info: Info) -> Owner:
     """The business acting: its app and the citizen signed in to it."""
     caller = info.context.caller
     if caller.user_id is None or caller.client_id is None:
@@ -71,11 +73,11 @@ def _business(info: Info) -> Owner:
     return Owner(caller.client_id, uuid.UUID(caller.user_id))
 
 
-def _viewer(info: Info) -> Owner | None:
+def viewer_of(info: Info) -> Owner | None:
     """Whose things the caller sees: a business's own, or everyone's (None) for city staff."""
     if scopes.CITY.name in info.context.caller.scopes:
         return None
-    return _business(info)
+    return acting_business(info)
 
 
 async def _own_pickup(info: Info, pickup_id: uuid.UUID, owner: Owner | None) -> PickupRecord:
@@ -133,7 +135,7 @@ class WasteRegistryQuery:
         check_first(first, MAX_PAGE)
         found = await registry.generators(
             info.context.db,
-            _viewer(info),
+            viewer_of(info),
             after=paging.generator_after(after),
             limit=first + 1,
         )
@@ -154,7 +156,7 @@ class WasteRegistryQuery:
         check_first(first, MAX_PAGE)
         found = await registry.sites(
             info.context.db,
-            _viewer(info),
+            viewer_of(info),
             district_code=district_code,
             after=paging.site_after(after),
             limit=first + 1,
@@ -165,13 +167,13 @@ class WasteRegistryQuery:
         requires_scopes=BUSINESS_OR_CITY, description="A site: yours, or any for city staff."
     )
     async def waste_site(self, info: Info, id: uuid.UUID) -> Site:
-        return site_of(await registry.own_site(info.context.db, id, _viewer(info)))
+        return site_of(await registry.own_site(info.context.db, id, viewer_of(info)))
 
     @strawberry.federation.field(
         requires_scopes=BUSINESS_OR_CITY, description="A bin: yours, or any for city staff."
     )
     async def waste_bin(self, info: Info, id: uuid.UUID) -> Bin:
-        found, _ = await registry.own_bin(info.context.db, id, _viewer(info))
+        found, _ = await registry.own_bin(info.context.db, id, viewer_of(info))
         return bin_of(found)
 
     @strawberry.federation.field(
@@ -189,7 +191,7 @@ class WasteRegistryQuery:
     )
     async def waste_quote(self, info: Info, bin_id: uuid.UUID, day: date) -> Quote:
         db = info.context.db
-        found, site = await registry.own_bin(db, bin_id, _viewer(info))
+        found, site = await registry.own_bin(db, bin_id, viewer_of(info))
         return quote_of(await tariffs.quote_for(db, site.district_code, found.volume_litres, day))
 
     @strawberry.federation.field(
@@ -210,7 +212,7 @@ class WasteRegistryQuery:
         check_first(first, MAX_PAGE)
         found = await pickups.listing(
             info.context.db,
-            _viewer(info),
+            viewer_of(info),
             status=status.value if status else None,
             day=day,
             site_id=site_id,
@@ -224,7 +226,7 @@ class WasteRegistryQuery:
         requires_scopes=BUSINESS_OR_CITY, description="A pickup: yours, or any for city staff."
     )
     async def waste_pickup(self, info: Info, id: uuid.UUID) -> Pickup:
-        return pickup_of(await _own_pickup(info, id, _viewer(info)))
+        return pickup_of(await _own_pickup(info, id, viewer_of(info)))
 
 
 @strawberry.type
@@ -235,7 +237,7 @@ class WasteRegistryMutation:
         " again returns it; a number registered by another account is refused.",
     )
     async def register_waste_generator(self, info: Info, input: GeneratorInput) -> Generator:
-        owner = _business(info)
+        owner = acting_business(info)
         for argument, value in (
             ("name", input.name),
             ("representative", input.representative),
@@ -269,7 +271,7 @@ class WasteRegistryMutation:
             district_code=input.district_code,
         )
         return site_of(
-            await registry.add_site(info.context.db, _business(info), new, idempotency_key)
+            await registry.add_site(info.context.db, acting_business(info), new, idempotency_key)
         )
 
     @strawberry.federation.field(requires_scopes=BUSINESS, description="Add a bin to your site.")
@@ -283,7 +285,7 @@ class WasteRegistryMutation:
     ) -> Bin:
         idempotency.check_key(idempotency_key)
         made = await registry.add_bin(
-            info.context.db, _business(info), site_id, volume_litres, label, idempotency_key
+            info.context.db, acting_business(info), site_id, volume_litres, label, idempotency_key
         )
         return bin_of(made)
 
@@ -292,7 +294,7 @@ class WasteRegistryMutation:
         description="Take a bin out of use: no pickups can be requested for it.",
     )
     async def retire_waste_bin(self, info: Info, bin_id: uuid.UUID) -> Bin:
-        await registry.own_bin(info.context.db, bin_id, _viewer(info))
+        await registry.own_bin(info.context.db, bin_id, viewer_of(info))
         retired = await registry.retire_bin(info.context.db, bin_id)
         assert retired is not None
         return bin_of(retired)
@@ -343,7 +345,7 @@ class WasteRegistryMutation:
         amount: int,
         idempotency_key: Annotated[str, KEY],
     ) -> Pickup:
-        pickup = await _own_pickup(info, pickup_id, _business(info))
+        pickup = await _own_pickup(info, pickup_id, acting_business(info))
         if pickup.status == "cancelled":
             raise errors.PickupCancelled(f"pickup {pickup_id} was cancelled")
         payment_id = pickup.payment_id
@@ -355,11 +357,11 @@ class WasteRegistryMutation:
         payment = await store.by_id(db, payment_id)
         assert payment is not None
         who = await flow.collector(db, info.context.caller)
+        hub = hub_of(info)
         confirmed = await flow.confirm(
-            hub_of(info), who, payment.order_id, payment_key, amount, idempotency_key
+            hub, who, payment.order_id, payment_key, amount, idempotency_key
         )
-        async with db.acquire() as conn:
-            await payments_sync.apply_payment(conn, pickup, confirmed)
+        await payments_sync.follow_confirmed(hub, confirmed)  # a pickup order's: all of it
         return pickup_of(await _own_pickup(info, pickup_id, None))
 
     @strawberry.federation.field(
@@ -370,7 +372,7 @@ class WasteRegistryMutation:
         " confirmPickupPayment. A top-up still payable, or paid, is returned as it is.",
     )
     async def renew_pickup_top_up(self, info: Info, pickup_id: uuid.UUID) -> Pickup:
-        pickup = await _own_pickup(info, pickup_id, _business(info))
+        pickup = await _own_pickup(info, pickup_id, acting_business(info))
         renewed = await payments_sync.renew_top_up(info.context.db, hub_of(info), pickup)
         return pickup_of(renewed)
 
@@ -382,7 +384,7 @@ class WasteRegistryMutation:
     async def cancel_pickup(self, info: Info, pickup_id: uuid.UUID, reason: str) -> Pickup:
         if not reason.strip():
             raise BadUserInput("give a reason for the cancellation", argument="reason")
-        pickup = await _own_pickup(info, pickup_id, _viewer(info))
+        pickup = await _own_pickup(info, pickup_id, viewer_of(info))
         cancelled = await pickups.cancel(info.context.db, pickup_id, reason.strip())
         if cancelled is None and pickup.status != "cancelled":
             raise errors.PickupNotCancellable(
@@ -395,7 +397,7 @@ class WasteRegistryMutation:
 
 
 async def _request(info: Info, bin_id: uuid.UUID, day: date, key: str) -> PickupRecord:
-    owner = _business(info)
+    owner = acting_business(info)
     idempotency.check_key(key)
     db = info.context.db
     today = pickups.korea_today()
@@ -423,7 +425,9 @@ async def _request(info: Info, bin_id: uuid.UUID, day: date, key: str) -> Pickup
     pickup = await pickups.request(db, new)
     if pickup.pickup_id == new.pickup_id and (pickup.bin_id, pickup.pickup_day) != (bin_id, day):
         raise IdempotencyKeyReused("this idempotencyKey requested another pickup; use a new key")
-    if pickup.pickup_id != new.pickup_id and pickup.status != "requested":
+    if pickup.pickup_id != new.pickup_id and (
+        pickup.status != "requested" or pickup.pickup_order_id is not None
+    ):  # paid, or paid with its order's payment: not one of its own
         raise errors.PickupAlreadyRequested(
             f"bin {bin_id} has a {pickup.status} pickup on {day} already",
             pickupId=str(pickup.pickup_id),

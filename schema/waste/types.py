@@ -239,6 +239,10 @@ class Pickup:
     volume_litres: int | None = strawberry.field(description="Measured at collection.")
     cancelled_at: datetime | None
     cancel_reason: str | None
+    pickup_order_id: uuid.UUID | None = strawberry.field(
+        description="The pickup order it was requested with (its payment is the order's,"
+        " quotedAmount its share of it); null: requested alone."
+    )
     payment_id: strawberry.Private[uuid.UUID | None]
     top_up_payment_id: strawberry.Private[uuid.UUID | None]
 
@@ -254,19 +258,22 @@ class Pickup:
         assert found is not None
         return site_of(found)
 
-    @strawberry.field(description="The fee's payment: pay it with the card SDK, then confirm.")
+    @strawberry.field(
+        description="The fee's payment: pay it with the card SDK, then confirm (of a pickup"
+        " order: the order's payment)."
+    )
     async def payment(self, info: Info) -> PickupPayment | None:
-        return await _payment(info, self.payment_id)
+        return await payment_by_id(info, self.payment_id)
 
     @strawberry.field(
         description="Kg tariffs weighed above the estimate: the difference, to pay like the"
         " fee (confirmPickupPayment)."
     )
     async def top_up(self, info: Info) -> PickupPayment | None:
-        return await _payment(info, self.top_up_payment_id)
+        return await payment_by_id(info, self.top_up_payment_id)
 
 
-async def _payment(info: Info, payment_id: uuid.UUID | None) -> PickupPayment | None:
+async def payment_by_id(info: Info, payment_id: uuid.UUID | None) -> PickupPayment | None:
     if payment_id is None:
         return None
     found = await payments.by_id(info.context.db, payment_id)
@@ -293,6 +300,7 @@ def pickup_of(record: PickupRecord) -> Pickup:
         volume_litres=record.volume_litres,
         cancelled_at=record.cancelled_at,
         cancel_reason=record.cancel_reason,
+        pickup_order_id=record.pickup_order_id,
         payment_id=record.payment_id,
         top_up_payment_id=record.top_up_payment_id,
     )
