@@ -104,9 +104,12 @@ def request_of(deliveries: Sequence[queue.Claimed]) -> tuple[str, bytes]:
 class Deliverer:
     """Sends due deliveries until told to stop; several may run on one database."""
 
-    def __init__(self, pool: asyncpg.Pool, section: NoticesSettings) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, section: NoticesSettings, patience: float = PATIENCE_SECONDS
+    ) -> None:
         self.pool = pool
         self.section = section
+        self.patience = patience  # how long a round waits for its slowest app
         self._clients: dict[str, tuple[httpx.AsyncClient, asyncio.Semaphore]] = {}
         self.retry = queue.Retry(
             first=timedelta(seconds=section.first_retry_seconds),
@@ -118,8 +121,8 @@ class Deliverer:
 
     async def round(self) -> int:
         """Claim a batch and send each app its share; how many deliveries it claimed. It
-        returns when every share is settled, or after `PATIENCE_SECONDS` with the slow
-        apps' shares still going on their own."""
+        returns when every share is settled, or after `patience` with the slow apps'
+        shares still going on their own."""
         lease = timedelta(seconds=self.section.lease_seconds)
         async with self.pool.acquire() as conn:
             claimed, withdrawn = await queue.claim(
@@ -150,7 +153,7 @@ class Deliverer:
             async with self.pool.acquire() as conn:
                 await queue.settle(conn, outcomes, self.retry)
         if shares:
-            done, going = await asyncio.wait(shares, timeout=PATIENCE_SECONDS)
+            done, going = await asyncio.wait(shares, timeout=self.patience)
             failed = [exc for task in done if (exc := task.exception()) is not None]
             for task in going:
                 self._slow[shares[task]] = task
@@ -234,10 +237,9 @@ class Deliverer:
         return found
 
     async def aclose(self) -> None:
-        """Stop the slow apps' shares (their deliveries are sent again when their lease
-        ends, with the same event ids) and close the connections."""
-        for task in list(self._slow.values()):
-            task.cancel()
+        """Let the slow apps' shares finish (each request is bounded by the webhook
+        timeout; cut short, their deliveries would wait for their lease to end) and close
+        the connections."""
         await asyncio.gather(*self._slow.values(), return_exceptions=True)
         for client, _ in self._clients.values():
             await client.aclose()

@@ -19,7 +19,7 @@ from resolvers.notices.settings import NoticesSettings
 from tests.notices.receiver import Receiver, receiving
 
 FINE = {"reason": "주정차 위반", "amount": 40_000, "due_date": "2026-12-31"}
-TIMEOUT = 6.0  # of one webhook request: the hung app's first requests last this long
+TIMEOUT = 10.0  # of one webhook request: the hung app's first requests last this long
 CITIZENS, NOTICES = 3, 2  # per app; each citizen's second notice waits for their first
 
 
