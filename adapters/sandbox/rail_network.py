@@ -247,6 +247,12 @@ def _anchor_km(rule: str) -> Fraction:
     return _fare_km(path[code_of(start)], path[code_of(end)])
 
 
+@lru_cache(maxsize=65536)
+def _fare_between(rule_name: str, a: Waypoint, b: Waypoint) -> int:
+    """The general fare between two points of a path (exact fractions: worth keeping)."""
+    return _general_fare(rule_name, _fare_km(a, b))
+
+
 def _general_fare(rule_name: str, km: Fraction) -> int:
     rule = FARE_RULES[rule_name]
     value = rule.base + (rule.anchor_fare - rule.base) * km / _anchor_km(rule_name)
@@ -480,6 +486,8 @@ class _Day:
     trains: tuple[NetworkTrain, ...]
     by_no: dict[str, NetworkTrain]
     paths: dict[str, tuple[Waypoint, ...]]  # train_no -> the path it runs
+    # station -> the trains stopping there, each with the index of its (first) stop there
+    calls: dict[str, dict[str, int]]
 
 
 def _trains_of(service: Service, day: date) -> list[tuple[NetworkTrain, tuple[Waypoint, ...]]]:
@@ -544,10 +552,15 @@ def _day(day: date) -> _Day:
     made = [pair for service in SERVICES.values() for pair in _trains_of(service, day)]
     made.sort(key=lambda pair: (_leaves(pair[0].stops[0]), int(pair[0].train_no)))
     trains = tuple(train for train, _ in made)
+    calls: dict[str, dict[str, int]] = {}
+    for train in trains:
+        for index, stop in enumerate(train.stops):
+            calls.setdefault(stop.station, {}).setdefault(train.train_no, index)
     return _Day(
         trains=trains,
         by_no={train.train_no: train for train in trains},
         paths={train.train_no: path for train, path in made},
+        calls=calls,
     )
 
 
@@ -571,11 +584,15 @@ def between(day: date, dep: str, arr: str) -> list[tuple[NetworkTrain, Stop, Sto
     left its origin the evening before counts on the day it reaches `dep`), by departure."""
     found = []
     for run_date in (day - timedelta(days=1), day):
-        for candidate in _day(run_date).trains:
-            codes = [stop.station for stop in candidate.stops]
-            if dep not in codes or arr not in codes:
+        known = _day(run_date)
+        # the trains calling at both (an index: scanning the day's trains for each of a
+        # search's nine timetable calls was the sandboxes' largest cost in bench/journeys.py)
+        at_arr = known.calls.get(arr, {})
+        for train_no, i in known.calls.get(dep, {}).items():
+            j = at_arr.get(train_no)
+            if j is None:
                 continue
-            i, j = codes.index(dep), codes.index(arr)
+            candidate = known.by_no[train_no]
             leaving = candidate.stops[i].departs
             if i < j and leaving is not None and leaving.date() == day:
                 found.append((candidate, candidate.stops[i], candidate.stops[j]))
@@ -594,8 +611,8 @@ def fare(train: NetworkTrain, dep: str, arr: str, seat_class: str) -> int:
     codes = [point.station for point in path]
     if dep not in codes or arr not in codes or codes.index(dep) >= codes.index(arr):
         raise ValueError(f"train {train.train_no} does not run from {dep} to {arr}")
-    general = _general_fare(
-        GRADES[train.grade].fare, _fare_km(path[codes.index(dep)], path[codes.index(arr)])
+    general = _fare_between(
+        GRADES[train.grade].fare, path[codes.index(dep)], path[codes.index(arr)]
     )
     if seat_class == "general":
         return general
