@@ -13,7 +13,7 @@ from strawberry.tools import merge_types
 from hub.core.domain import Domain
 from resolvers.waste import scopes
 from resolvers.waste.settings import WasteSettings
-from schema.waste import rfid_sync, routes, tags_cli
+from schema.waste import demo, rfid_sync, routes, tags_cli
 from schema.waste.collection import (
     District,
     WasteCollectionMutation,
@@ -41,4 +41,5 @@ domain = Domain(
     workers=(PAYMENT_SYNC,),
     commands=(*tags_cli.COMMANDS, *rfid_sync.COMMANDS),
     routes=(*rfid_sync.ROUTES, *routes.ROUTES),
+    demo=demo.demo,
 )

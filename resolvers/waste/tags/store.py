@@ -64,6 +64,16 @@ async def bins_of_key(pool: asyncpg.Pool, key_id: int) -> list[uuid.UUID]:
     return [row["bin_id"] for row in rows]
 
 
+async def labelled(pool: asyncpg.Pool, bin_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """The bins among `bin_ids` with a live QR label."""
+    rows = await pool.fetch(
+        "SELECT DISTINCT bin_id FROM waste_tags"
+        " WHERE bin_id = ANY($1) AND kind = 'qr' AND revoked_at IS NULL",
+        list(bin_ids),
+    )
+    return {row["bin_id"] for row in rows}
+
+
 # Bins to tag
 
 
