@@ -22,9 +22,7 @@ ALLOWED = {s.name for s in scopes.ALL}
 
 async def webhook(request: Request) -> Response:
     state: PaymentsState = request.app.state.domain_states[PaymentsState]
-    status, outcome = await flow.on_webhook(
-        state.payments(request.app.state.db), await request.body(), request.headers
-    )
+    status, outcome = await flow.on_webhook(state.payments(), await request.body(), request.headers)
     return PlainTextResponse(outcome, status_code=status)
 
 

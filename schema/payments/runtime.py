@@ -31,6 +31,7 @@ from hub.core.settings import Settings
 from resolvers.payments import outbox, reconciliation, store, terminals
 from resolvers.payments.settings import PaymentsSettings
 from schema.payments import bill_feed, flow, upstreams
+from schema.payments.state import POOL_SETTINGS
 
 log = logging.getLogger(__name__)
 NOTICE_SECONDS = 0.5
@@ -59,7 +60,7 @@ async def _every(
 
 async def run_worker(settings: Settings, servers: Servers, stop: asyncio.Event) -> None:
     section = settings.section(PaymentsSettings)
-    pool = await db.create_pool(servers.database, settings)
+    pool = await db.create_pool(servers.database, settings, POOL_SETTINGS)
     try:
         async with upstreams.shared(section, settings.issuer) as shared:
             hub = flow.Payments(pool, shared, section)
