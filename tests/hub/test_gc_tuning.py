@@ -73,7 +73,7 @@ def test_a_cycle_that_died_frozen_is_freed_after_the_frozen_objects_doubled(
 
 
 def test_no_thaw_before_the_frozen_objects_doubled(policy: gc_tuning.LongLived) -> None:
-    policy.thawed_at -= gc_tuning.THAW_MIN_SECONDS + 1
+    policy.counted_at -= gc_tuning.THAW_MIN_SECONDS + 1
     policy.baseline = gc.get_freeze_count() + 10**9
     gc.collect()
     assert not policy.thawing and gc.get_freeze_count() > 0
@@ -88,3 +88,19 @@ def test_a_slow_full_collection_is_logged(
         gc.collect(0)
     [record] = caplog.records
     assert record.getMessage().startswith("gc.slow_collection generation=2 pause_ms=")
+
+
+def test_the_frozen_objects_are_counted_only_when_a_thaw_may_be_due(
+    policy: gc_tuning.LongLived, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted = []
+    count = gc.get_freeze_count
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: counted.append(1) or count())
+    for _ in range(3):
+        gc.collect()  # counting walks every frozen object: not at each collection
+    assert counted == []
+    policy.counted_at -= gc_tuning.THAW_MIN_SECONDS + 1
+    policy.baseline = 10**9  # no thaw due: that would count again after it
+    gc.collect()
+    gc.collect()
+    assert counted == [1]
