@@ -295,8 +295,9 @@ class PaymentsMutation:
     async def collect_bill(
         self, info: Info, epay_no: str, idempotency_key: Annotated[str, KEY]
     ) -> Payment:
-        who = await flow.collector(info.context.db, info.context.caller)
-        record = await flow.collect(hub_of(info), who, epay_no, idempotency_key)
+        hub = hub_of(info)
+        who = await flow.collector(hub.pool, info.context.caller)
+        record = await flow.collect(hub, who, epay_no, idempotency_key)
         return (await _audited(info, [record]))[0]
 
     @strawberry.federation.field(
@@ -312,10 +313,9 @@ class PaymentsMutation:
         amount: int,
         idempotency_key: Annotated[str, KEY],
     ) -> Payment:
-        who = await flow.collector(info.context.db, info.context.caller)
-        record = await flow.confirm(
-            hub_of(info), who, order_id, payment_key, amount, idempotency_key
-        )
+        hub = hub_of(info)
+        who = await flow.collector(hub.pool, info.context.caller)
+        record = await flow.confirm(hub, who, order_id, payment_key, amount, idempotency_key)
         return (await _audited(info, [record]))[0]
 
     @strawberry.federation.field(
