@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from starlette.responses import JSONResponse
 
 from auth.tokens import AccessTokenVerifier, InvalidToken, TokenChecksUnavailable
@@ -22,19 +20,22 @@ def caller_from_header(verifier: AccessTokenVerifier, authorization: object) -> 
     return verifier.verify(token.strip())
 
 
-def rechecker(verifier: AccessTokenVerifier) -> Callable[[str], Caller | None]:
+class Rechecker:
     """For a WebSocket's later operations: the token's caller again, None once it is no
-    longer valid, UpstreamUnavailable while tokens cannot be checked."""
+    longer valid, UpstreamUnavailable while tokens cannot be checked. `standing()` changes
+    whenever a token that checked out may not any more (until it expires)."""
 
-    def recheck(token: str) -> Caller | None:
+    def __init__(self, verifier: AccessTokenVerifier) -> None:
+        self.verifier = verifier
+        self.standing = verifier.standing
+
+    def __call__(self, token: str) -> Caller | None:
         try:
-            return verifier.verify(token)
+            return self.verifier.verify(token)
         except InvalidToken:
             return None
         except TokenChecksUnavailable as exc:
             raise UpstreamUnavailable(str(exc)) from None
-
-    return recheck
 
 
 def unauthorized(reason: str) -> JSONResponse:

@@ -71,6 +71,9 @@ class AccessTokenVerifier:
         # 30 µs; a hub's 10,000 subscriptions recheck their tokens every second).
         self.callers: OrderedDict[str, tuple[Caller, int, str]] = OrderedDict()
         self.refreshed_at: float | None = None  # monotonic time of the last refresh
+        # Moves on whenever a token that checked out may check out no longer (revocations
+        # or keys changed): a caller holding many checked tokens rechecks them only then.
+        self.version = 0
 
     def stale_for(self) -> float | None:
         """Seconds since keys and revocations were last read, once that is too long."""
@@ -87,8 +90,17 @@ class AccessTokenVerifier:
             self.published = published
             self.verified.clear()
             self.callers.clear()
-        self.revoked = frozenset(row["jti"] for row in await store.revoked_access_tokens(self.pool))
+            self.version += 1
+        revoked = frozenset(row["jti"] for row in await store.revoked_access_tokens(self.pool))
+        if revoked != self.revoked:
+            self.revoked = revoked
+            self.version += 1
         self.refreshed_at = time.monotonic()
+
+    def standing(self) -> tuple[int, bool]:
+        """What a token's check depends on besides the token and the clock: the version,
+        and whether checks are unavailable (`stale_for`)."""
+        return self.version, self.stale_for() is not None
 
     async def run(self) -> None:
         """Keep keys and revocations current until cancelled."""

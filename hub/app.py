@@ -382,7 +382,7 @@ def create_app(
             await state.bus.start()
             stack.push_async_callback(state.bus.stop)
             await stack.enter_async_context(auth_runtime.lifespan(state, state.db, settings))
-            state.recheck = bearer.rechecker(state.tokens)
+            state.recheck = bearer.Rechecker(state.tokens)
             for domain in selected:
                 if domain.lifespan is not None:
                     own = await stack.enter_async_context(domain.lifespan(settings, servers))

@@ -401,6 +401,9 @@ class TokenWatch:
         self.ended: IeumError | None = None
         self.waiting: asyncio.Task[Any] | None = None  # the task awaiting the next event
         self.expiry: asyncio.TimerHandle | None = None  # set for the token's expiry
+        # The verifier's `standing()` when the token last checked out (None: unknown):
+        # until it changes, only the expiry (the timer) can end the token.
+        self.standing: object = None
 
     def _check(self, verified: dict[tuple[Any, str], Any] | None = None) -> None:
         """`verified`: the callers found this tick, by verifier and token."""
@@ -518,23 +521,42 @@ class _Ticker:
 
     def _tick(self) -> None:
         self.timer = self.loop.call_later(RECHECK_SECONDS, self._tick)
-        self._check(list(self.watches), 0, {})
+        self._check(list(self.watches), 0, {}, {})
 
     def _check(
-        self, watches: list[TokenWatch], start: int, verified: dict[tuple[Any, str], Any]
+        self,
+        watches: list[TokenWatch],
+        start: int,
+        verified: dict[tuple[Any, str], Any],
+        standings: dict[int, object],
     ) -> None:
         """CHECKS_PER_TURN watches from `start`, the rest in later turns of the loop: one
         pass over 10,000 held the loop for as long as it took (requests, events and the
-        token refresh itself waited)."""
+        token refresh itself waited). A watch whose verifier's standing (read once a tick,
+        before any check) is what it was at the watch's last check is skipped: nothing its
+        token's check reads has changed but the clock, which its expiry timer watches."""
         for watch in watches[start : start + CHECKS_PER_TURN]:
             if watch not in self.watches:
                 continue  # its subscription ended meanwhile
+            standing = _standing(watch.verify, standings)
+            if standing is not None and standing == watch.standing:
+                continue
             try:
                 watch._check(verified)
             except Exception:  # one watch's fault must not stop the others' checks
                 log.exception("graphql.token_watch_failed")
+            watch.standing = standing
         if start + CHECKS_PER_TURN < len(watches):
-            self.loop.call_soon(self._check, watches, start + CHECKS_PER_TURN, verified)
+            self.loop.call_soon(self._check, watches, start + CHECKS_PER_TURN, verified, standings)
+
+
+def _standing(verify: Callable[[str], Any], standings: dict[int, object]) -> object:
+    """The verifier's `standing()` this tick (None for one without it: always check)."""
+    key = id(verify)
+    if key not in standings:
+        of = getattr(verify, "standing", None)
+        standings[key] = of() if of is not None else None
+    return standings[key]
 
 
 def _watched(subscribe: Callable[..., Any]) -> Callable[..., Any]:

@@ -74,3 +74,37 @@ async def test_a_subscription_ends_at_its_tokens_expiry_between_ticks() -> None:
     error = await asyncio.wait_for(ended(TokenWatch("t", tokens.verify, soon)), 10)
     assert "expired" in str(error)
     assert tokens.checks == 1  # by its own timer, at expiry: no tick came first
+
+
+class VersionedTokens(Tokens):
+    """A verifier that says when a check could answer otherwise, as the hub's does."""
+
+    def __init__(self, expires_at: datetime) -> None:
+        super().__init__(expires_at)
+        self.version = 0
+
+    def __call__(self, token: str) -> Caller | None:
+        return self.verify(token)
+
+    def standing(self) -> tuple[int, bool]:
+        return self.version, False
+
+
+async def test_tokens_are_checked_again_only_once_their_verifier_changed() -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    tokens = VersionedTokens(later)
+    watches = [TokenWatch(f"t{i % 2}", tokens, later) for i in range(50)]
+    running = [asyncio.create_task(ended(w)) for w in watches]
+    await asyncio.sleep(RECHECK_SECONDS * 3.5)
+    assert tokens.checks == 2  # each token at the first tick, none since
+
+    tokens.revoked.add("t0")
+    await asyncio.sleep(RECHECK_SECONDS * 1.5)
+    assert not any(task.done() for task in running)  # unseen until the verifier moves on
+    tokens.version += 1
+    errors = await asyncio.wait_for(asyncio.gather(*running[::2]), RECHECK_SECONDS * 10)
+    assert all("revoked" in str(e) for e in errors)
+    assert not any(task.done() for task in running[1::2])
+    for task in running[1::2]:
+        task.cancel()
+    await asyncio.gather(*running[1::2], return_exceptions=True)
