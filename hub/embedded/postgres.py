@@ -71,6 +71,14 @@ def version() -> str:
     return out.stdout.strip().rsplit(" ", 1)[-1]
 
 
+def max_connections() -> int:
+    """Room for every pool of a hub with one HTTP process per core: each process may hold
+    IEUM_DB_POOL_MAX (10) connections in each of its pools (the shared one, the payment
+    flow's, the waste scans'), and the first process also its domains' workers'.
+    PostgreSQL's default of 100 is too few for that beyond about four cores."""
+    return 100 + 50 * (os.cpu_count() or 1)
+
+
 def start(
     data_dir: Path, *, port: int | None = None, options: tuple[str, ...] = ()
 ) -> EmbeddedPostgres:
@@ -87,7 +95,7 @@ def start(
     stop_orphan(data_dir)
     port = port or free_port()
     args = ["-h", "127.0.0.1", "-p", str(port), "-k", str(data_dir)]
-    for option in options:
+    for option in (f"max_connections={max_connections()}", *options):
         args += ["-c", option]
     _pg_ctl(
         data_dir,
