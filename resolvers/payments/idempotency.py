@@ -13,11 +13,10 @@ payment's stored state (a confirm in flight is looked up, never sent anew with a
 A failure that is not an answer (the database or the process gave out, or an upstream
 did not answer: UPSTREAM_UNAVAILABLE) stores nothing, so the retry runs again.
 
-Three round trips a request: the lock and the stored answer's lookup in one
-(`payment_idempotency_lock`, 0030), the answer stored once there is one, the unlock. The
-unlock stays a statement of its own, after the answer's commit: a waiter let in before
-that commit would find no answer and run the operation a second time. Nothing marks a
-key as taken while its first request runs: the lock keeps the others out meanwhile.
+Three round trips a request: the lock, the stored answer's lookup and the key's claim for
+this request in one (`payment_idempotency_lock`, 0032), the answer stored once there is
+one, the unlock. The unlock stays a statement of its own, after the answer's commit: a
+waiter let in before that commit would find no answer and run the operation a second time.
 """
 
 from __future__ import annotations
@@ -74,7 +73,7 @@ async def once(
     lock = _lock_id(owner, key)
     async with pool.acquire() as conn:
         try:
-            stored = await _locked(conn, lock, owner, key, digest)
+            stored = await _locked(conn, lock, owner, key, operation, digest, keep)
             if stored is not None:
                 return _replay(stored)
             try:
@@ -82,9 +81,9 @@ async def once(
             except UpstreamUnavailable:
                 raise  # not an answer: the retry with this key tries the upstream again
             except IeumError as exc:
-                await _store(conn, owner, key, operation, digest, keep, {"error": _error_json(exc)})
+                await _store(conn, owner, key, {"error": _error_json(exc)})
                 raise
-            await _store(conn, owner, key, operation, digest, keep, {"ok": answer})
+            await _store(conn, owner, key, {"ok": answer})
             return answer
         finally:
             with contextlib.suppress(asyncpg.PostgresError, OSError):
@@ -92,50 +91,44 @@ async def once(
 
 
 async def _locked(
-    conn: asyncpg.Connection, lock: int, owner: str, key: str, digest: str
-) -> dict[str, Any] | None:
-    """Wait for the key's lock; then its stored answer, or None when this request runs."""
-    row = await conn.fetchrow(
-        "SELECT operation, request_hash, response FROM payment_idempotency_lock($1, $2, $3)",
-        lock,
-        owner,
-        key,
-    )
-    if row is None:
-        return None  # a new key, or one expired: this request's answer will replace it
-    if row["request_hash"] != digest:
-        raise errors.IdempotencyKeyReused(
-            f"this idempotencyKey was used for another {row['operation']} request; "
-            "use a new key for a new request",
-        )
-    if row["response"] is None:
-        return None  # claimed before 0030 by a run that died with its process: run again
-    return dict(row["response"])
-
-
-async def _store(
     conn: asyncpg.Connection,
+    lock: int,
     owner: str,
     key: str,
     operation: str,
     digest: str,
     keep: timedelta,
-    response: Answer,
-) -> None:
-    """The first answer to a key, kept for `keep` (over an expired one's row)."""
-    await conn.execute(
-        "INSERT INTO payment_idempotency_keys"
-        " (owner, key, operation, request_hash, response, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, now() + $6)"
-        " ON CONFLICT (owner, key) DO UPDATE SET operation = excluded.operation,"
-        " request_hash = excluded.request_hash, response = excluded.response,"
-        " created_at = now(), expires_at = excluded.expires_at",
+) -> dict[str, Any] | None:
+    """Wait for the key's lock; then its stored answer, or None when this request runs
+    (the key claimed for it, if it was not already)."""
+    row = await conn.fetchrow(
+        "SELECT operation, request_hash, response"
+        " FROM payment_idempotency_lock($1, $2, $3, $4, $5, $6)",
+        lock,
         owner,
         key,
         operation,
         digest,
-        response,
         keep,
+    )
+    if row is None:
+        return None  # claimed now: a new key, or one expired
+    if row["request_hash"] != digest:
+        raise errors.IdempotencyKeyReused(
+            f"this idempotencyKey was used for another {row['operation']} request; "
+            "use a new key for a new request",
+        )
+    if row["response"] is not None:
+        return dict(row["response"])
+    return None  # claimed by a run that died with its process: run again
+
+
+async def _store(conn: asyncpg.Connection, owner: str, key: str, response: Answer) -> None:
+    await conn.execute(
+        "UPDATE payment_idempotency_keys SET response = $3 WHERE owner = $1 AND key = $2",
+        owner,
+        key,
+        response,
     )
 
 
