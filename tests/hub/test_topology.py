@@ -417,7 +417,9 @@ async def test_the_gateway_answers_as_the_single_process_hub(topology: Topology)
         assert await ask(topology.gateway, SEOUL) == hub
         assert await ask(topology.gateway, SCOPED, token, **window) == scoped
     after = [await metrics_of(url) for url in topology.sensors]
-    assert [b - a for a, b in zip(before, after, strict=True)] == [2, 2]
+    # Each replica answered its turn of both queries. At least: an operation the gateway
+    # sends of its own meanwhile counts too (a CI run once saw 4 on each).
+    assert all(b - a >= 2 for a, b in zip(before, after, strict=True))
 
 
 async def metrics_of(url: str) -> float:
