@@ -28,7 +28,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 YOUNG_THRESHOLD = 10_000
-SLOW_PAUSE_SECONDS = 0.1  # a full collection longer than this is logged
+SLOW_PAUSE_SECONDS = 0.1  # an older generation's collection longer than this is logged
 THAW_MIN_SECONDS = 300.0
 
 
