@@ -27,7 +27,9 @@ class Rechecker:
 
     def __init__(self, verifier: AccessTokenVerifier) -> None:
         self.verifier = verifier
-        self.standing = verifier.standing
+
+    def standing(self) -> tuple[int, bool]:
+        return self.verifier.standing()
 
     def __call__(self, token: str) -> Caller | None:
         try:
