@@ -9,7 +9,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -27,7 +27,7 @@ from resolvers.waste.tags import issue, keys, sun
 from schema.waste import collection, routes_order
 from schema.waste.routes_order import Point
 from tests.oauth import REDIRECT, code_for
-from tests.payments.helpers import World, payments_world
+from tests.payments.helpers import World
 
 pytestmark = pytest.mark.db
 
@@ -55,20 +55,6 @@ def code(answer: dict[str, Any]) -> str:
 def district() -> str:
     """A district of each test's own, so routes and figures do not meet."""
     return f"{random.randrange(30000, 99999):05d}"
-
-
-@pytest.fixture(scope="module")
-async def world(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[World]:
-    async with payments_world(migrated_url, kafka_bootstrap) as world:
-        # The city's tag keys exist before any tag is scanned, as `tags-issue` made them.
-        for algorithm in (keys.QR, keys.NFC):
-            await keys.current(world.pool, keys.secret(world.settings), algorithm)
-        yield world
-
-
-@pytest.fixture(scope="module")
-async def city(world: World) -> str:
-    return await world.clients.token("waste:city")
 
 
 @dataclass

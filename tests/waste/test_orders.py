@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,7 +16,7 @@ import pytest
 from resolvers.waste import pickups
 from schema.payments import flow
 from schema.waste import payments_sync
-from tests.payments.helpers import World, payments_world
+from tests.payments.helpers import World
 from tests.waste.test_pickups import (
     Business,
     add_bin,
@@ -47,17 +46,6 @@ CANCEL_ONE = """mutation($p: UUID!) { cancelPickup(pickupId: $p, reason: "한 �
   status payment { status refundedAmount } } }"""
 CANCEL_ALL = f"""mutation($o: UUID!) {{
   cancelPickupOrder(pickupOrderId: $o, reason: "가게 휴무") {{ {ORDER} }} }}"""
-
-
-@pytest.fixture(scope="module")
-async def world(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[World]:
-    async with payments_world(migrated_url, kafka_bootstrap) as world:
-        yield world
-
-
-@pytest.fixture(scope="module")
-async def city(world: World) -> str:
-    return await world.clients.token("waste:city")
 
 
 @dataclass

@@ -7,7 +7,6 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -22,7 +21,7 @@ from schema.pagination import encode_cursor
 from schema.payments import flow
 from schema.waste import payments_sync
 from tests.oauth import REDIRECT, code_for
-from tests.payments.helpers import World, payments_world
+from tests.payments.helpers import World
 
 pytestmark = pytest.mark.db
 
@@ -31,17 +30,6 @@ PICKUP = """
   payment { id orderId status amount refundedAmount }
   topUp { id orderId status amount }
 """
-
-
-@pytest.fixture(scope="module")
-async def world(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[World]:
-    async with payments_world(migrated_url, kafka_bootstrap) as world:
-        yield world
-
-
-@pytest.fixture(scope="module")
-async def city(world: World) -> str:
-    return await world.clients.token("waste:city")
 
 
 @pytest.fixture(scope="module")

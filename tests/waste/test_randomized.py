@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 
 from resolvers.payments.store import KST
 from resolvers.waste import pickups
-from tests.payments.helpers import World, payments_world
+from tests.payments.helpers import World
 from tests.waste.test_collection import SCAN, UPLOAD, Crew, crew, label, scan_of
 from tests.waste.test_pickups import Business, confirm, data, register, request, set_tariff
 
@@ -25,12 +24,6 @@ pytestmark = pytest.mark.slow
 OPERATIONS = 300
 SEED = 20261202
 DISTRICT = "11170"  # 용산구: no other test's tariff
-
-
-@pytest.fixture(scope="module")
-async def world(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[World]:
-    async with payments_world(migrated_url, kafka_bootstrap) as world:
-        yield world
 
 
 @dataclass

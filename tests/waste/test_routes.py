@@ -6,7 +6,6 @@ verifies labels on its own."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ from resolvers.waste.errors import TagKeyRevoked
 from resolvers.waste.tags import keys, qr, store, sun
 from schema.waste.routes import KEYS_PATH
 from schema.waste.tags_cli import TAP_PATH
-from tests.payments.helpers import World, payments_world
+from tests.payments.helpers import World
 from tests.waste.test_collection import (
     bin_at,
     code,
@@ -35,19 +34,6 @@ from tests.waste.test_collection import (
 
 pytestmark = pytest.mark.db
 JSON = {"Accept": "application/json"}
-
-
-@pytest.fixture(scope="module")
-async def world(migrated_url: str, kafka_bootstrap: str) -> AsyncIterator[World]:
-    async with payments_world(migrated_url, kafka_bootstrap) as world:
-        for algorithm in (keys.QR, keys.NFC):
-            await keys.current(world.pool, keys.secret(world.settings), algorithm)
-        yield world
-
-
-@pytest.fixture(scope="module")
-async def city(world: World) -> str:
-    return await world.clients.token("waste:city")
 
 
 def on_hub(world: World, url: str) -> str:
