@@ -246,14 +246,20 @@ class Connections:
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length = None
+        close = False
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             if name.lower() == b"content-length":
                 length = int(value)
+            elif name.lower() == b"connection":
+                close = value.strip().lower() == b"close"
         if length is None:
             raise RuntimeError(f"no Content-Length in the response: {head!r}")
         answer = await reader.readexactly(length)
-        self.idle.append((reader, writer))
+        if close:  # the hub evens out its processes' connections (hub/processes.py)
+            writer.close()
+        else:
+            self.idle.append((reader, writer))
         return status, answer
 
     def _reusable(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:

@@ -22,10 +22,11 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
@@ -85,13 +86,75 @@ def _listening(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
+class ConnectionShare:
+    """One process's place among the HTTP connections of a hub's processes.
+
+    The kernel spreads connections over the processes' sockets by a hash of their
+    addresses, not by load, and keep-alive connections stay where they landed: a proxy or
+    a load generator holding 20 connections to two processes often gets 12 and 8 (14 and
+    6 about one time in ten), and the busier process then sets everyone's slowest
+    latencies while the other has cores to spare. So each process writes how many
+    HTTP connections it holds into memory the processes share, and one that holds more
+    than its even share asks that many of its clients to connect again: their current
+    response goes out with `Connection: close`, as at a graceful shutdown, and the new
+    connection lands by the hash again, on the fewer-loaded process half the time. Only
+    a connection in the middle of a request is asked (an idle one closed under a client
+    that is just sending would fail its request), and WebSockets are never asked.
+    """
+
+    def __init__(self, counts: Any, index: int) -> None:
+        self.counts = counts  # a multiprocessing RawArray("i"), one entry per process
+        self.index = index
+
+    @staticmethod
+    def counts_for(processes: int) -> Any:
+        return multiprocessing.get_context("spawn").RawArray("i", processes)
+
+    def rebalance(self, connections: Iterable[object]) -> int:
+        """Record this process's HTTP connections and ask as many to reconnect as it
+        holds above its share, counting those already asked; how many were asked now."""
+        http = [c for c in connections if hasattr(c, "cycle")]
+        self.counts[self.index] = len(http)
+        counts = list(self.counts)
+        share = -(-sum(counts) // len(counts))  # rounded up: 21 over 2 leaves 11 and 10
+        leaving = sum(1 for c in http if _leaving(c))
+        wanted = len(http) - share - leaving
+        asked = 0
+        for protocol in http:
+            if asked >= wanted:
+                break
+            cycle = getattr(protocol, "cycle", None)
+            if cycle is not None and not cycle.response_complete and cycle.keep_alive:
+                cycle.keep_alive = False
+                asked += 1
+        return asked
+
+
+def _leaving(protocol: object) -> bool:
+    """Told to close after its response (by this class or a graceful shutdown)."""
+    cycle = getattr(protocol, "cycle", None)
+    return cycle is not None and not cycle.keep_alive
+
+
 class Server(uvicorn.Server):
     """Stops when told (`should_exit`), without uvicorn's signal capture, which re-raises
-    the signal once stopped: the caller decides how a signal ends the process."""
+    the signal once stopped: the caller decides how a signal ends the process. With a
+    `share`, it evens out its HTTP connections with the hub's other processes every tick
+    (uvicorn's, a tenth of a second)."""
+
+    def __init__(self, config: uvicorn.Config, share: ConnectionShare | None = None) -> None:
+        super().__init__(config)
+        self.share = share
+        self.reconnects_asked = 0
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.share is not None:
+            self.reconnects_asked += self.share.rebalance(self.server_state.connections)
+        return await super().on_tick(counter)
 
 
 def server_config(
@@ -141,8 +204,13 @@ class Group:
         servers: Servers,
         domains: Sequence[str] | None,
         sandboxes: Mapping[str, str],
+        counts: Any = None,
     ) -> None:
+        """`counts` (ConnectionShare.counts_for) has an entry for each process serving
+        the port, the hub's first: process `number` keeps its connections at
+        `number - 1`. None: no process evens out its connections."""
         self.settings = settings
+        self.counts = counts
         self.servers = servers
         self.domains = list(domains) if domains else None
         self.sandboxes = dict(sandboxes)
@@ -205,6 +273,7 @@ class Group:
                 os.getpid(),
                 ready,
                 self.sandboxes,
+                None if self.counts is None else ConnectionShare(self.counts, number - 1),
             ),
             name=f"ieum-http-{number}",
         )
@@ -247,10 +316,11 @@ def _serve(
     parent: int,
     ready: Event,
     sandboxes: dict[str, str],
+    share: ConnectionShare | None,
 ) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
     connections.share_sandboxes(sandboxes)
-    server = Server(server_config(settings, servers, domains))
+    server = Server(server_config(settings, servers, domains), share)
     if not isinstance(sock, socket.socket):
         sock = _listening(settings.host, sock, reuse_port=True)
 

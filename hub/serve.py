@@ -61,8 +61,12 @@ async def _serve(
         # Several processes call one sandbox of each unconfigured adapter, served here.
         sandboxes = await stack.enter_async_context(processes.shared_sandboxes()) if others else {}
         # uvicorn re-raises the signals it caught once it has stopped; we stop servers first.
-        server = processes.Server(processes.server_config(settings, servers, names))
-        extra = processes.Group(settings, servers, names, sandboxes)
+        counts = processes.ConnectionShare.counts_for(len(others) + 1) if others else None
+        server = processes.Server(
+            processes.server_config(settings, servers, names),
+            processes.ConnectionShare(counts, 0) if counts is not None else None,
+        )
+        extra = processes.Group(settings, servers, names, sandboxes, counts)
         extra.start(others)
         grace = settings.shutdown_grace_seconds + 5
         stack.push_async_callback(asyncio.to_thread, extra.stop, grace)

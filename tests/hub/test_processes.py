@@ -122,3 +122,56 @@ async def test_a_configured_adapter_gets_no_sandbox(monkeypatch: pytest.MonkeyPa
     async with processes.shared_sandboxes() as urls:
         assert "tosspayments" not in urls
         assert urls  # the others still are
+
+
+class Cycle:
+    """What ConnectionShare reads of uvicorn's request cycle."""
+
+    def __init__(self, response_complete: bool) -> None:
+        self.response_complete = response_complete
+        self.keep_alive = True
+
+
+class HttpConnection:
+    def __init__(self, cycle: Cycle | None) -> None:
+        self.cycle = cycle
+
+
+class WebSocketConnection:
+    """uvicorn's WebSocket protocols have no request cycle."""
+
+
+def share_of(counts: list[int], index: int = 0) -> processes.ConnectionShare:
+    shared = processes.ConnectionShare.counts_for(len(counts))
+    shared[:] = counts
+    return processes.ConnectionShare(shared, index)
+
+
+def test_a_process_above_its_share_asks_that_many_requests_in_flight_to_reconnect() -> None:
+    in_flight = [HttpConnection(Cycle(response_complete=False)) for _ in range(9)]
+    idle = [HttpConnection(None), HttpConnection(Cycle(response_complete=True))]
+    sockets = [WebSocketConnection() for _ in range(5)]  # never counted, never asked
+    share = share_of([0, 9])  # the other process holds 9
+
+    asked = share.rebalance([*idle, *sockets, *in_flight])
+
+    assert share.counts[0] == 11
+    assert asked == 1  # 20 over two: 10 each; idle connections are not asked
+    told = [c for c in in_flight if c.cycle is not None and not c.cycle.keep_alive]
+    assert len(told) == 1
+    assert all(c.cycle is None or c.cycle.keep_alive for c in idle)
+
+
+def test_connections_told_to_close_count_no_more_and_are_not_asked_twice() -> None:
+    connections = [HttpConnection(Cycle(response_complete=False)) for _ in range(12)]
+    share = share_of([0, 8])
+    assert share.rebalance(connections) == 2
+    assert share.rebalance(connections) == 0  # the two are leaving: 10 stay
+    assert share.counts[0] == 12  # they still count until they close
+
+
+def test_a_process_at_or_below_its_share_asks_nobody() -> None:
+    connections = [HttpConnection(Cycle(response_complete=False)) for _ in range(11)]
+    assert share_of([0, 10]).rebalance(connections) == 0  # 21 over two: 11 and 10
+    assert share_of([0, 14]).rebalance(connections) == 0
+    assert all(c.cycle is not None and c.cycle.keep_alive for c in connections)

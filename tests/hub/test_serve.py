@@ -394,3 +394,69 @@ def test_workers_of_a_killed_hub_stop_by_themselves(own_dir: Path) -> None:
         time.sleep(0.2)
     assert not alive(worker)
     Hub(own_dir, "--no-demo").stop(signal.SIGINT)  # stops the orphaned servers
+
+
+def established(port: int, pid: int) -> int:
+    """TCP connections to `port` that process `pid` holds open (Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01":  # ESTABLISHED
+                    inodes.add(f"socket:[{fields[9]}]")
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            held += str(fd.readlink()) in inodes
+    return held
+
+
+async def keep_asking(port: int, until: float) -> None:
+    """One client on one keep-alive connection, which it opens again whenever a response
+    says `Connection: close`, as HTTP clients do."""
+    body = json.dumps({"query": SEOUL_QUERY}).encode()
+    request = (
+        b"POST /graphql HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.monotonic() < until:
+            writer.write(request)
+            head = (await reader.readuntil(b"\r\n\r\n")).lower()
+            length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+            answer = json.loads(await reader.readexactly(length))
+            assert len(answer["data"]["districts"]) == 25
+            if b"connection: close" in head:
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    finally:
+        writer.close()
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
+async def test_keep_alive_connections_even_out_over_the_processes(own_dir: Path) -> None:
+    """The kernel hashes each new connection to a process; keep-alive connections then
+    stay, so 40 of them rarely split 20/20 (one time in eight). The processes ask their
+    excess to reconnect until they hold even shares."""
+    served = Hub(own_dir, "--no-demo", env={"IEUM_WORKERS": "2"})
+    try:
+        (worker,) = served.workers()
+        clients = [
+            asyncio.create_task(keep_asking(served.port, time.monotonic() + 60)) for _ in range(40)
+        ]
+        split = (0, 0)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            split = (established(served.port, served.process.pid), established(served.port, worker))
+            if split == (20, 20):
+                break
+        for client in clients:
+            client.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
+        assert split == (20, 20)
+    finally:
+        assert served.stop(signal.SIGINT) == 0
