@@ -19,6 +19,7 @@ from strawberry.types.field import StrawberryField
 
 from auth.graphql import ScopeGuard, guard_declared_scopes
 from hub.core.domain import Domain
+from schema import scalars
 from schema.cost import QueryCost, SubscriptionsPerClient
 from schema.execution import PlainFieldsExecution
 from schema.extensions import (
@@ -156,6 +157,7 @@ def build_schema(domains: Sequence[Domain]) -> strawberry.federation.Schema:
         types=types,
         federation_version=FEDERATION_VERSION,
         execution_context_class=PlainFieldsExecution,
+        scalar_overrides=scalars.OVERRIDES,
         extensions=[
             PublicErrors,
             OperationMetrics,
