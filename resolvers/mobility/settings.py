@@ -34,7 +34,11 @@ class MobilitySettings(BaseSettings):
         " answered by then is left out and listed as missing.",
     )
     station_candidates: int = Field(
-        default=3, ge=1, le=6, description="Stations considered near each end of a journey."
+        default=3,
+        ge=1,
+        le=6,
+        description="Stations considered near each end of a journey; twice as many when"
+        " the nearest share no train.",
     )
     station_radius_km: float = Field(
         default=40, gt=0, le=100, description="How far from an end a station may be."

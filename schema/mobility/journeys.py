@@ -29,6 +29,7 @@ KST = ZoneInfo("Asia/Seoul")
 LATE_EVENING = 18  # a search after this hour also looks at the next day's trains
 EARLY_MORNING = 10  # an arrive-by before this hour also looks at the day before's trains
 COORDINATE_DECIMALS = 4  # local paths are cached per ~10 m
+WIDER = 2  # times the stations near each end asked about when the nearest share no train
 
 
 @dataclass(frozen=True)
@@ -79,16 +80,21 @@ async def plan(state: MobilityState, search: Search) -> Plan:
         search.destination.lat, search.destination.lng, limit=limit, within_km=within
     )
     result = Plan()
-    calls: dict[tuple[Any, ...], Call] = {}
-    for station, _ in starts:
-        calls["access", station.code] = _paths(state, search.origin, station, towards=True)
-    for station, _ in ends:
-        calls["egress", station.code] = _paths(state, search.destination, station, towards=False)
-    pairs = [(a, b) for a, _ in starts for b, _ in ends if a.code != b.code]
-    for a, b in pairs:
-        for day in _days(search):
-            calls["trains", a.code, b.code, day] = _trains(state, a, b, day)
+    calls = _first_round(state, search, starts, ends)
     answers = await _within(calls, deadline, result.missing)
+    if _no_train_anywhere(calls, answers):
+        # The nearest stations share no train (서울역's neighbours and 안동, whose trains
+        # leave from 청량리): the next nearest ones are asked too, in a round of their own.
+        starts = stations.nearest(
+            search.origin.lat, search.origin.lng, limit=limit * WIDER, within_km=within
+        )
+        ends = stations.nearest(
+            search.destination.lat, search.destination.lng, limit=limit * WIDER, within_km=within
+        )
+        more = _first_round(state, search, starts, ends)
+        answers |= await _within(
+            {key: call for key, call in more.items() if key not in calls}, deadline, result.missing
+        )
     accesses = [
         Access(station.code, km, _best(answers.get(("access", station.code))))
         for station, km in starts
@@ -116,6 +122,34 @@ async def plan(state: MobilityState, search: Search) -> Plan:
     )
     result.options = await _with_seats(state, search, ranked, deadline, result.missing)
     return result
+
+
+Near = list[tuple[stations.RailStation, float]]
+
+
+def _first_round(
+    state: MobilityState, search: Search, starts: Near, ends: Near
+) -> dict[tuple[Any, ...], Call]:
+    """Local paths to and from the stations near both ends, and the trains between them."""
+    calls: dict[tuple[Any, ...], Call] = {}
+    for station, _ in starts:
+        calls["access", station.code] = _paths(state, search.origin, station, towards=True)
+    for station, _ in ends:
+        calls["egress", station.code] = _paths(state, search.destination, station, towards=False)
+    pairs = [(a, b) for a, _ in starts for b, _ in ends if a.code != b.code]
+    for a, b in pairs:
+        for day in _days(search):
+            calls["trains", a.code, b.code, day] = _trains(state, a, b, day)
+    return calls
+
+
+def _no_train_anywhere(
+    calls: dict[tuple[Any, ...], Call], answers: dict[tuple[Any, ...], Any]
+) -> bool:
+    """Every pair of stations was asked about and none has a train: the stations, not the
+    timetable, are what is missing (a timetable that did not answer is a gap instead)."""
+    asked = [key for key in calls if key[0] == "trains"]
+    return bool(asked) and all(key in answers and not answers[key] for key in asked)
 
 
 Call = Callable[[], Awaitable[Any]]

@@ -105,6 +105,26 @@ async def test_seoul_to_busan_door_to_door_keeps_transfer_times_and_ranks_by_arr
     assert arrivals == sorted(arrivals)
 
 
+async def test_trains_from_a_station_beyond_the_nearest_ones_are_found(
+    world: MobilityWorld, planner_token: str
+) -> None:
+    """By 서울역, the nearest stations (서울, 용산, 영등포) have no train to 안동's
+    (안동, 영주, 풍기): those leave from 청량리, which a search asks about once the nearest
+    stations share no train."""
+    near_seoul_station = {"lat": 37.5477, "lng": 126.9628}
+    andong = {"lat": 36.5684, "lng": 128.7294}
+    answer = await plan(
+        world, planner_token, origin=near_seoul_station, to=andong, after=korean(day_ahead(1), 7)
+    )
+    found = answer["data"]["journeys"]
+    assert found["missing"] == [] and "errors" not in answer
+    assert found["itineraries"]
+    for it in found["itineraries"]:
+        assert it["train"]["from"]["name"] in {"청량리", "상봉"}
+        assert it["train"]["to"]["name"] in {"안동", "영주", "풍기"}
+        assert not it["estimated"]
+
+
 async def test_arrive_by_offers_the_latest_departures_that_arrive_in_time(
     world: MobilityWorld, planner_token: str
 ) -> None:
