@@ -19,6 +19,7 @@ import numpy as np
 from resolvers.sensors.byte_rows import Part, big_endian
 from resolvers.sensors.byte_rows import rows as byte_rows
 from resolvers.sensors.catalog import metrics
+from resolvers.sensors.rollup import RollupColumns
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # no flags, no header extension
 TRAILER = b"\xff\xff"
@@ -40,8 +41,12 @@ READINGS_COLUMNS = (
     "metrics",
 )
 ROLLUPS_COLUMNS = ("cell", "bucket", "n", "sum", "sum_sq", "min", "max", "vehicles")
+# The staging tables of a batch's rollups merged by the worker (rollup_merge.py): minutes,
+# and 5-minute slots with their `partial`; `merged` tells a row merged with the stored one.
+MERGED_COLUMNS = (*ROLLUPS_COLUMNS, "merged")
+MERGED_SLOT_COLUMNS = (*ROLLUPS_COLUMNS, "partial", "merged")
 # Element type oids of PostgreSQL's built-in types.
-_OIDS = {"i4": 23, "i8": 20, "f4": 700, "f8": 701}
+OIDS = {"i4": 23, "i8": 20, "f4": 700, "f8": 701}
 
 
 def _length(size: int) -> bytes:
@@ -62,7 +67,7 @@ def _array(data: np.ndarray, kind: str) -> list[Part]:
     """A one-dimensional array without NULLs: its header, then length and value each."""
     count, size = data.shape
     item = np.dtype(kind).itemsize
-    head = _length(20 + size * (4 + item)) + struct.pack(">5i", 1, 0, _OIDS[kind], size, 1)
+    head = _length(20 + size * (4 + item)) + struct.pack(">5i", 1, 0, OIDS[kind], size, 1)
     elements = np.empty((count, size, 4 + item), dtype=np.uint8)
     elements[:, :, :4] = np.frombuffer(_length(item), dtype=np.uint8)
     elements[:, :, 4:] = big_endian(data, kind).view(np.uint8).reshape(count, size, item)
@@ -98,30 +103,26 @@ def readings(
     return SIGNATURE + body.tobytes() + TRAILER
 
 
-def rollups(
-    cell: np.ndarray,
-    minute: np.ndarray,
-    n: np.ndarray,
-    sums: np.ndarray,
-    sums_sq: np.ndarray,
-    mins: np.ndarray,
-    maxs: np.ndarray,
-    vehicles: np.ndarray,
-) -> bytes:
-    """Staging rows of rollups: `minute` counts minutes since the Unix epoch; the arrays
-    are (rows, WIDTH), `vehicles` (rows, VEHICLE_SLOTS) padded with NO_VEHICLE."""
+def rollups(rows: RollupColumns, merged: np.ndarray, partial: np.ndarray | None = None) -> bytes:
+    """Staging rows of rollups (MERGED_COLUMNS, or MERGED_SLOT_COLUMNS with `partial`):
+    `rows.minute` counts minutes since the Unix epoch; the arrays are (rows, WIDTH),
+    `vehicles` (rows, VEHICLE_SLOTS) padded with NO_VEHICLE."""
+    extra = [] if partial is None else _field(partial, "i8")
     body = byte_rows(
-        len(cell),
+        len(rows),
         [
-            struct.pack(">h", len(ROLLUPS_COLUMNS)),
-            *_field(cell, "i8"),
-            *_field(minute * 60_000_000 - PG_EPOCH_US, "i8"),
-            *_array(n, "i4"),
-            *_array(sums, "f8"),
-            *_array(sums_sq, "f8"),
-            *_array(mins, "f4"),
-            *_array(maxs, "f4"),
-            *_array(vehicles, "i8"),
+            struct.pack(">h", len(ROLLUPS_COLUMNS) + 1 + (partial is not None)),
+            *_field(rows.cell, "i8"),
+            *_field(rows.minute * 60_000_000 - PG_EPOCH_US, "i8"),
+            *_array(rows.n, "i4"),
+            *_array(rows.sums, "f8"),
+            *_array(rows.sums_sq, "f8"),
+            *_array(rows.mins, "f4"),
+            *_array(rows.maxs, "f4"),
+            *_array(rows.vehicles, "i8"),
+            *extra,
+            _length(1),
+            merged.astype(np.uint8),
         ],
     )
     return SIGNATURE + body.tobytes() + TRAILER

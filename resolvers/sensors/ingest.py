@@ -388,7 +388,7 @@ class IngestWorker:
                         [i for i in accepted.tolist() if i not in again], dtype=np.int64
                     )
                     plan = ingest_plan.restricted(readings, plan, stored)
-            await ingest_store.merge_rollup_payload(conn, plan.rollups, plan.rollup_rows)
+            await ingest_store.merge_rollups(conn, plan.rollups, plan.slots)
             await ingest_store.store_offsets(
                 conn,
                 self.group_id,

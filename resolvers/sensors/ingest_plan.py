@@ -16,10 +16,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from resolvers.sensors import copy_binary, live_feed, live_rows
+from resolvers.sensors import copy_binary, live_feed, live_rows, rollup_merge
 from resolvers.sensors.columns import ReadingBatch
 from resolvers.sensors.ingest_checks import Checked, check_batch
-from resolvers.sensors.rollup import rollup_columns, vehicle_hash
+from resolvers.sensors.rollup import MAX_VEHICLES, RollupColumns, rollup_columns, vehicle_hash
+from resolvers.sensors.rollup_merge import Level
 
 States = dict[str, tuple[str, bool]]  # device id → (registered vehicle id, disabled?)
 
@@ -30,10 +31,24 @@ class Plan:
     checked: Checked
     copy: bytes  # the accepted readings, rows of sensor_readings (copy_binary)
     stored: np.ndarray  # the rows written (the accepted ones unless some were stored before)
-    rollups: bytes  # their rollups, staging rows (copy_binary)
-    rollup_rows: int
+    rollups: RollupColumns  # their rollups per cell and minute (ingest_store.merge_rollups)
+    slots: Level  # and per cell and 5-minute slot
     values: int  # metric values the rollups count
     live: list[bytes]  # the stored readings as live feed messages
+
+
+_EMPTY = np.zeros((0, copy_binary.WIDTH))
+NO_ROLLUPS = RollupColumns(
+    cell=np.zeros(0, dtype=np.int64),
+    minute=np.zeros(0, dtype=np.int64),
+    n=_EMPTY.astype(np.int32),
+    sums=_EMPTY,
+    sums_sq=_EMPTY,
+    mins=_EMPTY,
+    maxs=_EMPTY,
+    vehicles=np.zeros((0, MAX_VEHICLES), dtype=np.int64),
+)
+NO_SLOTS = Level(NO_ROLLUPS, np.zeros(0, dtype=np.int64))
 
 
 def assumed(readings: ReadingBatch) -> States:
@@ -57,8 +72,8 @@ def make(readings: ReadingBatch, fresh: np.ndarray, states: States) -> Plan:
             if len(accepted)
             else b"",
             stored=accepted,
-            rollups=b"",
-            rollup_rows=0,
+            rollups=NO_ROLLUPS,
+            slots=NO_SLOTS,
             values=0,
             live=[],
         ),
@@ -81,7 +96,7 @@ def restricted(readings: ReadingBatch, plan: Plan, stored: np.ndarray) -> Plan:
 
 def _with_stored(plan: Plan, readings: ReadingBatch, stored: np.ndarray) -> Plan:
     if not len(stored):
-        return replace(plan, stored=stored, rollups=b"", rollup_rows=0, values=0, live=[])
+        return replace(plan, stored=stored, rollups=NO_ROLLUPS, slots=NO_SLOTS, values=0, live=[])
     checked = plan.checked
     hashes = np.array([vehicle_hash(v) for v in checked.vehicles], dtype=np.int64)
     rows = rollup_columns(
@@ -90,14 +105,11 @@ def _with_stored(plan: Plan, readings: ReadingBatch, stored: np.ndarray) -> Plan
         readings.values[stored],
         hashes[checked.codes[stored]],
     )
-    payload = copy_binary.rollups(
-        rows.cell, rows.minute, rows.n, rows.sums, rows.sums_sq, rows.mins, rows.maxs, rows.vehicles
-    )
     return replace(
         plan,
         stored=stored,
-        rollups=payload,
-        rollup_rows=len(rows),
+        rollups=rows,
+        slots=rollup_merge.slots(rows),
         values=int(rows.n.sum()),
         live=live_rows.encode(readings.take(stored), live_feed.CHUNK),
     )

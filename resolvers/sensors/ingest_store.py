@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-from resolvers.sensors import copy_binary, rollup_levels
-from resolvers.sensors.rollup import MAX_VEHICLES, RollupRow
+from resolvers.sensors import copy_binary, rollup_levels, rollup_merge
+from resolvers.sensors.rollup import MAX_VEHICLES, RollupColumns, RollupRow
+from resolvers.sensors.rollup_merge import Level
 
 READING_COLUMNS = (
     "ts",
@@ -91,8 +92,10 @@ async def prepare_connection(
         " device_no integer NOT NULL, lat double precision NOT NULL,"
         " lng double precision NOT NULL, cell bigint NOT NULL, speed_kmh real,"
         " heading_deg real, metrics bytea NOT NULL) ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS ingest_rollups"
-        " (LIKE sensor_rollups INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        "CREATE TEMP TABLE IF NOT EXISTS ingest_rollups (LIKE sensor_rollups INCLUDING"
+        " DEFAULTS, merged boolean NOT NULL DEFAULT false) ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE IF NOT EXISTS ingest_rollups_5min (LIKE sensor_rollups_5min"
+        " INCLUDING DEFAULTS, merged boolean NOT NULL DEFAULT false) ON COMMIT DELETE ROWS"
     )
     if statement_timeout is not None:
         await conn.execute(f"SET statement_timeout = {int(statement_timeout * 1000)}")
@@ -165,20 +168,70 @@ async def _chunks(payload: bytes) -> AsyncIterator[bytes]:
     yield payload
 
 
-async def merge_rollup_payload(conn: asyncpg.Connection, payload: bytes, rows: int) -> None:
-    """`upsert_rollups` for rows already in binary COPY form (copy_binary.rollups)."""
-    if not rows:
+async def merge_rollups(
+    conn: asyncpg.Connection, minutes: RollupColumns, slots: Level | None = None
+) -> None:
+    """A batch's rollups into sensor_rollups and sensor_rollups_5min, merged with the
+    stored rows by the worker (rollup_merge.py), and the versions of their 10-minute
+    slots. Each table in three steps: its stored rows the batch meets are locked in key
+    order and read, the merged ones written back (locked already: no waits), the rest
+    inserted in key order with the SQL merge for a row another worker inserted since. So
+    two workers take their locks in one order and cannot deadlock. `slots`: the
+    5-minute rows of these minutes (rollup_merge.slots), if made ahead."""
+    if not len(minutes):
         return
+    await _merge_level(conn, "sensor_rollups", "ingest_rollups", Level(minutes, None))
+    slots = slots or rollup_merge.slots(minutes)
+    await _merge_level(conn, "sensor_rollups_5min", "ingest_rollups_5min", slots)
+    await conn.execute(_SLOT_VERSIONS)
+
+
+async def _merge_level(conn: asyncpg.Connection, table: str, staging: str, level: Level) -> None:
+    has_partial = level.partial is not None
+    partial = ", r.partial" if has_partial else ""
+    padded = f"array_fill({copy_binary.NO_VEHICLE}::bigint, ARRAY[greatest(0,"
+    locked = await conn.fetch(
+        "SELECT k.i, array_send(r.n) AS n, array_send(r.sum) AS sum,"
+        " array_send(r.sum_sq) AS sum_sq, array_send(r.min) AS min, array_send(r.max) AS max,"
+        f" array_send(r.vehicles || {padded} {MAX_VEHICLES} - cardinality(r.vehicles))]))"
+        f" AS vehicles{partial}"
+        " FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS k (cell, minute, i)"
+        f" JOIN {table} r ON r.cell = k.cell"
+        " AND r.bucket = TIMESTAMPTZ 'epoch' + k.minute * INTERVAL '1 minute'"
+        " ORDER BY r.cell, r.bucket FOR UPDATE OF r",
+        level.rows.cell.tolist(),
+        level.rows.minute.tolist(),
+    )
+    result, merged = rollup_merge.merged(level, rollup_merge.stored(locked, has_partial))
+    columns = copy_binary.MERGED_SLOT_COLUMNS if has_partial else copy_binary.MERGED_COLUMNS
     await conn.copy_to_table(
-        "ingest_rollups",
-        source=_chunks(payload),
-        columns=copy_binary.ROLLUPS_COLUMNS,
+        staging,
+        source=_chunks(copy_binary.rollups(result.rows, merged, result.partial)),
+        columns=columns,
         format="binary",
     )
-    await _merge_rollups(conn)
+    names = columns[:-1]  # the table's, without `merged`
+    values = [
+        f"array_remove(s.{c}, {copy_binary.NO_VEHICLE}::bigint)" if c == "vehicles" else f"s.{c}"
+        for c in names
+    ]
+    if merged.any():
+        await conn.execute(
+            f"UPDATE {table} AS r SET ({', '.join(names[2:])}) = ({', '.join(values[2:])})"
+            f" FROM {staging} s WHERE s.merged AND r.cell = s.cell AND r.bucket = s.bucket"
+        )
+    if not merged.all():
+        await conn.execute(
+            f"INSERT INTO {table} AS r ({', '.join(names)})"
+            f" SELECT {', '.join(values)} FROM {staging} s WHERE NOT merged ORDER BY cell, bucket"
+            f" ON CONFLICT (cell, bucket) DO UPDATE SET {_SQL_MERGE}"
+            f"{', partial = r.partial | EXCLUDED.partial' if has_partial else ''}"
+        )
 
 
 async def upsert_rollups(conn: asyncpg.Connection, rows: Sequence[RollupRow]) -> None:
+    """Rollup rows merged by the SQL functions (0004), for callers holding RollupRow
+    objects (benches and tests loading rollups); the worker uses merge_rollups."""
     if not rows:
         return
     await conn.copy_records_to_table(
@@ -196,21 +249,28 @@ async def _merge_rollups(conn: asyncpg.Connection) -> None:
         f"INSERT INTO sensor_rollups AS r ({', '.join(ROLLUP_COLUMNS)})"
         f" SELECT {staged}, array_remove(vehicles, {copy_binary.NO_VEHICLE}::bigint)"
         " FROM ingest_rollups ORDER BY cell, bucket"
-        " ON CONFLICT (cell, bucket) DO UPDATE SET"
-        " n = ieum_array_add(r.n, EXCLUDED.n),"
-        " sum = ieum_array_add(r.sum, EXCLUDED.sum),"
-        " sum_sq = ieum_array_add(r.sum_sq, EXCLUDED.sum_sq),"
-        " min = ieum_array_least(r.min, EXCLUDED.min),"
-        " max = ieum_array_greatest(r.max, EXCLUDED.max),"
-        f" vehicles = ieum_capped_union(r.vehicles, EXCLUDED.vehicles, {MAX_VEHICLES});"
-        f"{rollup_levels.MERGE_STAGED}"
-        # Hubs keep rollups in memory by 10-minute slot (segments.py): a new version tells
-        # them to read the slot again. In slot order, so two workers cannot deadlock.
-        "INSERT INTO sensor_rollup_slots AS s (slot, version)"
-        " SELECT DISTINCT date_bin('10 minutes', bucket, TIMESTAMPTZ 'epoch'), 1"
-        " FROM ingest_rollups ORDER BY 1"
-        " ON CONFLICT (slot) DO UPDATE SET version = s.version + 1"
+        f" ON CONFLICT (cell, bucket) DO UPDATE SET {_SQL_MERGE};"
+        f"{rollup_levels.MERGE_STAGED}{_SLOT_VERSIONS}"
     )
+
+
+# A staged row merged into the stored one by the SQL functions (0004).
+_SQL_MERGE = (
+    "n = ieum_array_add(r.n, EXCLUDED.n),"
+    " sum = ieum_array_add(r.sum, EXCLUDED.sum),"
+    " sum_sq = ieum_array_add(r.sum_sq, EXCLUDED.sum_sq),"
+    " min = ieum_array_least(r.min, EXCLUDED.min),"
+    " max = ieum_array_greatest(r.max, EXCLUDED.max),"
+    f" vehicles = ieum_capped_union(r.vehicles, EXCLUDED.vehicles, {MAX_VEHICLES})"
+)
+# Hubs keep rollups in memory by 10-minute slot (segments.py): a new version tells them
+# to read the slot again. In slot order, so two workers cannot deadlock.
+_SLOT_VERSIONS = (
+    "INSERT INTO sensor_rollup_slots AS s (slot, version)"
+    " SELECT DISTINCT date_bin('10 minutes', bucket, TIMESTAMPTZ 'epoch'), 1"
+    " FROM ingest_rollups ORDER BY 1"
+    " ON CONFLICT (slot) DO UPDATE SET version = s.version + 1"
+)
 
 
 async def store_offsets(

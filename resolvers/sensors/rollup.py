@@ -124,19 +124,6 @@ def rollup_columns(
     present = ~np.isnan(values)
     zeroed = np.where(present, values, 0.0)
     group = np.cumsum(boundary) - 1
-    # Distinct (group, vehicle) pairs in order; each group keeps its smallest few.
-    hashes = vehicles[order]
-    pairs = np.lexsort((hashes, group))
-    g, h = group[pairs], hashes[pairs]
-    new = np.empty(len(g), dtype=bool)
-    new[:1] = True
-    new[1:] = (g[1:] != g[:-1]) | (h[1:] != h[:-1])
-    g, h = g[new], h[new]
-    first = np.searchsorted(g, np.arange(len(starts)))
-    rank = np.arange(len(g)) - first[g]
-    kept = rank < MAX_VEHICLES
-    slots = np.full((len(starts), MAX_VEHICLES), -1, dtype=np.int64)
-    slots[g[kept], rank[kept]] = h[kept]
     return RollupColumns(
         cell=cells[starts],
         minute=minutes[starts],
@@ -145,5 +132,23 @@ def rollup_columns(
         sums_sq=np.add.reduceat(zeroed * zeroed, starts, axis=0),
         mins=np.fmin.reduceat(np.where(present, values, np.inf), starts, axis=0),
         maxs=np.fmax.reduceat(np.where(present, values, -np.inf), starts, axis=0),
-        vehicles=slots,
+        vehicles=smallest_distinct(group, vehicles[order], len(starts)),
     )
+
+
+def smallest_distinct(group: np.ndarray, hashes: np.ndarray, groups: int) -> np.ndarray:
+    """The smallest MAX_VEHICLES distinct hashes of each of `groups` groups (numbered from
+    0), in order and padded with -1: found by sorting (group, hash) pairs, not with a set
+    per group."""
+    pairs = np.lexsort((hashes, group))
+    g, h = group[pairs], hashes[pairs]
+    new = np.empty(len(g), dtype=bool)
+    new[:1] = True
+    new[1:] = (g[1:] != g[:-1]) | (h[1:] != h[:-1])
+    g, h = g[new], h[new]
+    first = np.searchsorted(g, np.arange(groups))
+    rank = np.arange(len(g)) - first[g]
+    kept = rank < MAX_VEHICLES
+    slots = np.full((groups, MAX_VEHICLES), -1, dtype=np.int64)
+    slots[g[kept], rank[kept]] = h[kept]
+    return slots

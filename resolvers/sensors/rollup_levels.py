@@ -3,8 +3,9 @@
 A series in 5-minute, hourly or daily buckets sums whole slots, and a slot read from its
 own row is up to five minute rows fewer for PostgreSQL to fetch and aggregate: the usual
 multi-resolution answer (TimescaleDB's continuous aggregates). The ingest worker keeps it
-by merging each batch's staged minute rollups into it in the same transaction as the
-minutes (MERGE_STAGED), so a slot holds exactly the sum of its minutes, once.
+by merging each batch's minute rollups into it in the same transaction as the minutes
+(rollup_merge.slots, ingest_store.merge_rollups; MERGE_STAGED for the SQL path of
+upsert_rollups), so a slot holds exactly the sum of its minutes, once.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from hub.core import db
 from hub.core.settings import Settings
 from resolvers.sensors import catalog, copy_binary, ingest_store, queries, rollup_levels
 from resolvers.sensors.message import H3_RESOLUTION
-from resolvers.sensors.rollup import rollup_columns
+from resolvers.sensors.rollup import RollupColumns, RollupRow, rollup_columns
 
 METRICS = catalog.metrics()
 CELLS = sorted(h3.grid_disk(h3.latlng_to_cell(37.5665, 126.9780, H3_RESOLUTION), 3))
@@ -46,7 +46,7 @@ def test_slots_within_take_whole_slots_for_buckets_of_whole_slots() -> None:
     assert rollup_levels.slots_within(at, at + five, five) == (at + five, at + five)
 
 
-def batch(rng: random.Random, first_minute: int, minutes: int, readings: int) -> tuple[bytes, int]:
+def batch(rng: random.Random, first_minute: int, minutes: int, readings: int) -> RollupColumns:
     """A batch of readings as the worker stages its rollups: a few cells, over `minutes`
     minutes (so some slots get minutes from several batches, and a batch several minutes
     of a slot), few vehicles (k matters), and metrics each reading may lack (NaN)."""
@@ -61,18 +61,7 @@ def batch(rng: random.Random, first_minute: int, minutes: int, readings: int) ->
         dtype=np.float32,
     )
     vehicles = np.array([rng.randrange(1, 9) for _ in range(readings)], dtype=np.int64)
-    columns = rollup_columns(cells, ts.astype(np.int64), values, vehicles)
-    payload = copy_binary.rollups(
-        columns.cell,
-        columns.minute,
-        columns.n,
-        columns.sums,
-        columns.sums_sq,
-        columns.mins,
-        columns.maxs,
-        columns.vehicles,
-    )
-    return payload, len(columns)
+    return rollup_columns(cells, ts.astype(np.int64), values, vehicles)
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +70,8 @@ async def pool(migrated_url: str) -> AsyncIterator[asyncpg.Pool]:
     conn = await db.connect(migrated_url, Settings())
     await ingest_store.prepare_connection(conn)
     for first in range(0, MINUTES, 2):
-        payload, rows = batch(rng, first, 3, 8)
         async with conn.transaction():
-            await ingest_store.merge_rollup_payload(conn, payload, rows)
+            await ingest_store.merge_rollups(conn, batch(rng, first, 3, 8))
     await conn.close()
     pool = await db.create_pool(migrated_url, Settings())
     yield pool
@@ -116,6 +104,73 @@ async def test_ingest_keeps_each_slot_the_sum_of_its_minutes(pool: asyncpg.Pool)
         assert a["partial"] & b["partial"] == b["partial"]
     assert any(row["partial"] & 1 for row in merged)  # some slots lack metrics
     assert any(not row["partial"] & 1 for row in merged)  # and some do not
+
+
+async def test_worker_merges_as_the_sql_functions(migrated_url: str) -> None:
+    """Batches merged by the worker (rollup_merge.py) leave both rollup tables as the SQL
+    merge of 0004 leaves them, stored rows of another shape included (arrays of another
+    length, from an older catalog, which the worker leaves to the SQL merge)."""
+    conn = await db.connect(migrated_url, Settings())
+    try:
+        await ingest_store.prepare_connection(conn)
+        tables = []
+        for worker in (False, True):
+            rng = random.Random(11)
+            test = conn.transaction()
+            await test.start()
+            new = [batch(rng, first, 3, 30) for first in range(0, 12, 2)]
+            # a stored row from a catalog 3 metrics shorter, where the first batch writes
+            key = (int(new[0].cell[0]), datetime.fromtimestamp(int(new[0].minute[0]) * 60, UTC))
+            short = [1] * (len(METRICS) - 3)
+            old = RollupRow(*key, short, [2.0] * len(short), [4.0] * len(short),
+                            [2.0] * len(short), [2.0] * len(short), [7])  # fmt: skip
+            batches = [[old], *new]
+            for rows in batches:
+                if worker and isinstance(rows, RollupColumns):
+                    await ingest_store.merge_rollups(conn, rows)
+                else:
+                    await ingest_store.upsert_rollups(conn, as_rows(rows))
+                await conn.execute("TRUNCATE ingest_rollups, ingest_rollups_5min")  # as commits do
+            tables.append(
+                [
+                    await conn.fetch(f"SELECT {columns} FROM {table} ORDER BY cell, bucket")
+                    for table, columns in (
+                        ("sensor_rollups", SLOT_COLUMNS.removesuffix(", partial")),
+                        ("sensor_rollups_5min", SLOT_COLUMNS),
+                    )
+                ]
+            )
+            await test.rollback()
+    finally:
+        await conn.close()
+    by_sql, by_worker = tables
+    for sql_rows, worker_rows in zip(by_sql, by_worker, strict=True):
+        assert len(sql_rows) == len(worker_rows) > 10
+        for a, b in zip(sql_rows, worker_rows, strict=True):
+            assert {**dict(a), "sum": 0, "sum_sq": 0} == {**dict(b), "sum": 0, "sum_sq": 0}
+            assert a["sum"] == pytest.approx(b["sum"], rel=1e-12)
+            assert a["sum_sq"] == pytest.approx(b["sum_sq"], rel=1e-12)
+    (merged,) = [r for r in by_worker[0] if (r["cell"], r["bucket"]) == key]
+    assert len(merged["n"]) == len(METRICS) and merged["n"][0] > 1
+
+
+def as_rows(columns: RollupColumns | list[RollupRow]) -> list[RollupRow]:
+    """Rows of columns as upsert_rollups takes them."""
+    if isinstance(columns, list):
+        return columns
+    return [
+        RollupRow(
+            cell=int(columns.cell[i]),
+            bucket=datetime.fromtimestamp(int(columns.minute[i]) * 60, UTC),
+            n=columns.n[i].tolist(),
+            sum=columns.sums[i].tolist(),
+            sum_sq=columns.sums_sq[i].tolist(),
+            min=columns.mins[i].tolist(),
+            max=columns.maxs[i].tolist(),
+            vehicles=[v for v in columns.vehicles[i].tolist() if v != copy_binary.NO_VEHICLE],
+        )
+        for i in range(len(columns))
+    ]
 
 
 async def minutes_only(
