@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from adapters.odsay import routes, walking, wire
 from adapters.odsay.wire import SEARCH_RADIUS_M, WITHIN_CITY, Code
+from adapters.sandbox.answers import JSONAnswer
 from adapters.sandbox.server import Sandbox
 
 API_KEY = "sandbox-odsay-key"
@@ -53,7 +54,7 @@ async def search(request: Request) -> JSONResponse:
         return JSONResponse(wire.error(Code.TOO_CLOSE))
     if distance > MAX_DISTANCE_M:
         return JSONResponse(wire.error(Code.NO_RESULT))
-    return JSONResponse({"result": routes.answer(*start, *end, opt=int(options["OPT"]))})
+    return JSONAnswer({"result": routes.answer(*start, *end, opt=int(options["OPT"]))})
 
 
 def _bad(detail: str) -> JSONResponse:

@@ -27,6 +27,7 @@ from adapters.railbooking.control import Clock
 from adapters.railbooking.office import Availability, HoldRequest, Office, Refused, Reservation
 from adapters.railbooking.wire import Code, Sale
 from adapters.sandbox import rail_network
+from adapters.sandbox.answers import JSONAnswer
 from adapters.sandbox.server import Sandbox
 
 # The sandbox's partners and their keys, published so that anyone may call it.
@@ -205,7 +206,7 @@ def api(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
             found = operation(partner_id, request, _body(raw))
         except Refused as refused:
             return failed(refused)
-        return JSONResponse({**answer(Code.OK), **found})
+        return JSONAnswer({**answer(Code.OK), **found})
 
     return endpoint
 

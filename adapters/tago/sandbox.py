@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from adapters.datagokr import Reason
 from adapters.sandbox import rail_network
+from adapters.sandbox.answers import JSONAnswer
 from adapters.sandbox.server import Sandbox
 from adapters.tago import wire
 from adapters.tago.wire import Api, Operation
@@ -116,7 +117,7 @@ def create_app() -> Starlette:
                 found = [{k: _as_text(v) for k, v in item.items()} for item in found]
             total = {"true": None, "zero": 0, "inflated": len(found) * 2 + 7}[quirks.total_count]
             served = min(rows, quirks.max_rows or rows)
-            return JSONResponse(wire.page(found, number, served, total))
+            return JSONAnswer(wire.page(found, number, served, total))
 
         return endpoint
 
