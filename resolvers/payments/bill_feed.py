@@ -51,6 +51,5 @@ async def record(
         )
         if not moved:
             return None
-        for epay_no, data in bills:
-            await outbox.add(conn, BILL_CREATED, epay_no, data)
+        await outbox.add_many(conn, [(BILL_CREATED, epay_no, data) for epay_no, data in bills])
     return len(bills)

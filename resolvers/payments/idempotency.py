@@ -13,10 +13,12 @@ payment's stored state (a confirm in flight is looked up, never sent anew with a
 A failure that is not an answer (the database or the process gave out, or an upstream
 did not answer: UPSTREAM_UNAVAILABLE) stores nothing, so the retry runs again.
 
-Three round trips a request: the lock, the stored answer's lookup and the key's claim for
-this request in one (`payment_idempotency_lock`, 0032), the answer stored once there is
-one, the unlock. The unlock stays a statement of its own, after the answer's commit: a
-waiter let in before that commit would find no answer and run the operation a second time.
+Two round trips a request besides the operation's own: the lock, the stored answer's
+lookup and the key's claim for this request in one (`payment_idempotency_lock`, 0032);
+the answer stored and the lock released in one (`payment_idempotency_answer`, 0033),
+whose transaction keeps the lock until its commit: a waiter let in before that commit
+would find no answer and run the operation a second time. A request that gets no answer
+only releases the lock.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ async def once(
     digest = request_hash(operation, request)
     lock = _lock_id(owner, key)
     async with pool.acquire() as conn:
+        locked = True
         try:
             stored = await _locked(conn, lock, owner, key, operation, digest, keep)
             if stored is not None:
@@ -81,13 +84,16 @@ async def once(
             except UpstreamUnavailable:
                 raise  # not an answer: the retry with this key tries the upstream again
             except IeumError as exc:
-                await _store(conn, owner, key, {"error": _error_json(exc)})
+                await _answer(conn, lock, owner, key, {"error": _error_json(exc)})
+                locked = False
                 raise
-            await _store(conn, owner, key, {"ok": answer})
+            await _answer(conn, lock, owner, key, {"ok": answer})
+            locked = False
             return answer
         finally:
-            with contextlib.suppress(asyncpg.PostgresError, OSError):
-                await conn.execute("SELECT pg_advisory_unlock($1)", lock)
+            if locked:  # no answer stored (or storing it failed): only the lock goes
+                with contextlib.suppress(asyncpg.PostgresError, OSError):
+                    await conn.execute("SELECT pg_advisory_unlock($1)", lock)
 
 
 async def _locked(
@@ -123,12 +129,12 @@ async def _locked(
     return None  # claimed by a run that died with its process: run again
 
 
-async def _store(conn: asyncpg.Connection, owner: str, key: str, response: Answer) -> None:
+async def _answer(
+    conn: asyncpg.Connection, lock: int, owner: str, key: str, response: Answer
+) -> None:
+    """Store the answer and release the key's lock, let go only at the commit (0033)."""
     await conn.execute(
-        "UPDATE payment_idempotency_keys SET response = $3 WHERE owner = $1 AND key = $2",
-        owner,
-        key,
-        response,
+        "SELECT payment_idempotency_answer($1, $2, $3, $4)", lock, owner, key, response
     )
 
 

@@ -24,7 +24,7 @@ import logging
 import random
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,6 +54,15 @@ WITH added AS (
 )
 SELECT pg_notify('payment_outbox', '')
 """
+_ADD_MANY = """
+WITH added AS (
+    INSERT INTO payment_outbox (event_id, event_type, key, payload, created_at)
+    SELECT e.event_id, e.event_type, e.key, e.payload, clock_timestamp()
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
+           AS e (event_id, event_type, key, payload)
+)
+SELECT pg_notify('payment_outbox', '')
+"""
 _CLAIM = """
 SELECT event_id, key, payload::text AS envelope FROM payment_outbox
  WHERE relayed_at IS NULL
@@ -68,16 +77,41 @@ async def add(
 ) -> uuid.UUID:
     """Write an event (e.g. `payment.confirmed`, keyed by the payment id) in the caller's
     transaction; `data` holds JSON values only. Returns its event id."""
+    event_id, payload = envelope(event_type, key, data)
+    await conn.execute(_ADD, event_id, event_type, key, payload)
+    return event_id
+
+
+async def add_many(
+    conn: asyncpg.Connection, events: Sequence[tuple[str, str, dict[str, Any]]]
+) -> list[uuid.UUID]:
+    """Write several events (type, key, data), in this order, in one round trip of the
+    caller's transaction; their event ids."""
+    if not events:
+        return []
+    made = [envelope(event_type, key, data) for event_type, key, data in events]
+    await conn.execute(
+        _ADD_MANY,
+        [event_id for event_id, _ in made],
+        [event_type for event_type, _, _ in events],
+        [key for _, key, _ in events],
+        [payload for _, payload in made],
+    )
+    return [event_id for event_id, _ in made]
+
+
+def envelope(event_type: str, key: str, data: dict[str, Any]) -> tuple[uuid.UUID, dict[str, Any]]:
+    """A new event's id and envelope: for `add`, or for a statement of the caller's that
+    writes the event with the change it announces (and notifies CHANNEL), so that the
+    change and its event take one round trip."""
     event_id = uuid.uuid4()
-    envelope = {
+    return event_id, {
         "event_id": str(event_id),
         "type": event_type,
         "occurred_at": datetime.now(UTC).isoformat(),
         "key": key,
         "data": data,
     }
-    await conn.execute(_ADD, event_id, event_type, key, envelope)
-    return event_id
 
 
 async def prune(pool: asyncpg.Pool, older_than: timedelta) -> int:

@@ -152,6 +152,31 @@ async def _event(conn: asyncpg.Connection, event: str, payment: Payment) -> None
     )
 
 
+# A statement's change and its event in one: `announced(changed, event, $n)` is a CTE
+# writing `payment.<event>` for each row of the CTE `changed` (the event's data as
+# `_event` makes it), the envelope $n from outbox.envelope, and waking the relays.
+_EVENT_DATA = """jsonb_build_object(
+    'payment_id', p.payment_id, 'order_id', p.order_id, 'source', p.source,
+    'reference', p.reference, 'epay_no', p.epay_no, 'status', p.status, 'amount', p.amount,
+    'refunded_amount', p.refunded_amount, 'tax_kind', p.tax_kind,
+    'district_code', p.district_code, 'client_id', p.client_id,
+    'terminal_id', p.terminal_id, 'receipt_no', p.receipt_no, 'failure_code', p.failure_code)"""
+
+
+def _announced(changed: str, event: str, envelope: str) -> str:
+    return f"""announced AS (
+    INSERT INTO payment_outbox (event_id, event_type, key, payload, created_at)
+    SELECT ({envelope}::jsonb ->> 'event_id')::uuid, 'payment.{event}', p.payment_id::text,
+           {envelope}::jsonb || jsonb_build_object('data', {_EVENT_DATA}), clock_timestamp()
+      FROM {changed} AS p
+    RETURNING pg_notify('{outbox.CHANNEL}', '')
+)"""
+
+
+def _envelope(event: str, payment_id: uuid.UUID) -> dict[str, Any]:
+    return outbox.envelope(f"payment.{event}", str(payment_id), {})[1]
+
+
 # Reading
 
 
@@ -267,57 +292,99 @@ async def expire_requests(
     return expired
 
 
+class OverLimit(Exception):
+    """The terminal is disabled (or gone), or the payment would take it past its daily
+    limit: what it collected on the day, and its limit."""
+
+    def __init__(self, daily_limit: int | None, active: bool, used: int) -> None:
+        super().__init__("the terminal may not collect this payment")
+        self.daily_limit = daily_limit
+        self.active = active
+        self.used = used
+
+
 async def open_payment(
-    conn: asyncpg.Connection, new: NewPayment, amount: int, window: timedelta
+    conn: asyncpg.Connection,
+    new: NewPayment,
+    amount: int,
+    window: timedelta,
+    *,
+    check_limit: bool = False,
 ) -> Payment:
-    """Store the requested payment (in the caller's transaction); LiveBillPayment if the
-    bill has a live one. A request abandoned past `window` is expired first, only when it
-    is in the way (the recovery job expires the rest)."""
+    """Store the requested payment; LiveBillPayment if the bill has a live one; with
+    `check_limit`, only within its terminal's daily limit (OverLimit otherwise). A request
+    abandoned past `window` is expired first, only when it is in the way (the recovery job
+    expires the rest)."""
     try:
-        return await _insert(conn, new, amount)
+        return await _insert(conn, new, amount, check_limit)
     except LiveBillPayment:
         if not await expire_requests(conn, window, new):
             raise
-    return await _insert(conn, new, amount)
+    return await _insert(conn, new, amount, check_limit)
 
 
-async def _insert(conn: asyncpg.Connection, new: NewPayment, amount: int) -> Payment:
-    order_id = f"ieum-{uuid.uuid4().hex}"
-    # ON CONFLICT, not a savepoint around a unique violation: one round trip, and the
-    # caller's transaction goes on. The conflict is the bill's (or charge's) live payment.
-    row = await conn.fetchrow(
-        "INSERT INTO payments (payment_id, order_id, epay_no, tax_kind, tax_no,"
-        " district_code, item_code, item, payer_masked, due_date, base_amount,"
-        " late_fee, amount, channel, client_id, user_id, terminal_id, collect_day,"
-        " source, reference, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-        " $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, 'requested')"
-        " ON CONFLICT DO NOTHING RETURNING *",
-        uuid.uuid4(),
-        order_id,
-        new.epay_no,
-        new.tax_kind,
-        new.tax_no,
-        new.district_code,
-        new.item_code,
-        new.item,
-        new.payer_masked,
-        new.due_date,
-        new.base_amount,
-        amount - new.base_amount,
-        amount,
-        new.channel,
-        new.client_id,
-        new.user_id,
-        new.terminal_id,
-        korea_today(),
-        new.source,
-        new.reference,
+# The requested payment, its event and, for a terminal's collection, its daily limit in
+# one statement (one transaction). The terminal is locked (payment_terminal_day, 0030)
+# until the statement's end, so concurrent collections of one terminal check its daily
+# total one after the other. ON CONFLICT, not a unique violation: the conflict is the
+# bill's (or charge's) live payment, read by the caller.
+_OPEN = f"""
+WITH day AS MATERIALIZED (
+    SELECT * FROM payment_terminal_day($17, $18) WHERE $21
+), opened AS (
+    INSERT INTO payments (payment_id, order_id, epay_no, tax_kind, tax_no,
+        district_code, item_code, item, payer_masked, due_date, base_amount,
+        late_fee, amount, channel, client_id, user_id, terminal_id, collect_day,
+        source, reference, status)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+           $19, $20, 'requested'
+     WHERE NOT $21
+        OR EXISTS (SELECT FROM day WHERE day.active AND day.used + $13 <= day.daily_limit)
+    ON CONFLICT DO NOTHING
+    RETURNING *
+), {_announced("opened", "requested", "$22")}
+SELECT opened.*, day.daily_limit AS day_limit, day.active AS day_active, day.used AS day_used
+  FROM (VALUES (true)) AS one LEFT JOIN day ON true LEFT JOIN opened ON true
+"""
+
+
+async def _insert(
+    conn: asyncpg.Connection, new: NewPayment, amount: int, check_limit: bool
+) -> Payment:
+    payment_id = uuid.uuid4()
+    row = dict(
+        await conn.fetchrow(
+            _OPEN,
+            payment_id,
+            f"ieum-{uuid.uuid4().hex}",
+            new.epay_no,
+            new.tax_kind,
+            new.tax_no,
+            new.district_code,
+            new.item_code,
+            new.item,
+            new.payer_masked,
+            new.due_date,
+            new.base_amount,
+            amount - new.base_amount,
+            amount,
+            new.channel,
+            new.client_id,
+            new.user_id,
+            new.terminal_id,
+            korea_today(),
+            new.source,
+            new.reference,
+            check_limit,
+            _envelope("requested", payment_id),
+        )
     )
-    if row is None:
-        raise LiveBillPayment(await live_of(conn, new))
-    payment = Payment(**dict(row))
-    await _event(conn, "requested", payment)
-    return payment
+    limit, active, used = row.pop("day_limit"), row.pop("day_active"), row.pop("day_used")
+    if row["payment_id"] is not None:
+        return Payment(**row)
+    if check_limit and (limit is None or not active or used + amount > limit):
+        raise OverLimit(limit, bool(active), used or 0)
+    raise LiveBillPayment(await live_of(conn, new))
 
 
 # Confirming
@@ -358,9 +425,10 @@ async def mark_unknown(conn: asyncpg.Connection, payment_id: uuid.UUID) -> Payme
 
 
 # The confirmation in one statement: the payment confirmed with its receipt number, its
-# ledger posting (ledger.py's, booked once by its reference) and the receipt notice the tax
-# system is owed (for its own bills only), all only when this statement confirmed it.
-_CONFIRMED = """
+# ledger posting (ledger.py's, booked once by its reference), the receipt notice the tax
+# system is owed (for its own bills only) and its event, all only when this statement
+# confirmed it.
+_CONFIRMED = f"""
 WITH confirmed AS (
     UPDATE payments SET status = 'confirmed', payment_key = $2, method = $3,
            card_number = $4, approve_no = $5, confirmed_at = $6, updated_at = now(),
@@ -383,7 +451,7 @@ WITH confirmed AS (
     INSERT INTO payment_tax_notices (notice_id, payment_id, kind, receipt_no, amount)
     SELECT $7, payment_id, 'receipt', receipt_no, amount FROM confirmed
      WHERE source = 'tax_bill'
-)
+), {_announced("confirmed", "confirmed", "$15")}
 SELECT * FROM confirmed
 """
 
@@ -399,35 +467,40 @@ async def finish_confirmed(
     approved_at: datetime,
     before_commit: BeforeCommit | None = None,
 ) -> Payment:
-    """The gateway approved: confirmed, booked, receipted and owed a receipt notice, in one
-    transaction. Whoever learns it first (the answer, a lookup, the webhook) books it; the
-    others find it done. `payment` is the payment as last read (what is booked, its amount,
-    kind and district, never changes)."""
+    """The gateway approved: confirmed, booked, receipted, owed a receipt notice and
+    announced, in one statement. Whoever learns it first (the answer, a lookup, the
+    webhook) books it; the others find it done. `payment` is the payment as last read
+    (what is booked, its amount, kind and district, never changes). `before_commit`
+    (fault drills) runs between the statement and its commit, in a transaction of its
+    own."""
     payment_id = payment.payment_id
     posting = ledger.payment_posting(
         payment_id, payment.tax_kind, payment.district_code, payment.amount
     )
-    async with conn.transaction():
-        row = await conn.fetchrow(
-            _CONFIRMED,
-            payment_id,
-            payment_key,
-            method,
-            card_number,
-            approve_no,
-            approved_at,
-            uuid.uuid4(),
-            *posting.arguments(),
-        )
-        if row is None:  # booked already
-            found = await by_id(conn, payment_id)
-            assert found is not None
-            return found
-        confirmed = Payment(**dict(row))
-        assert confirmed.receipt_no is not None
-        await _event(conn, "confirmed", confirmed)
-        if before_commit is not None:
-            before_commit()
+    arguments = (
+        payment_id,
+        payment_key,
+        method,
+        card_number,
+        approve_no,
+        approved_at,
+        uuid.uuid4(),
+        *posting.arguments(),
+        _envelope("confirmed", payment_id),
+    )
+    if before_commit is None:
+        row = await conn.fetchrow(_CONFIRMED, *arguments)
+    else:
+        async with conn.transaction():
+            row = await conn.fetchrow(_CONFIRMED, *arguments)
+            if row is not None:
+                before_commit()
+    if row is None:  # booked already
+        found = await by_id(conn, payment_id)
+        assert found is not None
+        return found
+    confirmed = Payment(**dict(row))
+    assert confirmed.receipt_no is not None
     return confirmed
 
 
@@ -704,3 +777,42 @@ async def record_webhook(
         outcome,
     )
     return bool(inserted)
+
+
+# A webhook of a payment no longer in flight (unknown, or settled: the common case, the
+# confirm's answer came first) recorded with what it did, nothing, in one statement; the
+# outcomes are flow._outcome's. No row: the payment is in flight and the caller applies
+# the event under the payment's lock.
+_SETTLED_WEBHOOK = """
+WITH found AS (
+    SELECT p.status, p.payment_key FROM (VALUES (true)) AS one
+      LEFT JOIN payments p ON p.order_id = $1
+), settled AS (
+    SELECT CASE WHEN status IS NULL THEN 'unknown_order'
+                WHEN payment_key <> $4 THEN 'payment_key_mismatch'
+                ELSE 'no_change' END AS outcome
+      FROM found WHERE status IS NULL OR status <> ALL($6::text[])
+), recorded AS (
+    INSERT INTO payment_webhook_events (event_id, event_type, payment_key, status, outcome)
+    SELECT $2, $3, $4, $5, outcome FROM settled
+    ON CONFLICT DO NOTHING
+    RETURNING true
+)
+SELECT outcome, EXISTS (SELECT FROM recorded) AS first FROM settled
+"""
+
+
+async def record_settled_webhook(
+    conn: asyncpg.Connection,
+    order_id: str,
+    event_id: str,
+    event_type: str,
+    payment_key: str,
+    status: str,
+) -> tuple[str, bool] | None:
+    """Record a webhook of a payment not in flight: (its outcome, False if it was seen
+    before); None if the payment is in flight (nothing recorded)."""
+    row = await conn.fetchrow(
+        _SETTLED_WEBHOOK, order_id, event_id, event_type, payment_key, status, list(IN_FLIGHT)
+    )
+    return None if row is None else (row["outcome"], row["first"])

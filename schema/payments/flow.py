@@ -22,9 +22,9 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -87,6 +87,11 @@ class Payments:
         if self.settings.crash_point == point:
             log.critical("payments.crash_drill point=%s", point)
             os._exit(70)
+
+    def drill(self, point: str) -> Callable[[], None] | None:
+        """`crash(point)` for a step that runs it inside its transaction, or None when
+        that drill is off (the step is then one statement, committed as it ends)."""
+        return (lambda: self.crash(point)) if self.settings.crash_point == point else None
 
 
 def mask_name(name: str) -> str:
@@ -175,17 +180,25 @@ async def _collect(
         user_id=who.user_id,
         terminal_id=who.terminal.terminal_id if who.terminal else None,
     )
-    async with conn.transaction():
-        if who.terminal is not None:
-            await _within_limit(conn, who.terminal.terminal_id, amount, today)
-        try:
-            return await store.open_payment(conn, new, amount, hub.order_window)
-        except store.LiveBillPayment as exc:
-            if exc.existing is not None and exc.existing.status in store.PAID:
-                raise errors.BillAlreadyPaid(f"bill {epay_no} is paid already") from None
-            raise errors.BillInPayment(
-                f"bill {epay_no} is being collected by another payment; try again when it ends"
-            ) from None
+    try:
+        return await store.open_payment(
+            conn, new, amount, hub.order_window, check_limit=who.terminal is not None
+        )
+    except store.OverLimit as exc:
+        if exc.daily_limit is None or not exc.active:
+            raise errors.TerminalDisabled("this terminal was disabled") from None
+        raise errors.DailyLimitExceeded(
+            f"collecting {amount:,} won would take this terminal past its daily limit of"
+            f" {exc.daily_limit:,} won ({exc.used:,} won collected today)",
+            limit=exc.daily_limit,
+            used=exc.used,
+        ) from None
+    except store.LiveBillPayment as exc:
+        if exc.existing is not None and exc.existing.status in store.PAID:
+            raise errors.BillAlreadyPaid(f"bill {epay_no} is paid already") from None
+        raise errors.BillInPayment(
+            f"bill {epay_no} is being collected by another payment; try again when it ends"
+        ) from None
 
 
 # Charges of other domains
@@ -229,8 +242,7 @@ async def charge(
             reference=reference,
         )
         try:
-            async with conn.transaction():
-                return (await store.open_payment(conn, new, amount, hub.order_window)).to_json()
+            return (await store.open_payment(conn, new, amount, hub.order_window)).to_json()
         except store.LiveBillPayment as exc:
             if exc.existing is not None and exc.existing.status in store.PAID:
                 raise errors.BillAlreadyPaid(f"{source} {reference} is paid already") from None
@@ -246,21 +258,6 @@ async def charge(
         run=run,
     )
     return Payment.from_json(answer)
-
-
-async def _within_limit(
-    conn: asyncpg.Connection, terminal_id: str, amount: int, today: date
-) -> None:
-    day = await terminals.day_use(conn, terminal_id, today)
-    if day is None or not day.active:
-        raise errors.TerminalDisabled("this terminal was disabled")
-    if day.used + amount > day.daily_limit:
-        raise errors.DailyLimitExceeded(
-            f"collecting {amount:,} won would take this terminal past its daily limit of"
-            f" {day.daily_limit:,} won ({day.used:,} won collected today)",
-            limit=day.daily_limit,
-            used=day.used,
-        )
 
 
 # Confirm
@@ -379,7 +376,7 @@ async def _apply(
             card_number=answer.card_number,
             approve_no=answer.approve_no,
             approved_at=answer.approved_at or datetime.now(KST),
-            before_commit=lambda: hub.crash("before_ledger_commit"),
+            before_commit=hub.drill("before_ledger_commit"),
         )
     if answer.status in WAITING:
         return await _current(conn, payment)
@@ -505,9 +502,9 @@ async def on_webhook(hub: Payments, body: bytes, headers: Mapping[str, str]) -> 
     answered 200 so the gateway stops redelivering; what could not be applied is kept
     with its outcome for the recovery job and reconciliation.
 
-    Most webhooks find their payment confirmed already by the confirm's own answer: one
-    read and the event's record, no transaction. Only a payment still in flight is read
-    again, locked, and the event applied to it."""
+    Most webhooks find their payment confirmed already by the confirm's own answer: the
+    event recorded with its outcome in one statement, no transaction. Only a payment
+    still in flight is read, locked, and the event applied to it."""
     gateway = await hub.upstreams.gateway()
     try:
         event = gateway.verify_webhook(body, headers)
@@ -516,10 +513,16 @@ async def on_webhook(hub: Payments, body: bytes, headers: Mapping[str, str]) -> 
         return 401, f"rejected: {exc}"
     found = event.payment
     async with hub.pool.acquire() as conn:
-        payment = await store.by_order(conn, found.order_id)
-        if payment is None or payment.status not in store.IN_FLIGHT:
-            outcome = _outcome(payment, found.payment_key)
-            first = await _record(conn, event, outcome)
+        settled = await store.record_settled_webhook(
+            conn,
+            found.order_id,
+            event.event_id,
+            event.event_type,
+            found.payment_key,
+            found.status,
+        )
+        if settled is not None:
+            outcome, first = settled
             return 200, outcome if first else "duplicate"
         try:
             async with conn.transaction():
@@ -554,7 +557,7 @@ class _Redelivered(Exception):
 
 def _outcome(payment: Payment | None, payment_key: str) -> str:
     """What a webhook does to the payment it names: apply (while its confirm is in
-    flight), or nothing, and why."""
+    flight), or nothing, and why (store.record_settled_webhook decides alike)."""
     if payment is None:
         return "unknown_order"
     if payment.payment_key not in (None, payment_key):
