@@ -59,7 +59,7 @@ def _server(sandbox: Sandbox) -> tuple[uvicorn.Server, FaultInjector]:
         injector,
         log_level="warning",
         access_log=False,
-        lifespan="off",
+        lifespan="auto",  # a sandbox may close what it holds (the gateway's webhook client)
         ws="none",
         timeout_graceful_shutdown=1,
     )

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import csv
 import hmac
 import io
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -252,7 +253,13 @@ def create_app() -> Starlette:
     async def webhooks(request: Request) -> Response:
         return JSONResponse([delivery.report() for delivery in world.webhooks.deliveries])
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await world.webhooks.aclose()
+
     return Starlette(
+        lifespan=lifespan,
         routes=[
             Route(
                 "/v1/sandbox/card-present",
@@ -266,7 +273,7 @@ def create_app() -> Starlette:
             Route("/v1/settlements.csv", settlements, methods=["GET"]),
             Route("/_sandbox/config", config, methods=["GET", "POST", "DELETE"]),
             Route("/_sandbox/webhooks", webhooks, methods=["GET"]),
-        ]
+        ],
     )
 
 
