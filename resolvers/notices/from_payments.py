@@ -34,6 +34,8 @@ async def translate(pool: asyncpg.Pool, envelope: dict[str, Any]) -> NewNotice |
         return await _bill_created(pool, envelope["data"])
     if kind not in ("payment.confirmed", "payment.refunded"):
         return None
+    if envelope["data"].get("terminal_id"):  # an official's terminal: no citizen, no read
+        return None
     payment = await payments.by_id(pool, uuid.UUID(envelope["data"]["payment_id"]))
     if payment is None or payment.user_id is None:
         return None
