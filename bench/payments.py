@@ -13,7 +13,10 @@ terminal is a phone enrolled by a supervisor and signed in with private_key_jwt,
 over bills of its own as at the counter: collectBill → the card read at the gateway (the
 phone's SDK, not the hub) → confirmPayment. The gateway answers every confirm after a
 fixed latency (a fault plan) and sends its webhook to the hub as it would; the load
-client is a lean keep-alive one (bench/harness.py): it shares the hub's cores.
+client is a lean keep-alive one (bench/harness.py): it shares the hub's cores. The bills
+are issued to the tax system at once before the run, and the terminals start once the
+hub's worker has read them from its feed (a bill.created event each), as it reads a
+city's bills through the day.
 
 By default the terminals run closed loop, each starting its next payment as soon as the
 last one is done: the hub is saturated, and each payment's latency is mostly its wait
@@ -125,6 +128,7 @@ async def payments(
     args: argparse.Namespace, url: str, base: str, urls: dict[str, str], pids: dict[str, int]
 ) -> None:
     counters, bills = await counters_with_bills(args, url, base, urls)
+    await bills_announced(url, [epay_no for own in bills for epay_no in own])
     await asyncio.gather(
         *(c.run(b[: args.warmup], 0, 0) for c, b in zip(counters, bills, strict=True))
     )
@@ -211,6 +215,26 @@ async def counters_with_bills(
         [Counter(base, gateway_url, token, card_auth) for token in tokens],
         [bills[i * each : (i + 1) * each] for i in range(args.terminals)],
     )
+
+
+async def bills_announced(url: str, epay_nos: list[str]) -> None:
+    """Wait until the hub's worker has read the run's bills from the tax system's feed
+    (a bill.created event each): issued all at once here, where a city issues them over
+    days, their announcements are not part of a payment's cost."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with asyncio.timeout(120):
+            while True:
+                announced = await conn.fetchval(
+                    "SELECT count(*) FROM payment_outbox"
+                    " WHERE event_type = 'bill.created' AND key = ANY($1::text[])",
+                    epay_nos,
+                )
+                if announced == len(epay_nos):
+                    return
+                await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
 
 
 class Counter:
