@@ -116,22 +116,28 @@ def rollup_columns(
     minutes = ts_us // 60_000_000
     order = np.lexsort((minutes, cells))
     cells, minutes = cells[order], minutes[order]
-    values = values[order].astype(np.float64)
+    values = values[order]
     boundary = np.empty(len(cells), dtype=bool)
     boundary[:1] = True
     boundary[1:] = (cells[1:] != cells[:-1]) | (minutes[1:] != minutes[:-1])
     starts = np.flatnonzero(boundary)
     present = ~np.isnan(values)
-    zeroed = np.where(present, values, 0.0)
+    zeroed = np.where(present, values, np.float32(0))
+    n = np.add.reduceat(present, starts, axis=0, dtype=np.int32)
+    # Extremes in float32 (the values' own type; fmin/fmax skip NaN), none: ±inf. Sums
+    # in float64, converted as they are added rather than in a copy of the batch.
+    mins = np.fmin.reduceat(values, starts, axis=0)
+    maxs = np.fmax.reduceat(values, starts, axis=0)
+    mins[n == 0], maxs[n == 0] = np.inf, -np.inf
     group = np.cumsum(boundary) - 1
     return RollupColumns(
         cell=cells[starts],
         minute=minutes[starts],
-        n=np.add.reduceat(present.astype(np.int32), starts, axis=0),
-        sums=np.add.reduceat(zeroed, starts, axis=0),
-        sums_sq=np.add.reduceat(zeroed * zeroed, starts, axis=0),
-        mins=np.fmin.reduceat(np.where(present, values, np.inf), starts, axis=0),
-        maxs=np.fmax.reduceat(np.where(present, values, -np.inf), starts, axis=0),
+        n=n,
+        sums=np.add.reduceat(zeroed, starts, axis=0, dtype=np.float64),
+        sums_sq=np.add.reduceat(np.square(zeroed, dtype=np.float64), starts, axis=0),
+        mins=mins,
+        maxs=maxs,
         vehicles=smallest_distinct(group, vehicles[order], len(starts)),
     )
 
