@@ -184,12 +184,8 @@ async def by_id(conn: asyncpg.Connection | asyncpg.Pool, payment_id: uuid.UUID) 
     return _payment(await conn.fetchrow("SELECT * FROM payments WHERE payment_id = $1", payment_id))
 
 
-async def by_order(
-    conn: asyncpg.Connection | asyncpg.Pool, order_id: str, *, lock: bool = False
-) -> Payment | None:
-    """The payment of an order; with `lock`, locked until the caller's transaction ends."""
-    query = "SELECT * FROM payments WHERE order_id = $1"
-    return _payment(await conn.fetchrow(query + " FOR UPDATE" if lock else query, order_id))
+async def by_order(conn: asyncpg.Connection | asyncpg.Pool, order_id: str) -> Payment | None:
+    return _payment(await conn.fetchrow("SELECT * FROM payments WHERE order_id = $1", order_id))
 
 
 async def by_receipt(conn: asyncpg.Connection | asyncpg.Pool, receipt_no: str) -> Payment | None:

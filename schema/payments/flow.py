@@ -503,8 +503,12 @@ async def on_webhook(hub: Payments, body: bytes, headers: Mapping[str, str]) -> 
     with its outcome for the recovery job and reconciliation.
 
     Most webhooks find their payment confirmed already by the confirm's own answer: the
-    event recorded with its outcome in one statement, no transaction. Only a payment
-    still in flight is read, locked, and the event applied to it."""
+    event recorded with its outcome in one statement, no transaction. A payment still in
+    flight is read again and the event applied to it by the same conditional steps a
+    confirm's answer takes (store.finish_confirmed, finish_failed, mark_unknown): when
+    the answer and the webhook come together, one books and the other finds it booked,
+    and neither holds the payment locked while the other waits. A delivery seen before
+    is answered "duplicate" (what it applied, if anything, was applied once)."""
     gateway = await hub.upstreams.gateway()
     try:
         event = gateway.verify_webhook(body, headers)
@@ -524,20 +528,13 @@ async def on_webhook(hub: Payments, body: bytes, headers: Mapping[str, str]) -> 
         if settled is not None:
             outcome, first = settled
             return 200, outcome if first else "duplicate"
-        try:
-            async with conn.transaction():
-                # Locked: a confirm applying the gateway's answer right now (the webhook
-                # races it) commits first, and this reads what it stored.
-                payment = await store.by_order(conn, found.order_id, lock=True)
-                outcome = _outcome(payment, found.payment_key)
-                if outcome == "apply":
-                    assert payment is not None
-                    outcome = "applied:" + (await _apply(hub, conn, payment, found)).status
-                if not await _record(conn, event, outcome):
-                    raise _Redelivered
-        except _Redelivered:
-            return 200, "duplicate"
-    return 200, outcome
+        payment = await store.by_order(conn, found.order_id)
+        outcome = _outcome(payment, found.payment_key)
+        if outcome == "apply":
+            assert payment is not None
+            outcome = "applied:" + (await _apply(hub, conn, payment, found)).status
+        first = await _record(conn, event, outcome)
+    return 200, outcome if first else "duplicate"
 
 
 async def _record(conn: asyncpg.Connection, event: WebhookEvent, outcome: str) -> bool:
@@ -549,10 +546,6 @@ async def _record(conn: asyncpg.Connection, event: WebhookEvent, outcome: str) -
         event.payment.status,
         outcome,
     )
-
-
-class _Redelivered(Exception):
-    """A webhook event seen before: what this delivery did is rolled back."""
 
 
 def _outcome(payment: Payment | None, payment_key: str) -> str:
