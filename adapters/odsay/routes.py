@@ -315,23 +315,31 @@ class _Trip:
         }
 
     def _passed(self, board: Stop, alight: Stop, count: int, subway: bool) -> list[dict[str, Any]]:
-        """The stations from `board` to `alight`, both included, along the way between."""
+        """The stations from `board` to `alight`, both included, along the way between.
+        (Written out for speed: a bus leg passes dozens; the draws are as they always were,
+        so an answer stays the same.)"""
+        uniform, new_id = self.rng.uniform, self._id
+        name = self._name if subway else self._stop_name
+        lat0, lng0 = board.lat, board.lng
+        d_lat, d_lng = alight.lat - lat0, alight.lng - lng0
         passed = []
         for index in range(count + 1):
-            if index in (0, count):
+            if index == 0 or index == count:
                 stop = board if index == 0 else alight
+                stop_id, stop_name, lat, lng = stop.id, stop.name, stop.lat, stop.lng
             else:
                 share = index / count
-                lat = board.lat + (alight.lat - board.lat) * share + self.rng.uniform(-8, 8) * 1e-4
-                lng = board.lng + (alight.lng - board.lng) * share + self.rng.uniform(-8, 8) * 1e-4
-                name = self._name() if subway else self._stop_name()
-                stop = Stop(name, lat, lng, self._id())
-            station: dict[str, Any] = {"index": index, "stationID": stop.id}
-            station["stationName"] = stop.name
-            if not subway:
-                station["arsID"] = str(stop.id % 100_000).zfill(5)
-            station |= {"x": f"{stop.lng:.6f}", "y": f"{stop.lat:.6f}"}
-            passed.append(station if subway else station | {"isNonStop": "N"})
+                lat = lat0 + d_lat * share + uniform(-8, 8) * 1e-4
+                lng = lng0 + d_lng * share + uniform(-8, 8) * 1e-4
+                stop_name = name()
+                stop_id = new_id()
+            if subway:
+                passed.append({"index": index, "stationID": stop_id, "stationName": stop_name,
+                               "x": f"{lng:.6f}", "y": f"{lat:.6f}"})  # fmt: skip
+            else:
+                passed.append({"index": index, "stationID": stop_id, "stationName": stop_name,
+                               "arsID": str(stop_id % 100_000).zfill(5), "x": f"{lng:.6f}",
+                               "y": f"{lat:.6f}", "isNonStop": "N"})  # fmt: skip
         return passed
 
     def _station(self, near: Point, toward: Point, low: int = 300, high: int = 900) -> Stop:

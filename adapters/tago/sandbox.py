@@ -13,7 +13,8 @@ code 03, a wrong totalCount, fewer rows than asked, a spent quota (code 22 or 23
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -178,10 +179,20 @@ def trains(request: Request) -> list[dict[str, Any]] | Response:
     if grade and grade not in wire.VEHICLE_KINDS:
         return standard(Reason.INVALID_PARAMETER, f"trainGradeCode {grade}")
     return [
-        _train_item(train, dep, arr)
-        for train, dep, arr in rail_network.between(day, query["depPlaceId"], query["arrPlaceId"])
-        if not grade or wire.VEHICLE_KINDS[grade] == train.grade
+        item
+        for item in _train_items(day, query["depPlaceId"], query["arrPlaceId"])
+        if not grade or wire.VEHICLE_KINDS[grade] == item["traingradename"]
     ]
+
+
+@lru_cache(maxsize=4096)
+def _train_items(day: date, dep: str, arr: str) -> tuple[dict[str, Any], ...]:
+    """The items of every train between two stations on a day, made once: the network is
+    fixed, and a journey search asks for about nine such lists (read only)."""
+    return tuple(
+        _train_item(train, dep_stop, arr_stop)
+        for train, dep_stop, arr_stop in rail_network.between(day, dep, arr)
+    )
 
 
 def _train_item(
