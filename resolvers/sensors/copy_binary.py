@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from resolvers.sensors.byte_rows import Part, big_endian
 from resolvers.sensors.byte_rows import rows as byte_rows
 from resolvers.sensors.catalog import metrics
 from resolvers.sensors.rollup import RollupColumns
+
+if TYPE_CHECKING:
+    from resolvers.sensors.rollup_merge import Level
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # no flags, no header extension
 TRAILER = b"\xff\xff"
@@ -41,10 +45,13 @@ READINGS_COLUMNS = (
     "metrics",
 )
 ROLLUPS_COLUMNS = ("cell", "bucket", "n", "sum", "sum_sq", "min", "max", "vehicles")
-# The staging tables of a batch's rollups merged by the worker (rollup_merge.py): minutes,
-# and 5-minute slots with their `partial`; `merged` tells a row merged with the stored one.
-MERGED_COLUMNS = (*ROLLUPS_COLUMNS, "merged")
-MERGED_SLOT_COLUMNS = (*ROLLUPS_COLUMNS, "partial", "merged")
+# The staging tables of a batch's rollups (ingest_store.merge_rollups): minutes, and
+# 5-minute slots with their `partial`. Each row holds its values merged by the worker with
+# the stored version written by transaction `seen` (or the batch's alone, seen = -1), and
+# the batch's alone again (d_*) for the SQL merge.
+DELTAS = ("d_n", "d_sum", "d_sum_sq", "d_min", "d_max", "d_vehicles")
+STAGED_COLUMNS = (*ROLLUPS_COLUMNS, "seen", *DELTAS)
+STAGED_SLOT_COLUMNS = (*ROLLUPS_COLUMNS, "partial", "seen", *DELTAS, "d_partial")
 # Element type oids of PostgreSQL's built-in types.
 OIDS = {"i4": 23, "i8": 20, "f4": 700, "f8": 701}
 
@@ -103,29 +110,33 @@ def readings(
     return SIGNATURE + body.tobytes() + TRAILER
 
 
-def rollups(rows: RollupColumns, merged: np.ndarray, partial: np.ndarray | None = None) -> bytes:
-    """Staging rows of rollups (MERGED_COLUMNS, or MERGED_SLOT_COLUMNS with `partial`):
-    `rows.minute` counts minutes since the Unix epoch; the arrays are (rows, WIDTH),
+def rollups(merged: Level, seen: np.ndarray, batch: Level) -> bytes:
+    """Staging rows of rollups (STAGED_COLUMNS, or STAGED_SLOT_COLUMNS with `partial`):
+    `minute` counts minutes since the Unix epoch; the arrays are (rows, WIDTH),
     `vehicles` (rows, VEHICLE_SLOTS) padded with NO_VEHICLE."""
-    extra = [] if partial is None else _field(partial, "i8")
-    body = byte_rows(
-        len(rows),
-        [
-            struct.pack(">h", len(ROLLUPS_COLUMNS) + 1 + (partial is not None)),
-            *_field(rows.cell, "i8"),
-            *_field(rows.minute * 60_000_000 - PG_EPOCH_US, "i8"),
-            *_array(rows.n, "i4"),
-            *_array(rows.sums, "f8"),
-            *_array(rows.sums_sq, "f8"),
-            *_array(rows.mins, "f4"),
-            *_array(rows.maxs, "f4"),
-            *_array(rows.vehicles, "i8"),
-            *extra,
-            _length(1),
-            merged.astype(np.uint8),
-        ],
-    )
-    return SIGNATURE + body.tobytes() + TRAILER
+    slots = merged.partial is not None and batch.partial is not None
+    parts: list[Part] = [
+        struct.pack(">h", len(STAGED_SLOT_COLUMNS if slots else STAGED_COLUMNS)),
+        *_field(merged.rows.cell, "i8"),
+        *_field(merged.rows.minute * 60_000_000 - PG_EPOCH_US, "i8"),
+        *_arrays(merged.rows),
+        *(_field(merged.partial, "i8") if merged.partial is not None else []),
+        *_field(seen, "i8"),
+        *_arrays(batch.rows),
+        *(_field(batch.partial, "i8") if batch.partial is not None else []),
+    ]
+    return SIGNATURE + byte_rows(len(seen), parts).tobytes() + TRAILER
+
+
+def _arrays(rows: RollupColumns) -> list[Part]:
+    return [
+        *_array(rows.n, "i4"),
+        *_array(rows.sums, "f8"),
+        *_array(rows.sums_sq, "f8"),
+        *_array(rows.mins, "f4"),
+        *_array(rows.maxs, "f4"),
+        *_array(rows.vehicles, "i8"),
+    ]
 
 
 def stored_readings(

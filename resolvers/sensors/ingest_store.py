@@ -92,10 +92,13 @@ async def prepare_connection(
         " device_no integer NOT NULL, lat double precision NOT NULL,"
         " lng double precision NOT NULL, cell bigint NOT NULL, speed_kmh real,"
         " heading_deg real, metrics bytea NOT NULL) ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS ingest_rollups (LIKE sensor_rollups INCLUDING"
-        " DEFAULTS, merged boolean NOT NULL DEFAULT false) ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS ingest_rollups_5min (LIKE sensor_rollups_5min"
-        " INCLUDING DEFAULTS, merged boolean NOT NULL DEFAULT false) ON COMMIT DELETE ROWS"
+        # A batch's rollups (copy_binary.STAGED_COLUMNS): as merged by the worker, and
+        # the batch's alone (d_*), looked up by key when the SQL merge needs them.
+        f"CREATE TEMP TABLE IF NOT EXISTS ingest_rollups (LIKE sensor_rollups INCLUDING"
+        f" DEFAULTS, {_STAGED}, PRIMARY KEY (cell, bucket)) ON COMMIT DELETE ROWS;"
+        f"CREATE TEMP TABLE IF NOT EXISTS ingest_rollups_5min (LIKE sensor_rollups_5min"
+        f" INCLUDING DEFAULTS, {_STAGED}, d_partial bigint, PRIMARY KEY (cell, bucket))"
+        " ON COMMIT DELETE ROWS"
     )
     if statement_timeout is not None:
         await conn.execute(f"SET statement_timeout = {int(statement_timeout * 1000)}")
@@ -173,11 +176,10 @@ async def merge_rollups(
 ) -> None:
     """A batch's rollups into sensor_rollups and sensor_rollups_5min, merged with the
     stored rows by the worker (rollup_merge.py), and the versions of their 10-minute
-    slots. Each table in three steps: its stored rows the batch meets are locked in key
-    order and read, the merged ones written back (locked already: no waits), the rest
-    inserted in key order with the SQL merge for a row another worker inserted since. So
-    two workers take their locks in one order and cannot deadlock. `slots`: the
-    5-minute rows of these minutes (rollup_merge.slots), if made ahead."""
+    slots. Each table in one INSERT … ON CONFLICT in key order, as the SQL merge was (so
+    two workers cannot deadlock): a stored row still the version the worker read (its
+    xmin) takes the worker's values, any other the SQL merge of the batch's own. `slots`:
+    the 5-minute rows of these minutes (rollup_merge.slots), if made ahead."""
     if not len(minutes):
         return
     await _merge_level(conn, "sensor_rollups", "ingest_rollups", Level(minutes, None))
@@ -188,45 +190,63 @@ async def merge_rollups(
 
 async def _merge_level(conn: asyncpg.Connection, table: str, staging: str, level: Level) -> None:
     has_partial = level.partial is not None
-    partial = ", r.partial" if has_partial else ""
     padded = f"array_fill({copy_binary.NO_VEHICLE}::bigint, ARRAY[greatest(0,"
-    locked = await conn.fetch(
-        "SELECT k.i, array_send(r.n) AS n, array_send(r.sum) AS sum,"
-        " array_send(r.sum_sq) AS sum_sq, array_send(r.min) AS min, array_send(r.max) AS max,"
+    stored = await conn.fetch(
+        "SELECT k.i, r.xmin::text::bigint AS seen, array_send(r.n) AS n,"
+        " array_send(r.sum) AS sum, array_send(r.sum_sq) AS sum_sq, array_send(r.min) AS min,"
+        " array_send(r.max) AS max,"
         f" array_send(r.vehicles || {padded} {MAX_VEHICLES} - cardinality(r.vehicles))]))"
-        f" AS vehicles{partial}"
+        f" AS vehicles{', r.partial' if has_partial else ''}"
         " FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS k (cell, minute, i)"
         f" JOIN {table} r ON r.cell = k.cell"
-        " AND r.bucket = TIMESTAMPTZ 'epoch' + k.minute * INTERVAL '1 minute'"
-        " ORDER BY r.cell, r.bucket FOR UPDATE OF r",
+        " AND r.bucket = TIMESTAMPTZ 'epoch' + k.minute * INTERVAL '1 minute'",
         level.rows.cell.tolist(),
         level.rows.minute.tolist(),
     )
-    result, merged = rollup_merge.merged(level, rollup_merge.stored(locked, has_partial))
-    columns = copy_binary.MERGED_SLOT_COLUMNS if has_partial else copy_binary.MERGED_COLUMNS
+    merged, seen = rollup_merge.merged(level, rollup_merge.stored(stored, has_partial))
+    columns = copy_binary.STAGED_SLOT_COLUMNS if has_partial else copy_binary.STAGED_COLUMNS
     await conn.copy_to_table(
         staging,
-        source=_chunks(copy_binary.rollups(result.rows, merged, result.partial)),
+        source=_chunks(copy_binary.rollups(merged, seen, level)),
         columns=columns,
         format="binary",
     )
-    names = columns[:-1]  # the table's, without `merged`
-    values = [
-        f"array_remove(s.{c}, {copy_binary.NO_VEHICLE}::bigint)" if c == "vehicles" else f"s.{c}"
-        for c in names
+    names = [*copy_binary.ROLLUPS_COLUMNS, *(["partial"] if has_partial else [])]
+    unpadded = f"array_remove(s.vehicles, {copy_binary.NO_VEHICLE}::bigint)"
+    same = "s.seen = r.xmin::text::bigint"  # the stored row is the version merged
+    sql_merge = [
+        f"CASE WHEN {same} THEN EXCLUDED.{name} ELSE {merge} END"
+        for name, merge in _SQL_MERGES.items()
+        if name != "partial" or has_partial
     ]
-    if merged.any():
-        await conn.execute(
-            f"UPDATE {table} AS r SET ({', '.join(names[2:])}) = ({', '.join(values[2:])})"
-            f" FROM {staging} s WHERE s.merged AND r.cell = s.cell AND r.bucket = s.bucket"
-        )
-    if not merged.all():
-        await conn.execute(
-            f"INSERT INTO {table} AS r ({', '.join(names)})"
-            f" SELECT {', '.join(values)} FROM {staging} s WHERE NOT merged ORDER BY cell, bucket"
-            f" ON CONFLICT (cell, bucket) DO UPDATE SET {_SQL_MERGE}"
-            f"{', partial = r.partial | EXCLUDED.partial' if has_partial else ''}"
-        )
+    await conn.execute(
+        f"INSERT INTO {table} AS r ({', '.join(names)})"
+        f" SELECT {', '.join(unpadded if n == 'vehicles' else 's.' + n for n in names)}"
+        f" FROM {staging} s ORDER BY cell, bucket"
+        f" ON CONFLICT (cell, bucket) DO UPDATE SET ({', '.join(names[2:])}) ="
+        f" (SELECT {', '.join(sql_merge)} FROM {staging} s"
+        " WHERE s.cell = EXCLUDED.cell AND s.bucket = EXCLUDED.bucket)"
+    )
+
+
+_STAGED = (
+    f"seen bigint NOT NULL DEFAULT {rollup_merge.NOT_SEEN}, d_n integer[],"
+    " d_sum double precision[], d_sum_sq double precision[], d_min real[], d_max real[],"
+    " d_vehicles bigint[]"
+)
+# The SQL merge of a stored row (r) and the batch's own (s.d_*), in the functions of 0004.
+_SQL_MERGES = {
+    "n": "ieum_array_add(r.n, s.d_n)",
+    "sum": "ieum_array_add(r.sum, s.d_sum)",
+    "sum_sq": "ieum_array_add(r.sum_sq, s.d_sum_sq)",
+    "min": "ieum_array_least(r.min, s.d_min)",
+    "max": "ieum_array_greatest(r.max, s.d_max)",
+    "vehicles": (
+        f"ieum_capped_union(r.vehicles, array_remove(s.d_vehicles,"
+        f" {copy_binary.NO_VEHICLE}::bigint), {MAX_VEHICLES})"
+    ),
+    "partial": "r.partial | s.d_partial",
+}
 
 
 async def upsert_rollups(conn: asyncpg.Connection, rows: Sequence[RollupRow]) -> None:

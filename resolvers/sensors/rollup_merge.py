@@ -3,11 +3,12 @@
 Merging a staged rollup row into a stored one in SQL calls the element-wise functions of
 0004 five times and a capped union once, each 10 to 25 µs of PostgreSQL's time: about
 100 µs a row for the minutes and as much again for their 5-minute slot, 40% of its CPU
-per message. So the worker reads the stored rows its batch meets (locked, in key order:
-ingest_store.merge_rollups), merges them here and writes the results as they are. A
-stored row in another shape (arrays of another length, from an older catalog) is left
-to the SQL merge, as is a row another worker inserted after the read; both give the same
-values, the SQL functions being what these follow:
+per message. So the worker reads the stored rows its batch meets (ingest_store.
+merge_rollups), merges them here and writes the results as they are, where the row is
+still the version it read. A stored row in another shape (arrays of another length, from
+an older catalog), one another worker wrote after the read, and one inserted meanwhile
+are left to the SQL merge; both give the same values, the SQL functions being what these
+follow:
 ieum_array_add (+), ieum_array_least (NaN only if both are), ieum_array_greatest (NaN if
 either is), ieum_capped_union (the smallest distinct hashes), ieum_rollup_lacking.
 """
@@ -75,9 +76,10 @@ def lacking(n: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Stored:
     """The stored rows met by a batch, in the shape the batch has: `at` is each one's
-    index in the batch's rows."""
+    index in the batch's rows, `seen` the transaction that wrote the version read."""
 
     at: np.ndarray
+    seen: np.ndarray
     n: np.ndarray
     sums: np.ndarray
     sums_sq: np.ndarray
@@ -100,8 +102,8 @@ ARRAYS = {
 
 
 def stored(records: Sequence[Mapping[str, Any]], has_partial: bool) -> Stored:
-    """Stored rows from the lock query (ingest_store): `i` (from 1) and each array in
-    PostgreSQL's binary form. Only rows of the batch's shape are kept: one-dimensional
+    """Stored rows from the read (ingest_store): `i` (from 1), `seen` (xmin) and each
+    array in PostgreSQL's binary form. Only rows of the batch's shape are kept: one-dimensional
     arrays from 1 of WIDTH metrics (VEHICLE_SLOTS vehicles) without NULLs."""
     sized = np.ones(len(records), dtype=bool)
     for name, (kind, size) in ARRAYS.items():
@@ -122,6 +124,7 @@ def stored(records: Sequence[Mapping[str, Any]], has_partial: bool) -> Stored:
     rows = np.flatnonzero(shaped).tolist()
     return Stored(
         at=np.array([kept[i]["i"] for i in rows], dtype=np.int64) - 1,
+        seen=np.array([kept[i]["seen"] for i in rows], dtype=np.int64),
         n=arrays["n"],
         sums=arrays["sum"],
         sums_sq=arrays["sum_sq"],
@@ -134,11 +137,15 @@ def stored(records: Sequence[Mapping[str, Any]], has_partial: bool) -> Stored:
     )
 
 
+NOT_SEEN = -1  # a row of the batch not merged here (never a transaction id)
+
+
 def merged(level: Level, old: Stored) -> tuple[Level, np.ndarray]:
-    """The batch's rows with the stored ones they meet merged in, and which those are."""
+    """The batch's rows with the stored ones they meet merged in, and for each the
+    transaction that wrote the stored version merged (NOT_SEEN: none)."""
     rows, at = level.rows, old.at
-    done = np.zeros(len(rows), dtype=bool)
-    done[at] = True
+    seen = np.full(len(rows), NOT_SEEN, dtype=np.int64)
+    seen[at] = old.seen
     vehicles = rows.vehicles.copy()
     both = np.concatenate([old.vehicles, rows.vehicles[at]], axis=1)
     vehicles[at] = _union(np.repeat(np.arange(len(at)), both.shape[1]), both, len(at))
@@ -158,7 +165,7 @@ def merged(level: Level, old: Stored) -> tuple[Level, np.ndarray]:
             vehicles=vehicles,
         ),
         partial,
-    ), done
+    ), seen
 
 
 def _at(values: np.ndarray, at: np.ndarray, new: np.ndarray) -> np.ndarray:
