@@ -10,11 +10,13 @@ Starts embedded PostgreSQL and broker (or uses IEUM_DATABASE_URL / IEUM_KAFKA_BO
 with a fresh database, dropped at the end; the timetable (tago), operator (railbooking),
 local route (odsay), tax system and card gateway sandboxes in one process of their own,
 each answering its calls after `--latency-ms` (its fault injector) and noting when each
-call began and ended; and the hub as production runs it, `ieum serve --no-demo` with
-IEUM_WORKERS processes and its workers inside, its adapters pointed at the sandboxes and
-allowed `--concurrency` calls in flight each, so the bench measures the hub and not an
-adapter's queue. The load client is the lean keep-alive one of bench/harness.py: it
-shares the hub's cores.
+call began and ended (30 ms by default: a quick upstream nearby; a public API across the
+internet is usually slower, and a longer latency would only hide more of the hub's own
+time behind the waits, not change it); and the hub as production runs it, `ieum serve
+--no-demo` with IEUM_WORKERS processes and its workers inside, its adapters pointed at
+the sandboxes and allowed `--concurrency` calls in flight each, so the bench measures
+the hub and not an adapter's queue. The load client is the lean keep-alive one of
+bench/harness.py: it shares the hub's cores.
 
 1. Overhead run: the hub with its mobility caches off, so every search makes both upstream
    rounds of its critical path: local paths to and from the stations near both ends and
