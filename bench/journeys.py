@@ -36,9 +36,10 @@ bench/harness.py: it shares the hub's cores.
    and the sandbox pre-sells at most 60 % of a class, so no train is sold out and no
    search needs a third round for seats (the operator's calls per answer are printed: at
    most the first window's 7; the rounds of each search alone too). A search whose
-   nearest stations share no train (서울 → 안동: those leave from 청량리; about one in
-   150 here) asks the timetable about more stations in a round of its own, counted in
-   its overhead (and in its round 1 when taken apart). A search is
+   nearest stations make no itinerary (서울 → 안동: those trains leave from 청량리; 천안
+   → 목포 late in the afternoon; about one in 150 here) asks about more stations in a
+   round of its own, counted in its overhead (and in its round 1 when taken apart). A
+   search is
    complete with itineraries and nothing missing; the rate counts complete ones, since an
    answer made quick by an upstream's open breaker is of no use.
 2. The same searches with the hub's default caches (timetables 10 min, local paths 5 min,

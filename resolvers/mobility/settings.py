@@ -38,7 +38,7 @@ class MobilitySettings(BaseSettings):
         ge=1,
         le=6,
         description="Stations considered near each end of a journey; twice as many when"
-        " the nearest share no train.",
+        " the nearest make no itinerary.",
     )
     station_radius_km: float = Field(
         default=40, gt=0, le=100, description="How far from an end a station may be."

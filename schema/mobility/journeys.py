@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from adapters.kinds import LocalPath, ScheduledTrain, SeatAvailability, SeatClass
 from hub.core.errors import UpstreamUnavailable
 from resolvers.mobility import stations
+from resolvers.mobility.settings import MobilitySettings
 from schema.mobility import planner
 from schema.mobility.planner import Access, Itinerary
 from schema.mobility.state import MobilityState
@@ -29,7 +30,7 @@ KST = ZoneInfo("Asia/Seoul")
 LATE_EVENING = 18  # a search after this hour also looks at the next day's trains
 EARLY_MORNING = 10  # an arrive-by before this hour also looks at the day before's trains
 COORDINATE_DECIMALS = 4  # local paths are cached per ~10 m
-WIDER = 2  # times the stations near each end asked about when the nearest share no train
+WIDER = 2  # times the stations near each end asked about when the nearest give nothing
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,11 @@ async def plan(state: MobilityState, search: Search) -> Plan:
     result = Plan()
     calls = _first_round(state, search, starts, ends)
     answers = await _within(calls, deadline, result.missing)
-    if _no_train_anywhere(calls, answers):
-        # The nearest stations share no train (서울역's neighbours and 안동, whose trains
-        # leave from 청량리): the next nearest ones are asked too, in a round of their own.
+    ranked = _ranked(settings, search, starts, ends, answers)
+    if not ranked and _every_timetable_answered(calls, answers):
+        # Nothing from the nearest stations: they share no train (서울역's neighbours and
+        # 안동, whose trains leave from 청량리) or none is left that day (천안아산 → 목포
+        # after 15:49, while 오송's run until 21:32). The next nearest are asked too.
         starts = stations.nearest(
             search.origin.lat, search.origin.lng, limit=limit * WIDER, within_km=within
         )
@@ -95,35 +98,12 @@ async def plan(state: MobilityState, search: Search) -> Plan:
         answers |= await _within(
             {key: call for key, call in more.items() if key not in calls}, deadline, result.missing
         )
-    accesses = [
-        Access(station.code, km, _best(answers.get(("access", station.code))))
-        for station, km in starts
-    ]
-    egresses = [
-        Access(station.code, km, _best(answers.get(("egress", station.code))))
-        for station, km in ends
-    ]
-    trains: dict[tuple[str, str], list[ScheduledTrain]] = {}
-    for key, answer in answers.items():
-        if key[0] == "trains":
-            trains.setdefault((key[1], key[2]), []).extend(answer)
-    rules = planner.Rules(
-        boarding=timedelta(minutes=settings.boarding_minutes),
-        alighting=timedelta(minutes=settings.alighting_minutes),
-    )
-    ranked = planner.combine(
-        accesses,
-        trains,
-        egresses,
-        rules,
-        depart_after=search.depart_after,
-        arrive_by=search.arrive_by,
-        per_pair=search.limit * 2,
-    )
+        ranked = _ranked(settings, search, starts, ends, answers)
     result.options = await _with_seats(state, search, ranked, deadline, result.missing)
     return result
 
 
+Call = Callable[[], Awaitable[Any]]
 Near = list[tuple[stations.RailStation, float]]
 
 
@@ -143,16 +123,47 @@ def _first_round(
     return calls
 
 
-def _no_train_anywhere(
+def _every_timetable_answered(
     calls: dict[tuple[Any, ...], Call], answers: dict[tuple[Any, ...], Any]
 ) -> bool:
-    """Every pair of stations was asked about and none has a train: the stations, not the
-    timetable, are what is missing (a timetable that did not answer is a gap instead)."""
-    asked = [key for key in calls if key[0] == "trains"]
-    return bool(asked) and all(key in answers and not answers[key] for key in asked)
+    """No timetable call is missing: an empty plan is then the stations' doing, not a
+    timetable down or slow (which is a gap, and asking it more would not help)."""
+    return all(key in answers for key in calls if key[0] == "trains")
 
 
-Call = Callable[[], Awaitable[Any]]
+def _ranked(
+    settings: MobilitySettings,
+    search: Search,
+    starts: Near,
+    ends: Near,
+    answers: dict[tuple[Any, ...], Any],
+) -> list[Itinerary]:
+    """The itineraries the answers make, best first (the planner's rules)."""
+    accesses = [
+        Access(station.code, km, _best(answers.get(("access", station.code))))
+        for station, km in starts
+    ]
+    egresses = [
+        Access(station.code, km, _best(answers.get(("egress", station.code))))
+        for station, km in ends
+    ]
+    trains: dict[tuple[str, str], list[ScheduledTrain]] = {}
+    for key, answer in answers.items():
+        if key[0] == "trains":
+            trains.setdefault((key[1], key[2]), []).extend(answer)
+    rules = planner.Rules(
+        boarding=timedelta(minutes=settings.boarding_minutes),
+        alighting=timedelta(minutes=settings.alighting_minutes),
+    )
+    return planner.combine(
+        accesses,
+        trains,
+        egresses,
+        rules,
+        depart_after=search.depart_after,
+        arrive_by=search.arrive_by,
+        per_pair=search.limit * 2,
+    )
 
 
 def _paths(

@@ -125,6 +125,22 @@ async def test_trains_from_a_station_beyond_the_nearest_ones_are_found(
         assert not it["estimated"]
 
 
+async def test_when_the_nearest_stations_have_no_train_left_farther_ones_are_asked(
+    world: MobilityWorld, planner_token: str
+) -> None:
+    """From 천안 to 목포 late in the afternoon: 천안아산's last train to 목포 leaves about
+    15:50 on a weekday, 오송's run into the evening."""
+    cheonan, mokpo = {"lat": 36.8303, "lng": 127.1184}, {"lat": 34.7873, "lng": 126.3877}
+    after = korean(day_ahead(1), 16)
+    answer = await plan(world, planner_token, origin=cheonan, to=mokpo, after=after)
+    found = answer["data"]["journeys"]
+    assert found["missing"] == [] and "errors" not in answer
+    assert found["itineraries"]
+    for it in found["itineraries"]:
+        assert when(it["leaveAt"]) >= when(after)
+        assert it["train"]["to"]["name"] in {"목포", "나주"}
+
+
 async def test_arrive_by_offers_the_latest_departures_that_arrive_in_time(
     world: MobilityWorld, planner_token: str
 ) -> None:
