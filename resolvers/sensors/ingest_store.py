@@ -93,12 +93,15 @@ async def prepare_connection(
         " lng double precision NOT NULL, cell bigint NOT NULL, speed_kmh real,"
         " heading_deg real, metrics bytea NOT NULL) ON COMMIT DELETE ROWS;"
         # A batch's rollups (copy_binary.STAGED_COLUMNS): as merged by the worker, and
-        # the batch's alone (d_*), looked up by key when the SQL merge needs them.
+        # the batch's alone (d_*), looked up by key when the SQL merge needs them. A row
+        # is about 3.6 kB: kept whole in its page, not compressed into TOAST (which cost
+        # more than the merge saved).
         f"CREATE TEMP TABLE IF NOT EXISTS ingest_rollups (LIKE sensor_rollups INCLUDING"
-        f" DEFAULTS, {_STAGED}, PRIMARY KEY (cell, bucket)) ON COMMIT DELETE ROWS;"
+        f" DEFAULTS, {_STAGED}, PRIMARY KEY (cell, bucket)) WITH ({_WHOLE})"
+        " ON COMMIT DELETE ROWS;"
         f"CREATE TEMP TABLE IF NOT EXISTS ingest_rollups_5min (LIKE sensor_rollups_5min"
         f" INCLUDING DEFAULTS, {_STAGED}, d_partial bigint, PRIMARY KEY (cell, bucket))"
-        " ON COMMIT DELETE ROWS"
+        f" WITH ({_WHOLE}) ON COMMIT DELETE ROWS"
     )
     if statement_timeout is not None:
         await conn.execute(f"SET statement_timeout = {int(statement_timeout * 1000)}")
@@ -229,6 +232,7 @@ async def _merge_level(conn: asyncpg.Connection, table: str, staging: str, level
     )
 
 
+_WHOLE = "toast_tuple_target = 8160"  # the most PostgreSQL allows: rows up to a page
 _STAGED = (
     f"seen bigint NOT NULL DEFAULT {rollup_merge.NOT_SEEN}, d_n integer[],"
     " d_sum double precision[], d_sum_sq double precision[], d_min real[], d_max real[],"
