@@ -110,30 +110,24 @@ class ConnectionShare:
     def counts_for(processes: int) -> Any:
         return multiprocessing.get_context("spawn").RawArray("i", processes)
 
-    def rebalance(self, connections: Iterable[object]) -> int:
+    def rebalance(self, connections: Iterable[Any]) -> int:
         """Record this process's HTTP connections and ask as many to reconnect as it
-        holds above its share, counting those already asked; how many were asked now."""
-        http = [c for c in connections if hasattr(c, "cycle")]
-        self.counts[self.index] = len(http)
+        holds above its share, counting those already asked (by this or a graceful
+        shutdown); how many were asked now. uvicorn's HTTP protocols have a request
+        cycle (None between requests), its WebSocket ones none."""
+        cycles = [c.cycle for c in connections if hasattr(c, "cycle")]
+        self.counts[self.index] = len(cycles)
         counts = list(self.counts)
         share = -(-sum(counts) // len(counts))  # rounded up: 21 over 2 leaves 11 and 10
-        leaving = sum(1 for c in http if _leaving(c))
-        wanted = len(http) - share - leaving
+        leaving = sum(1 for cycle in cycles if cycle is not None and not cycle.keep_alive)
         asked = 0
-        for protocol in http:
-            if asked >= wanted:
+        for cycle in cycles:
+            if asked >= len(cycles) - share - leaving:
                 break
-            cycle = getattr(protocol, "cycle", None)
             if cycle is not None and not cycle.response_complete and cycle.keep_alive:
                 cycle.keep_alive = False
                 asked += 1
         return asked
-
-
-def _leaving(protocol: object) -> bool:
-    """Told to close after its response (by this class or a graceful shutdown)."""
-    cycle = getattr(protocol, "cycle", None)
-    return cycle is not None and not cycle.keep_alive
 
 
 class Server(uvicorn.Server):
@@ -145,7 +139,6 @@ class Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, share: ConnectionShare | None = None) -> None:
         super().__init__(config)
         self.share = share
-        self.reconnects_asked = 0
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -153,7 +146,7 @@ class Server(uvicorn.Server):
 
     async def on_tick(self, counter: int) -> bool:
         if self.share is not None:
-            self.reconnects_asked += self.share.rebalance(self.server_state.connections)
+            self.share.rebalance(self.server_state.connections)
         return await super().on_tick(counter)
 
 

@@ -145,12 +145,7 @@ async def test_worker_merges_as_the_sql_functions(migrated_url: str) -> None:
     finally:
         await conn.close()
     by_sql, by_worker = tables
-    for sql_rows, worker_rows in zip(by_sql, by_worker, strict=True):
-        assert len(sql_rows) == len(worker_rows) > 10
-        for a, b in zip(sql_rows, worker_rows, strict=True):
-            assert {**dict(a), "sum": 0, "sum_sq": 0} == {**dict(b), "sum": 0, "sum_sq": 0}
-            assert a["sum"] == pytest.approx(b["sum"], rel=1e-12)
-            assert a["sum_sq"] == pytest.approx(b["sum_sq"], rel=1e-12)
+    assert_same_tables(by_sql, by_worker)
     (merged,) = [r for r in by_worker[0] if (r["cell"], r["bucket"]) == key]
     assert len(merged["n"]) == len(METRICS) and merged["n"][0] > 1
 
@@ -202,7 +197,15 @@ async def test_workers_merging_the_same_rows_at_once_lose_nothing(migrated_url: 
             await conns[0].execute(f"DELETE FROM {table} WHERE bucket >= $1", since)
         for conn in conns:
             await conn.close()
-    for sql_rows, worker_rows in zip(by_sql, by_workers, strict=True):
+    assert_same_tables(by_sql, by_workers)
+
+
+def assert_same_tables(
+    by_sql: list[list[asyncpg.Record]], by_worker: list[list[asyncpg.Record]]
+) -> None:
+    """Each table's rows alike, the sums to float rounding (the worker adds in another
+    order than PostgreSQL)."""
+    for sql_rows, worker_rows in zip(by_sql, by_worker, strict=True):
         assert len(sql_rows) == len(worker_rows) > 10
         for a, b in zip(sql_rows, worker_rows, strict=True):
             assert {**dict(a), "sum": 0, "sum_sq": 0} == {**dict(b), "sum": 0, "sum_sq": 0}
