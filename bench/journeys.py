@@ -34,8 +34,8 @@ bench/harness.py: it shares the hub's cores.
    With 20 closed-loop clients on two cores shared with the sandboxes, the overhead is
    mostly queueing: compare the CPU per answer. Nothing is sold before the bookings part
    and the sandbox pre-sells at most 60 % of a class, so no train is sold out and no
-   search needs a third round for seats (the operator's calls per answer are printed: at
-   most the first window's 7; the rounds of each search alone too). A search whose
+   search needs a third round for seats (the operator's calls per answer are printed: one
+   seats query for the first window's 7 trains; the rounds of each search alone too). A search whose
    nearest stations make no itinerary (서울 → 안동: those trains leave from 청량리; 천안
    → 목포 late in the afternoon; about one in 150 here) asks about more stations in a
    round of its own, counted in its overhead (and in its round 1 when taken apart). A
@@ -114,7 +114,6 @@ KST = ZoneInfo("Asia/Seoul")
 SANDBOXES = ("tago", "railbooking", "odsay", "localtax", "tosspayments")
 JOURNEY_UPSTREAMS = ("tago", "odsay", "railbooking")
 CACHES = ("TIMETABLE", "ROUTES", "SEATS")  # IEUM_MOBILITY_<…>_CACHE_SECONDS
-SEATS_WINDOW = 7  # seats asked for at once by a search of 5 itineraries (journeys.py)
 ANSWER_SECONDS = 30  # a hung request fails the run instead of stalling it
 SCATTER_KM = 3.0  # addresses are random points this far around a city's centre
 REDIRECT = "http://127.0.0.1:9999/callback"  # the app's; the bench reads the code off it
@@ -450,8 +449,9 @@ class Anatomy:
 
     @property
     def rounds(self) -> int:
-        """2; 3 or more when seats were asked again after the first window (sold out)."""
-        return bool(self.first) + math.ceil(len(self.second) / SEATS_WINDOW)
+        """2; 3 or more when seats were asked again after the first window (sold out):
+        each window is one seats query."""
+        return bool(self.first) + len(self.second)
 
     def describe(self) -> str:
         began, ended = self.span

@@ -61,7 +61,31 @@ def partner(response: httpx.Response) -> str:
 
 
 def availability(response: httpx.Response) -> SeatAvailability:
-    answer = succeeded(response)
+    return availability_of(succeeded(response))
+
+
+def availabilities(response: httpx.Response) -> list[SeatAvailability | BookingRefused]:
+    """A seats query's trains in the order asked: each its seats, or BookingRefused with
+    the item's own FAIL code (a train that does not run so)."""
+    found = succeeded(response).get("trn_infos")
+    items = found.get("trn_info") if isinstance(found, dict) else None
+    if isinstance(items, dict):
+        items = [items]  # a list of one may come as the one object
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise MalformedResponse(UPSTREAM, "a seats query answered without trn_infos.trn_info")
+    return [_item(item) for item in items]
+
+
+def _item(item: Answer) -> SeatAvailability | BookingRefused:
+    result = item.get("strResult")
+    if result == "SUCC":
+        return availability_of(item)
+    if result == "FAIL":
+        return BookingRefused(_text(item, "h_msg_cd"), str(item.get("h_msg_txt", "")))
+    raise MalformedResponse(UPSTREAM, f"a train's strResult is {result!r}")
+
+
+def availability_of(answer: Answer) -> SeatAvailability:
     return SeatAvailability(
         train_no=_train_no(answer),
         run_date=_day(answer, "h_run_dt"),

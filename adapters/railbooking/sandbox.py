@@ -228,6 +228,39 @@ def create_app() -> Starlette:
         )
         return rendered_availability(found)
 
+    def seats_query(partner_id: str, request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        """Several trains at once, answered in the order asked: each item the seats
+        answer's fields, or FAIL with its own code for a train that does not run so."""
+        asked = body.get("trn_infos")
+        items = asked.get("trn_info") if isinstance(asked, dict) else None
+        if isinstance(items, dict):
+            items = [items]  # a list of one may come as the one object
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+            raise Refused(Code.INVALID, 400, "trn_infos.trn_info lists the trains")
+        if len(items) > wire.MAX_SEAT_QUERIES:
+            raise Refused(Code.INVALID, 400, f"at most {wire.MAX_SEAT_QUERIES} trains a query")
+        wanted = [
+            (_train_no(item), _day(item, "h_run_dt"), _text(item, "h_dpt_rs_stn_cd"),
+             _text(item, "h_arv_rs_stn_cd"))
+            for item in items
+        ]  # fmt: skip
+        found: list[dict[str, str]] = []
+        for train_no, run_date, dep, arr in wanted:
+            try:
+                seats = rendered_availability(office.availability(train_no, run_date, dep, arr))
+                found.append({**answer(Code.OK), **seats})
+            except Refused as refused:
+                found.append(
+                    {
+                        **answer(refused.code, refused.detail),
+                        "h_trn_no": wire.train_no(train_no),
+                        "h_run_dt": wire.day(run_date),
+                        "h_dpt_rs_stn_cd": dep,
+                        "h_arv_rs_stn_cd": arr,
+                    }
+                )
+        return {"trn_infos": {"trn_info": found}}
+
     def hold(partner_id: str, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         partner_ref = _text(body, "h_ptnr_rsv_id")
         return rendered(office.hold(partner_id, partner_ref, _hold_request(body)))
@@ -264,6 +297,7 @@ def create_app() -> Starlette:
         routes=[
             Route(wire.PARTNER, api(partner), methods=["GET"]),
             Route(wire.SEATS, api(seats), methods=["GET"]),
+            Route(wire.SEATS_QUERY, api(seats_query), methods=["POST"]),
             Route(wire.RESERVATIONS, api(hold), methods=["POST"]),
             Route(wire.RESERVATIONS, api(listed), methods=["GET"]),
             Route(one_path, api(one), methods=["GET"]),

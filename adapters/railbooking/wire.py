@@ -29,6 +29,7 @@ TRAIN_DIGITS = 5  # h_trn_no "00101"
 
 PARTNER = "/partner/v1/partner"
 SEATS = "/partner/v1/seats"
+SEATS_QUERY = "/partner/v1/seats/query"  # several trains' seats in one call
 RESERVATIONS = "/partner/v1/reservations"
 
 PARTNER_ID = "partner_id"  # query parameters of the signature
@@ -37,6 +38,7 @@ SIGNATURE = "signature"
 SIGNATURE_TOLERANCE_SECONDS = 300
 
 MAX_PASSENGERS = 9  # seats one reservation may hold, as Korail allows
+MAX_SEAT_QUERIES = 30  # trains one seats query may ask about
 
 
 def reservation_path(pnr: str, action: str = "") -> str:

@@ -14,10 +14,22 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.errors import UpstreamRejected, UpstreamTimeout
-from adapters.kinds import BookingRefused, RailBooking, RailReservation, SeatClass
+from adapters.errors import UpstreamRejected, UpstreamServerError, UpstreamTimeout
+from adapters.kinds import (
+    BookingRefused,
+    RailBooking,
+    RailReservation,
+    SeatAvailability,
+    SeatClass,
+)
 from adapters.railbooking import PartnerBooking, adapter, fees, wire
-from adapters.railbooking.sandbox import OTHER_PARTNER_ID, OTHER_PARTNER_KEY, SANDBOX
+from adapters.railbooking.sandbox import (
+    OTHER_PARTNER_ID,
+    OTHER_PARTNER_KEY,
+    PARTNER_ID,
+    PARTNER_KEY,
+    SANDBOX,
+)
 from adapters.railbooking.wire import KST, Code
 from adapters.sandbox import rail_network
 from adapters.sandbox.rail_network import NetworkTrain
@@ -169,6 +181,78 @@ async def test_a_train_that_does_not_run_so_is_refused(booking: RailBooking) -> 
     assert await refused(backwards) == Code.NO_SUCH_TRAIN
     elsewhere = booking.availability("99999", train.run_date, SEOUL.code, BUSAN.code)
     assert await refused(elsewhere) == Code.NO_SUCH_TRAIN
+
+
+async def test_trains_asked_at_once_are_one_seats_query(
+    served: RunningSandbox, booking: RailBooking
+) -> None:
+    """A journey search asks about several trains at once: one call answers them all,
+    each caller its own train, and a train that does not run so is refused alone."""
+    assert SEOUL and DAEJEON and BUSAN
+    train, _, _ = seoul_busan(2)
+    await hold(booking, train, "one-taken", arr=DAEJEON.code)
+    before = served.injector.served
+    asked = [(SEOUL.code, BUSAN.code), (SEOUL.code, DAEJEON.code), (DAEJEON.code, BUSAN.code)]
+    found = await asyncio.gather(
+        *(booking.availability(train.train_no, train.run_date, a, b) for a, b in asked),
+        booking.availability(train.train_no, train.run_date, BUSAN.code, SEOUL.code),
+        booking.availability(train.train_no, train.run_date, SEOUL.code, BUSAN.code),
+        return_exceptions=True,
+    )
+    assert served.injector.served == before + 1
+    whole, first_leg, second_leg, backwards, again = found
+    assert isinstance(backwards, BookingRefused) and backwards.code == Code.NO_SUCH_TRAIN
+    for seats, (a, b) in zip((whole, first_leg, second_leg), asked, strict=True):
+        assert not isinstance(seats, BaseException)
+        assert (seats.train_no, seats.dep_station, seats.arr_station) == (train.train_no, a, b)
+        single = await left(booking, train, a, b)
+        assert seats.general_left == single
+    assert again == whole
+    assert isinstance(whole, SeatAvailability) and isinstance(first_leg, SeatAvailability)
+    assert isinstance(second_leg, SeatAvailability)
+    assert first_leg.general_left == whole.general_left == second_leg.general_left - 1
+
+
+async def test_a_seats_query_down_fails_each_of_its_trains(
+    served: RunningSandbox, booking: RailBooking
+) -> None:
+    assert SEOUL and DAEJEON and BUSAN
+    train, _, _ = seoul_busan(2)
+    await served.inject(error="5xx")
+    found = await asyncio.gather(
+        booking.availability(train.train_no, train.run_date, SEOUL.code, BUSAN.code),
+        booking.availability(train.train_no, train.run_date, SEOUL.code, DAEJEON.code),
+        return_exceptions=True,
+    )
+    await served.clear()
+    assert all(isinstance(error, UpstreamServerError) for error in found)
+
+
+async def test_a_seats_query_is_bounded_and_takes_a_list_of_one_as_the_object(
+    served: RunningSandbox,
+) -> None:
+    assert SEOUL and BUSAN
+    train, _, _ = seoul_busan(2)
+    item = {
+        "h_trn_no": wire.train_no(train.train_no),
+        "h_run_dt": wire.day(train.run_date),
+        "h_dpt_rs_stn_cd": SEOUL.code,
+        "h_arv_rs_stn_cd": BUSAN.code,
+    }
+
+    async def query(listed: object) -> httpx.Response:
+        body = {"trn_infos": {"trn_info": listed}}
+        params = wire.signed_query(
+            PARTNER_ID, PARTNER_KEY, "POST", wire.SEATS_QUERY, {}, body, datetime.now(KST)
+        )
+        async with httpx.AsyncClient(base_url=served.url) as http:
+            return await http.post(wire.SEATS_QUERY, params=params, json=body)
+
+    one = await query(item)
+    assert one.status_code == 200
+    assert one.json()["trn_infos"]["trn_info"][0]["h_msg_cd"] == Code.OK
+    many = await query([item] * (wire.MAX_SEAT_QUERIES + 1))
+    assert many.status_code == 400 and many.json()["h_msg_cd"] == Code.INVALID
 
 
 # Holds
