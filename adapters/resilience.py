@@ -137,7 +137,10 @@ class Upstream:
         )
         self._breakers.add_listener(self._breaker_changed)
         BREAKER_STATE.labels(name).set(0)
-        CALLS.labels(name)
+        # the children every call counts in, looked up once (two lookups a call were
+        # about 1.5% of the hub's CPU in a journey search of 15 calls)
+        self._calls = CALLS.labels(name)
+        self._latency = LATENCY.labels(name)
         RETRIES.labels(name)
         for kind in UPSTREAM_ERROR_KINDS:
             ERRORS.labels(name, kind)
@@ -188,7 +191,7 @@ class Upstream:
             RETRIES.labels(self.name).inc()
             return True
 
-        CALLS.labels(self.name).inc()
+        self._calls.inc()
         try:
             async with asyncio.timeout_at(deadline):
                 try:
@@ -293,7 +296,7 @@ class Upstream:
         except aiohttp.ClientError as exc:
             raise UpstreamRefused(self.name, f"connection failed ({type(exc).__name__})") from exc
         finally:
-            LATENCY.labels(self.name).observe(time.perf_counter() - started)
+            self._latency.observe(time.perf_counter() - started)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
