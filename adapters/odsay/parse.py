@@ -198,6 +198,8 @@ def _failure(code: str, message: str) -> UpstreamError:
 def _count(item: dict[str, Any], field: str) -> int:
     """A whole number >= 0, as a number or a string ("12", "13900.0")."""
     raw = item.get(field)
+    if type(raw) is int and raw >= 0:  # the usual answer: read at once
+        return raw
     value: float | None = None
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         value = float(raw)
@@ -213,6 +215,8 @@ def _count(item: dict[str, Any], field: str) -> int:
 
 def _coordinate(item: dict[str, Any], field: str, bounds: tuple[float, float]) -> float:
     raw = item.get(field)
+    if type(raw) is float and bounds[0] <= raw <= bounds[1]:  # the usual answer
+        return raw
     try:
         value = float(raw) if isinstance(raw, int | float | str) else math.nan
     except ValueError:

@@ -88,6 +88,7 @@ STOP_KINDS = ("사거리", "입구", "시장", "주민센터", "초등학교", "
               "삼거리")  # fmt: skip
 REGIONAL_CITY_CODE = 9000  # busCityCode outside the areas above
 BUS_NUMBERS = {11: (100, 799), 12: (1000, 7999)}  # 간선 3 digits, 지선 4; others 1-300
+ID_LOW, ID_SPAN = 100_000, 200_000  # stop and station ids: 100000-299999
 
 
 Point = tuple[float, float]
@@ -316,12 +317,14 @@ class _Trip:
 
     def _passed(self, board: Stop, alight: Stop, count: int, subway: bool) -> list[dict[str, Any]]:
         """The stations from `board` to `alight`, both included, along the way between.
-        (Written out for speed: a bus leg passes dozens; the draws are as they always were,
-        so an answer stays the same.)"""
-        uniform, new_id = self.rng.uniform, self._id
-        name = self._name if subway else self._stop_name
+        (Written out for speed: a bus leg passes dozens. The draws are as they always were,
+        so an answer stays the same: uniform(-8, 8) is -8 + 16 * random(), and a stop's
+        name and id are choice()'s and randint()'s draws (Random._randbelow) inlined.)"""
+        random, bits = self.rng.random, self.rng.getrandbits
         lat0, lng0 = board.lat, board.lng
         d_lat, d_lng = alight.lat - lat0, alight.lng - lng0
+        places, kinds = len(PLACES), len(STOP_KINDS)
+        place_bits, kind_bits, id_bits = (n.bit_length() for n in (places, kinds, ID_SPAN))
         passed = []
         for index in range(count + 1):
             if index == 0 or index == count:
@@ -329,16 +332,29 @@ class _Trip:
                 stop_id, stop_name, lat, lng = stop.id, stop.name, stop.lat, stop.lng
             else:
                 share = index / count
-                lat = lat0 + d_lat * share + uniform(-8, 8) * 1e-4
-                lng = lng0 + d_lng * share + uniform(-8, 8) * 1e-4
-                stop_name = name()
-                stop_id = new_id()
+                lat = lat0 + d_lat * share + (-8 + 16 * random()) * 1e-4
+                lng = lng0 + d_lng * share + (-8 + 16 * random()) * 1e-4
+                if subway:
+                    stop_name = self._name()
+                else:  # choice(PLACES) + choice(STOP_KINDS)
+                    drawn = bits(place_bits)
+                    while drawn >= places:
+                        drawn = bits(place_bits)
+                    stop_name = PLACES[drawn]
+                    drawn = bits(kind_bits)
+                    while drawn >= kinds:
+                        drawn = bits(kind_bits)
+                    stop_name += STOP_KINDS[drawn]
+                stop_id = bits(id_bits)  # randint(ID_LOW, ID_LOW + ID_SPAN - 1)
+                while stop_id >= ID_SPAN:
+                    stop_id = bits(id_bits)
+                stop_id += ID_LOW
             if subway:
                 passed.append({"index": index, "stationID": stop_id, "stationName": stop_name,
                                "x": f"{lng:.6f}", "y": f"{lat:.6f}"})  # fmt: skip
             else:
                 passed.append({"index": index, "stationID": stop_id, "stationName": stop_name,
-                               "arsID": str(stop_id % 100_000).zfill(5), "x": f"{lng:.6f}",
+                               "arsID": f"{stop_id % 100_000:05d}", "x": f"{lng:.6f}",
                                "y": f"{lat:.6f}", "isNonStop": "N"})  # fmt: skip
         return passed
 
@@ -358,7 +374,7 @@ class _Trip:
         return self.rng.choice(PLACES) + self.rng.choice(STOP_KINDS)
 
     def _id(self) -> int:
-        return self.rng.randint(100_000, 299_999)
+        return self.rng.randint(ID_LOW, ID_LOW + ID_SPAN - 1)
 
     def _region(self) -> Region:
         assert self.region is not None, "subways run only within a region"

@@ -83,13 +83,21 @@ class Inventory:
         }
         for seat_class in self.seats:
             self._sell_elsewhere(seat_class)
+        # seats free on a segment, counted once until a seat is taken or given back: a
+        # journey search asks about seven trains, every one of them again and again
+        self._left: dict[tuple[SeatClass, int], int] = {}
 
     def left(self, seat_class: SeatClass, legs: int) -> int:
-        return sum(1 for taken in self.taken[seat_class] if not taken & legs)
+        key = (seat_class, legs)
+        found = self._left.get(key)
+        if found is None:
+            found = self._left[key] = sum(1 for taken in self.taken[seat_class] if not taken & legs)
+        return found
 
     def take(self, seat_class: SeatClass, legs: int, count: int) -> list[int] | None:
         """Occupy `count` seats free on every leg of `legs`, the first free ones in selling
         order (so a party sits together where it can); None when fewer are free."""
+        self._left.clear()
         taken = self.taken[seat_class]
         free = [n for n, legs_taken in enumerate(taken) if not legs_taken & legs][:count]
         if len(free) < count:
@@ -99,6 +107,7 @@ class Inventory:
         return free
 
     def give_back(self, seat_class: SeatClass, seats: list[int], legs: int) -> None:
+        self._left.clear()
         taken = self.taken[seat_class]
         for n in seats:
             taken[n] &= ~legs
@@ -106,6 +115,7 @@ class Inventory:
     def leave_free(self, seat_class: SeatClass, count: int) -> None:
         """Sell elsewhere, over the whole route, every seat but the first `count` that are
         free over it; seats partly taken stay as they are."""
+        self._left.clear()
         taken = self.taken[seat_class]
         free = [n for n, legs_taken in enumerate(taken) if not legs_taken]
         for n in free[count:]:
