@@ -459,10 +459,17 @@ class LocalPath:
 @runtime_checkable
 class LocalRoutes(Connection, Protocol):
     async def paths(
-        self, from_lat: float, from_lng: float, to_lat: float, to_lng: float
+        self,
+        from_lat: float,
+        from_lng: float,
+        to_lat: float,
+        to_lng: float,
+        *,
+        limit: int | None = None,
     ) -> list[LocalPath]:
         """Ways from one point to the other by walking, bus and subway, best first (the
-        service's recommended order). Empty when the service finds none."""
+        service's recommended order); the first `limit` of them when given (a journey
+        shows the best only). Empty when the service finds none."""
         ...
 
 

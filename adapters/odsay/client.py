@@ -28,21 +28,32 @@ class Odsay:
             raise UpstreamRejected(wire.UPSTREAM, "no path from 서울역 to 서울시청")
 
     async def paths(
-        self, from_lat: float, from_lng: float, to_lat: float, to_lng: float
+        self,
+        from_lat: float,
+        from_lng: float,
+        to_lat: float,
+        to_lng: float,
+        *,
+        limit: int | None = None,
     ) -> list[LocalPath]:
         if not all(math.isfinite(value) for value in (from_lat, from_lng, to_lat, to_lng)):
             raise ValueError("coordinates must be finite numbers")
-        return await self._search(parse.Point(from_lat, from_lng), parse.Point(to_lat, to_lng))
+        if limit is not None and limit < 1:
+            raise ValueError("limit is at least 1")
+        origin, destination = parse.Point(from_lat, from_lng), parse.Point(to_lat, to_lng)
+        return await self._search(origin, destination, limit)
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
 
-    async def _search(self, origin: parse.Point, destination: parse.Point) -> list[LocalPath]:
+    async def _search(
+        self, origin: parse.Point, destination: parse.Point, limit: int | None = None
+    ) -> list[LocalPath]:
         key = self.settings.api_key.get_secret_value()
         params = wire.query(origin.lat, origin.lng, destination.lat, destination.lng, key)
         return await self.upstream.get(
             wire.SEARCH,
-            lambda response: parse.paths(response, origin, destination),
+            lambda response: parse.paths(response, origin, destination, limit),
             params=params,
             refuse=parse.refusal,
         )

@@ -8,6 +8,7 @@ measured here; the codes that mean no way by bus or subway become an empty list.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +38,12 @@ class Point:
     lng: float
 
 
-def paths(response: httpx.Response, origin: Point, destination: Point) -> list[LocalPath]:
-    """The paths of one answer, in the service's order."""
+def paths(
+    response: httpx.Response, origin: Point, destination: Point, limit: int | None = None
+) -> list[LocalPath]:
+    """The paths of one answer, in the service's order; the first `limit` when given (the
+    others are not read: a journey shows one, and reading a path is most of the CPU of
+    reading an answer)."""
     answer = orjson.loads(response.content)
     if not isinstance(answer, dict):
         raise MalformedResponse(UPSTREAM, f"the answer is a {type(answer).__name__}")
@@ -56,7 +61,7 @@ def paths(response: httpx.Response, origin: Point, destination: Point) -> list[L
     if not isinstance(found, list):
         raise MalformedResponse(UPSTREAM, f"result.path is a {type(found).__name__}")
     converted = (path(_object(item, "path[]"), origin, destination) for item in found)
-    return [one for one in converted if one is not None]
+    return list(itertools.islice((one for one in converted if one is not None), limit))
 
 
 def refusal(response: httpx.Response) -> UpstreamError:

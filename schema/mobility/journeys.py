@@ -177,7 +177,7 @@ def _paths(
     async def call() -> list[LocalPath]:
         routes = await state.local_routes()
         return await state.routes.get(
-            ("paths", start, finish), lambda: routes.paths(*start, *finish)
+            ("paths", start, finish), lambda: routes.paths(*start, *finish, limit=1)
         )
 
     call.__qualname__ = label
@@ -232,7 +232,8 @@ def _upstream_of(key: tuple[Any, ...]) -> str:
 
 
 def _best(paths: list[LocalPath] | None) -> LocalPath | None:
-    """The service's recommended path (its first); None when it did not answer."""
+    """The service's recommended path (its first, the only one asked for); None when it
+    did not answer."""
     if paths is None:
         return None
     return paths[0] if paths else None

@@ -122,6 +122,16 @@ async def test_two_seoul_points_get_subway_bus_and_mixed_paths(routes: LocalRout
             assert re.fullmatch(r"[1-9]호선|(간선|지선) [0-9]{3,4}", leg.line), leg.line
 
 
+async def test_a_limit_gives_the_best_paths_only(routes: LocalRoutes) -> None:
+    """A journey shows the service's best path: asked for one, the adapter reads one."""
+    every = await routes.paths(*SEOUL_STATION, *GANGNAM)
+    assert len(every) == 3
+    assert await routes.paths(*SEOUL_STATION, *GANGNAM, limit=1) == every[:1]
+    assert await routes.paths(*SEOUL_STATION, *GANGNAM, limit=2) == every[:2]
+    with pytest.raises(ValueError, match="limit"):
+        await routes.paths(*SEOUL_STATION, *GANGNAM, limit=0)
+
+
 @pytest.mark.parametrize(
     ("origin", "destination"), [(SEOUL_STATION, GANGNAM), (BUSAN_STATION, HAEUNDAE)]
 )
