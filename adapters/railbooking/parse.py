@@ -8,6 +8,7 @@ other FAIL is the operator's answer, BookingRefused, which is never retried.
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -182,9 +183,15 @@ def _train_no(item: Answer) -> str:
 
 def _day(item: Answer, name: str) -> date:
     try:
-        return datetime.strptime(_text(item, name), DAY).date()
+        return _read_day(_text(item, name))
     except ValueError:
         raise MalformedResponse(UPSTREAM, f"{name} {item[name]!r} is not YYYYMMDD") from None
+
+
+@lru_cache(maxsize=256)
+def _read_day(text: str) -> date:
+    """YYYYMMDD, read once per text: a seats query answers seven trains."""
+    return datetime.strptime(text, DAY).date()
 
 
 def _moment(item: Answer, day_name: str, time_name: str) -> datetime:

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from starlette.applications import Starlette
@@ -98,9 +99,16 @@ def _text(source: dict[str, Any], name: str) -> str:
 
 def _day(source: dict[str, Any], name: str) -> date:
     try:
-        return datetime.strptime(_text(source, name), wire.DAY).date()
+        return _read_day(_text(source, name))
     except ValueError:
         raise Refused(Code.INVALID, 400, f"{name} is YYYYMMDD") from None
+
+
+@lru_cache(maxsize=256)
+def _read_day(text: str) -> date:
+    """YYYYMMDD, read once per text: a seats query carries seven (ValueError each time
+    for a text that is not one)."""
+    return datetime.strptime(text, wire.DAY).date()
 
 
 def _train_no(source: dict[str, Any]) -> str:

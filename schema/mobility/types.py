@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
+from functools import lru_cache
 
 import strawberry
 
@@ -60,7 +61,9 @@ class Station:
     lng: float
 
 
+@lru_cache(maxsize=1024)
 def station_of(code: str) -> Station:
+    """The station's type, made once per code (reference data; never changed after)."""
     found = stations.by_code(code)
     if found is None:
         return Station(code=code, name=code, name_en=code, lat=0.0, lng=0.0)
@@ -140,20 +143,27 @@ class LocalPart:
     fare: int = strawberry.field(description="Won, one adult, card.")
     walk_meters: int
     rides: int = strawberry.field(description="Buses and subways boarded.")
-    legs: list[Leg]
+    path: strawberry.Private[LocalPath]
+    starts: strawberry.Private[datetime]
+
+    @strawberry.field
+    def legs(self) -> list[Leg]:
+        """Made when asked for: most apps list a journey's parts before its legs."""
+        legs, at = [], self.starts
+        for leg in self.path.legs:
+            legs.append(_leg(leg, at))
+            at += timedelta(minutes=leg.minutes)
+        return legs
 
 
 def local_part(path: LocalPath, starts: datetime) -> LocalPart:
-    legs, at = [], starts
-    for leg in path.legs:
-        legs.append(_leg(leg, at))
-        at += timedelta(minutes=leg.minutes)
     return LocalPart(
         minutes=path.minutes,
         fare=path.fare,
         walk_meters=path.walk_meters,
         rides=sum(1 for leg in path.legs if leg.mode != "walk"),
-        legs=legs,
+        path=path,
+        starts=starts,
     )
 
 
