@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 from adapters.kinds import Seat, SeatClass
 from adapters.sandbox.rail_network import NetworkTrain
@@ -45,29 +46,38 @@ def segment(train: NetworkTrain, dep_station: str, arr_station: str) -> Segment:
     return Segment(dep, arr)
 
 
-def layout(train: NetworkTrain) -> dict[SeatClass, list[Seat]]:
+def layout(train: NetworkTrain) -> dict[SeatClass, tuple[Seat, ...]]:
     """Every seat of the train by class, in the order they are sold."""
-    counts = {SeatClass.SPECIAL: train.special_seats, SeatClass.GENERAL: train.general_seats}
-    total = train.special_seats + train.general_seats
+    return _layout(train.cars, train.special_seats, train.general_seats)
+
+
+@lru_cache(maxsize=64)
+def _layout(
+    cars_in_train: int, special_seats: int, general_seats: int
+) -> dict[SeatClass, tuple[Seat, ...]]:
+    """Made once per kind of trainset and shared by every run of it, read only (making a
+    run's 500-odd seats was about 2.5 ms, and a journey search meets new runs often)."""
+    counts = {SeatClass.SPECIAL: special_seats, SeatClass.GENERAL: general_seats}
+    total = special_seats + general_seats
     special_cars = 0
-    if train.special_seats:
-        special_cars = min(train.cars - 1, max(1, round(train.cars * train.special_seats / total)))
+    if special_seats:
+        special_cars = min(cars_in_train - 1, max(1, round(cars_in_train * special_seats / total)))
     cars = {
         SeatClass.SPECIAL: range(1, special_cars + 1),
-        SeatClass.GENERAL: range(special_cars + 1, train.cars + 1),
+        SeatClass.GENERAL: range(special_cars + 1, cars_in_train + 1),
     }
-    seats: dict[SeatClass, list[Seat]] = {}
+    seats: dict[SeatClass, tuple[Seat, ...]] = {}
     for seat_class, count in counts.items():
         numbers = cars[seat_class]
         per_car = -(-count // len(numbers)) if count else 0
         letters = ABREAST[seat_class]
-        seats[seat_class] = [
+        seats[seat_class] = tuple(
             Seat(
                 car=str(numbers[n // per_car]),
                 seat=f"{n % per_car // len(letters) + 1}{letters[n % per_car % len(letters)]}",
             )
             for n in range(count)
-        ]
+        )
     return seats
 
 
