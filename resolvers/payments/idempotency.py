@@ -14,11 +14,13 @@ A failure that is not an answer (the database or the process gave out, or an ups
 did not answer: UPSTREAM_UNAVAILABLE) stores nothing, so the retry runs again.
 
 Two round trips a request besides the operation's own: the lock, the stored answer's
-lookup and the key's claim for this request in one (`payment_idempotency_lock`, 0032);
+lookup and the key's claim for this request in one (`payment_idempotency_lock`, 0035);
 the answer stored and the lock released in one (`payment_idempotency_answer`, 0033),
 whose transaction keeps the lock until its commit: a waiter let in before that commit
 would find no answer and run the operation a second time. A request that gets no answer
-only releases the lock.
+only releases the lock. A terminal's request (`once_as_terminal`) has its terminal read
+and checked in the first of them: a terminal not enrolled or disabled is refused before
+any lock is taken or key claimed, as it was by a read of its own before.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ import asyncpg
 import orjson
 
 from hub.core.errors import BadUserInput, IeumError, UpstreamUnavailable
-from resolvers.payments import errors
+from resolvers.payments import errors, terminals
+from resolvers.payments.terminals import Terminal
 
 Answer = dict[str, Any]
 Operation = Callable[[asyncpg.Connection], Awaitable[Answer]]
+TerminalOperation = Callable[[asyncpg.Connection, Terminal], Awaitable[Answer]]
 MAX_KEY_LENGTH = 255
 
 
@@ -70,17 +74,71 @@ async def once(
     run: Operation,
 ) -> Answer:
     """`run(conn)`'s answer for the first request with this key; the stored one after."""
+
+    async def anyone(conn: asyncpg.Connection, _: Terminal | None) -> Answer:
+        return await run(conn)
+
+    return await _once(pool, None, owner, key, operation, request, keep, anyone)
+
+
+async def once_as_terminal(
+    pool: asyncpg.Pool,
+    *,
+    terminal_id: str,
+    key: str,
+    operation: str,
+    request: Mapping[str, Any],
+    keep: timedelta,
+    run: TerminalOperation,
+) -> Answer:
+    """`once` for a terminal's request (its own client id the key's owner): TerminalNotEnrolled
+    or TerminalDisabled before anything else, else `run(conn, terminal)`'s answer for the
+    first request with this key, the stored one after."""
+
+    async def checked(conn: asyncpg.Connection, terminal: Terminal | None) -> Answer:
+        assert terminal is not None
+        return await run(conn, terminal)
+
+    return await _once(pool, terminal_id, terminal_id, key, operation, request, keep, checked)
+
+
+async def _once(
+    pool: asyncpg.Pool,
+    terminal_id: str | None,
+    owner: str,
+    key: str,
+    operation: str,
+    request: Mapping[str, Any],
+    keep: timedelta,
+    run: Callable[[asyncpg.Connection, Terminal | None], Awaitable[Answer]],
+) -> Answer:
     check_key(key)
     digest = request_hash(operation, request)
     lock = _lock_id(owner, key)
     async with pool.acquire() as conn:
-        locked = True
+        locked = True  # once the call is sent: it may hold the lock however it ends
         try:
-            stored = await _locked(conn, lock, owner, key, operation, digest, keep)
+            row = await conn.fetchrow(
+                "SELECT locked, terminal, operation, request_hash, response"
+                " FROM payment_idempotency_lock($1, $2, $3, $4, $5, $6, $7)",
+                lock,
+                owner,
+                key,
+                operation,
+                digest,
+                keep,
+                terminal_id,
+            )
+            terminal = terminals.from_row(row["terminal"])
+            if not row["locked"]:  # a terminal refused: no lock taken, no key claimed
+                locked = False
+                terminals.usable(terminal)
+                raise AssertionError("payment_idempotency_lock refused an active terminal")
+            stored = _stored(row, digest)
             if stored is not None:
                 return _replay(stored)
             try:
-                answer = await run(conn)
+                answer = await run(conn, terminal)
             except UpstreamUnavailable:
                 raise  # not an answer: the retry with this key tries the upstream again
             except IeumError as exc:
@@ -96,28 +154,10 @@ async def once(
                     await conn.execute("SELECT pg_advisory_unlock($1)", lock)
 
 
-async def _locked(
-    conn: asyncpg.Connection,
-    lock: int,
-    owner: str,
-    key: str,
-    operation: str,
-    digest: str,
-    keep: timedelta,
-) -> dict[str, Any] | None:
-    """Wait for the key's lock; then its stored answer, or None when this request runs
-    (the key claimed for it, if it was not already)."""
-    row = await conn.fetchrow(
-        "SELECT operation, request_hash, response"
-        " FROM payment_idempotency_lock($1, $2, $3, $4, $5, $6)",
-        lock,
-        owner,
-        key,
-        operation,
-        digest,
-        keep,
-    )
-    if row is None:
+def _stored(row: asyncpg.Record, digest: str) -> dict[str, Any] | None:
+    """With the key's lock held: its stored answer, or None when this request runs (the
+    key claimed for it now, or by a run of it that died with its process)."""
+    if row["request_hash"] is None:
         return None  # claimed now: a new key, or one expired
     if row["request_hash"] != digest:
         raise errors.IdempotencyKeyReused(

@@ -462,13 +462,13 @@ async def finish_confirmed(
     approve_no: str,
     approved_at: datetime,
     before_commit: BeforeCommit | None = None,
-) -> Payment:
+) -> Payment | None:
     """The gateway approved: confirmed, booked, receipted, owed a receipt notice and
     announced, in one statement. Whoever learns it first (the answer, a lookup, the
-    webhook) books it; the others find it done. `payment` is the payment as last read
-    (what is booked, its amount, kind and district, never changes). `before_commit`
-    (fault drills) runs between the statement and its commit, in a transaction of its
-    own."""
+    webhook) books it; the others find it done: None (confirmed already, by another).
+    `payment` is the payment as last read (what is booked, its amount, kind and
+    district, never changes). `before_commit` (fault drills) runs between the statement
+    and its commit, in a transaction of its own."""
     payment_id = payment.payment_id
     posting = ledger.payment_posting(
         payment_id, payment.tax_kind, payment.district_code, payment.amount
@@ -492,9 +492,7 @@ async def finish_confirmed(
             if row is not None:
                 before_commit()
     if row is None:  # booked already
-        found = await by_id(conn, payment_id)
-        assert found is not None
-        return found
+        return None
     confirmed = Payment(**dict(row))
     assert confirmed.receipt_no is not None
     return confirmed
@@ -777,11 +775,11 @@ async def record_webhook(
 
 # A webhook of a payment no longer in flight (unknown, or settled: the common case, the
 # confirm's answer came first) recorded with what it did, nothing, in one statement; the
-# outcomes are flow._outcome's. No row: the payment is in flight and the caller applies
-# the event under the payment's lock.
+# outcomes are flow._outcome's. A payment in flight is returned as read (no outcome,
+# nothing recorded): the caller applies the event to it.
 _SETTLED_WEBHOOK = """
 WITH found AS (
-    SELECT p.status, p.payment_key FROM (VALUES (true)) AS one
+    SELECT p.* FROM (VALUES (true)) AS one
       LEFT JOIN payments p ON p.order_id = $1
 ), settled AS (
     SELECT CASE WHEN status IS NULL THEN 'unknown_order'
@@ -794,7 +792,8 @@ WITH found AS (
     ON CONFLICT DO NOTHING
     RETURNING true
 )
-SELECT outcome, EXISTS (SELECT FROM recorded) AS first FROM settled
+SELECT settled.outcome, EXISTS (SELECT FROM recorded) AS webhook_first, found.*
+  FROM found LEFT JOIN settled ON true
 """
 
 
@@ -805,10 +804,12 @@ async def record_settled_webhook(
     event_type: str,
     payment_key: str,
     status: str,
-) -> tuple[str, bool] | None:
+) -> tuple[str, bool] | Payment:
     """Record a webhook of a payment not in flight: (its outcome, False if it was seen
-    before); None if the payment is in flight (nothing recorded)."""
+    before); the payment as read if it is in flight (nothing recorded)."""
     row = await conn.fetchrow(
         _SETTLED_WEBHOOK, order_id, event_id, event_type, payment_key, status, list(IN_FLIGHT)
     )
-    return None if row is None else (row["outcome"], row["first"])
+    if row["outcome"] is not None:
+        return row["outcome"], row["webhook_first"]
+    return Payment(**{name: row[name] for name in Payment.__struct_fields__})

@@ -16,6 +16,7 @@ import asyncpg
 import msgspec
 
 from auth import clients, store
+from resolvers.payments import errors
 from resolvers.payments.scopes import COLLECT
 
 
@@ -37,6 +38,25 @@ class Terminal(msgspec.Struct, frozen=True, kw_only=True):
 
 def _terminal(row: asyncpg.Record | None) -> Terminal | None:
     return None if row is None else Terminal(**dict(row))
+
+
+def usable(terminal: Terminal | None) -> Terminal:
+    """The terminal a payments call comes from, if it is enrolled and active."""
+    if terminal is None:
+        raise errors.TerminalNotEnrolled(
+            "this client is not an enrolled terminal (see `ieum payments enroll`)"
+        )
+    if not terminal.active:
+        raise errors.TerminalDisabled(
+            f"this terminal was disabled: {terminal.disabled_reason or 'no reason given'}"
+        )
+    return terminal
+
+
+def from_row(row: asyncpg.Record | None) -> Terminal | None:
+    """A terminal read as a composite value (payment_terminals): None, or a row of NULLs
+    (plpgsql's SELECT INTO that found none), is no terminal."""
+    return None if row is None or row["terminal_id"] is None else Terminal(**dict(row))
 
 
 async def enroll(

@@ -296,7 +296,7 @@ class PaymentsMutation:
         self, info: Info, epay_no: str, idempotency_key: Annotated[str, KEY]
     ) -> Payment:
         hub = hub_of(info)
-        who = await flow.collector(hub.pool, info.context.caller)
+        who = flow.caller_collector(info.context.caller)  # its terminal read with the key
         record = await flow.collect(hub, who, epay_no, idempotency_key)
         return (await _audited(info, [record]))[0]
 
@@ -314,7 +314,7 @@ class PaymentsMutation:
         idempotency_key: Annotated[str, KEY],
     ) -> Payment:
         hub = hub_of(info)
-        who = await flow.collector(hub.pool, info.context.caller)
+        who = flow.caller_collector(info.context.caller)  # its terminal read with the key
         record = await flow.confirm(hub, who, order_id, payment_key, amount, idempotency_key)
         return (await _audited(info, [record]))[0]
 

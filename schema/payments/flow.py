@@ -22,9 +22,10 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -59,11 +60,14 @@ EPAY_NO_LENGTH = 19
 
 @dataclass(frozen=True)
 class Collector:
-    """Who collects: a terminal (an official's phone) or a citizen in a private app."""
+    """Who collects: a terminal (an official's phone) or a citizen in a private app.
+    `unread`: a terminal whose row is not read yet (`caller_collector`); collect and
+    confirm read and check it with their idempotency key's lock, in one round trip."""
 
     client_id: str
     user_id: uuid.UUID | None
     terminal: Terminal | None
+    unread: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,21 +110,62 @@ def mask_name(name: str) -> str:
 
 async def collector(pool: asyncpg.Pool, caller: Caller) -> Collector:
     """The caller as a collector; a terminal must be enrolled and active."""
+    who = caller_collector(caller)
+    if who.unread:
+        return Collector(
+            who.client_id, None, terminals.usable(await terminals.get(pool, who.client_id))
+        )
+    return who
+
+
+def caller_collector(caller: Caller) -> Collector:
+    """The caller as a collector, its terminal (if it is one) not read yet: `collect` and
+    `confirm` read and check it with their idempotency key's lock."""
     client_id = caller.client_id or ""
     if scopes.COLLECT.name in caller.scopes:
-        terminal = await terminals.get(pool, client_id)
-        if terminal is None:
-            raise errors.TerminalNotEnrolled(
-                "this client is not an enrolled terminal (see `ieum payments enroll`)"
-            )
-        if not terminal.active:
-            raise errors.TerminalDisabled(
-                f"this terminal was disabled: {terminal.disabled_reason or 'no reason given'}"
-            )
-        return Collector(client_id, None, terminal)
+        return Collector(client_id, None, None, unread=True)
     if scopes.PAY.name in caller.scopes and caller.user_id is not None:
         return Collector(client_id, uuid.UUID(caller.user_id), None)
     raise Forbidden("collecting needs a terminal's payments:collect or a citizen's payments:pay")
+
+
+async def _once(
+    hub: Payments,
+    who: Collector,
+    key: str,
+    operation: str,
+    request: Mapping[str, object],
+    run: Callable[[asyncpg.Connection, Collector], Awaitable[dict[str, object]]],
+) -> dict[str, Any]:
+    """`run(conn, who)`'s answer once per idempotency key (idempotency.once), `who` with
+    its terminal read and checked in the key's lock call when it was not read yet."""
+    if not who.unread:
+
+        async def as_read(conn: asyncpg.Connection) -> dict[str, object]:
+            return await run(conn, who)
+
+        return await idempotency.once(
+            hub.pool,
+            owner=who.client_id,
+            key=key,
+            operation=operation,
+            request=request,
+            keep=hub.keep_keys,
+            run=as_read,
+        )
+
+    async def as_terminal(conn: asyncpg.Connection, terminal: Terminal) -> dict[str, object]:
+        return await run(conn, Collector(who.client_id, None, terminal))
+
+    return await idempotency.once_as_terminal(
+        hub.pool,
+        terminal_id=who.client_id,
+        key=key,
+        operation=operation,
+        request=request,
+        keep=hub.keep_keys,
+        run=as_terminal,
+    )
 
 
 # Collect
@@ -133,18 +178,10 @@ async def collect(hub: Payments, who: Collector, epay_no: str, key: str) -> Paym
             argument="epayNo",
         )
 
-    async def run(conn: asyncpg.Connection) -> dict[str, object]:
+    async def run(conn: asyncpg.Connection, who: Collector) -> dict[str, object]:
         return (await _collect(hub, conn, who, epay_no)).to_json()
 
-    answer = await idempotency.once(
-        hub.pool,
-        owner=who.client_id,
-        key=key,
-        operation="collectBill",
-        request={"epayNo": epay_no},
-        keep=hub.keep_keys,
-        run=run,
-    )
+    answer = await _once(hub, who, key, "collectBill", {"epayNo": epay_no}, run)
     return Payment.from_json(answer)
 
 
@@ -266,18 +303,11 @@ async def charge(
 async def confirm(
     hub: Payments, who: Collector, order_id: str, payment_key: str, amount: int, key: str
 ) -> Payment:
-    async def run(conn: asyncpg.Connection) -> dict[str, object]:
+    async def run(conn: asyncpg.Connection, who: Collector) -> dict[str, object]:
         return (await _confirm(hub, conn, who, order_id, payment_key, amount)).to_json()
 
-    answer = await idempotency.once(
-        hub.pool,
-        owner=who.client_id,
-        key=key,
-        operation="confirmPayment",
-        request={"orderId": order_id, "paymentKey": payment_key, "amount": amount},
-        keep=hub.keep_keys,
-        run=run,
-    )
+    request = {"orderId": order_id, "paymentKey": payment_key, "amount": amount}
+    answer = await _once(hub, who, key, "confirmPayment", request, run)
     return Payment.from_json(answer)
 
 
@@ -357,7 +387,17 @@ async def _current(conn: asyncpg.Connection, payment: Payment) -> Payment:
 async def _apply(
     hub: Payments, conn: asyncpg.Connection, payment: Payment, answer: GatewayPayment
 ) -> Payment:
-    """What the gateway says of a payment, applied once to the hub's state."""
+    """What the gateway says of a payment, applied once to the hub's state: the payment
+    as it is then."""
+    return await _applied(hub, conn, payment, answer) or await _current(conn, payment)
+
+
+async def _applied(
+    hub: Payments, conn: asyncpg.Connection, payment: Payment, answer: GatewayPayment
+) -> Payment | None:
+    """`_apply`'s step: the payment it changed, or None when it changed nothing (another
+    step, a webhook or the confirm's answer, got there first; or the gateway is still
+    waiting for the confirm)."""
     if answer.order_id != payment.order_id or answer.total_amount != payment.amount:
         log.error(
             "payments.gateway_mismatch order=%s gateway_order=%s amount=%s gateway_amount=%s",
@@ -366,7 +406,7 @@ async def _apply(
             payment.amount,
             answer.total_amount,
         )
-        return await _unknown(conn, payment)
+        return await store.mark_unknown(conn, payment.payment_id)
     if answer.status in APPROVED:
         return await store.finish_confirmed(
             conn,
@@ -379,11 +419,10 @@ async def _apply(
             before_commit=hub.drill("before_ledger_commit"),
         )
     if answer.status in WAITING:
-        return await _current(conn, payment)
-    failed = await store.finish_failed(
+        return None
+    return await store.finish_failed(
         conn, payment.payment_id, f"GATEWAY_{answer.status}", f"the gateway reports {answer.status}"
     )
-    return failed or await _current(conn, payment)
 
 
 async def resolve(hub: Payments, conn: asyncpg.Connection, payment: Payment) -> Payment:
@@ -504,11 +543,12 @@ async def on_webhook(hub: Payments, body: bytes, headers: Mapping[str, str]) -> 
 
     Most webhooks find their payment confirmed already by the confirm's own answer: the
     event recorded with its outcome in one statement, no transaction. A payment still in
-    flight is read again and the event applied to it by the same conditional steps a
-    confirm's answer takes (store.finish_confirmed, finish_failed, mark_unknown): when
-    the answer and the webhook come together, one books and the other finds it booked,
-    and neither holds the payment locked while the other waits. A delivery seen before
-    is answered "duplicate" (what it applied, if anything, was applied once)."""
+    flight (as that statement read it, no read of its own) has the event applied to it
+    by the same conditional steps a confirm's answer takes (store.finish_confirmed,
+    finish_failed, mark_unknown): when the answer and the webhook come together, one
+    books and the other finds it booked, and neither holds the payment locked while the
+    other waits. A delivery seen before is answered "duplicate" (what it applied, if
+    anything, was applied once)."""
     gateway = await hub.upstreams.gateway()
     try:
         event = gateway.verify_webhook(body, headers)
@@ -525,14 +565,15 @@ async def on_webhook(hub: Payments, body: bytes, headers: Mapping[str, str]) -> 
             found.payment_key,
             found.status,
         )
-        if settled is not None:
+        if isinstance(settled, tuple):
             outcome, first = settled
             return 200, outcome if first else "duplicate"
-        payment = await store.by_order(conn, found.order_id)
+        payment = settled  # in flight as the statement read it
         outcome = _outcome(payment, found.payment_key)
-        if outcome == "apply":
+        if outcome == "apply":  # unless the confirm's answer (or a lookup) got there first
             assert payment is not None
-            outcome = "applied:" + (await _apply(hub, conn, payment, found)).status
+            applied = await _applied(hub, conn, payment, found)
+            outcome = "applied:" + applied.status if applied else "no_change"
         first = await _record(conn, event, outcome)
     return 200, outcome if first else "duplicate"
 

@@ -165,6 +165,33 @@ async def test_a_disabled_terminal_stops_at_once(world: World) -> None:
     assert code(answer) in ("UNAUTHENTICATED", "TERMINAL_DISABLED")
 
 
+async def test_a_disabled_terminal_is_refused_before_its_key_is_claimed(world: World) -> None:
+    """The terminal's row is read in the call that takes the idempotency key's lock: a
+    disabled terminal (its tokens not yet refused) is told so and claims no key."""
+    terminal = await world.terminal("11110")
+    first, second = await world.bills(2, district_code="11110")
+    collected = (await world.collect(terminal.token, first))["data"]["collectBill"]
+    await world.pool.execute(
+        "UPDATE payment_terminals SET disabled_at = now(), disabled_reason = 'phone lost'"
+        " WHERE terminal_id = $1",
+        terminal.client_id,
+    )
+    keys = [str(uuid.uuid4()), str(uuid.uuid4())]
+    refused = await world.collect(terminal.token, second, keys[0])
+    assert code(refused) == "TERMINAL_DISABLED"
+    assert "phone lost" in refused["errors"][0]["message"]
+    confirm = await world.confirm(
+        terminal.token, collected["orderId"], "tsbx-never-read", collected["amount"], keys[1]
+    )
+    assert code(confirm) == "TERMINAL_DISABLED"
+    claimed = await world.pool.fetchval(
+        "SELECT count(*) FROM payment_idempotency_keys WHERE owner = $1 AND key = ANY($2)",
+        terminal.client_id,
+        keys,
+    )
+    assert claimed == 0
+
+
 async def test_a_declined_card_fails_the_payment_and_frees_the_bill(world: World) -> None:
     terminal = await world.terminal("11110")
     [epay_no] = await world.bills(district_code="11110")
