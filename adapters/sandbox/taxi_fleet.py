@@ -159,8 +159,8 @@ def metrics_at(lat: float, lng: float, now: datetime, rng: random.Random) -> dic
     return {
         "pm1_0": round(pm25 * 0.7, 1),
         "pm2_5": round(pm25, 1),
-        "pm10": round(pm25 * 1.6 + rng.gauss(0, 4), 1) if pm25 * 1.6 > 8 else 8.0,
-        "no2": round(0.015 + 0.025 * traffic + rng.gauss(0, 0.003), 4),
+        "pm10": round(max(0.0, pm25 * 1.6 + rng.gauss(0, 4)), 1) if pm25 * 1.6 > 8 else 8.0,
+        "no2": round(max(0.0, 0.015 + 0.025 * traffic + rng.gauss(0, 0.003)), 4),
         "o3": round(max(0.0, 0.01 + 0.04 * daylight + rng.gauss(0, 0.004)), 4),
         "co": round(max(0.0, 0.3 + 0.4 * traffic + rng.gauss(0, 0.05)), 3),
         "so2": round(max(0.0, 0.003 + rng.gauss(0, 0.0005)), 4),
