@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -423,7 +423,8 @@ async def mark_unknown(conn: asyncpg.Connection, payment_id: uuid.UUID) -> Payme
 # The confirmation in one statement: the payment confirmed with its receipt number, its
 # ledger posting (ledger.py's, booked once by its reference), the receipt notice the tax
 # system is owed (for its own bills only) and its event, all only when this statement
-# confirmed it.
+# confirmed it; else the payment as another confirmed it (payment_now, 0036: read after
+# this statement's wait for the other's lock, which its own snapshot is from before).
 _CONFIRMED = f"""
 WITH confirmed AS (
     UPDATE payments SET status = 'confirmed', payment_key = $2, method = $3,
@@ -448,8 +449,15 @@ WITH confirmed AS (
     SELECT $7, payment_id, 'receipt', receipt_no, amount FROM confirmed
      WHERE source = 'tax_bill'
 ), {_announced("confirmed", "confirmed", "$15")}
-SELECT * FROM confirmed
+SELECT true AS booked_now, * FROM confirmed
+UNION ALL
+SELECT false, * FROM payment_now($1) WHERE NOT EXISTS (SELECT FROM confirmed)
 """
+
+
+class Confirmation(NamedTuple):
+    payment: Payment
+    booked_now: bool  # False: confirmed already, by another step
 
 
 async def finish_confirmed(
@@ -462,10 +470,10 @@ async def finish_confirmed(
     approve_no: str,
     approved_at: datetime,
     before_commit: BeforeCommit | None = None,
-) -> Payment | None:
+) -> Confirmation:
     """The gateway approved: confirmed, booked, receipted, owed a receipt notice and
     announced, in one statement. Whoever learns it first (the answer, a lookup, the
-    webhook) books it; the others find it done: None (confirmed already, by another).
+    webhook) books it; the others find it done, as it is now (booked_now False).
     `payment` is the payment as last read (what is booked, its amount, kind and
     district, never changes). `before_commit` (fault drills) runs between the statement
     and its commit, in a transaction of its own."""
@@ -489,13 +497,14 @@ async def finish_confirmed(
     else:
         async with conn.transaction():
             row = await conn.fetchrow(_CONFIRMED, *arguments)
-            if row is not None:
+            if row is not None and row["booked_now"]:
                 before_commit()
-    if row is None:  # booked already
-        return None
-    confirmed = Payment(**dict(row))
-    assert confirmed.receipt_no is not None
-    return confirmed
+    assert row is not None, f"no payment {payment_id}"
+    fields = dict(row)
+    booked_now = fields.pop("booked_now")
+    confirmed = Payment(**fields)
+    assert not booked_now or confirmed.receipt_no is not None
+    return Confirmation(confirmed, booked_now)
 
 
 async def finish_failed(

@@ -389,15 +389,16 @@ async def _apply(
 ) -> Payment:
     """What the gateway says of a payment, applied once to the hub's state: the payment
     as it is then."""
-    return await _applied(hub, conn, payment, answer) or await _current(conn, payment)
+    _, now = await _applied(hub, conn, payment, answer)
+    return now or await _current(conn, payment)
 
 
 async def _applied(
     hub: Payments, conn: asyncpg.Connection, payment: Payment, answer: GatewayPayment
-) -> Payment | None:
-    """`_apply`'s step: the payment it changed, or None when it changed nothing (another
-    step, a webhook or the confirm's answer, got there first; or the gateway is still
-    waiting for the confirm)."""
+) -> tuple[bool, Payment | None]:
+    """`_apply`'s step: whether it changed the payment (False: another step, a webhook
+    or the confirm's answer, got there first, or the gateway is still waiting for the
+    confirm), and the payment as it is now when the step read it."""
     if answer.order_id != payment.order_id or answer.total_amount != payment.amount:
         log.error(
             "payments.gateway_mismatch order=%s gateway_order=%s amount=%s gateway_amount=%s",
@@ -406,9 +407,10 @@ async def _applied(
             payment.amount,
             answer.total_amount,
         )
-        return await store.mark_unknown(conn, payment.payment_id)
+        unknown = await store.mark_unknown(conn, payment.payment_id)
+        return unknown is not None, unknown
     if answer.status in APPROVED:
-        return await store.finish_confirmed(
+        confirmed, booked_now = await store.finish_confirmed(
             conn,
             payment,
             payment_key=answer.payment_key,
@@ -418,11 +420,13 @@ async def _applied(
             approved_at=answer.approved_at or datetime.now(KST),
             before_commit=hub.drill("before_ledger_commit"),
         )
+        return booked_now, confirmed
     if answer.status in WAITING:
-        return None
-    return await store.finish_failed(
+        return False, None
+    failed = await store.finish_failed(
         conn, payment.payment_id, f"GATEWAY_{answer.status}", f"the gateway reports {answer.status}"
     )
+    return failed is not None, failed
 
 
 async def resolve(hub: Payments, conn: asyncpg.Connection, payment: Payment) -> Payment:
@@ -572,8 +576,8 @@ async def on_webhook(hub: Payments, body: bytes, headers: Mapping[str, str]) -> 
         outcome = _outcome(payment, found.payment_key)
         if outcome == "apply":  # unless the confirm's answer (or a lookup) got there first
             assert payment is not None
-            applied = await _applied(hub, conn, payment, found)
-            outcome = "applied:" + applied.status if applied else "no_change"
+            changed, now = await _applied(hub, conn, payment, found)
+            outcome = "applied:" + now.status if changed and now else "no_change"
         first = await _record(conn, event, outcome)
     return 200, outcome if first else "duplicate"
 
