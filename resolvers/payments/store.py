@@ -788,7 +788,7 @@ async def record_webhook(
 # nothing recorded): the caller applies the event to it.
 _SETTLED_WEBHOOK = """
 WITH found AS (
-    SELECT p.* FROM (VALUES (true)) AS one
+    SELECT p.status, p.payment_key, p AS payment FROM (VALUES (true)) AS one
       LEFT JOIN payments p ON p.order_id = $1
 ), settled AS (
     SELECT CASE WHEN status IS NULL THEN 'unknown_order'
@@ -801,7 +801,8 @@ WITH found AS (
     ON CONFLICT DO NOTHING
     RETURNING true
 )
-SELECT settled.outcome, EXISTS (SELECT FROM recorded) AS webhook_first, found.*
+SELECT settled.outcome, EXISTS (SELECT FROM recorded) AS first,
+       CASE WHEN settled.outcome IS NULL THEN found.payment END AS payment
   FROM found LEFT JOIN settled ON true
 """
 
@@ -820,5 +821,5 @@ async def record_settled_webhook(
         _SETTLED_WEBHOOK, order_id, event_id, event_type, payment_key, status, list(IN_FLIGHT)
     )
     if row["outcome"] is not None:
-        return row["outcome"], row["webhook_first"]
-    return Payment(**{name: row[name] for name in Payment.__struct_fields__})
+        return row["outcome"], row["first"]
+    return Payment(**dict(row["payment"]))  # sent only when in flight
