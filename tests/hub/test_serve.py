@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ from websockets import Subprotocol
 
 from hub import processes
 from hub.core import cores
-from hub.embedded import postgres
+from hub.embedded import broker, postgres
 from hub.embedded.ports import free_port
 
 pytestmark = pytest.mark.slow
@@ -308,6 +309,12 @@ def own_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("workers") / "data"
 
 
+def _districts(url: str, timeout: float) -> int:
+    """Seoul's districts, asked on a new connection."""
+    response = httpx.post(f"{url}/graphql", json={"query": SEOUL_QUERY}, timeout=timeout)
+    return len(response.json()["data"]["districts"])
+
+
 def test_workers_answer_on_the_port_and_stop_with_the_hub(own_dir: Path) -> None:
     served = Hub(own_dir, "--no-demo", env={"IEUM_WORKERS": "2"})
     try:
@@ -318,21 +325,21 @@ def test_workers_answer_on_the_port_and_stop_with_the_hub(own_dir: Path) -> None
         httpx.get(f"{served.url}/healthz", timeout=10)
         # With the first process stopped, only the worker can answer. Each process has a
         # socket of its own on the port and the kernel picks one per new connection, so
-        # some connections wait for the stopped process: new ones until one is answered.
+        # some connections wait for the stopped process: 40 new ones at once, and the
+        # first three answers are the worker's (the rest are answered after SIGCONT).
         served.process.send_signal(signal.SIGSTOP)
+        pool = ThreadPoolExecutor(max_workers=40)
         try:
+            asked = [pool.submit(_districts, served.url, 60) for _ in range(40)]
             answered = []
-            for _ in range(40):
-                with contextlib.suppress(httpx.TimeoutException):
-                    response = httpx.post(
-                        f"{served.url}/graphql", json={"query": SEOUL_QUERY}, timeout=2
-                    )
-                    answered.append(len(response.json()["data"]["districts"]))
+            for done in as_completed(asked, timeout=60):
+                answered.append(done.result())
                 if len(answered) == 3:
                     break
             assert answered == [25, 25, 25]
         finally:
             served.process.send_signal(signal.SIGCONT)
+            pool.shutdown(wait=True)
     finally:
         assert served.stop(signal.SIGINT) == 0
     assert not alive(worker)
@@ -388,12 +395,16 @@ def test_workers_of_a_killed_hub_stop_by_themselves(own_dir: Path) -> None:
     while not killed.workers() and time.monotonic() < deadline:
         time.sleep(0.2)
     (worker,) = killed.workers()
+    broker_pid, _ = killed.pids()
     killed.stop(signal.SIGKILL)
     deadline = time.monotonic() + 10
     while alive(worker) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive(worker)
-    Hub(own_dir, "--no-demo").stop(signal.SIGINT)  # stops the orphaned servers
+    # The orphaned servers, stopped as the next start would stop them (that start is
+    # test_servers_orphaned_by_a_killed_hub_are_stopped_on_next_start's).
+    broker.stop_orphan(broker_pid)
+    postgres.stop_orphan(own_dir / "postgres")
 
 
 def established(port: int, pid: int) -> int:
