@@ -321,6 +321,15 @@ async def proxied(url: str) -> AsyncIterator[tuple[Proxy, str]]:
     await proxy.refuse()
 
 
+async def _until_disconnected(within: float) -> None:
+    """Until the worker has seen its connection go (the gauge is 0), or `within` s."""
+    deadline = asyncio.get_running_loop().time() + within
+    while monitoring.INGEST_DB_CONNECTED._value.get() != 0:
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+
+
 async def test_ingest_waits_out_postgresql_outages_and_loses_nothing(
     auth_hub: Hub, migrated_url: str, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -344,7 +353,7 @@ async def test_ingest_waits_out_postgresql_outages_and_loses_nothing(
 
             await proxy.refuse()  # PostgreSQL restarts: connections drop, then refused
             await produce(kafka_bootstrap, topic, _messages(fleet, range(100, 200), 60))
-            await asyncio.sleep(1.5)
+            await _until_disconnected(within=20)
             assert not task.done()
             assert monitoring.INGEST_DB_CONNECTED._value.get() == 0
             await proxy.start()
@@ -352,7 +361,7 @@ async def test_ingest_waits_out_postgresql_outages_and_loses_nothing(
 
             proxy.silent = True  # packets dropped: the batch must time out, not hang
             await produce(kafka_bootstrap, topic, _messages(fleet, range(200, 300), 60))
-            await asyncio.sleep(4)
+            await _until_disconnected(within=20)  # the batch's write timed out (2 s)
             assert not task.done()
             assert monitoring.INGEST_DB_CONNECTED._value.get() == 0
             proxy.silent = False
