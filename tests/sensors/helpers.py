@@ -135,9 +135,16 @@ async def dead_letters(
     topic: str,
     expected: int,
     where: Callable[[ConsumerRecord], bool] = lambda record: True,
+    *,
+    all_sent: bool = False,
 ) -> list[ConsumerRecord]:
     """The dead letters of `topic` that `where` picks, read until `expected` came (or 20 s):
-    other tests' letters on the same topic are skipped, not counted."""
+    other tests' letters on the same topic are skipped, not counted.
+
+    `all_sent`: whatever sends letters has stopped, so the letter topic's end now is its
+    end: reading stops there too (a test that asks for one more than it expects, to see
+    that none comes, gets its answer without waiting out the 20 s)."""
+    ends = await end_offsets(bootstrap, dlq_for(topic)) if all_sent else None
     consumer = AIOKafkaConsumer(
         dlq_for(topic), bootstrap_servers=bootstrap, auto_offset_reset="earliest"
     )
@@ -146,9 +153,22 @@ async def dead_letters(
     try:
         deadline = asyncio.get_running_loop().time() + 20
         while len(found) < expected and asyncio.get_running_loop().time() < deadline:
+            if ends is not None and await _read_to(consumer, dlq_for(topic), ends):
+                break
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 found.extend(record for record in records if where(record))
     finally:
         await consumer.stop()
     return found
+
+
+async def _read_to(consumer: AIOKafkaConsumer, topic: str, ends: dict[int, int]) -> bool:
+    """Whether `consumer` has read every partition of `topic` up to `ends`."""
+    assigned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+    if not set(ends) <= assigned:
+        return not any(ends.values())  # not assigned yet: read on, unless there is nothing
+    for partition, end in ends.items():
+        if await consumer.position(TopicPartition(topic, partition)) < end:
+            return False
+    return True
