@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
 import statistics
@@ -250,9 +251,25 @@ class CrashingWorker(IngestWorker):
                 raise Killed("killed after COMMIT, before the Kafka commit")
 
 
+@pytest.fixture
+def short_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest's consumers heartbeat every 0.5 s and are dropped from their group 3 s after
+    the last (aiokafka's defaults: 3 s and 10 s): a killed worker's member stops holding
+    the group's partitions sooner, and its replacement gets them. Nothing checked changes."""
+    from resolvers.sensors import ingest
+
+    monkeypatch.setattr(
+        ingest,
+        "AIOKafkaConsumer",
+        functools.partial(
+            ingest.AIOKafkaConsumer, session_timeout_ms=3000, heartbeat_interval_ms=500
+        ),
+    )
+
+
 @pytest.mark.parametrize("crash", ["before_commit", "after_commit"])
 async def test_killed_worker_restarted_gives_exact_counts(
-    auth_hub: Hub, migrated_url: str, kafka_bootstrap: str, crash: str
+    auth_hub: Hub, migrated_url: str, kafka_bootstrap: str, crash: str, short_sessions: None
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     owner = await partner(auth_hub.pool)
