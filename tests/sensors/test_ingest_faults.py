@@ -358,10 +358,11 @@ async def test_ingest_waits_out_postgresql_outages_and_loses_nothing(
             assert monitoring.INGEST_DB_CONNECTED._value.get() == 0
             await proxy.start()
             assert await _wait_stored(auth_hub, fleet, 1000, within=20) == 1000
+            assert monitoring.INGEST_DB_CONNECTED._value.get() == 1  # so the wait below waits
 
             proxy.silent = True  # packets dropped: the batch must time out, not hang
             await produce(kafka_bootstrap, topic, _messages(fleet, range(200, 300), 60))
-            await _until_disconnected(within=20)  # the batch's write timed out (2 s)
+            await _until_disconnected(within=10)  # the batch's write timed out (2 s)
             assert not task.done()
             assert monitoring.INGEST_DB_CONNECTED._value.get() == 0
             proxy.silent = False
