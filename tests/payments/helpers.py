@@ -37,14 +37,15 @@ PAYMENT_FIELDS = """
 
 
 @contextmanager
-def adapter_environment(*sandboxes: RunningSandbox) -> Iterator[None]:
-    """IEUM_<ADAPTER>_* pointing each sandbox's adapter at it, for the block."""
+def adapter_environment(*sandboxes: RunningSandbox, timeout_seconds: float = 1.0) -> Iterator[None]:
+    """IEUM_<ADAPTER>_* pointing each sandbox's adapter at it, for the block; a short
+    time budget by default, so lost answers are found out fast."""
     values: dict[str, str] = {}
     for sandbox in sandboxes:
         adapter = next(a for a in registry.load_all().values() if a.sandbox is sandbox.sandbox)
         for name, value in sandbox.settings().items():
             values[adapter.env_prefix + name.upper()] = str(value)
-        values[adapter.env_prefix + "TIMEOUT_SECONDS"] = "1.0"  # lost answers: found out fast
+        values[adapter.env_prefix + "TIMEOUT_SECONDS"] = str(timeout_seconds)
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
