@@ -11,7 +11,6 @@ import functools
 from collections.abc import Sequence
 
 from auth import scopes
-from hub.core.db import register_server_settings
 from hub.core.domain import Domain
 from hub.core.settings import register_section
 
@@ -35,7 +34,6 @@ def installed() -> dict[str, Domain]:
         if domain.settings is not None:
             register_section(domain.settings)
         scopes.register(domain.scopes)
-        register_server_settings(domain.name, domain.database_settings)
     return found
 
 

@@ -33,7 +33,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from hub.core import db
 from hub.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -256,7 +255,7 @@ class Relay:
                 self.database_url,
                 timeout=self.settings.db_timeout_seconds,
                 command_timeout=self.settings.db_statement_timeout_seconds,
-                server_settings={**db.SERVER_SETTINGS, "application_name": "ieum outbox relay"},
+                server_settings={"application_name": "ieum outbox relay"},
             )
             await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
             conn.add_termination_listener(lambda _: self._wake.set())
