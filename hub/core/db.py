@@ -162,8 +162,8 @@ async def create_pool(
     each statement by IEUM_DB_STATEMENT_TIMEOUT_SECONDS (on the server, which cancels it,
     and in the client a little later, for when the server's answer cannot reach us).
     `own_settings` are PostgreSQL settings for a domain's pool of its own whose statements
-    need them (custom plans for every run, say); the shared pools keep PostgreSQL's
-    defaults, so one domain's needs never slow another's statements."""
+    need them (sensors' custom plans); the shared pools keep PostgreSQL's defaults, so
+    one domain's needs never slow another's statements."""
     statement = settings.db_statement_timeout_seconds
     pool = Pool(
         url,

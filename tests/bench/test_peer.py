@@ -23,7 +23,6 @@ from joserfc.jwk import ECKey
 from hub.core import db
 from hub.core.settings import Settings
 from resolvers.sensors import queries, rollup_cache
-from resolvers.sensors.settings import POOL_SETTINGS
 from schema.sensors.types import aggregate_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -44,7 +43,7 @@ async def start(migrated_url: str) -> datetime:
 
 @pytest.fixture(scope="module")
 async def pool(migrated_url: str, start: datetime) -> AsyncIterator[asyncpg.Pool]:
-    created = await db.create_pool(migrated_url, Settings.from_env(), POOL_SETTINGS)
+    created = await db.create_pool(migrated_url, Settings.from_env())
     yield created
     await created.close()
 

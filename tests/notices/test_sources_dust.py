@@ -11,18 +11,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from h3.api import basic_int as h3
 
-from hub.core import db
 from resolvers.notices.from_sensors import FineDust
 from resolvers.notices.quiet import KST
 from resolvers.notices.settings import NoticesSettings
 from resolvers.sensors import queries
 from resolvers.sensors.message import H3_RESOLUTION
 from resolvers.sensors.rollup_cache import RollupCache
-from resolvers.sensors.settings import POOL_SETTINGS
 from schema.notices.source_polls import accept, follow
 from schema.notices.sources import Poll
 from schema.notices.state import hours_of
@@ -106,21 +103,11 @@ async def test_the_places_lie_in_their_districts(dust: Dust) -> None:
         assert cells and h3.latlng_to_cell(lat, lng, H3_RESOLUTION) in cells
 
 
-@pytest.fixture
-async def sensors_pool(dust: Dust, migrated_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool as the notices' source worker opens it: the sensors' plan settings."""
-    pool = await db.create_pool(migrated_url, dust.world.settings, POOL_SETTINGS)
-    yield pool
-    await pool.close()
-
-
-async def test_a_district_bad_for_an_hour_is_warned_once_per_episode(
-    dust: Dust, sensors_pool: asyncpg.Pool
-) -> None:
+async def test_a_district_bad_for_an_hour_is_warned_once_per_episode(dust: Dust) -> None:
     world, now = dust.world, dust.now
     app = await world.app()
     in_jung, in_jongno = await chose(world, app, JUNG), await chose(world, app, JONGNO)
-    fine_dust = FineDust(sensors_pool, RollupCache(64 * 2**20), k=3)
+    fine_dust = FineDust(world.pool, RollupCache(64 * 2**20), k=3)
     hours = hours_of(world.settings.section(NoticesSettings))
 
     # The worker as it looked three and a half hours ago, and two hours and a half ago.

@@ -25,7 +25,7 @@ from hub.core.settings import Settings
 from resolvers.sensors import queries
 from resolvers.sensors.live import LiveReadings
 from resolvers.sensors.rollup_cache import RollupCache
-from resolvers.sensors.settings import POOL_SETTINGS, SensorsSettings
+from resolvers.sensors.settings import SensorsSettings
 from resolvers.sensors.state import SensorsState
 from schema.builder import EntityError, build_schema
 from tests.schema.test_federation import compose, composed  # noqa: F401 (compose: a fixture)
@@ -131,7 +131,7 @@ def representations() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 async def pool(migrated_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await db.create_pool(migrated_url, Settings.from_env(), POOL_SETTINGS)
+    pool = await db.create_pool(migrated_url, Settings.from_env())
     await seed_rollups(pool)
     yield pool
     await pool.close()

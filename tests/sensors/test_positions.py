@@ -16,7 +16,6 @@ from hub.core import db
 from hub.core.settings import Settings
 from resolvers.sensors import live_feed
 from resolvers.sensors.positions import Position, latest_positions
-from resolvers.sensors.settings import POOL_SETTINGS
 from tests.sensors.helpers import (
     message,
     new_topic,
@@ -36,7 +35,7 @@ GANGNAM = (37.4979, 127.0276)
 
 @pytest.fixture(scope="module")
 async def pool(migrated_url: str) -> AsyncIterator[asyncpg.Pool]:
-    found = await db.create_pool(migrated_url, Settings.from_env(), POOL_SETTINGS)
+    found = await db.create_pool(migrated_url, Settings.from_env())
     yield found
     await found.close()
 

@@ -21,7 +21,6 @@ from hub.core.settings import Settings
 from resolvers.sensors import catalog, ingest_store, queries, rollup_cache
 from resolvers.sensors.message import H3_RESOLUTION
 from resolvers.sensors.rollup import RollupRow
-from resolvers.sensors.settings import POOL_SETTINGS
 
 pytestmark = pytest.mark.db
 
@@ -85,11 +84,11 @@ async def pool(migrated_url: str) -> AsyncIterator[asyncpg.Pool]:
         for minute in range(HOURS * 60)
         for cell in rng.sample(CELLS, 12)
     ]
-    conn = await db.connect(migrated_url, Settings(), POOL_SETTINGS)
+    conn = await db.connect(migrated_url, Settings())
     await ingest_store.prepare_connection(conn)
     await write(conn, rows)
     await conn.close()
-    pool = await db.create_pool(migrated_url, Settings(), POOL_SETTINGS)
+    pool = await db.create_pool(migrated_url, Settings())
     yield pool
     await pool.close()
 

@@ -20,7 +20,6 @@ from hub.core.settings import Settings
 from resolvers.sensors import catalog, copy_binary, ingest_store, queries, rollup_levels
 from resolvers.sensors.message import H3_RESOLUTION
 from resolvers.sensors.rollup import RollupColumns, RollupRow, rollup_columns
-from resolvers.sensors.settings import POOL_SETTINGS
 
 METRICS = catalog.metrics()
 CELLS = sorted(h3.grid_disk(h3.latlng_to_cell(37.5665, 126.9780, H3_RESOLUTION), 3))
@@ -69,13 +68,13 @@ def batch(rng: random.Random, first_minute: int, minutes: int, readings: int) ->
 @pytest.fixture(scope="module")
 async def pool(migrated_url: str) -> AsyncIterator[asyncpg.Pool]:
     rng = random.Random(5)
-    conn = await db.connect(migrated_url, Settings(), POOL_SETTINGS)
+    conn = await db.connect(migrated_url, Settings())
     await ingest_store.prepare_connection(conn)
     for first in range(0, MINUTES, 2):
         async with conn.transaction():
             await ingest_store.merge_rollups(conn, batch(rng, first, 3, 8))
     await conn.close()
-    pool = await db.create_pool(migrated_url, Settings(), POOL_SETTINGS)
+    pool = await db.create_pool(migrated_url, Settings())
     yield pool
     await pool.close()
 
@@ -112,7 +111,7 @@ async def test_worker_merges_as_the_sql_functions(migrated_url: str) -> None:
     """Batches merged by the worker (rollup_merge.py) leave both rollup tables as the SQL
     merge of 0004 leaves them, stored rows of another shape included (arrays of another
     length, from an older catalog, which the worker leaves to the SQL merge)."""
-    conn = await db.connect(migrated_url, Settings(), POOL_SETTINGS)
+    conn = await db.connect(migrated_url, Settings())
     try:
         await ingest_store.prepare_connection(conn)
         tables = []
@@ -157,7 +156,7 @@ async def test_workers_merging_the_same_rows_at_once_lose_nothing(migrated_url: 
     rng = random.Random(17)
     later = 24 * 60  # a day after the other tests' rows, removed at the end
     work = [[batch(rng, later + first, 3, 30) for first in range(0, 12, 2)] for _ in range(2)]
-    conns = [await db.connect(migrated_url, Settings(), POOL_SETTINGS) for _ in work]
+    conns = [await db.connect(migrated_url, Settings()) for _ in work]
     since = START + timedelta(minutes=later)
     tables = {
         "sensor_rollups": SLOT_COLUMNS.removesuffix(", partial"),
