@@ -74,7 +74,7 @@ def version() -> str:
 def max_connections() -> int:
     """Room for every pool of a hub with one HTTP process per core: each process may hold
     IEUM_DB_POOL_MAX (10) connections in each of its pools (the shared one and those some
-    domains open for themselves, four in all today), and the first process also its
+    domains open for themselves, three in all today), and the first process also its
     domains' workers'. PostgreSQL's default of 100 is too few for that beyond about four
     cores."""
     return 100 + 50 * (os.cpu_count() or 1)
