@@ -11,6 +11,7 @@ import functools
 from collections.abc import Sequence
 
 from auth import scopes
+from hub.core.db import register_server_settings
 from hub.core.domain import Domain
 from hub.core.settings import register_section
 
@@ -34,6 +35,7 @@ def installed() -> dict[str, Domain]:
         if domain.settings is not None:
             register_section(domain.settings)
         scopes.register(domain.scopes)
+        register_server_settings(domain.name, domain.database_settings)
     return found
 
 

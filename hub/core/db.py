@@ -31,6 +31,23 @@ PROBE_SECONDS = 1.0  # during an outage, how often a fresh connection checks whe
 # an answer itself (packets dropped: the server's own limit never reaches us).
 CLIENT_GRACE_SECONDS = 1.0
 
+# PostgreSQL settings every connection starts with: what the installed domains' queries
+# need (their manifests' `database_settings`, registered as the domains load). Startup
+# parameters, not SET, so the pool's RESET ALL keeps them.
+SERVER_SETTINGS: dict[str, str] = {}
+
+
+def register_server_settings(owner: str, wanted: Mapping[str, str]) -> None:
+    """Add a domain's connection settings; two domains wanting one setting differently
+    cannot share a pool, so that stops the load."""
+    for name, value in wanted.items():
+        known = SERVER_SETTINGS.setdefault(name, value)
+        if known != value:
+            raise ValueError(
+                f"domain {owner!r} needs PostgreSQL setting {name}={value!r}, but another "
+                f"installed domain needs {known!r}"
+            )
+
 
 async def init_connection(conn: asyncpg.Connection) -> None:
     """jsonb in and out as Python values, so no caller encodes JSON by hand."""
@@ -45,12 +62,9 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     connection). asyncpg still rolls back a transaction left open before calling this."""
 
 
-async def connect(
-    url: str, settings: Settings, own_settings: Mapping[str, str] | None = None
-) -> asyncpg.Connection:
-    """One connection set up as the pools' are; `own_settings` as in create_pool."""
+async def connect(url: str, settings: Settings) -> asyncpg.Connection:
     conn = await asyncpg.connect(
-        url, timeout=settings.db_timeout_seconds, server_settings=dict(own_settings or {})
+        url, timeout=settings.db_timeout_seconds, server_settings=SERVER_SETTINGS
     )
     await init_connection(conn)
     return conn
@@ -161,9 +175,8 @@ async def create_pool(
     """A pool whose waits are bounded: connecting and acquiring by IEUM_DB_TIMEOUT_SECONDS,
     each statement by IEUM_DB_STATEMENT_TIMEOUT_SECONDS (on the server, which cancels it,
     and in the client a little later, for when the server's answer cannot reach us).
-    `own_settings` are PostgreSQL settings for a domain's pool of its own whose statements
-    need them (sensors' custom plans); the shared pools keep PostgreSQL's defaults, so
-    one domain's needs never slow another's statements."""
+    `own_settings` override the installed domains' settings, for a domain's pool of its
+    own whose statements need others (the pool serves those statements only)."""
     statement = settings.db_statement_timeout_seconds
     pool = Pool(
         url,
@@ -181,6 +194,7 @@ async def create_pool(
         init=init_connection,
         reset=keep_session,
         server_settings={
+            **SERVER_SETTINGS,
             **(own_settings or {}),
             "statement_timeout": str(int(statement * 1000)),
         },

@@ -107,6 +107,9 @@ class Domain:
     lifespan: Lifespan | None = None
     workers: tuple[Worker, ...] = ()
     commands: tuple[Command, ...] = ()
+    # PostgreSQL settings this domain's queries need on every connection (startup
+    # parameters of the shared pools, e.g. {"plan_cache_mode": "force_custom_plan"}).
+    database_settings: Mapping[str, str] = field(default_factory=dict)
     reference_data: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
     demo: Callable[[DemoEnv], Awaitable[Sequence[str]]] | None = None  # → banner lines
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)

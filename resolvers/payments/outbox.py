@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from hub.core import db
 from hub.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class Relay:
                 self.database_url,
                 timeout=self.settings.db_timeout_seconds,
                 command_timeout=self.settings.db_statement_timeout_seconds,
-                server_settings={"application_name": "ieum outbox relay"},
+                server_settings={**db.SERVER_SETTINGS, "application_name": "ieum outbox relay"},
             )
             await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
             conn.add_termination_listener(lambda _: self._wake.set())

@@ -51,7 +51,7 @@ from resolvers.sensors.columns import BatchDecoder, ReadingBatch
 from resolvers.sensors.ingest_db import OUTAGE, Backoff, IngestDatabase, sleep_unless
 from resolvers.sensors.message import Reading
 from resolvers.sensors.message_binary import EPOCH
-from resolvers.sensors.settings import POOL_SETTINGS, SensorsSettings
+from resolvers.sensors.settings import SensorsSettings
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class IngestWorker:
 
     async def _connect(self) -> asyncpg.Connection:
         """A connection set up for ingest (tests use it for maintenance alone)."""
-        conn = await db.connect(self.database_url, self.settings, POOL_SETTINGS)
+        conn = await db.connect(self.database_url, self.settings)
         await self._prepare(conn)
         return conn
 

@@ -22,7 +22,6 @@ import asyncpg
 from hub.core import db
 from hub.core.settings import Settings
 from resolvers.sensors import monitoring
-from resolvers.sensors.settings import POOL_SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class IngestDatabase:
         while self.conn is None or self.conn.is_closed():
             try:
                 async with asyncio.timeout(self.settings.db_timeout_seconds * 2):
-                    conn = await db.connect(self.url, self.settings, POOL_SETTINGS)
+                    conn = await db.connect(self.url, self.settings)
                     try:
                         await self.prepare(conn)
                     except BaseException:

@@ -59,11 +59,3 @@ class SensorsSettings(BaseSettings):
         description="Time limit for writing one batch to PostgreSQL (also its"
         " statement_timeout); past it the connection is dropped and the batch retried.",
     )
-
-
-# The settings of the sensors' pools (hub.core.db.create_pool), where their statements
-# run. asyncpg prepares every statement; after five runs PostgreSQL may switch to a
-# generic plan, which cannot see how large an array argument is or how narrow a time
-# range is: for the aggregates over arrays of cells it picked plans ten times slower. In
-# pools of their own, no other domain's lookups pay for planning on every run.
-POOL_SETTINGS = {"plan_cache_mode": "force_custom_plan"}

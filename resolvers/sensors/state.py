@@ -7,9 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import asyncpg
-
-from hub.core import db
 from hub.core.result_cache import ResultCache
 from hub.core.servers import Servers
 from hub.core.settings import Settings
@@ -17,16 +14,14 @@ from resolvers.sensors import live_feed
 from resolvers.sensors.live import LiveReadings
 from resolvers.sensors.monitoring import AGGREGATE_CACHE
 from resolvers.sensors.rollup_cache import RollupCache
-from resolvers.sensors.settings import POOL_SETTINGS, SensorsSettings
+from resolvers.sensors.settings import SensorsSettings
 
 
 @dataclass(frozen=True)
 class SensorsState:
-    """Per process: the sensors' pool, recent aggregate answers, rollups in memory, live
-    subscribers."""
+    """Per process: recent aggregate answers, rollups in memory, live subscribers."""
 
     settings: SensorsSettings
-    pool: asyncpg.Pool
     aggregates: ResultCache
     rollups: RollupCache
     live: LiveReadings
@@ -40,10 +35,8 @@ class SensorsState:
 async def lifespan(settings: Settings, servers: Servers) -> AsyncIterator[SensorsState]:
     """The state, and the live feed followed from the broker while the process serves."""
     section = settings.section(SensorsSettings)
-    pool = await db.create_pool(servers.database, settings, POOL_SETTINGS)
     state = SensorsState(
         settings=section,
-        pool=pool,
         aggregates=ResultCache(section.aggregate_cache_seconds, lookups=AGGREGATE_CACHE),
         rollups=RollupCache(section.rollup_memory_mb * 2**20),
         live=LiveReadings(),
@@ -56,4 +49,3 @@ async def lifespan(settings: Settings, servers: Servers) -> AsyncIterator[Sensor
         feed.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await feed
-        await pool.close()

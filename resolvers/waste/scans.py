@@ -39,10 +39,10 @@ EARTH_RADIUS_M = 6_371_008.8
 CLOCK_SKEW = timedelta(minutes=5)  # a phone's clock ahead of ours by up to this is fine
 MAX_WEIGHT_KG = Decimal(10_000)
 GRAMS_10 = Decimal("0.01")  # weights are kept to 10 g, as the column holds them
-# The settings of the scans' own pool (hub.core.db.create_pool). Planned again on every
-# run (as forced custom plans did), the scan's statement cost PostgreSQL three times its
-# run; its plan does not depend on the values. In a pool of its own the statement needs
-# no transaction to set that in.
+# The settings of the scans' own pool (hub.core.db.create_pool). The shared pools force
+# custom plans (sensors' aggregates need them), which planned the scan's statement again on
+# every run, at a cost to PostgreSQL of three times its run; its plan does not depend on
+# the values. In a pool of its own the statement needs no transaction to set that in.
 POOL_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
 OUTSIDE = errors.OutsideCollectorDistricts.code
 ANOTHER = errors.AssignedToAnotherCollector.code

@@ -21,7 +21,6 @@ from hub.core.servers import Servers
 from hub.core.settings import Settings
 from resolvers.notices import errors, store
 from resolvers.notices.settings import NoticesSettings
-from resolvers.sensors.settings import POOL_SETTINGS
 from schema.notices.sources import Poll, polls
 from schema.notices.state import hours_of
 
@@ -29,8 +28,7 @@ log = logging.getLogger(__name__)
 
 
 async def run(settings: Settings, servers: Servers, stop: asyncio.Event) -> None:
-    # the fine-dust source runs the sensors' aggregates: their pool settings
-    pool = await db.create_pool(servers.database, settings, POOL_SETTINGS)
+    pool = await db.create_pool(servers.database, settings)
     try:
         await follow(pool, polls(settings, pool), hours_of(settings.section(NoticesSettings)), stop)
     finally:

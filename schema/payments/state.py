@@ -17,12 +17,11 @@ from resolvers.payments.settings import PaymentsSettings
 from schema.payments import upstreams
 from schema.payments.flow import Payments
 
-# The settings of the payment flow's own pool (hub.core.db.create_pool). Forced custom
-# plans (the sensors' pools have them) planned each of the flow's statements again at
-# every run: about a quarter of PostgreSQL's CPU per payment went to planning lookups by
-# key whose plans do not depend on the values. PostgreSQL's default, said here so a
-# server configured otherwise does not change it, keeps a statement's plan once five
-# runs showed it costs no more than a fresh one.
+# The settings of the payment flow's own pool (hub.core.db.create_pool). The shared pools
+# force custom plans (sensors' aggregates need them), which planned each of the flow's
+# statements again at every run: about a quarter of PostgreSQL's CPU per payment went to
+# planning lookups by key whose plans do not depend on the values. PostgreSQL's default
+# keeps a statement's plan once five runs showed it costs no more than a fresh one.
 POOL_SETTINGS = {"plan_cache_mode": "auto"}
 
 

@@ -38,9 +38,7 @@ async def district_air_quality(info: Info, code: str) -> AirQuality | None:
     k = info.context.state(SensorsState).k_anonymity
     return await info.context.state(SensorsState).aggregates.get(
         ("air_quality", code, k),
-        lambda: _air_quality(
-            info.context.state(SensorsState).pool, info.context.state(SensorsState).rollups, code, k
-        ),
+        lambda: _air_quality(info.context.db, info.context.state(SensorsState).rollups, code, k),
     )
 
 

@@ -136,13 +136,7 @@ async def exposure_along(
     result = await info.context.state(SensorsState).aggregates.get(
         ("exposure", points, m.id, start, end, k),
         lambda: derived.exposure(
-            info.context.state(SensorsState).pool,
-            info.context.state(SensorsState).rollups,
-            points,
-            m,
-            start,
-            end,
-            k,
+            info.context.db, info.context.state(SensorsState).rollups, points, m, start, end, k
         ),
     )
     segments = [route_segment(s) for s in result.segments]

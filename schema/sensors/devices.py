@@ -6,7 +6,6 @@ import strawberry
 
 from hub.core.context import Info
 from resolvers.sensors import devices, scopes
-from resolvers.sensors.state import SensorsState
 from schema.sensors.types import RegisterSensorDeviceInput, SensorDevice, device_of
 
 READ = [[scopes.READ.name]]
@@ -24,7 +23,7 @@ class SensorsMutation:
         self, info: Info, input: RegisterSensorDeviceInput
     ) -> SensorDevice | None:
         device = await devices.register(
-            info.context.state(SensorsState).pool,
+            info.context.db,
             info.context.caller.client_id or "",
             input.device_id,
             input.vehicle_id,
@@ -37,6 +36,4 @@ class SensorsMutation:
     )
     async def disable_sensor_device(self, info: Info, device_id: str) -> SensorDevice | None:
         owner = info.context.caller.client_id or ""
-        return device_of(
-            await devices.disable(info.context.state(SensorsState).pool, owner, device_id)
-        )
+        return device_of(await devices.disable(info.context.db, owner, device_id))

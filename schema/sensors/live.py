@@ -41,12 +41,7 @@ async def _stored_then_live(
             start, cursor = utc(since) + timedelta(microseconds=1), None  # strictly after
             while True:
                 rows = await queries.readings(
-                    info.context.state(SensorsState).pool,
-                    sorted(cells),
-                    start,
-                    datetime.now(UTC),
-                    REPLAY_PAGE,
-                    cursor,
+                    info.context.db, sorted(cells), start, datetime.now(UTC), REPLAY_PAGE, cursor
                 )
                 for stored in rows[:REPLAY_PAGE]:
                     last[stored.device_id] = stored.ts

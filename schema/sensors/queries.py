@@ -42,7 +42,7 @@ async def area_cells(info: Info, area: AreaInput) -> list[int]:
         raise BadUserInput("give exactly one of area.district, area.bbox, area.cells")
     if area.district:
         code = districts.check_code(area.district)
-        cells = await queries.district_cells(info.context.state(SensorsState).pool, code)
+        cells = await queries.district_cells(info.context.db, code)
         if cells is None:
             raise BadUserInput(f"no district has code {code}", argument="area")
         return cells
@@ -82,10 +82,7 @@ class SensorsQuery:
     )
     async def sensor_devices(self, info: Info) -> list[SensorDevice] | None:
         owner = info.context.caller.client_id or ""
-        return [
-            device_of(d)
-            for d in await devices.list_owned(info.context.state(SensorsState).pool, owner)
-        ]
+        return [device_of(d) for d in await devices.list_owned(info.context.db, owner)]
 
     @strawberry.federation.field(
         requires_scopes=READ, description="A metric over an area, bucketed in time."
@@ -108,7 +105,7 @@ class SensorsQuery:
         points = await info.context.state(SensorsState).aggregates.get(
             ("series", tuple(cells), m.id, start, end, width, k),
             lambda: queries.series(
-                info.context.state(SensorsState).pool,
+                info.context.db,
                 info.context.state(SensorsState).rollups,
                 cells,
                 m,
@@ -165,7 +162,7 @@ class SensorsQuery:
         check_first(first, MAX_PAGE)
         cells, start, end = await window_cells(info, area, from_, to)
         rows = await queries.readings(
-            info.context.state(SensorsState).pool, cells, start, end, first, reading_after(after)
+            info.context.db, cells, start, end, first, reading_after(after)
         )
         names = [m.name for m in catalog.metrics()]
         return page_of(
@@ -208,7 +205,7 @@ async def cells_at(
     return await info.context.state(SensorsState).aggregates.get(
         ("cells", tuple(cells), m.id, start, end, resolution, k),
         lambda: queries.per_cell(
-            info.context.state(SensorsState).pool,
+            info.context.db,
             info.context.state(SensorsState).rollups,
             cells,
             m,

@@ -8,7 +8,6 @@ import strawberry
 
 from hub.core.context import Info
 from resolvers.sensors import stations
-from resolvers.sensors.state import SensorsState
 from schema.sensors.queries import area_cells
 from schema.sensors.types import AirGrade, AreaInput, Position, air_grade
 
@@ -73,5 +72,5 @@ class StationsQuery:
     async def air_stations(self, info: Info, area: AreaInput) -> list[AirStation]:
         cells = await area_cells(info, area)
         since = datetime.now(UTC) - FRESH_FOR
-        found = await stations.latest_in(info.context.state(SensorsState).pool, cells, since)
+        found = await stations.latest_in(info.context.db, cells, since)
         return [station_of(reading) for reading in sorted(found, key=lambda r: r.name)]

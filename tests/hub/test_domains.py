@@ -32,7 +32,6 @@ from hub.core.domain import Command, Domain, ScopeInfo, Worker
 from hub.core.servers import Servers
 from hub.core.settings import Settings
 from hub.serve import _background, serving
-from resolvers.sensors import settings as sensor_settings
 from tests.conftest import local_settings
 
 pytestmark = pytest.mark.db
@@ -157,17 +156,33 @@ async def test_a_domain_requiring_one_not_installed_is_refused(
         domains.installed()
 
 
-async def test_shared_pools_keep_postgresqls_plans_and_sensors_force_custom_ones(
-    migrated_url: str,
-) -> None:
-    """One domain's planning needs stay in its own pools: the shared ones plan as
-    PostgreSQL does by default (a lookup by key planned once), the sensors' for each run."""
-    settings = Settings.from_env()
-    shared = await db.create_pool(migrated_url, settings)
-    sensors = await db.create_pool(migrated_url, settings, sensor_settings.POOL_SETTINGS)
+async def test_a_domains_database_settings_reach_every_connection(migrated_url: str) -> None:
+    """The sensors manifest asks for custom plans; the kernel's pools start with it."""
+    assert domains.installed()["sensors"].database_settings == {
+        "plan_cache_mode": "force_custom_plan"
+    }
+    pool = await db.create_pool(migrated_url, Settings.from_env())
     try:
-        assert await shared.fetchval("SHOW plan_cache_mode") == "auto"
-        assert await sensors.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        assert await pool.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
     finally:
-        await shared.close()
-        await sensors.close()
+        await pool.close()
+
+
+def test_two_domains_wanting_one_setting_differently_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    generic = Domain(
+        name="generic",
+        query=NotesQuery,
+        database_settings={"plan_cache_mode": "force_generic_plan"},
+    )
+    monkeypatch.setattr(schema.installed, "DOMAINS", (*schema.installed.DOMAINS, generic))
+    monkeypatch.setattr(db, "SERVER_SETTINGS", {})
+    domains.installed.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="'generic' needs PostgreSQL setting plan_cache_mode"):
+            domains.installed()
+    finally:
+        monkeypatch.undo()
+        domains.installed.cache_clear()
+        domains.installed()

@@ -160,7 +160,7 @@ async def seed_rollups(pool: asyncpg.Pool) -> None:
 
 def context(pool: Any) -> Context:
     """A request's context with the sensors domain's state, as a hub process holds it."""
-    sensors = SensorsState(SensorsSettings(), pool, ResultCache(0), RollupCache(0), LiveReadings())
+    sensors = SensorsState(SensorsSettings(), ResultCache(0), RollupCache(0), LiveReadings())
     return Context(connection=None, db=pool, caller=ANONYMOUS, states={SensorsState: sensors})  # type: ignore[arg-type]
 
 
