@@ -784,14 +784,11 @@ async def record_webhook(
 
 # A webhook of a payment no longer in flight (unknown, or settled: the common case, the
 # confirm's answer came first) recorded with what it did, nothing, in one statement; the
-# outcomes are flow._outcome's. For a payment in flight (no outcome, nothing recorded)
-# the caller reads it and applies the event. Not the payment's row in this answer: a
-# composite column makes asyncpg look its type up on each new connection (its catalog
-# query planned in 17 ms on this machine, about a second of PostgreSQL's CPU in each
-# bench/payments.py run, whose pool opens its connections as payments come).
+# outcomes are flow._outcome's. A payment in flight is returned as read (no outcome,
+# nothing recorded): the caller applies the event to it.
 _SETTLED_WEBHOOK = """
 WITH found AS (
-    SELECT p.status, p.payment_key FROM (VALUES (true)) AS one
+    SELECT p.status, p.payment_key, p AS payment FROM (VALUES (true)) AS one
       LEFT JOIN payments p ON p.order_id = $1
 ), settled AS (
     SELECT CASE WHEN status IS NULL THEN 'unknown_order'
@@ -804,7 +801,8 @@ WITH found AS (
     ON CONFLICT DO NOTHING
     RETURNING true
 )
-SELECT settled.outcome, EXISTS (SELECT FROM recorded) AS first
+SELECT settled.outcome, EXISTS (SELECT FROM recorded) AS first,
+       CASE WHEN settled.outcome IS NULL THEN found.payment END AS payment
   FROM found LEFT JOIN settled ON true
 """
 
@@ -818,12 +816,10 @@ async def record_settled_webhook(
     status: str,
 ) -> tuple[str, bool] | Payment:
     """Record a webhook of a payment not in flight: (its outcome, False if it was seen
-    before); the payment as read after if it was in flight (nothing recorded)."""
+    before); the payment as read if it is in flight (nothing recorded)."""
     row = await conn.fetchrow(
         _SETTLED_WEBHOOK, order_id, event_id, event_type, payment_key, status, list(IN_FLIGHT)
     )
     if row["outcome"] is not None:
         return row["outcome"], row["first"]
-    payment = await by_order(conn, order_id)
-    assert payment is not None, "payments are never deleted"
-    return payment
+    return Payment(**dict(row["payment"]))  # sent only when in flight

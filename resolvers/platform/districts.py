@@ -76,15 +76,9 @@ def district_loader(pool: asyncpg.Pool) -> DataLoader[str, DistrictRow | None]:
         # the GIN index, only for codes that are no district's current one. So a current
         # code names its current holder even if another district once had it.
         wanted = list(codes)
-        if len(wanted) == 1:
-            # Most requests ask for one. PostgreSQL plans `= ANY($1)` again on every
-            # execution (its generic plan, guessing ten rows, never beats a custom plan
-            # for one), about 45 us of its CPU a lookup; `= $1` is planned once.
-            rows = await pool.fetch(f"SELECT {_COLUMNS} FROM districts WHERE code = $1", wanted[0])
-        else:
-            rows = await pool.fetch(
-                f"SELECT {_COLUMNS} FROM districts WHERE code = ANY($1::text[])", wanted
-            )
+        rows = await pool.fetch(
+            f"SELECT {_COLUMNS} FROM districts WHERE code = ANY($1::text[])", wanted
+        )
         by_code = {row["code"]: DistrictRow(**row) for row in rows}
         former = [code for code in wanted if code not in by_code]
         if former:

@@ -547,7 +547,7 @@ async def on_webhook(hub: Payments, body: bytes, headers: Mapping[str, str]) -> 
 
     Most webhooks find their payment confirmed already by the confirm's own answer: the
     event recorded with its outcome in one statement, no transaction. A payment still in
-    flight when that statement read it (then read whole) has the event applied to it
+    flight (as that statement read it, no read of its own) has the event applied to it
     by the same conditional steps a confirm's answer takes (store.finish_confirmed,
     finish_failed, mark_unknown): when the answer and the webhook come together, one
     books and the other finds it booked, and neither holds the payment locked while the
@@ -572,7 +572,7 @@ async def on_webhook(hub: Payments, body: bytes, headers: Mapping[str, str]) -> 
         if isinstance(settled, tuple):
             outcome, first = settled
             return 200, outcome if first else "duplicate"
-        payment = settled  # in flight when the statement read it
+        payment = settled  # in flight as the statement read it
         outcome = _outcome(payment, found.payment_key)
         if outcome == "apply":  # unless the confirm's answer (or a lookup) got there first
             assert payment is not None
